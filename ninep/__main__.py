@@ -1,0 +1,7 @@
+"""``python -m ninep``: the same as the ``ninep`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,385 @@
+"""One handler per T-message: look up the fid, check its state, call vfs/, return the R-message.
+
+Handlers never touch the transport. Tversion and Tflush live in transport.py,
+since they act on the connection itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from vfs.locks import UNLCK
+from vfs.namespace import Location
+from vfs.node import UTIME_NOW, Attr, SetAttr
+from vfs.policy import AttachRequest
+
+from . import messages as m
+from .session import Fid, Session, XattrWrite, handles, resolve_cred
+
+__all__ = ["GETATTR_VALID", "MAXWELEM", "LOCK_SUCCESS", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK"]
+
+MAXWELEM = 16
+GETATTR_VALID = 0x3FFF  # BASIC | BTIME | GEN | DATA_VERSION
+O_ACCMODE, O_WRONLY, O_RDWR, O_DIRECTORY = 3, 1, 2, 0o200000
+AT_REMOVEDIR = 0x200
+LOCK_SUCCESS, LOCK_BLOCKED = 0, 1
+LOCK_FLAG_BLOCK = 1
+XATTR_SIZE_MAX = 65536
+# setattr valid bits (PROTOCOL.md)
+SA_MODE, SA_UID, SA_GID, SA_SIZE = 0x1, 0x2, 0x4, 0x8
+SA_ATIME, SA_MTIME, SA_CTIME, SA_ATIME_SET, SA_MTIME_SET = 0x10, 0x20, 0x40, 0x80, 0x100
+
+
+def _open_fid(session: Session, number: int) -> Fid:
+    fid = session.fid(number)
+    if fid.handle is None:
+        raise OSError(errno.EBADF, f"fid {number} is not open")
+    return fid
+
+
+def _unopened_fid(session: Session, number: int) -> Fid:
+    fid = session.fid(number)
+    if fid.handle is not None or fid.xattr_write is not None:
+        raise OSError(errno.EBADF, f"fid {number} is already open")
+    return fid
+
+
+async def _qid(fid: Fid, loc: Location | None = None) -> m.Qid:
+    """The qid of ``loc`` (default: the fid's own location) in the fid's namespace."""
+    loc = loc or fid.loc
+    return fid.ns.qid(loc, await loc.node.getattr())
+
+
+@handles(m.Tattach)
+async def attach(session: Session, msg: m.Tattach) -> m.Message:
+    session.check_new_fid(msg.fid)
+    if msg.afid != m.NOFID:
+        raise OSError(errno.EACCES, "authentication is not configured")
+    cred = resolve_cred(msg.uname, msg.n_uname)
+    ns = session.policy.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
+                                             cred))
+    fid = Fid(ns, ns.root(), cred)
+    qid = await _qid(fid)
+    session.bind(msg.fid, fid)
+    return m.Rattach(qid)
+
+
+@handles(m.Tauth)
+async def auth(session: Session, msg: m.Tauth) -> m.Message:
+    # No key-based policy exists yet: answer "authentication not required" the
+    # way diod does (Rlerror ENOENT), which diod's npclient and others take as
+    # "attach with afid = NOFID".
+    raise OSError(errno.ENOENT, "authentication not required")
+
+
+@handles(m.Twalk)
+async def walk(session: Session, msg: m.Twalk) -> m.Message:
+    fid = session.fid(msg.fid)
+    if len(msg.wnames) > MAXWELEM:
+        raise OSError(errno.EINVAL, f"walk of {len(msg.wnames)} names (max {MAXWELEM})")
+    if msg.newfid != msg.fid:
+        session.check_new_fid(msg.newfid)
+    elif fid.handle is not None and msg.wnames:
+        raise OSError(errno.EBUSY, "an open fid cannot walk itself")
+    loc, parent, name = fid.loc, fid.parent, fid.name
+    qids: list[m.Qid] = []
+    for index, wname in enumerate(msg.wnames):
+        try:
+            step = await fid.ns.walk(loc, wname, fid.cred)
+            qids.append(fid.ns.qid(step, await step.node.getattr()))
+        except OSError:
+            if index == 0:
+                raise
+            return m.Rwalk(tuple(qids))  # partial walk: newfid stays unbound
+        parent, name, loc = loc, wname, step
+    new = Fid(fid.ns, loc, fid.cred, parent=parent, name=name)
+    if msg.newfid == msg.fid:
+        session.fids[msg.fid] = new
+    else:
+        session.bind(msg.newfid, new)
+    return m.Rwalk(tuple(qids))
+
+
+def _rgetattr(qid: m.Qid, a: Attr) -> m.Rgetattr:
+    return m.Rgetattr(GETATTR_VALID, qid, a.mode, a.uid, a.gid, a.nlink, a.rdev, a.size,
+                      a.blksize, a.blocks, a.atime_ns // 1_000_000_000, a.atime_ns % 1_000_000_000,
+                      a.mtime_ns // 1_000_000_000, a.mtime_ns % 1_000_000_000,
+                      a.ctime_ns // 1_000_000_000, a.ctime_ns % 1_000_000_000,
+                      a.btime_ns // 1_000_000_000, a.btime_ns % 1_000_000_000,
+                      a.gen, a.data_version)
+
+
+@handles(m.Tgetattr)
+async def getattr(session: Session, msg: m.Tgetattr) -> m.Message:
+    fid = session.fid(msg.fid)
+    attr = await fid.loc.node.getattr()
+    return _rgetattr(fid.ns.qid(fid.loc, attr), attr)
+
+
+def _setattr_changes(msg: m.Tsetattr) -> SetAttr:
+    valid = msg.valid
+
+    def when(bit: int, set_bit: int, sec: int, nsec: int) -> int | None:
+        if not valid & bit:
+            return None
+        return sec * 1_000_000_000 + nsec if valid & set_bit else UTIME_NOW
+
+    return SetAttr(
+        mode=msg.mode & 0o7777 if valid & SA_MODE else None,
+        uid=msg.uid if valid & SA_UID else None,
+        gid=msg.gid if valid & SA_GID else None,
+        size=msg.size if valid & SA_SIZE else None,
+        atime_ns=when(SA_ATIME, SA_ATIME_SET, msg.atime_sec, msg.atime_nsec),
+        mtime_ns=when(SA_MTIME, SA_MTIME_SET, msg.mtime_sec, msg.mtime_nsec),
+        ctime=bool(valid & SA_CTIME),
+    )
+
+
+@handles(m.Tsetattr)
+async def setattr(session: Session, msg: m.Tsetattr) -> m.Message:
+    fid = session.fid(msg.fid)
+    writable = fid.handle is not None and fid.flags & O_ACCMODE in (O_WRONLY, O_RDWR)
+    await fid.ns.setattr(fid.loc, _setattr_changes(msg), fid.cred, open_for_write=writable)
+    return m.Rsetattr()
+
+
+@handles(m.Tlopen)
+async def lopen(session: Session, msg: m.Tlopen) -> m.Message:
+    fid = _unopened_fid(session, msg.fid)
+    if fid.xattr_value is not None:
+        raise OSError(errno.EBADF, "an xattr fid cannot be opened")
+    attr = await fid.loc.node.getattr()
+    if msg.flags & O_DIRECTORY and not stat.S_ISDIR(attr.mode):
+        raise OSError(errno.ENOTDIR, "not a directory")
+    fid.handle = await fid.ns.open(fid.loc, msg.flags, fid.cred)
+    fid.flags = msg.flags
+    return m.Rlopen(fid.ns.qid(fid.loc, attr), 0)
+
+
+@handles(m.Tlcreate)
+async def lcreate(session: Session, msg: m.Tlcreate) -> m.Message:
+    fid = _unopened_fid(session, msg.fid)
+    loc, handle = await fid.ns.create(fid.loc, msg.name, msg.flags, msg.mode & 0o7777, msg.gid,
+                                      fid.cred)
+    fid.parent, fid.name, fid.loc, fid.handle, fid.flags = fid.loc, msg.name, loc, handle, msg.flags
+    return m.Rlcreate(await _qid(fid, loc), 0)
+
+
+@handles(m.Tmkdir)
+async def mkdir(session: Session, msg: m.Tmkdir) -> m.Message:
+    fid = session.fid(msg.dfid)
+    loc = await fid.ns.mkdir(fid.loc, msg.name, msg.mode & 0o7777, msg.gid, fid.cred)
+    return m.Rmkdir(await _qid(fid, loc))
+
+
+@handles(m.Tsymlink)
+async def symlink(session: Session, msg: m.Tsymlink) -> m.Message:
+    fid = session.fid(msg.fid)
+    loc = await fid.ns.symlink(fid.loc, msg.name, msg.symtgt, msg.gid, fid.cred)
+    return m.Rsymlink(await _qid(fid, loc))
+
+
+@handles(m.Tmknod)
+async def mknod(session: Session, msg: m.Tmknod) -> m.Message:
+    fid = session.fid(msg.dfid)
+    rdev = os.makedev(msg.major, msg.minor)
+    loc = await fid.ns.mknod(fid.loc, msg.name, msg.mode, rdev, msg.gid, fid.cred)
+    return m.Rmknod(await _qid(fid, loc))
+
+
+@handles(m.Tlink)
+async def link(session: Session, msg: m.Tlink) -> m.Message:
+    dfid = session.fid(msg.dfid)
+    target = session.fid(msg.fid)
+    await dfid.ns.link(dfid.loc, msg.name, target.loc, dfid.cred)
+    return m.Rlink()
+
+
+@handles(m.Trenameat)
+async def renameat(session: Session, msg: m.Trenameat) -> m.Message:
+    old = session.fid(msg.olddirfid)
+    new = session.fid(msg.newdirfid)
+    await old.ns.rename(old.loc, msg.oldname, new.loc, msg.newname, old.cred)
+    return m.Rrenameat()
+
+
+@handles(m.Trename)
+async def rename(session: Session, msg: m.Trename) -> m.Message:
+    fid = session.fid(msg.fid)
+    new = session.fid(msg.dfid)
+    if fid.parent is None:
+        raise OSError(errno.EBUSY, "the root cannot be renamed")
+    await fid.ns.rename(fid.parent, fid.name, new.loc, msg.name, fid.cred)
+    fid.parent, fid.name = new.loc, msg.name
+    return m.Rrename()
+
+
+@handles(m.Tunlinkat)
+async def unlinkat(session: Session, msg: m.Tunlinkat) -> m.Message:
+    fid = session.fid(msg.dirfid)
+    await fid.ns.unlink(fid.loc, msg.name, bool(msg.flags & AT_REMOVEDIR), fid.cred)
+    return m.Runlinkat()
+
+
+@handles(m.Tremove)
+async def remove(session: Session, msg: m.Tremove) -> m.Message:
+    fid = session.fid(msg.fid)
+    del session.fids[msg.fid]  # Tremove clunks the fid even when the removal fails
+    try:
+        if fid.parent is None:
+            raise OSError(errno.EBUSY, "the root cannot be removed")
+        attr = await fid.loc.node.getattr()
+        await fid.ns.unlink(fid.parent, fid.name, stat.S_ISDIR(attr.mode), fid.cred)
+    finally:
+        await session.release(fid)
+    return m.Rremove()
+
+
+@handles(m.Tclunk)
+async def clunk(session: Session, msg: m.Tclunk) -> m.Message:
+    fid = session.fid(msg.fid)
+    del session.fids[msg.fid]
+    await session.release(fid)
+    return m.Rclunk()
+
+
+@handles(m.Treadlink)
+async def readlink(session: Session, msg: m.Treadlink) -> m.Message:
+    fid = session.fid(msg.fid)
+    return m.Rreadlink(await fid.ns.readlink(fid.loc, fid.cred))
+
+
+@handles(m.Tstatfs)
+async def statfs(session: Session, msg: m.Tstatfs) -> m.Message:
+    fid = session.fid(msg.fid)
+    s = await fid.ns.statfs(fid.loc)
+    return m.Rstatfs(s.fstype, s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.fsid,
+                     s.namelen)
+
+
+@handles(m.Tread)
+async def read(session: Session, msg: m.Tread) -> m.Message:
+    fid = session.fid(msg.fid)
+    count = min(msg.count, session.msize - m.HEADER_SIZE - 4)
+    if fid.xattr_value is not None:
+        return m.Rread(fid.xattr_value[msg.offset:msg.offset + count])
+    if fid.handle is None:
+        raise OSError(errno.EBADF, f"fid {msg.fid} is not open")
+    if fid.flags & O_ACCMODE == O_WRONLY:
+        raise OSError(errno.EBADF, "file is open for writing only")
+    return m.Rread(await fid.handle.read(msg.offset, count))
+
+
+@handles(m.Twrite)
+async def write(session: Session, msg: m.Twrite) -> m.Message:
+    fid = session.fid(msg.fid)
+    if fid.xattr_write is not None:
+        return m.Rwrite(_xattr_append(fid.xattr_write, msg.offset, msg.data))
+    if fid.handle is None:
+        raise OSError(errno.EBADF, f"fid {msg.fid} is not open")
+    if fid.flags & O_ACCMODE not in (O_WRONLY, O_RDWR):
+        raise OSError(errno.EBADF, "file is open for reading only")
+    return m.Rwrite(await fid.handle.write(msg.offset, msg.data))
+
+
+def _xattr_append(pending: XattrWrite, offset: int, data: bytes) -> int:
+    if offset != len(pending.buf) or offset + len(data) > pending.size:
+        raise OSError(errno.EINVAL, f"xattr {pending.name}: write at {offset} of {len(data)} "
+                      f"bytes does not continue a value of {pending.size}")
+    pending.buf += data
+    return len(data)
+
+
+@handles(m.Treaddir)
+async def readdir(session: Session, msg: m.Treaddir) -> m.Message:
+    fid = _open_fid(session, msg.fid)
+    count = min(msg.count, session.msize - m.HEADER_SIZE - 4)
+    parts: list[bytes] = []
+    used = 0
+    cookie = msg.offset
+    mount = fid.loc.mount
+    while True:
+        entries = await fid.ns.readdir(fid.loc, cookie, max(count // 32, 8))
+        if not entries:
+            break
+        for entry in entries:
+            qid = m.Qid(_DT_QTYPE.get(entry.dtype, 0), 0, mount.qid_path(entry.ino))
+            packed = m.pack_dirent(qid, entry.cookie, entry.dtype, entry.name)
+            if used + len(packed) > count:
+                if not parts:
+                    raise OSError(errno.EINVAL, "Treaddir count too small for one entry")
+                return m.Rreaddir(b"".join(parts))
+            parts.append(packed)
+            used += len(packed)
+            cookie = entry.cookie
+    return m.Rreaddir(b"".join(parts))
+
+
+_DT_QTYPE = {4: 0x80, 10: 0x02}  # DT_DIR -> QTDIR, DT_LNK -> QTSYMLINK
+
+
+@handles(m.Tfsync)
+async def fsync(session: Session, msg: m.Tfsync) -> m.Message:
+    fid = _open_fid(session, msg.fid)
+    assert fid.handle is not None
+    await fid.handle.fsync(bool(msg.datasync))
+    return m.Rfsync()
+
+
+async def _lock_key(fid: Fid) -> tuple[int, int]:
+    return id(fid.loc.mount.backend), (await fid.loc.node.getattr()).ino
+
+
+@handles(m.Tlock)
+async def lock(session: Session, msg: m.Tlock) -> m.Message:
+    fid = session.fid(msg.fid)
+    if msg.lock_type not in (0, 1, 2):
+        raise OSError(errno.EINVAL, f"lock type {msg.lock_type}")
+    key = await _lock_key(fid)
+    owner = (session.conn_id, msg.client_id, msg.proc_id)
+    if msg.flags & LOCK_FLAG_BLOCK and msg.lock_type != UNLCK:
+        await session.locks.lock(key, msg.lock_type, msg.start, msg.length, owner)
+        return m.Rlock(LOCK_SUCCESS)
+    granted = session.locks.try_lock(key, msg.lock_type, msg.start, msg.length, owner)
+    return m.Rlock(LOCK_SUCCESS if granted else LOCK_BLOCKED)
+
+
+@handles(m.Tgetlock)
+async def getlock(session: Session, msg: m.Tgetlock) -> m.Message:
+    fid = session.fid(msg.fid)
+    key = await _lock_key(fid)
+    owner = (session.conn_id, msg.client_id, msg.proc_id)
+    held = session.locks.test(key, msg.lock_type, msg.start, msg.length, owner)
+    if held is None:
+        return m.Rgetlock(UNLCK, msg.start, msg.length, msg.proc_id, msg.client_id)
+    return m.Rgetlock(held.lock_type, held.start, held.length, held.owner[2], held.owner[1])
+
+
+@handles(m.Txattrwalk)
+async def xattrwalk(session: Session, msg: m.Txattrwalk) -> m.Message:
+    fid = session.fid(msg.fid)
+    session.check_new_fid(msg.newfid)
+    if msg.name:
+        value = await fid.ns.xattr_get(fid.loc, msg.name, fid.cred)
+    else:
+        names = await fid.ns.xattr_list(fid.loc, fid.cred)
+        value = b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
+    new = fid.clone()
+    new.xattr_value = bytes(value)
+    session.bind(msg.newfid, new)
+    return m.Rxattrwalk(len(value))
+
+
+@handles(m.Txattrcreate)
+async def xattrcreate(session: Session, msg: m.Txattrcreate) -> m.Message:
+    fid = _unopened_fid(session, msg.fid)
+    if msg.attr_size > XATTR_SIZE_MAX:
+        raise OSError(errno.E2BIG, f"xattr value of {msg.attr_size} bytes (max {XATTR_SIZE_MAX})")
+    if not msg.name:
+        raise OSError(errno.EINVAL, "empty xattr name")
+    if fid.loc.mount.read_only:
+        raise OSError(errno.EROFS, "read-only file system")
+    fid.xattr_write = XattrWrite(msg.name, msg.attr_size, msg.flags)
+    return m.Rxattrcreate()

@@ -1,0 +1,205 @@
+"""A connection's 9P session: negotiated msize, the fid table, identities, and dispatch."""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import pwd
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from vfs.locks import LockManager
+from vfs.namespace import Location, Namespace
+from vfs.node import Cred, Handle
+from vfs.policy import Peer, Policy
+
+from . import messages as m
+
+__all__ = ["Fid", "XattrWrite", "Session", "ServerLimits", "Handler", "HANDLERS", "handles",
+           "resolve_cred"]
+
+log = logging.getLogger(__name__)
+
+NOBODY = 65534
+XATTR_REPLACE = 2
+
+
+@dataclass(slots=True)
+class XattrWrite:
+    """A fid turned by Txattrcreate into the value being written (set at clunk)."""
+
+    name: str
+    size: int
+    flags: int
+    buf: bytearray = field(default_factory=bytearray)
+
+
+@dataclass(slots=True, eq=False)
+class Fid:
+    """What one fid points at: a namespace location, and once opened, a Handle.
+
+    ``parent``/``name`` record the last walk step, for Trename and Tremove,
+    the two messages that name a file by fid alone.
+    """
+
+    ns: Namespace
+    loc: Location
+    cred: Cred
+    handle: Handle | None = None
+    flags: int = 0
+    parent: Location | None = None
+    name: str = ""
+    xattr_value: bytes | None = None  # a Txattrwalk fid: the value to read
+    xattr_write: XattrWrite | None = None
+
+    def clone(self) -> Fid:
+        return Fid(self.ns, self.loc, self.cred, parent=self.parent, name=self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Per-server knobs, each with a safe default."""
+
+    max_msize: int = 1 << 20
+    max_fids: int = 16384
+    max_inflight: int = 256
+
+
+Handler = Callable[["Session", m.Message], Awaitable[m.Message]]
+HANDLERS: dict[type[m.Message], Handler] = {}
+
+
+def handles(*types: type[m.Message]) -> Callable[[Handler], Handler]:
+    """Register a handler for T-message classes (one table, checked for duplicates)."""
+    def register(fn: Handler) -> Handler:
+        for t in types:
+            if t in HANDLERS:
+                raise TypeError(f"two handlers for {t.__name__}")
+            HANDLERS[t] = fn
+        return fn
+    return register
+
+
+_cred_cache: dict[tuple[str, int], Cred] = {}
+
+
+def resolve_cred(uname: str, n_uname: int) -> Cred:
+    """The identity of an attach: n_uname if given, else uname looked up in passwd.
+
+    An unknown uname is nobody (65534), as diod and the Linux client assume.
+    """
+    key = (uname, n_uname)
+    cred = _cred_cache.get(key)
+    if cred is not None:
+        return cred
+    uid = n_uname
+    gid = n_uname
+    name = None
+    try:
+        entry = pwd.getpwuid(uid) if n_uname != m.NONUNAME else pwd.getpwnam(uname)
+        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    except (KeyError, OverflowError):
+        if n_uname == m.NONUNAME:
+            uid = gid = NOBODY
+    groups = frozenset(_groups_of(name, gid)) if name else frozenset()
+    cred = _cred_cache[key] = Cred(uid, gid, groups)
+    return cred
+
+
+def _groups_of(name: str, gid: int) -> list[int]:
+    try:
+        return os.getgrouplist(name, gid)
+    except (KeyError, OSError):  # pragma: no cover - nss failures
+        return [g.gr_gid for g in grp.getgrall() if name in g.gr_mem]
+
+
+class Session:
+    """The protocol state of one connection; handlers read and change it."""
+
+    def __init__(self, policy: Policy, locks: LockManager, peer: Peer, conn_id: int,
+                 limits: ServerLimits) -> None:
+        self.policy = policy
+        self.locks = locks
+        self.peer = peer
+        self.conn_id = conn_id
+        self.limits = limits
+        self.msize = limits.max_msize
+        self.versioned = False
+        self.fids: dict[int, Fid] = {}
+
+    # --- the fid table ---------------------------------------------------
+
+    def fid(self, number: int) -> Fid:
+        fid = self.fids.get(number)
+        if fid is None:
+            raise OSError(errno.EBADF, f"unknown fid {number}")
+        return fid
+
+    def check_new_fid(self, number: int) -> None:
+        if number in self.fids:
+            raise OSError(errno.EBADF, f"fid {number} is already in use")
+        if number == m.NOFID:
+            raise OSError(errno.EBADF, "NOFID cannot be bound")
+        if len(self.fids) >= self.limits.max_fids:
+            log.warning("%s: fid limit of %d reached", self.peer, self.limits.max_fids)
+            raise OSError(errno.EMFILE, f"too many fids (limit {self.limits.max_fids})")
+
+    def bind(self, number: int, fid: Fid) -> None:
+        self.check_new_fid(number)
+        self.fids[number] = fid
+
+    async def release(self, fid: Fid) -> None:
+        """Close what a clunked fid holds (its Handle, or apply a pending xattr write)."""
+        if fid.xattr_write is not None:
+            pending, fid.xattr_write = fid.xattr_write, None
+            await _finish_xattr_write(fid, pending)
+        if fid.handle is not None:
+            handle, fid.handle = fid.handle, None
+            await handle.close()
+
+    async def clunk_all(self) -> None:
+        """Forget every fid (Tversion reset, connection closed); errors are only logged."""
+        fids, self.fids = list(self.fids.values()), {}
+        for fid in fids:
+            try:
+                await self.release(fid)
+            except Exception:  # noqa: BLE001 - a closing connection must release the rest
+                log.exception("%s: error while clunking a fid", self.peer)
+        self.locks.release_connection(self.conn_id)
+
+    # --- dispatch --------------------------------------------------------
+
+    async def dispatch(self, msg: m.Message) -> m.Message:
+        """Run the handler for ``msg``: the one place an exception becomes Rlerror."""
+        handler = HANDLERS.get(type(msg))
+        if handler is None:
+            return m.Rlerror(errno.EOPNOTSUPP)
+        try:
+            return await handler(self, msg)
+        except OSError as exc:
+            return m.Rlerror(exc.errno or errno.EIO)
+        except Exception:  # noqa: BLE001 - a backend bug must not kill the connection
+            log.exception("%s: %s failed", self.peer, type(msg).__name__)
+            return m.Rlerror(errno.EIO)
+
+
+async def _finish_xattr_write(fid: Fid, pending: XattrWrite) -> None:
+    """Linux sets an xattr at the clunk of the Txattrcreate fid.
+
+    Size 0 removes it, as QEMU does: Linux's removexattr arrives as size 0
+    with XATTR_REPLACE (ENODATA if absent); an empty value cannot be told apart.
+    """
+    if len(pending.buf) != pending.size:
+        raise OSError(errno.EINVAL, f"xattr {pending.name}: wrote {len(pending.buf)} of "
+                      f"{pending.size} bytes")
+    if pending.size == 0:
+        try:
+            await fid.ns.xattr_remove(fid.loc, pending.name, fid.cred)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA or pending.flags & XATTR_REPLACE:
+                raise
+    else:
+        await fid.ns.xattr_set(fid.loc, pending.name, bytes(pending.buf), pending.flags,
+                               fid.cred)

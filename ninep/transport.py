@@ -1,0 +1,307 @@
+"""One asyncio Protocol per connection: framing, backpressure, the tag table, Tversion, Tflush.
+
+A request whose handler finishes without waiting is answered inline, with no
+Task (most RAM operations); one that waits is driven on by a Task from the
+point where it first waited. Replies go out in completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import socket
+import struct
+import types
+from collections import deque
+from typing import Any, Coroutine, Generator
+
+from vfs.locks import LockManager
+from vfs.policy import Peer, Policy
+
+from . import handlers as _handlers  # noqa: F401 - fills the handler table
+from . import messages as m
+from .framing import Framer
+from .messages import DecodeError
+from .session import ServerLimits, Session
+
+__all__ = ["Connection", "peer_of"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<IBH")
+_conn_ids = itertools.count(1)
+MIN_MSIZE = 4096
+LOCK_BLOCK = 1
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, m.Message], first: Any) -> Generator[Any, Any, m.Message]:
+    """Carry on a coroutine that was started inline and has yielded ``first``."""
+    yielded = first
+    while True:
+        try:
+            sent = yield yielded
+        except BaseException as exc:  # noqa: BLE001 - pass cancellation and the rest inward
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            continue
+        try:
+            yielded = coro.send(sent)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+async def _as_task(coro: Coroutine[Any, Any, m.Message], first: Any) -> m.Message:
+    return await _resume(coro, first)
+
+
+class _Request:
+    """A request that is waiting: its Task and the Tflush tags waiting on it."""
+
+    __slots__ = ("tag", "task", "flushes", "cancellable", "generation")
+
+    def __init__(self, tag: int, task: asyncio.Task[m.Message], cancellable: bool,
+                 generation: int) -> None:
+        self.tag = tag
+        self.task = task
+        self.flushes: list[int] = []
+        self.cancellable = cancellable
+        self.generation = generation
+
+
+def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
+    """The Peer of a new connection, with SO_PEERCRED for UNIX sockets."""
+    sock = transport.get_extra_info("socket")
+    address = transport.get_extra_info("peername")
+    if kind == "unix" and sock is not None:
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, gid = struct.unpack("3i", raw)
+            return Peer("unix", str(address or "local"), uid, gid, pid)
+        except OSError:
+            pass
+    if isinstance(address, tuple):
+        return Peer(kind, f"{address[0]}:{address[1]}")
+    return Peer(kind, str(address or "local"))
+
+
+class Connection(asyncio.Protocol):
+    """The server side of one 9P connection."""
+
+    def __init__(self, policy: Policy, locks: LockManager, limits: ServerLimits,
+                 kind: str = "tcp") -> None:
+        self._policy = policy
+        self._locks = locks
+        self._limits = limits
+        self._kind = kind
+        self._framer = Framer(limits.max_msize)
+        self._inflight: dict[int, _Request] = {}
+        self._queued: deque[bytes] = deque()
+        self._generation = 0
+        self._paused_by_requests = False
+        self._paused_by_writes = False
+        self._closing = False
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self._loop = asyncio.get_event_loop()
+
+    # --- asyncio callbacks -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment] # uvloop's are not subclasses
+        peer = peer_of(transport, self._kind)
+        self.session = Session(self._policy, self._locks, peer, next(_conn_ids), self._limits)
+        transport.set_write_buffer_limits(high=4 * self._limits.max_msize)
+        log.debug("connection from %s", peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            frames = self._framer.feed(data)
+        except DecodeError as exc:
+            self._protocol_error(str(exc))
+            return
+        for frame in frames:
+            if self._closing:
+                return
+            if self._queued or len(self._inflight) >= self._limits.max_inflight:
+                self._queued.append(frame)
+                self._pause(requests=True)
+            else:
+                self._frame_received(frame)
+
+    def pause_writing(self) -> None:
+        self._paused_by_writes = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._paused_by_writes = False
+        self._update_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._generation += 1
+        for request in list(self._inflight.values()):
+            if request.cancellable:
+                request.task.cancel()
+        self._inflight.clear()
+        self._queued.clear()
+        if self.session is not None:
+            session = self.session
+            self._loop.create_task(session.clunk_all())
+            log.debug("connection from %s closed", session.peer)
+
+    # --- requests ----------------------------------------------------------
+
+    def _frame_received(self, frame: bytes) -> None:
+        assert self.session is not None
+        size, mtype, tag = _HEADER.unpack_from(frame, 0)
+        if mtype == m.Tversion.type:
+            self._version(frame, size, tag)
+            return
+        if tag in self._inflight:
+            self._protocol_error(f"tag {tag} is already in flight")
+            return
+        if mtype not in m.MESSAGE_TYPES or not mtype % 2 == 0 or mtype == m.Tversion.type:
+            self._send(tag, m.Rlerror(errno.EOPNOTSUPP))
+            return
+        try:
+            msg = m.decode_body(mtype, frame, m.HEADER_SIZE, size)
+        except DecodeError as exc:
+            self._protocol_error(f"malformed {m.MESSAGE_TYPES[mtype].__name__}: {exc}")
+            return
+        if not self.session.versioned:
+            self._send(tag, m.Rlerror(errno.EPROTO))
+            return
+        if mtype == m.Tflush.type:
+            self._flush(tag, msg.oldtag)  # type: ignore[attr-defined]
+            return
+        self._start(tag, msg)
+
+    def _start(self, tag: int, msg: m.Message) -> None:
+        assert self.session is not None
+        coro = self.session.dispatch(msg)
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:
+            self._send(tag, stop.value)
+            return
+        cancellable = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_BLOCK)
+        task = self._loop.create_task(_as_task(coro, first))
+        request = _Request(tag, task, cancellable, self._generation)
+        self._inflight[tag] = request
+        task.add_done_callback(lambda _t, r=request: self._finished(r))  # type: ignore[misc]
+
+    def _finished(self, request: _Request) -> None:
+        if request.generation != self._generation:
+            return  # a Tversion reset or a closed connection dropped it
+        if self._inflight.get(request.tag) is request:
+            del self._inflight[request.tag]  # the tag is free again before its reply leaves
+        task = request.task
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:  # pragma: no cover - dispatch answers every Exception
+                log.error("request %d failed: %r", request.tag, exc)
+                self._send(request.tag, m.Rlerror(errno.EIO))
+            else:
+                self._send(request.tag, task.result())
+        for flush_tag in request.flushes:
+            self._send(flush_tag, m.Rflush())
+        self._drain_queue()
+
+    def _flush(self, tag: int, oldtag: int) -> None:
+        """Rflush goes out after the flushed reply was sent or suppressed, never an error."""
+        request = self._inflight.get(oldtag)
+        if request is None:
+            self._send(tag, m.Rflush())
+            return
+        request.flushes.append(tag)
+        if request.cancellable:
+            request.task.cancel()
+
+    def _version(self, frame: bytes, size: int, tag: int) -> None:
+        assert self.session is not None
+        try:
+            msg = m.decode_body(m.Tversion.type, frame, m.HEADER_SIZE, size)
+        except DecodeError as exc:
+            self._protocol_error(f"malformed Tversion: {exc}")
+            return
+        assert isinstance(msg, m.Tversion)
+        self._reset_session()
+        if msg.msize < MIN_MSIZE:
+            log.warning("%s: Tversion msize %d below %d refused", self.session.peer,
+                        msg.msize, MIN_MSIZE)
+            self._send(tag, m.Rlerror(errno.EINVAL))
+            return
+        msize = min(msg.msize, self._limits.max_msize)
+        if not msg.version.startswith(m.VERSION_9P2000L):
+            log.info("%s: version %r refused", self.session.peer, msg.version)
+            self._send(tag, m.Rversion(msize, m.VERSION_UNKNOWN))
+            return
+        self.session.msize = msize
+        self.session.versioned = True
+        self._framer.msize = msize
+        self._send(tag, m.Rversion(msize, m.VERSION_9P2000L))
+
+    def _reset_session(self) -> None:
+        """A Tversion aborts outstanding requests (their replies are dropped) and clunks all fids."""
+        assert self.session is not None
+        self._generation += 1
+        for request in self._inflight.values():
+            if request.cancellable:
+                request.task.cancel()
+        self._inflight.clear()
+        self.session.versioned = False
+        if self.session.fids:
+            old = self.session
+            self.session = Session(self._policy, self._locks, old.peer, old.conn_id, self._limits)
+            self._loop.create_task(old.clunk_all())
+
+    # --- output and flow control -------------------------------------------
+
+    def _send(self, tag: int, reply: m.Message) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        if type(reply) is m.Rread:
+            data = reply.data
+            transport.write(m.rread_header(tag, len(data)) + data if len(data) < 4096
+                            else m.rread_header(tag, len(data)))
+            if len(data) >= 4096:
+                transport.write(data)
+            return
+        transport.write(m.encode(tag, reply))
+
+    def _protocol_error(self, reason: str) -> None:
+        peer = self.session.peer if self.session else "unknown peer"
+        log.warning("%s: protocol error, closing the connection: %s", peer, reason)
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _pause(self, requests: bool) -> None:
+        self._paused_by_requests = requests
+        self._update_reading()
+
+    def _drain_queue(self) -> None:
+        while self._queued and len(self._inflight) < self._limits.max_inflight:
+            if self._closing:
+                return
+            self._frame_received(self._queued.popleft())
+        if not self._queued and len(self._inflight) <= self._limits.max_inflight // 2:
+            self._pause(requests=False)
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        if self._paused_by_requests or self._paused_by_writes:
+            if transport.is_reading():
+                transport.pause_reading()
+        elif not transport.is_reading():
+            transport.resume_reading()

@@ -1,0 +1,441 @@
+"""One attach's view: a mount tree of backends, walks across mounts, qids, and the checks.
+
+Read-only mounts, name validity and POSIX permissions are enforced here,
+before any backend is called, so a backend bug cannot widen them.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+import time
+from dataclasses import dataclass, field
+
+from ninep.messages import Qid
+
+from .node import (DT_DIR, Attr, Backend, Cred, DirEntry, Handle, Node, ReadOnlyNode,
+                   SetAttr, StatFs)
+from .perms import R_OK, W_OK, X_OK, check_access, check_owner, check_sticky
+
+__all__ = ["Mount", "Location", "Namespace", "validate_name", "SyntheticDir",
+           "QTDIR", "QTSYMLINK", "QTFILE", "DOT_COOKIES"]
+
+QTDIR, QTSYMLINK, QTFILE = 0x80, 0x02, 0x00
+DOT_COOKIES = 2  # namespace cookies 1 and 2 follow "." and ".."; backend cookie c is c + 2
+NAME_MAX = 255
+_O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC = 3, 1, 2, 0o1000
+_SYNTHETIC_DEV = 0xFFFF
+
+
+def validate_name(name: str) -> None:
+    """A name a client may create: not empty, no '/', no NUL, not '.' or '..', <= 255 bytes."""
+    if not name or name in (".", ".."):
+        raise OSError(errno.EINVAL, f"invalid file name {name!r}")
+    if "/" in name or "\0" in name:
+        raise OSError(errno.EINVAL, f"file name {name!r} contains '/' or NUL")
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise OSError(errno.ENAMETOOLONG, "file name longer than 255 bytes")
+
+
+def qid_type(mode: int) -> int:
+    if stat.S_ISDIR(mode):
+        return QTDIR
+    if stat.S_ISLNK(mode):
+        return QTSYMLINK
+    return QTFILE
+
+
+@dataclass(eq=False)
+class Mount:
+    """A backend instance mounted at ``path``; ``dev`` keeps its qids apart from others'."""
+
+    path: str
+    backend: Backend
+    read_only: bool = False
+    dev: int = 0
+    parent: Location | None = None  # where ".." from this mount's root leads
+    _qid_map: dict[int, int] = field(default_factory=dict)
+
+    def qid_path(self, ino: int) -> int:
+        """Map a backend inode number to a qid.path unique across the namespace."""
+        if ino < 1 << 48:
+            return (self.dev << 48) | ino
+        mapped = self._qid_map.get(ino)
+        if mapped is None:  # rare: a backend with 64-bit inode numbers
+            mapped = self._qid_map[ino] = (self.dev << 48) | (0xFFFF_FFFF_FFFF - len(self._qid_map))
+        return mapped
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A node and the mount it belongs to: what a fid points at."""
+
+    mount: Mount
+    node: Node
+
+
+class SyntheticDir(ReadOnlyNode):
+    """A directory that exists only to hold mount points (``/`` of ``/a`` and ``/b``)."""
+
+    def __init__(self, ino: int, parent: SyntheticDir | None = None) -> None:
+        self.ino = ino
+        self.parent = parent or self
+        self.children: dict[str, SyntheticDir | Mount] = {}
+        self.born = time.time_ns()
+
+    async def getattr(self) -> Attr:
+        return Attr(ino=self.ino, mode=stat.S_IFDIR | 0o555, uid=0, gid=0,
+                    nlink=2 + len(self.children),
+                    size=0, atime_ns=self.born, mtime_ns=self.born, ctime_ns=self.born)
+
+    async def walk(self, name: str) -> Node:
+        if name == "..":
+            return self.parent
+        child = self.children.get(name)
+        if isinstance(child, SyntheticDir):
+            return child
+        raise OSError(errno.ENOENT, "no such file or directory")  # mounts: see Namespace.walk
+
+    async def open(self, flags: int) -> Handle:
+        if flags & _O_ACCMODE != 0:
+            raise OSError(errno.EISDIR, "is a directory")
+        return Handle()
+
+    async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        names = list(self.children)
+        out = []
+        for index in range(cookie, min(len(names), cookie + count)):
+            child = self.children[names[index]]
+            ino = child.ino if isinstance(child, SyntheticDir) else 0x10000 + index
+            out.append(DirEntry(names[index], ino, DT_DIR, index + 1))
+        return out
+
+    async def statfs(self) -> StatFs:
+        return StatFs(bsize=4096, blocks=0, bfree=0, bavail=0, files=0, ffree=0)
+
+
+class _SyntheticBackend(Backend):
+    kind = "synthetic"
+
+    def __init__(self) -> None:
+        self.root = SyntheticDir(1)
+
+
+class Namespace:
+    """A mount tree, built once (``await Namespace.build(...)``) and shared by attaches."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self._synthetic = Mount("/", _SyntheticBackend(), read_only=True, dev=_SYNTHETIC_DEV)
+        self._root = Location(self._synthetic, self._synthetic.backend.root)
+        self._covered: dict[tuple[int, int], Mount] = {}  # (id(outer mount), ino) -> inner
+        self.mounts: list[Mount] = []
+
+    @classmethod
+    async def build(cls, mounts: list[tuple[str, Backend, bool]], name: str = "default") -> Namespace:
+        """Mount each (path, backend, read_only), shallowest first."""
+        ns = cls(name)
+        for path, backend, read_only in sorted(mounts, key=lambda m: _depth(m[0])):
+            await ns.mount(path, backend, read_only)
+        return ns
+
+    async def mount(self, path: str, backend: Backend, read_only: bool = False) -> Mount:
+        """Mount ``backend`` at ``path``: on a synthetic directory, or over a directory of
+        an existing mount (which must exist there)."""
+        parts = [p for p in path.split("/") if p]
+        dev = len(self.mounts)
+        mount = Mount("/" + "/".join(parts), backend, read_only, dev=dev)
+        if not parts:
+            if self.mounts:
+                raise ValueError("/ must be mounted first")
+            mount.parent = None
+            self._root = Location(mount, backend.root)
+            self.mounts.append(mount)
+            return mount
+        loc = self._root
+        for index, part in enumerate(parts):
+            if loc.mount is self._synthetic:
+                sdir = loc.node
+                assert isinstance(sdir, SyntheticDir)
+                child = sdir.children.get(part)
+                if index == len(parts) - 1:
+                    if child is not None:
+                        raise ValueError(f"mount point {mount.path} is already in use")
+                    sdir.children[part] = mount
+                    mount.parent = loc
+                    break
+                if child is None:
+                    child = sdir.children[part] = SyntheticDir(_next_ino(sdir), sdir)
+                loc = self._enter(loc, child)
+                continue
+            try:
+                inner = await self.walk(loc, part, _ROOT)
+            except OSError as exc:
+                raise ValueError(f"mount point {mount.path}: {part!r} not found in the "
+                                 f"backend mounted at {loc.mount.path}") from exc
+            if index == len(parts) - 1:
+                attr = await inner.node.getattr()
+                if not stat.S_ISDIR(attr.mode):
+                    raise ValueError(f"mount point {mount.path} is not a directory")
+                self._covered[(id(inner.mount), attr.ino)] = mount
+                mount.parent = loc
+                break
+            loc = inner
+        self.mounts.append(mount)
+        return mount
+
+    def _enter(self, loc: Location, child: SyntheticDir | Mount) -> Location:
+        if isinstance(child, Mount):
+            return Location(child, child.backend.root)
+        return Location(loc.mount, child)
+
+    def root(self) -> Location:
+        return self._root
+
+    # --- identity --------------------------------------------------------
+
+    def qid(self, loc: Location, attr: Attr) -> Qid:
+        return Qid(qid_type(attr.mode), 0, loc.mount.qid_path(attr.ino))
+
+    async def getattr(self, loc: Location) -> Attr:
+        return await loc.node.getattr()
+
+    # --- walking ---------------------------------------------------------
+
+    async def walk(self, loc: Location, name: str, cred: Cred) -> Location:
+        """One step from the directory ``loc``; '..' stops at the namespace root."""
+        mount = loc.mount
+        if mount.backend.keeps_ownership:
+            attr = await loc.node.getattr()
+            if not stat.S_ISDIR(attr.mode):
+                raise OSError(errno.ENOTDIR, "not a directory")
+            check_access(attr, cred, X_OK)
+        if name == "..":
+            return await self._walk_up(loc, cred)
+        if name == "." or not name:
+            return loc
+        if "/" in name or "\0" in name:
+            raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
+        if mount is self._synthetic:
+            assert isinstance(loc.node, SyntheticDir)
+            child = loc.node.children.get(name)
+            if child is None:
+                raise OSError(errno.ENOENT, "no such file or directory")
+            return self._enter(loc, child)
+        node = await loc.node.walk(name)
+        if self._covered:
+            inner = self._covered.get((id(mount), (await node.getattr()).ino))
+            if inner is not None:
+                return Location(inner, inner.backend.root)
+        return Location(mount, node)
+
+    async def _walk_up(self, loc: Location, cred: Cred) -> Location:
+        mount = loc.mount
+        if loc.node is mount.backend.root and mount is not self._synthetic:
+            # mount.parent: the directory holding the mount point, recorded at mount time
+            return mount.parent or loc
+        if mount is self._synthetic:
+            assert isinstance(loc.node, SyntheticDir)
+            return Location(mount, loc.node.parent)
+        return Location(mount, await loc.node.walk(".."))
+
+    # --- checks ----------------------------------------------------------
+
+    def _writable(self, loc: Location, what: str = "") -> None:
+        if loc.mount.read_only:
+            raise OSError(errno.EROFS, "read-only file system", what or None)
+
+    async def _check(self, loc: Location, cred: Cred, want: int) -> Attr | None:
+        if not loc.mount.backend.keeps_ownership:
+            return None
+        attr = await loc.node.getattr()
+        check_access(attr, cred, want)
+        return attr
+
+    async def _check_dir_write(self, loc: Location, cred: Cred) -> Attr | None:
+        self._writable(loc)
+        return await self._check(loc, cred, W_OK | X_OK)
+
+    # --- operations ------------------------------------------------------
+
+    async def open(self, loc: Location, flags: int, cred: Cred) -> Handle:
+        accmode = flags & _O_ACCMODE
+        writes = accmode in (_O_WRONLY, _O_RDWR) or bool(flags & _O_TRUNC)
+        if writes:
+            self._writable(loc)
+        want = (R_OK if accmode in (0, _O_RDWR) else 0) | (W_OK if writes else 0)
+        await self._check(loc, cred, want)
+        return await loc.node.open(flags)
+
+    async def create(self, loc: Location, name: str, flags: int, mode: int, gid: int,
+                     cred: Cred) -> tuple[Location, Handle]:
+        validate_name(name)
+        await self._check_dir_write(loc, cred)
+        node, handle = await loc.node.create(name, flags, mode, cred.uid, gid)
+        return Location(loc.mount, node), handle
+
+    async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
+        validate_name(name)
+        await self._check_dir_write(loc, cred)
+        return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, gid))
+
+    async def symlink(self, loc: Location, name: str, target: str, gid: int,
+                      cred: Cred) -> Location:
+        validate_name(name)
+        await self._check_dir_write(loc, cred)
+        return Location(loc.mount, await loc.node.symlink(name, target, cred.uid, gid))
+
+    async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
+                    cred: Cred) -> Location:
+        validate_name(name)
+        await self._check_dir_write(loc, cred)
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            if cred.uid != 0:
+                raise OSError(errno.EPERM, "only root may create device nodes")
+        return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid, gid))
+
+    async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
+        validate_name(name)
+        if target.mount is not dir_loc.mount:
+            raise OSError(errno.EXDEV, "cross-mount link")
+        await self._check_dir_write(dir_loc, cred)
+        await dir_loc.node.link(name, target.node)
+
+    async def _victim(self, dir_loc: Location, name: str, dir_attr: Attr | None,
+                      cred: Cred) -> None:
+        if dir_attr is not None and dir_attr.mode & stat.S_ISVTX:
+            victim = await (await dir_loc.node.walk(name)).getattr()
+            check_sticky(dir_attr, victim, cred)
+
+    async def unlink(self, dir_loc: Location, name: str, is_dir: bool, cred: Cred) -> None:
+        if name in (".", ".."):
+            raise OSError(errno.EINVAL if name == "." else errno.ENOTEMPTY, "cannot remove . or ..")
+        validate_name(name)
+        if await self._is_mount_point(dir_loc, name):
+            raise OSError(errno.EBUSY, "a mount point cannot be removed")
+        dir_attr = await self._check_dir_write(dir_loc, cred)
+        await self._victim(dir_loc, name, dir_attr, cred)
+        await dir_loc.node.unlink(name, is_dir)
+
+    async def rename(self, old_dir: Location, oldname: str, new_dir: Location, newname: str,
+                     cred: Cred) -> None:
+        validate_name(oldname)
+        validate_name(newname)
+        if old_dir.mount is not new_dir.mount:
+            raise OSError(errno.EXDEV, "cross-mount rename")
+        if (await self._is_mount_point(old_dir, oldname)
+                or await self._is_mount_point(new_dir, newname)):
+            raise OSError(errno.EBUSY, "a mount point cannot be renamed")
+        old_attr = await self._check_dir_write(old_dir, cred)
+        new_attr = await self._check_dir_write(new_dir, cred)
+        await self._victim(old_dir, oldname, old_attr, cred)
+        if new_attr is not None and new_attr.mode & stat.S_ISVTX:
+            try:
+                await self._victim(new_dir, newname, new_attr, cred)
+            except FileNotFoundError:
+                pass
+        await old_dir.node.rename(oldname, new_dir.node, newname)
+
+    async def _is_mount_point(self, dir_loc: Location, name: str) -> bool:
+        if dir_loc.mount is self._synthetic:
+            return name in dir_loc.node.children  # type: ignore[attr-defined]
+        if not any(key[0] == id(dir_loc.mount) for key in self._covered):
+            return False
+        try:
+            node = await dir_loc.node.walk(name)
+        except OSError:
+            return False
+        return (id(dir_loc.mount), (await node.getattr()).ino) in self._covered
+
+    async def readlink(self, loc: Location, cred: Cred) -> str:
+        return await loc.node.readlink()
+
+    async def statfs(self, loc: Location) -> StatFs:
+        return await loc.node.statfs()
+
+    async def setattr(self, loc: Location, changes: SetAttr, cred: Cred,
+                      open_for_write: bool = False) -> None:
+        """Tsetattr with the checks chmod/chown/truncate/utimes make on Linux.
+
+        ``open_for_write``: the fid is open for writing, so truncation needs no
+        further permission (ftruncate on an fd, even after a chmod or unlink).
+        """
+        self._writable(loc)
+        if loc.mount.backend.keeps_ownership:
+            await self._check_setattr(loc, changes, cred, open_for_write)
+        await loc.node.setattr(changes)
+
+    async def _check_setattr(self, loc: Location, changes: SetAttr, cred: Cred,
+                             open_for_write: bool) -> None:
+        attr = await loc.node.getattr()
+        if changes.mode is not None:
+            check_owner(attr, cred)
+        if changes.uid is not None and changes.uid != attr.uid and cred.uid != 0:
+            raise OSError(errno.EPERM, "only root may change the owner")
+        if changes.gid is not None and changes.gid != attr.gid and cred.uid != 0:
+            check_owner(attr, cred)
+            if not cred.in_group(changes.gid):
+                raise OSError(errno.EPERM, "not a member of the target group")
+        if changes.size is not None and not open_for_write:
+            check_access(attr, cred, W_OK)
+        explicit = [t for t in (changes.atime_ns, changes.mtime_ns) if t is not None]
+        if explicit and cred.uid not in (0, attr.uid):
+            if any(t >= 0 for t in explicit):
+                raise OSError(errno.EPERM, "only the owner may set file times")
+            check_access(attr, cred, W_OK)
+
+    async def xattr_get(self, loc: Location, name: str, cred: Cred) -> bytes:
+        await self._check(loc, cred, R_OK)
+        return await loc.node.xattr_get(name)
+
+    async def xattr_list(self, loc: Location, cred: Cred) -> list[str]:
+        return await loc.node.xattr_list()
+
+    async def xattr_set(self, loc: Location, name: str, value: bytes, flags: int,
+                        cred: Cred) -> None:
+        self._writable(loc)
+        await self._check_xattr_write(loc, name, cred)
+        await loc.node.xattr_set(name, value, flags)
+
+    async def xattr_remove(self, loc: Location, name: str, cred: Cred) -> None:
+        self._writable(loc)
+        await self._check_xattr_write(loc, name, cred)
+        await loc.node.xattr_remove(name)
+
+    async def _check_xattr_write(self, loc: Location, name: str, cred: Cred) -> None:
+        if name.startswith(("trusted.", "security.")) and cred.uid != 0:
+            if name.startswith("trusted."):
+                raise OSError(errno.EPERM, "trusted.* attributes need root")
+        if loc.mount.backend.keeps_ownership:
+            attr = await loc.node.getattr()
+            if name.startswith("user."):
+                check_access(attr, cred, W_OK)
+            else:
+                check_owner(attr, cred)
+
+    async def readdir(self, loc: Location, cookie: int, count: int) -> list[DirEntry]:
+        """Entries after the namespace cookie ``cookie``, "." and ".." first."""
+        out: list[DirEntry] = []
+        if cookie < DOT_COOKIES:
+            attr = await loc.node.getattr()
+            dots = [DirEntry(".", attr.ino, DT_DIR, 1), DirEntry("..", attr.ino, DT_DIR, 2)]
+            out.extend(dots[cookie:])
+            cookie = DOT_COOKIES
+        for entry in await loc.node.readdir(cookie - DOT_COOKIES, max(count - len(out), 1)):
+            out.append(DirEntry(entry.name, entry.ino, entry.dtype, entry.cookie + DOT_COOKIES))
+        return out
+
+
+_ROOT = Cred(0, 0)
+
+
+def _depth(path: str) -> int:
+    return len([p for p in path.split("/") if p])
+
+
+def _next_ino(parent: SyntheticDir) -> int:
+    root = parent
+    while root.parent is not root:
+        root = root.parent
+    root.ino_counter = getattr(root, "ino_counter", 1) + 1  # type: ignore[attr-defined]
+    return root.ino_counter  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,302 @@
+"""The backend contract: Node (a file's metadata and names) and Handle (an open file).
+
+Every method is async and may raise ``OSError`` with a Linux errno; the server
+turns that into Rlerror. Anything else raised is a bug: it is logged with its
+traceback and answered EIO. Backends are called only after vfs/ has checked
+read-only mounts, name validity and (for ``Backend.keeps_ownership``)
+permissions, so a backend does not repeat those checks.
+
+Concurrency: one event loop drives all calls. An in-memory backend finishes
+each call without awaiting anything; a backend that awaits (thread pool,
+image I/O) must tolerate other calls on the same nodes interleaving at its
+await points.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from dataclasses import dataclass
+from typing import ClassVar
+
+__all__ = [
+    "Attr", "SetAttr", "DirEntry", "StatFs", "Cred", "Node", "Handle", "Backend",
+    "UTIME_NOW", "ReadOnlyNode", "NoXattrNode", "LeafNode", "dtype_of_mode",
+    "DT_FIFO", "DT_CHR", "DT_DIR", "DT_BLK", "DT_REG", "DT_LNK", "DT_SOCK",
+    "V9FS_MAGIC",
+]
+
+DT_FIFO, DT_CHR, DT_DIR, DT_BLK, DT_REG, DT_LNK, DT_SOCK = 1, 2, 4, 6, 8, 10, 12
+V9FS_MAGIC = 0x01021997
+UTIME_NOW = -1  # SetAttr.atime_ns / mtime_ns: "the server's current time"
+
+_DTYPES = {stat.S_IFIFO: DT_FIFO, stat.S_IFCHR: DT_CHR, stat.S_IFDIR: DT_DIR,
+           stat.S_IFBLK: DT_BLK, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
+           stat.S_IFSOCK: DT_SOCK}
+
+
+def dtype_of_mode(mode: int) -> int:
+    """The DT_* value for a st_mode."""
+    return _DTYPES.get(stat.S_IFMT(mode), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Cred:
+    """Who is asking: the attach's uid, primary gid and supplementary groups."""
+
+    uid: int
+    gid: int
+    groups: frozenset[int] = frozenset()
+
+    def in_group(self, gid: int) -> bool:
+        return gid == self.gid or gid in self.groups
+
+
+@dataclass(slots=True)
+class Attr:
+    """A file's attributes as a backend reports them.
+
+    ``ino`` is unique within one backend instance and shared by hard links;
+    vfs/ maps it to a qid.path unique across the namespace. Times are
+    nanoseconds since the epoch.
+    """
+
+    ino: int
+    mode: int  # file type bits and permission bits, as st_mode
+    uid: int
+    gid: int
+    nlink: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    rdev: int = 0
+    blocks: int = 0  # 512-byte units
+    blksize: int = 4096
+    btime_ns: int = 0
+    gen: int = 0
+    data_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetAttr:
+    """The changes of one Tsetattr; None means "leave as is".
+
+    ``atime_ns``/``mtime_ns`` may be UTIME_NOW. ``ctime`` set alone asks for
+    ctime to be touched (Linux sends it with every setattr).
+    """
+
+    mode: int | None = None  # permission bits only (07777)
+    uid: int | None = None
+    gid: int | None = None
+    size: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    ctime: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DirEntry:
+    """One directory entry; ``cookie`` resumes a listing right after it."""
+
+    name: str
+    ino: int
+    dtype: int
+    cookie: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatFs:
+    """Filesystem figures for Tstatfs."""
+
+    bsize: int
+    blocks: int
+    bfree: int
+    bavail: int
+    files: int
+    ffree: int
+    fsid: int = 0
+    namelen: int = 255
+    fstype: int = V9FS_MAGIC
+
+
+class Handle:
+    """An open file. Closed exactly once, at the clunk of its fid."""
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``; short only at end of file.
+
+        Errnos: EISDIR, EBADF (not opened for reading), EIO.
+        """
+        raise OSError(errno.EBADF, "not open for reading")
+
+    async def write(self, offset: int, data: bytes | memoryview) -> int:
+        """Write ``data`` at ``offset`` (at end of file if opened O_APPEND).
+
+        Returns the count written. Errnos: EBADF, EFBIG, ENOSPC, EIO.
+        """
+        raise OSError(errno.EBADF, "not open for writing")
+
+    async def fsync(self, datasync: bool) -> None:
+        """Make written data (and metadata unless ``datasync``) durable."""
+
+    async def close(self) -> None:
+        """Release the handle; an unlinked file may be freed after this."""
+
+
+class Node:
+    """A file, directory, symlink or special file of one backend instance.
+
+    A Node stays valid while anyone holds it, even after its last name is
+    unlinked (open-unlink idiom): getattr/setattr/open keep working.
+    """
+
+    async def getattr(self) -> Attr:
+        raise NotImplementedError
+
+    async def setattr(self, changes: SetAttr) -> None:
+        """Apply ``changes``; ctime is updated as POSIX says.
+
+        Errnos: EPERM, EINVAL, EISDIR (size on a directory), EFBIG, ENOSPC.
+        """
+        raise OSError(errno.EOPNOTSUPP, "setattr not supported")
+
+    async def walk(self, name: str) -> Node:
+        """The child ``name`` ("..": the parent; the root's parent is itself).
+
+        Errnos: ENOENT, ENOTDIR.
+        """
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def open(self, flags: int) -> Handle:
+        """Open with Linux O_* ``flags`` (O_ACCMODE, O_APPEND, O_TRUNC honoured).
+
+        Errnos: EISDIR (write on a directory), ELOOP (symlink), ENXIO.
+        """
+        raise OSError(errno.EOPNOTSUPP, "open not supported")
+
+    async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        """Up to ``count`` entries after ``cookie`` (0 = from the start).
+
+        No "." or ".." (vfs/ adds them). Cookies are positive, below 2**62,
+        and stay valid across creates and unlinks: resuming after any
+        cookie handed out before lists no entry twice and skips none that
+        existed throughout. An empty list means the end. Errno: ENOTDIR.
+        """
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def create(self, name: str, flags: int, mode: int, uid: int,
+                     gid: int) -> tuple[Node, Handle]:
+        """Create a regular file and open it with ``flags``. Errnos: EEXIST, ENOSPC."""
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        """Create a FIFO, socket, char or block device (type bits in ``mode``)."""
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def link(self, name: str, target: Node) -> None:
+        """Add the name ``name`` for ``target`` (same backend). Errnos: EEXIST, EPERM (dir), EXDEV."""
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
+        """Move ``oldname`` here to ``newname`` in ``newdir`` (same backend), POSIX rules.
+
+        Errnos: ENOENT, EEXIST/ENOTEMPTY, EISDIR, ENOTDIR, EINVAL (a directory
+        into its own subtree), EXDEV.
+        """
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def unlink(self, name: str, is_dir: bool) -> None:
+        """Remove ``name``; ``is_dir`` as rmdir. Errnos: ENOENT, ENOTDIR, EISDIR, ENOTEMPTY."""
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def readlink(self) -> str:
+        raise OSError(errno.EINVAL, "not a symlink")
+
+    async def statfs(self) -> StatFs:
+        raise OSError(errno.EOPNOTSUPP, "statfs not supported")
+
+    async def xattr_get(self, name: str) -> bytes:
+        """Errno: ENODATA when absent."""
+        raise OSError(errno.ENODATA, "no such attribute")
+
+    async def xattr_list(self) -> list[str]:
+        return []
+
+    async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
+        """``flags``: XATTR_CREATE 1 (EEXIST if present), XATTR_REPLACE 2 (ENODATA if absent)."""
+        raise OSError(errno.EOPNOTSUPP, "xattrs not supported")
+
+    async def xattr_remove(self, name: str) -> None:
+        raise OSError(errno.ENODATA, "no such attribute")
+
+
+class ReadOnlyNode(Node):
+    """Refuses every change with EROFS (vfs/ also refuses them for ro mounts)."""
+
+    async def setattr(self, changes: SetAttr) -> None:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def create(self, name: str, flags: int, mode: int, uid: int,
+                     gid: int) -> tuple[Node, Handle]:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def link(self, name: str, target: Node) -> None:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def unlink(self, name: str, is_dir: bool) -> None:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
+        raise OSError(errno.EROFS, "read-only file system")
+
+    async def xattr_remove(self, name: str) -> None:
+        raise OSError(errno.EROFS, "read-only file system")
+
+
+class NoXattrNode(Node):
+    """A node without extended attributes: reads find none, writes are refused."""
+
+    async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "extended attributes not supported")
+
+    async def xattr_remove(self, name: str) -> None:
+        raise OSError(errno.EOPNOTSUPP, "extended attributes not supported")
+
+
+class LeafNode(NoXattrNode):
+    """A non-directory whose directory operations answer ENOTDIR (the Node defaults)."""
+
+
+class Backend:
+    """One mounted filesystem instance: its root and what vfs/ must do for it.
+
+    ``keeps_ownership``: the backend stores uid/gid/mode that vfs/ must
+    enforce (RAM, ext2, tar). A backend that delegates checks to its host
+    (passthrough as a non-root server) sets it False.
+    """
+
+    kind: ClassVar[str] = "backend"
+    keeps_ownership: ClassVar[bool] = True
+    root: Node
+
+    async def close(self) -> None:
+        """Called once when the server stops using this instance."""

@@ -35,21 +35,30 @@ class Framer:
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add ``data``; return every frame now complete, in order."""
-        buf = self._buf
-        buf += data
+        if self._buf:
+            self._buf += data
+            source: bytes | bytearray | memoryview = self._buf
+        else:
+            source = data  # the common case: no partial frame is waiting
         frames: list[bytes] = []
         pos = 0
-        end = len(buf)
-        while end - pos >= 4:
-            (size,) = _SIZE.unpack_from(buf, pos)
-            if size < HEADER_SIZE:
-                raise DecodeError(f"size field {size} is smaller than a 9P header")
-            if size > self.msize:
-                raise FrameTooLarge(f"size field {size} exceeds msize {self.msize}")
-            if end - pos < size:
-                break
-            frames.append(bytes(buf[pos:pos + size]))
-            pos += size
-        if pos:
-            del buf[:pos]
+        end = len(source)
+        with memoryview(source) as view:
+            while end - pos >= 4:
+                (size,) = _SIZE.unpack_from(view, pos)
+                if size < HEADER_SIZE:
+                    raise DecodeError(f"size field {size} is smaller than a 9P header")
+                if size > self.msize:
+                    raise FrameTooLarge(f"size field {size} exceeds msize {self.msize}")
+                if end - pos < size:
+                    break
+                if size == end and type(source) is bytes:
+                    frames.append(source)  # exactly one whole frame: no copy
+                else:
+                    frames.append(bytes(view[pos:pos + size]))
+                pos += size
+        if source is self._buf:
+            del self._buf[:pos]
+        elif pos < end:
+            self._buf += data[pos:] if pos else data
         return frames

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar, Final
 
 __all__ = [
-    "DecodeError", "EncodeError", "Message", "Qid", "MESSAGE_TYPES",
+    "DecodeError", "EncodeError", "Message", "Encoded", "Qid", "MESSAGE_TYPES",
     "encode", "decode", "decode_body", "rread_header", "pack_dirent",
     "NOTAG", "NOFID", "NONUNAME", "HEADER_SIZE", "IOHDRSZ", "READDIRHDRSZ",
     "VERSION_9P2000L", "VERSION_UNKNOWN",
@@ -57,6 +57,20 @@ class Message:
     __slots__ = ()
     type: ClassVar[int]
     _layout: ClassVar[str]
+
+
+class Encoded:
+    """A reply whose body a hot-path handler packed itself (``type``: the R-type).
+
+    ``encode`` frames it like any message; tests check each such body equals
+    the generic encoding of the same message.
+    """
+
+    __slots__ = ("type", "body")
+
+    def __init__(self, type: int, body: bytes) -> None:
+        self.type = type
+        self.body = body
 
 
 # Layout letters: b u8, h u16, i u32, q u64, s string, Q qid, D data
@@ -638,10 +652,12 @@ _DECODERS = {t: _compile_decoder(c) for t, c in MESSAGE_TYPES.items()}
 _ENCODERS = {c: _compile_encoder(c) for c in MESSAGE_TYPES.values()}
 
 
-def encode(tag: int, msg: Message) -> bytes:
+def encode(tag: int, msg: Message | Encoded) -> bytes:
     """Return the whole frame for ``msg`` with ``tag``."""
+    if type(msg) is Encoded:
+        return _HEADER.pack(HEADER_SIZE + len(msg.body), msg.type, tag) + msg.body
     try:
-        return _ENCODERS[type(msg)](tag, msg)
+        return _ENCODERS[type(msg)](tag, msg)  # type: ignore[index]
     except struct.error as exc:
         raise EncodeError(f"{type(msg).__name__}: {exc}") from None
 

@@ -8,7 +8,7 @@ import logging
 import os
 import pwd
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from vfs.locks import LockManager
 from vfs.namespace import Location, Namespace
@@ -17,7 +17,7 @@ from vfs.policy import Peer, Policy
 
 from . import messages as m
 
-__all__ = ["Fid", "XattrWrite", "Session", "ServerLimits", "Handler", "HANDLERS", "handles",
+__all__ = ["Fid", "XattrWrite", "Session", "ServerLimits", "Handler", "Reply", "HANDLERS", "handles",
            "resolve_cred"]
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ class ServerLimits:
     max_inflight: int = 256
 
 
-Handler = Callable[["Session", m.Message], Awaitable[m.Message]]
+Reply = m.Message | m.Encoded
+Handler = Callable[["Session", Any], Coroutine[Any, Any, Reply]]
 HANDLERS: dict[type[m.Message], Handler] = {}
 
 
@@ -171,18 +172,13 @@ class Session:
 
     # --- dispatch --------------------------------------------------------
 
-    async def dispatch(self, msg: m.Message) -> m.Message:
-        """Run the handler for ``msg``: the one place an exception becomes Rlerror."""
-        handler = HANDLERS.get(type(msg))
-        if handler is None:
-            return m.Rlerror(errno.EOPNOTSUPP)
-        try:
-            return await handler(self, msg)
-        except OSError as exc:
+    def error_reply(self, exc: Exception, msg: m.Message) -> m.Rlerror:
+        """The one place an exception becomes Rlerror: an OSError keeps its errno,
+        anything else is a bug, logged with its traceback and answered EIO."""
+        if isinstance(exc, OSError):
             return m.Rlerror(exc.errno or errno.EIO)
-        except Exception:  # noqa: BLE001 - a backend bug must not kill the connection
-            log.exception("%s: %s failed", self.peer, type(msg).__name__)
-            return m.Rlerror(errno.EIO)
+        log.error("%s: %s failed", self.peer, type(msg).__name__, exc_info=exc)
+        return m.Rlerror(errno.EIO)
 
 
 async def _finish_xattr_write(fid: Fid, pending: XattrWrite) -> None:

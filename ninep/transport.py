@@ -24,7 +24,7 @@ from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
 from .framing import Framer
 from .messages import DecodeError
-from .session import ServerLimits, Session
+from .session import HANDLERS, Reply, ServerLimits, Session
 
 __all__ = ["Connection", "peer_of"]
 
@@ -37,7 +37,7 @@ LOCK_BLOCK = 1
 
 
 @types.coroutine
-def _resume(coro: Coroutine[Any, Any, m.Message], first: Any) -> Generator[Any, Any, m.Message]:
+def _resume(coro: Coroutine[Any, Any, Reply], first: Any) -> Generator[Any, Any, Reply]:
     """Carry on a coroutine that was started inline and has yielded ``first``."""
     yielded = first
     while True:
@@ -55,8 +55,12 @@ def _resume(coro: Coroutine[Any, Any, m.Message], first: Any) -> Generator[Any, 
             return stop.value  # type: ignore[no-any-return]
 
 
-async def _as_task(coro: Coroutine[Any, Any, m.Message], first: Any) -> m.Message:
-    return await _resume(coro, first)
+async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Session,
+                   msg: m.Message) -> Reply:
+    try:
+        return await _resume(coro, first)
+    except Exception as exc:  # noqa: BLE001 - becomes Rlerror, like the inline path
+        return session.error_reply(exc, msg)
 
 
 class _Request:
@@ -64,7 +68,7 @@ class _Request:
 
     __slots__ = ("tag", "task", "flushes", "cancellable", "generation")
 
-    def __init__(self, tag: int, task: asyncio.Task[m.Message], cancellable: bool,
+    def __init__(self, tag: int, task: asyncio.Task[Reply], cancellable: bool,
                  generation: int) -> None:
         self.tag = tag
         self.task = task
@@ -184,15 +188,24 @@ class Connection(asyncio.Protocol):
         self._start(tag, msg)
 
     def _start(self, tag: int, msg: m.Message) -> None:
-        assert self.session is not None
-        coro = self.session.dispatch(msg)
+        """Run the handler inline; only if it waits does it get a Task."""
+        session = self.session
+        assert session is not None
+        handler = HANDLERS.get(type(msg))
+        if handler is None:
+            self._send(tag, m.Rlerror(errno.EOPNOTSUPP))
+            return
+        coro = handler(session, msg)
         try:
             first = coro.send(None)
         except StopIteration as stop:
             self._send(tag, stop.value)
             return
+        except Exception as exc:  # noqa: BLE001 - becomes Rlerror
+            self._send(tag, session.error_reply(exc, msg))
+            return
         cancellable = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_BLOCK)
-        task = self._loop.create_task(_as_task(coro, first))
+        task = self._loop.create_task(_as_task(coro, first, session, msg))
         request = _Request(tag, task, cancellable, self._generation)
         self._inflight[tag] = request
         task.add_done_callback(lambda _t, r=request: self._finished(r))  # type: ignore[misc]
@@ -264,16 +277,13 @@ class Connection(asyncio.Protocol):
 
     # --- output and flow control -------------------------------------------
 
-    def _send(self, tag: int, reply: m.Message) -> None:
+    def _send(self, tag: int, reply: Reply) -> None:
         transport = self.transport
         if transport is None or self._closing:
             return
         if type(reply) is m.Rread:
-            data = reply.data
-            transport.write(m.rread_header(tag, len(data)) + data if len(data) < 4096
-                            else m.rread_header(tag, len(data)))
-            if len(data) >= 4096:
-                transport.write(data)
+            # header and payload leave in one writev, without joining them
+            transport.writelines((m.rread_header(tag, len(reply.data)), reply.data))
             return
         transport.write(m.encode(tag, reply))
 

@@ -17,7 +17,7 @@ from .node import (DT_DIR, Attr, Backend, Cred, DirEntry, Handle, Node, ReadOnly
                    SetAttr, StatFs)
 from .perms import R_OK, W_OK, X_OK, check_access, check_owner, check_sticky
 
-__all__ = ["Mount", "Location", "Namespace", "validate_name", "SyntheticDir",
+__all__ = ["Mount", "Location", "Namespace", "validate_name", "SyntheticDir", "qid_type",
            "QTDIR", "QTSYMLINK", "QTFILE", "DOT_COOKIES"]
 
 QTDIR, QTSYMLINK, QTFILE = 0x80, 0x02, 0x00

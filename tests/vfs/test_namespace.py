@@ -1,0 +1,252 @@
+"""The namespace core: mount trees, walks across mounts, qids, cookies, names, checks."""
+
+from __future__ import annotations
+
+import errno
+import stat
+from typing import Any
+
+import pytest
+
+from backends.ram import RamBackend
+from backends.synthetic import NullFile, SyntheticBackend
+from vfs.namespace import Location, Namespace, validate_name
+from vfs.node import Cred, SetAttr
+
+ROOT = Cred(0, 0)
+ALICE = Cred(1000, 1000)
+BOB = Cred(1001, 1001)
+
+
+async def walk_path(ns: Namespace, path: str, cred: Cred = ROOT) -> Location:
+    loc = ns.root()
+    for part in [p for p in path.split("/") if p]:
+        loc = await ns.walk(loc, part, cred)
+    return loc
+
+
+async def qid_of(ns: Namespace, path: str) -> Any:
+    loc = await walk_path(ns, path)
+    return ns.qid(loc, await loc.node.getattr())
+
+
+async def names(ns: Namespace, loc: Location) -> list[str]:
+    return [e.name for e in await ns.readdir(loc, 0, 1000)]
+
+
+@pytest.mark.asyncio
+async def test_synthetic_directories_hold_mounts_at_any_depth() -> None:
+    ns = await Namespace.build([("/data/ram", RamBackend(), False),
+                                ("/ctl", SyntheticBackend({"null": NullFile()}), False)])
+    assert sorted(await names(ns, ns.root())) == [".", "..", "ctl", "data"]
+    assert await names(ns, await walk_path(ns, "/data")) == [".", "..", "ram"]
+    null = await walk_path(ns, "/ctl/null")
+    assert stat.S_ISREG((await null.node.getattr()).mode)
+    root_attr = await ns.root().node.getattr()
+    assert stat.S_IMODE(root_attr.mode) == 0o555
+    with pytest.raises(OSError) as info:
+        await ns.mkdir(ns.root(), "x", 0o755, 0, ROOT)
+    assert info.value.errno == errno.EROFS
+
+
+@pytest.mark.asyncio
+async def test_dotdot_crosses_mounts_and_stops_at_the_root() -> None:
+    ns = await Namespace.build([("/a/b", RamBackend(), False)])
+    b = await walk_path(ns, "/a/b")
+    a = await ns.walk(b, "..", ROOT)
+    assert await names(ns, a) == [".", "..", "b"]
+    top = await ns.walk(await ns.walk(a, "..", ROOT), "..", ROOT)
+    assert top == ns.root()
+
+
+@pytest.mark.asyncio
+async def test_mount_over_a_directory_of_another_backend() -> None:
+    outer, inner = RamBackend(), RamBackend()
+    outer.add_file("sub/placeholder", b"hidden")
+    inner.add_file("inside", b"visible")
+    ns = await Namespace.build([("/", outer, False), ("/sub", inner, True)])
+    sub = await walk_path(ns, "/sub")
+    assert await names(ns, sub) == [".", "..", "inside"]
+    back = await ns.walk(sub, "..", ROOT)
+    assert "sub" in await names(ns, back)
+    with pytest.raises(OSError) as info:
+        await ns.unlink(ns.root(), "sub", True, ROOT)
+    assert info.value.errno == errno.EBUSY
+    with pytest.raises(OSError) as info:
+        await ns.create(sub, "new", 1, 0o644, 0, ROOT)
+    assert info.value.errno == errno.EROFS
+
+
+@pytest.mark.asyncio
+async def test_a_missing_mount_point_inside_a_backend_is_an_error() -> None:
+    with pytest.raises(ValueError, match="not found"):
+        await Namespace.build([("/", RamBackend(), False), ("/nope/x", RamBackend(), False)])
+
+
+@pytest.mark.asyncio
+async def test_qids_are_unique_across_mounts_and_shared_by_hard_links() -> None:
+    one, two = RamBackend(), RamBackend()
+    one.add_file("f", b"1")
+    two.add_file("f", b"2")
+    ns = await Namespace.build([("/one", one, False), ("/two", two, False)])
+    q1, q2 = await qid_of(ns, "/one/f"), await qid_of(ns, "/two/f")
+    assert (await walk_path(ns, "/one/f")).node is not (await walk_path(ns, "/two/f")).node
+    assert q1.path != q2.path
+    one_dir = await walk_path(ns, "/one")
+    await ns.link(one_dir, "g", await walk_path(ns, "/one/f"), ROOT)
+    assert (await qid_of(ns, "/one/g")).path == q1.path
+    with pytest.raises(OSError) as info:
+        await ns.link(one_dir, "h", await walk_path(ns, "/two/f"), ROOT)
+    assert info.value.errno == errno.EXDEV
+
+
+@pytest.mark.asyncio
+async def test_readdir_cookies_survive_concurrent_creates_and_unlinks() -> None:
+    ram = RamBackend()
+    ns = await Namespace.build([("/", ram, False)])
+    root = ns.root()
+    for i in range(300):
+        await ns.create(root, f"f{i:03d}", 1, 0o644, 0, ROOT)
+    seen: list[str] = []
+    cookie = 0
+    created = 0
+    while True:
+        batch = await ns.readdir(root, cookie, 17)
+        if not batch:
+            break
+        seen += [e.name for e in batch]
+        cookie = batch[-1].cookie
+        if created == 12:
+            continue  # churn stops, so the listing reaches its end
+        # churn between batches: delete some not yet listed, add new ones
+        await ns.create(root, f"new{created}", 1, 0o644, 0, ROOT)
+        created += 1
+        victim = f"f{(len(seen) + 40) % 300:03d}"
+        if victim not in seen:
+            try:
+                await ns.unlink(root, victim, False, ROOT)
+            except FileNotFoundError:
+                pass
+    assert len(seen) == len(set(seen)), "an entry was listed twice"
+    survivors = {e.name for e in await ns.readdir(root, 0, 10_000)}
+    originals = {f"f{i:03d}" for i in range(300)}
+    assert originals & survivors <= set(seen), "an entry that existed throughout was skipped"
+    assert seen[:2] == [".", ".."]
+
+
+@pytest.mark.asyncio
+async def test_resuming_from_any_earlier_cookie() -> None:
+    ram = RamBackend()
+    for i in range(20):
+        ram.add_file(f"n{i:02d}", b"")
+    ns = await Namespace.build([("/", ram, False)])
+    full = await ns.readdir(ns.root(), 0, 100)
+    for index, entry in enumerate(full):
+        rest = await ns.readdir(ns.root(), entry.cookie, 100)
+        assert [e.name for e in rest] == [e.name for e in full[index + 1:]]
+
+
+@pytest.mark.parametrize("name,code", [
+    ("", errno.EINVAL), (".", errno.EINVAL), ("..", errno.EINVAL), ("a/b", errno.EINVAL),
+    ("nul\0", errno.EINVAL), ("x" * 256, errno.ENAMETOOLONG), ("é" * 128, errno.ENAMETOOLONG),
+])
+def test_invalid_names(name: str, code: int) -> None:
+    with pytest.raises(OSError) as info:
+        validate_name(name)
+    assert info.value.errno == code
+
+
+def test_valid_names() -> None:
+    for name in ("x" * 255, "with space", "new\nline", "ünïcødé", "...", ".hidden"):
+        validate_name(name)
+
+
+class SpyBackend(RamBackend):
+    """A RAM backend that records every change method the namespace lets through."""
+
+    calls: list[str]
+
+
+@pytest.mark.asyncio
+async def test_read_only_mount_refuses_before_the_backend_is_called() -> None:
+    ram = RamBackend()
+    ram.add_file("f", b"data")
+    calls: list[str] = []
+    root = ram.root
+    for method in ("create", "mkdir", "symlink", "mknod", "unlink", "rename", "link",
+                   "setattr", "xattr_set", "xattr_remove"):
+        original = getattr(root, method)
+
+        async def spy(*args: Any, _name: str = method, _orig: Any = original) -> Any:
+            calls.append(_name)
+            return await _orig(*args)
+        setattr(root, method, spy)
+    ns = await Namespace.build([("/", ram, True)])
+    loc = ns.root()
+    f = await ns.walk(loc, "f", ROOT)
+    attempts = [
+        ns.create(loc, "n", 1, 0o644, 0, ROOT), ns.mkdir(loc, "d", 0o755, 0, ROOT),
+        ns.symlink(loc, "s", "t", 0, ROOT), ns.mknod(loc, "p", stat.S_IFIFO | 0o644, 0, 0, ROOT),
+        ns.unlink(loc, "f", False, ROOT), ns.rename(loc, "f", loc, "g", ROOT),
+        ns.link(loc, "h", f, ROOT), ns.setattr(loc, SetAttr(mode=0o700), ROOT),
+        ns.xattr_set(loc, "user.a", b"1", 0, ROOT), ns.xattr_remove(loc, "user.a", ROOT),
+        ns.open(f, 1, ROOT), ns.open(f, 0o1000, ROOT),
+    ]
+    for attempt in attempts:
+        with pytest.raises(OSError) as info:
+            await attempt
+        assert info.value.errno == errno.EROFS
+    assert calls == []
+    handle = await ns.open(f, 0, ROOT)
+    assert await handle.read(0, 10) == b"data"
+
+
+@pytest.mark.asyncio
+async def test_permissions_for_the_attaching_uid() -> None:
+    ram = RamBackend()
+    ns = await Namespace.build([("/", ram, False)])
+    root = ns.root()
+    with pytest.raises(OSError) as info:
+        await ns.create(root, "x", 1, 0o644, 1000, ALICE)  # / is root's 0755
+    assert info.value.errno == errno.EACCES
+    home = await ns.mkdir(root, "home", 0o755, 0, ROOT)
+    await ns.setattr(home, SetAttr(uid=1000, gid=1000), ROOT)
+    private, _ = await ns.create(home, "private", 2, 0o600, 1000, ALICE)
+    public, _ = await ns.create(home, "public", 2, 0o644, 1000, ALICE)
+    with pytest.raises(OSError) as info:
+        await ns.open(private, 0, BOB)
+    assert info.value.errno == errno.EACCES
+    await ns.open(public, 0, BOB)
+    with pytest.raises(OSError) as info:
+        await ns.open(public, 1, BOB)
+    assert info.value.errno == errno.EACCES
+    await ns.open(private, 2, ROOT)  # root bypasses
+    with pytest.raises(OSError) as info:
+        await ns.setattr(public, SetAttr(mode=0o777), BOB)
+    assert info.value.errno == errno.EPERM
+    with pytest.raises(OSError) as info:
+        await ns.setattr(public, SetAttr(uid=1001), ALICE)
+    assert info.value.errno == errno.EPERM
+    await ns.setattr(home, SetAttr(mode=0o700), ALICE)
+    with pytest.raises(OSError) as info:
+        await ns.walk(home, "public", BOB)  # no search permission on the directory
+    assert info.value.errno == errno.EACCES
+
+
+@pytest.mark.asyncio
+async def test_truncate_through_an_open_fid_needs_no_write_permission_again() -> None:
+    ns = await Namespace.build([("/", RamBackend(root_mode=0o777), False)])
+    f, _ = await ns.create(ns.root(), "f", 2, 0o644, 1000, ALICE)
+    await ns.setattr(f, SetAttr(mode=0o444), ALICE)
+    with pytest.raises(OSError):
+        await ns.setattr(f, SetAttr(size=0), ALICE)
+    await ns.setattr(f, SetAttr(size=0), ALICE, open_for_write=True)
+
+
+@pytest.mark.asyncio
+async def test_only_root_makes_device_nodes() -> None:
+    ns = await Namespace.build([("/", RamBackend(root_mode=0o777), False)])
+    with pytest.raises(OSError) as info:
+        await ns.mknod(ns.root(), "dev", stat.S_IFCHR | 0o600, 0x0101, 0, ALICE)
+    assert info.value.errno == errno.EPERM
+    await ns.mknod(ns.root(), "fifo", stat.S_IFIFO | 0o600, 0, 0, ALICE)

@@ -14,7 +14,7 @@ from vfs.node import Backend
 from .server import ListenAddress, Server, parse_listen
 from .session import ServerLimits
 
-__all__ = ["main", "build_parser", "parse_mount"]
+__all__ = ["build_parser", "main", "parse_mount"]
 
 log = logging.getLogger("ninep")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5640"

@@ -8,7 +8,7 @@ from vfs.namespace import Namespace
 from vfs.node import Backend
 from vfs.policy import Policy, Rule
 
-__all__ = ["DEFAULT_README", "default_policy", "ctl_namespace"]
+__all__ = ["DEFAULT_README", "ctl_namespace", "default_policy"]
 
 DEFAULT_README = """\
 This is ninep, a 9P2000.L file server.

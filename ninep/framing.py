@@ -6,7 +6,7 @@ import struct
 
 from .messages import HEADER_SIZE, DecodeError
 
-__all__ = ["Framer", "FrameTooLarge"]
+__all__ = ["FrameTooLarge", "Framer"]
 
 _SIZE = struct.Struct("<I")
 

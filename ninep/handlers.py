@@ -19,7 +19,7 @@ from vfs.policy import AttachRequest
 from . import messages as m
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
-__all__ = ["GETATTR_VALID", "MAXWELEM", "rgetattr_body", "LOCK_SUCCESS", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK"]
+__all__ = ["GETATTR_VALID", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK", "LOCK_SUCCESS", "MAXWELEM", "rgetattr_body"]
 
 MAXWELEM = 16
 GETATTR_VALID = 0x3FFF  # BASIC | BTIME | GEN | DATA_VERSION
@@ -290,7 +290,7 @@ async def write(session: Session, msg: m.Twrite) -> m.Message:
     return m.Rwrite(await fid.handle.write(msg.offset, msg.data))
 
 
-def _xattr_append(pending: XattrWrite, offset: int, data: bytes) -> int:
+def _xattr_append(pending: XattrWrite, offset: int, data: bytes | memoryview) -> int:
     if offset != len(pending.buf) or offset + len(data) > pending.size:
         raise OSError(errno.EINVAL, f"xattr {pending.name}: write at {offset} of {len(data)} "
                       f"bytes does not continue a value of {pending.size}")

@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar, Final
+from typing import Any, Callable, ClassVar, Final, TypeVar, dataclass_transform
 
 __all__ = [
-    "DecodeError", "EncodeError", "Message", "Encoded", "Qid", "MESSAGE_TYPES",
-    "encode", "decode", "decode_body", "rread_header", "pack_dirent",
-    "NOTAG", "NOFID", "NONUNAME", "HEADER_SIZE", "IOHDRSZ", "READDIRHDRSZ",
-    "VERSION_9P2000L", "VERSION_UNKNOWN",
+    "HEADER_SIZE",
+    "IOHDRSZ",
+    "MESSAGE_TYPES",
+    "NOFID",
+    "NONUNAME",
+    "NOTAG",
+    "READDIRHDRSZ",
+    "VERSION_9P2000L",
+    "VERSION_UNKNOWN",
+    "DecodeError",
+    "EncodeError",
+    "Encoded",
+    "Message",
+    "Qid",
+    "decode",
+    "decode_body",
+    "encode",
+    "pack_dirent",
+    "rread_header",
 ]
 
 NOTAG: Final = 0xFFFF
@@ -66,7 +81,7 @@ class Encoded:
     the generic encoding of the same message.
     """
 
-    __slots__ = ("type", "body")
+    __slots__ = ("body", "type")
 
     def __init__(self, type: int, body: bytes) -> None:
         self.type = type
@@ -79,15 +94,17 @@ class Encoded:
 _FIXED = {"b": "B", "h": "H", "i": "I", "q": "Q"}
 
 MESSAGE_TYPES: dict[int, type[Message]] = {}
+_M = TypeVar("_M", bound=Message)
 
 
-def _message(type_number: int, layout: str) -> Callable[[type[Any]], type[Any]]:
-    def register(cls: type[Any]) -> type[Any]:
+@dataclass_transform(frozen_default=True)
+def _message(type_number: int, layout: str) -> Callable[[type[_M]], type[_M]]:
+    def register(cls: type[_M]) -> type[_M]:
         cls = dataclass(frozen=True, slots=True)(cls)
         if type_number in MESSAGE_TYPES:
             raise TypeError(f"duplicate 9P type {type_number}: {cls.__name__} "
                             f"and {MESSAGE_TYPES[type_number].__name__}")
-        if len(layout) != len(fields(cls)):
+        if len(layout) != len(fields(cls)):  # type: ignore[arg-type]
             raise TypeError(f"{cls.__name__}: layout {layout!r} does not match its fields")
         cls.type = type_number
         cls._layout = layout
@@ -484,14 +501,14 @@ class Tread(Message):
 
 @_message(117, "D")
 class Rread(Message):
-    data: bytes
+    data: bytes | memoryview
 
 
 @_message(118, "iqD")
 class Twrite(Message):
     fid: int
     offset: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @_message(119, "i")
@@ -571,7 +588,7 @@ def _compile_decoder(cls: type[Message]) -> Callable[[Any, int, int], Message]:
         name = names[i]
         i += 1
         if seg == "s":
-            lines += [f"    _n, = _U16.unpack_from(buf, pos); pos += 2",
+            lines += ["    _n, = _U16.unpack_from(buf, pos); pos += 2",
                       f"    if pos + _n > end: raise DecodeError('string {name} overruns the message')",
                       f"    {name} = str(buf[pos:pos + _n], 'utf-8', 'surrogateescape'); pos += _n"]
         elif seg == "Q":
@@ -583,23 +600,23 @@ def _compile_decoder(cls: type[Message]) -> Callable[[Any, int, int], Message]:
                       f"    if pos + _n > end: raise DecodeError('{name} overruns the message')",
                       f"    {name} = buf[pos:pos + _n]; pos += _n"]
         elif seg == "W":
-            lines += [f"    _k, = _U16.unpack_from(buf, pos); pos += 2",
-                      f"    _l = []",
-                      f"    for _ in range(_k):",
-                      f"        _n, = _U16.unpack_from(buf, pos); pos += 2",
-                      f"        if pos + _n > end: raise DecodeError('a name overruns the message')",
-                      f"        _l.append(str(buf[pos:pos + _n], 'utf-8', 'surrogateescape')); pos += _n",
+            lines += ["    _k, = _U16.unpack_from(buf, pos); pos += 2",
+                      "    _l = []",
+                      "    for _ in range(_k):",
+                      "        _n, = _U16.unpack_from(buf, pos); pos += 2",
+                      "        if pos + _n > end: raise DecodeError('a name overruns the message')",
+                      "        _l.append(str(buf[pos:pos + _n], 'utf-8', 'surrogateescape')); pos += _n",
                       f"    {name} = tuple(_l)"]
         elif seg == "X":
-            lines += [f"    _k, = _U16.unpack_from(buf, pos); pos += 2",
-                      f"    _l = []",
-                      f"    for _ in range(_k):",
-                      f"        _l.append(Qid(*_QID.unpack_from(buf, pos))); pos += 13",
+            lines += ["    _k, = _U16.unpack_from(buf, pos); pos += 2",
+                      "    _l = []",
+                      "    for _ in range(_k):",
+                      "        _l.append(Qid(*_QID.unpack_from(buf, pos))); pos += 13",
                       f"    {name} = tuple(_l)"]
     lines += ["    if pos != end:",
               f"        raise DecodeError(f'{cls.__name__}: {{end - pos}} bytes left over')",
               f"    return cls({', '.join(names)})"]
-    exec("\n".join(lines), env)  # noqa: S102 - generated from the layouts above
+    exec("\n".join(lines), env)
     return env["decode"]  # type: ignore[no-any-return]
 
 
@@ -644,7 +661,7 @@ def _compile_encoder(cls: type[Message]) -> Callable[[int, Message], bytes]:
     lines += ["    size = sum(map(len, parts)) + 7",
               "    parts[0] = _HEADER.pack(size, T, tag)",
               "    return b''.join(parts)"]
-    exec("\n".join(lines), env)  # noqa: S102 - generated from the layouts above
+    exec("\n".join(lines), env)
     return env["encode"]  # type: ignore[no-any-return]
 
 
@@ -657,7 +674,7 @@ def encode(tag: int, msg: Message | Encoded) -> bytes:
     if type(msg) is Encoded:
         return _HEADER.pack(HEADER_SIZE + len(msg.body), msg.type, tag) + msg.body
     try:
-        return _ENCODERS[type(msg)](tag, msg)  # type: ignore[index]
+        return _ENCODERS[type(msg)](tag, msg)  # type: ignore[index,arg-type]
     except struct.error as exc:
         raise EncodeError(f"{type(msg).__name__}: {exc}") from None
 

@@ -15,7 +15,7 @@ from vfs.policy import Policy
 from .session import ServerLimits
 from .transport import Connection
 
-__all__ = ["Server", "ListenAddress", "parse_listen"]
+__all__ = ["ListenAddress", "Server", "parse_listen"]
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,17 @@ from vfs.policy import Peer, Policy
 
 from . import messages as m
 
-__all__ = ["Fid", "XattrWrite", "Session", "ServerLimits", "Handler", "Reply", "HANDLERS", "handles",
-           "resolve_cred"]
+__all__ = [
+    "HANDLERS",
+    "Fid",
+    "Handler",
+    "Reply",
+    "ServerLimits",
+    "Session",
+    "XattrWrite",
+    "handles",
+    "resolve_cred",
+]
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +175,7 @@ class Session:
         for fid in fids:
             try:
                 await self.release(fid)
-            except Exception:  # noqa: BLE001 - a closing connection must release the rest
+            except Exception:
                 log.exception("%s: error while clunking a fid", self.peer)
         self.locks.release_connection(self.conn_id)
 

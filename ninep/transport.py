@@ -43,7 +43,7 @@ def _resume(coro: Coroutine[Any, Any, Reply], first: Any) -> Generator[Any, Any,
     while True:
         try:
             sent = yield yielded
-        except BaseException as exc:  # noqa: BLE001 - pass cancellation and the rest inward
+        except BaseException as exc:
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:
@@ -59,14 +59,14 @@ async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Sessio
                    msg: m.Message) -> Reply:
     try:
         return await _resume(coro, first)
-    except Exception as exc:  # noqa: BLE001 - becomes Rlerror, like the inline path
+    except Exception as exc:
         return session.error_reply(exc, msg)
 
 
 class _Request:
     """A request that is waiting: its Task and the Tflush tags waiting on it."""
 
-    __slots__ = ("tag", "task", "flushes", "cancellable", "generation")
+    __slots__ = ("cancellable", "flushes", "generation", "tag", "task")
 
     def __init__(self, tag: int, task: asyncio.Task[Reply], cancellable: bool,
                  generation: int) -> None:
@@ -119,7 +119,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment] # uvloop's are not subclasses
         peer = peer_of(transport, self._kind)
         self.session = Session(self._policy, self._locks, peer, next(_conn_ids), self._limits)
-        transport.set_write_buffer_limits(high=4 * self._limits.max_msize)
+        transport.set_write_buffer_limits(high=4 * self._limits.max_msize)  # type: ignore[attr-defined]
         log.debug("connection from %s", peer)
 
     def data_received(self, data: bytes) -> None:
@@ -171,7 +171,7 @@ class Connection(asyncio.Protocol):
         if tag in self._inflight:
             self._protocol_error(f"tag {tag} is already in flight")
             return
-        if mtype not in m.MESSAGE_TYPES or not mtype % 2 == 0 or mtype == m.Tversion.type:
+        if mtype not in m.MESSAGE_TYPES or mtype % 2:  # R-types are odd
             self._send(tag, m.Rlerror(errno.EOPNOTSUPP))
             return
         try:
@@ -201,7 +201,7 @@ class Connection(asyncio.Protocol):
         except StopIteration as stop:
             self._send(tag, stop.value)
             return
-        except Exception as exc:  # noqa: BLE001 - becomes Rlerror
+        except Exception as exc:
             self._send(tag, session.error_reply(exc, msg))
             return
         cancellable = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_BLOCK)

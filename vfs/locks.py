@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-__all__ = ["RDLCK", "WRLCK", "UNLCK", "Lock", "FileLocks", "LockManager", "Owner", "OFFSET_MAX"]
+__all__ = ["OFFSET_MAX", "RDLCK", "UNLCK", "WRLCK", "FileLocks", "Lock", "LockManager", "Owner"]
 
 RDLCK, WRLCK, UNLCK = 0, 1, 2
 OFFSET_MAX = 2**64 - 1

@@ -13,12 +13,21 @@ from dataclasses import dataclass, field
 
 from ninep.messages import Qid
 
-from .node import (DT_DIR, Attr, Backend, Cred, DirEntry, Handle, Node, ReadOnlyNode,
-                   SetAttr, StatFs)
+from .node import DT_DIR, Attr, Backend, Cred, DirEntry, Handle, Node, ReadOnlyNode, SetAttr, StatFs
 from .perms import R_OK, W_OK, X_OK, check_access, check_owner, check_sticky
 
-__all__ = ["Mount", "Location", "Namespace", "validate_name", "SyntheticDir", "qid_type",
-           "QTDIR", "QTSYMLINK", "QTFILE", "DOT_COOKIES"]
+__all__ = [
+    "DOT_COOKIES",
+    "QTDIR",
+    "QTFILE",
+    "QTSYMLINK",
+    "Location",
+    "Mount",
+    "Namespace",
+    "SyntheticDir",
+    "qid_type",
+    "validate_name",
+]
 
 QTDIR, QTSYMLINK, QTFILE = 0x80, 0x02, 0x00
 DOT_COOKIES = 2  # namespace cookies 1 and 2 follow "." and ".."; backend cookie c is c + 2
@@ -289,9 +298,8 @@ class Namespace:
                     cred: Cred) -> Location:
         validate_name(name)
         await self._check_dir_write(loc, cred)
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            if cred.uid != 0:
-                raise OSError(errno.EPERM, "only root may create device nodes")
+        if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
+            raise OSError(errno.EPERM, "only root may create device nodes")
         return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid, gid))
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
@@ -403,9 +411,8 @@ class Namespace:
         await loc.node.xattr_remove(name)
 
     async def _check_xattr_write(self, loc: Location, name: str, cred: Cred) -> None:
-        if name.startswith(("trusted.", "security.")) and cred.uid != 0:
-            if name.startswith("trusted."):
-                raise OSError(errno.EPERM, "trusted.* attributes need root")
+        if name.startswith("trusted.") and cred.uid != 0:
+            raise OSError(errno.EPERM, "trusted.* attributes need root")
         if loc.mount.backend.keeps_ownership:
             attr = await loc.node.getattr()
             if name.startswith("user."):

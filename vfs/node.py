@@ -20,10 +20,27 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
-    "Attr", "SetAttr", "DirEntry", "StatFs", "Cred", "Node", "Handle", "Backend",
-    "UTIME_NOW", "ReadOnlyNode", "NoXattrNode", "LeafNode", "dtype_of_mode",
-    "DT_FIFO", "DT_CHR", "DT_DIR", "DT_BLK", "DT_REG", "DT_LNK", "DT_SOCK",
+    "DT_BLK",
+    "DT_CHR",
+    "DT_DIR",
+    "DT_FIFO",
+    "DT_LNK",
+    "DT_REG",
+    "DT_SOCK",
+    "UTIME_NOW",
     "V9FS_MAGIC",
+    "Attr",
+    "Backend",
+    "Cred",
+    "DirEntry",
+    "Handle",
+    "LeafNode",
+    "NoXattrNode",
+    "Node",
+    "ReadOnlyNode",
+    "SetAttr",
+    "StatFs",
+    "dtype_of_mode",
 ]
 
 DT_FIFO, DT_CHR, DT_DIR, DT_BLK, DT_REG, DT_LNK, DT_SOCK = 1, 2, 4, 6, 8, 10, 12

@@ -7,8 +7,16 @@ import stat
 
 from .node import Attr, Cred
 
-__all__ = ["R_OK", "W_OK", "X_OK", "check_access", "may_access", "check_sticky",
-           "check_owner", "is_root"]
+__all__ = [
+    "R_OK",
+    "W_OK",
+    "X_OK",
+    "check_access",
+    "check_owner",
+    "check_sticky",
+    "is_root",
+    "may_access",
+]
 
 R_OK, W_OK, X_OK = 4, 2, 1
 
@@ -25,9 +33,7 @@ def may_access(attr: Attr, cred: Cred, want: int) -> bool:
     """
     mode = attr.mode
     if cred.uid == 0:
-        if want & X_OK and not stat.S_ISDIR(mode) and not mode & 0o111:
-            return False
-        return True
+        return not (want & X_OK and not stat.S_ISDIR(mode) and not mode & 0o111)
     if cred.uid == attr.uid:
         granted = (mode >> 6) & 7
     elif cred.in_group(attr.gid):

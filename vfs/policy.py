@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .namespace import Namespace
 from .node import Cred
 
-__all__ = ["Peer", "AttachRequest", "Rule", "Policy"]
+__all__ = ["AttachRequest", "Peer", "Policy", "Rule"]
 
 log = logging.getLogger(__name__)
 

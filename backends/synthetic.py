@@ -7,11 +7,29 @@ import itertools
 import stat
 import time
 
-from vfs.node import (DT_DIR, DT_REG, Attr, Backend, DirEntry, Handle, LeafNode, Node,
-                      ReadOnlyNode, StatFs)
+from vfs.node import (
+    DT_DIR,
+    DT_REG,
+    Attr,
+    Backend,
+    DirEntry,
+    Handle,
+    LeafNode,
+    Node,
+    ReadOnlyNode,
+    StatFs,
+)
 
-__all__ = ["NullFile", "ZeroFile", "InlineFile", "StaticDir", "SyntheticBackend",
-           "NullBackend", "ZeroBackend", "InlineBackend"]
+__all__ = [
+    "InlineBackend",
+    "InlineFile",
+    "NullBackend",
+    "NullFile",
+    "StaticDir",
+    "SyntheticBackend",
+    "ZeroBackend",
+    "ZeroFile",
+]
 
 _O_ACCMODE, _O_WRONLY, _O_RDWR = 3, 1, 2
 _ZEROS = bytes(1 << 20)

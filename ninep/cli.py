@@ -92,6 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
         asyncio.run(_run(listens, mounts, limits))
     except KeyboardInterrupt:
         pass
+    except ValueError as exc:
+        print(f"ninep serve: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 1

@@ -177,11 +177,7 @@ class Namespace:
                     child = sdir.children[part] = SyntheticDir(_next_ino(sdir), sdir)
                 loc = self._enter(loc, child)
                 continue
-            try:
-                inner = await self.walk(loc, part, _ROOT)
-            except OSError as exc:
-                raise ValueError(f"mount point {mount.path}: {part!r} not found in the "
-                                 f"backend mounted at {loc.mount.path}") from exc
+            inner = await self._mount_point_step(loc, part, mount.path)
             if index == len(parts) - 1:
                 attr = await inner.node.getattr()
                 if not stat.S_ISDIR(attr.mode):
@@ -192,6 +188,21 @@ class Namespace:
             loc = inner
         self.mounts.append(mount)
         return mount
+
+    async def _mount_point_step(self, loc: Location, part: str, path: str) -> Location:
+        """Walk toward a mount point inside a backend, making the directory in a
+        writable one (``--mount /=ram --mount /ro=ram,ro`` needs /ro in the RAM disk)."""
+        try:
+            return await self.walk(loc, part, _ROOT)
+        except FileNotFoundError:
+            if loc.mount.read_only:
+                raise ValueError(f"mount point {path}: {part!r} does not exist in the read-only "
+                                 f"backend mounted at {loc.mount.path}") from None
+        try:
+            return await self.mkdir(loc, part, 0o755, 0, _ROOT)
+        except OSError as exc:
+            raise ValueError(f"mount point {path}: cannot make {part!r} in the backend mounted "
+                             f"at {loc.mount.path}: {exc.strerror}") from None
 
     def _enter(self, loc: Location, child: SyntheticDir | Mount) -> Location:
         if isinstance(child, Mount):

@@ -78,9 +78,12 @@ async def test_mount_over_a_directory_of_another_backend() -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_missing_mount_point_inside_a_backend_is_an_error() -> None:
-    with pytest.raises(ValueError, match="not found"):
-        await Namespace.build([("/", RamBackend(), False), ("/nope/x", RamBackend(), False)])
+async def test_a_missing_mount_point_is_made_in_a_writable_backend_only() -> None:
+    outer = RamBackend()
+    ns = await Namespace.build([("/", outer, False), ("/new/x", RamBackend(), False)])
+    assert (await walk_path(ns, "/new/x")).node is ns.mounts[1].backend.root
+    with pytest.raises(ValueError, match="does not exist in the read-only backend"):
+        await Namespace.build([("/", RamBackend(), True), ("/nope", RamBackend(), False)])
 
 
 @pytest.mark.asyncio

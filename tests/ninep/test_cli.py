@@ -82,6 +82,6 @@ def test_serve_runs_the_embedded_default_and_stops_on_sigterm() -> None:
             assert "zero" in listing.stdout, listing.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "listening on tcp://127.0.0.1" in err

@@ -73,7 +73,7 @@ async def connected(policy: Policy, limits: ServerLimits | None = None
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunks=st.lists(st.binary(min_size=0, max_size=64), max_size=8),
-       typed=st.lists(st.tuples(st.sampled_from(sorted(m.MESSAGE_TYPES) + [0, 6, 255]),
+       typed=st.lists(st.tuples(st.sampled_from([*sorted(m.MESSAGE_TYPES), 0, 6, 255]),
                                 st.binary(max_size=40)), max_size=6))
 def test_random_input_never_escapes_as_an_exception(chunks: list[bytes],
                                                     typed: list[tuple[int, bytes]]) -> None:

@@ -621,7 +621,10 @@ def _compile_decoder(cls: type[Message]) -> Callable[[Any, int, int], Message]:
 
 
 def _encode_string(value: str) -> bytes:
-    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"string cannot be encoded as UTF-8: {exc.reason}") from None
     if len(raw) > 0xFFFF:
         raise EncodeError(f"string of {len(raw)} bytes is longer than 65535")
     return _U16.pack(len(raw)) + raw

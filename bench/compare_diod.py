@@ -1,0 +1,549 @@
+"""Benchmark ninep against Debian's diod with diod's own clients (diodload, diodcat).
+
+One command::
+
+    python bench/compare_diod.py [--runs N] [--quick] [--json FILE]
+
+Both servers are started on 127.0.0.1 (free ports), each pinned with the
+client to one CPU (``taskset -c 0``), and measured in interleaved runs
+(ours, diod, ours, diod, ...). The table gives medians and the ratio
+ours/diod; see bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+DIOD = "/usr/sbin/diod"
+DIODLOAD = "/usr/sbin/diodload"
+DIODCAT = "/usr/sbin/diodcat"
+COMPARE_MSIZE = 65536  # Debian's diod caps msize here
+BIG_MSIZE = 1 << 20
+FILE_NAME = "big.bin"
+START_TIMEOUT = 15.0
+_DIODLOAD_SUMMARY = re.compile(r"diodload: (\d+) ops/s, (\d+) rMB/s, (\d+) wMB/s")
+
+
+class BenchError(RuntimeError):
+    """A server or a client tool that did not do what the benchmark needs."""
+
+
+@dataclass
+class Server:
+    """A running server under test."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    export: str  # the aname diodcat attaches to for the big file
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:]) or "(empty log)"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure to measure: a label, its unit, and how to take it."""
+
+    key: str
+    label: str
+    unit: str
+    measure: Callable[[Server], float]
+    servers: tuple[str, ...] = ("ours", "diod")
+
+
+@dataclass
+class Results:
+    """Every figure taken, per metric and server, in run order."""
+
+    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, key: str, server: str, value: float) -> None:
+        self.values.setdefault(key, {}).setdefault(server, []).append(value)
+
+    def fail(self, key: str, server: str, error: str) -> None:
+        self.errors.setdefault(key, {})[server] = error
+
+    def median(self, key: str, server: str) -> float | None:
+        got = self.values.get(key, {}).get(server)
+        return statistics.median(got) if got else None
+
+    def ratio(self, key: str) -> float | None:
+        """Median ours/diod over medians: the figure the table leads with."""
+        ours, diod = self.median(key, "ours"), self.median(key, "diod")
+        return ours / diod if ours is not None and diod else None
+
+    def paired_ratio(self, key: str) -> float | None:
+        """Median of run-by-run ratios: steadier when the machine's load drifts."""
+        ours = self.values.get(key, {}).get("ours", [])
+        diod = self.values.get(key, {}).get("diod", [])
+        if not ours or len(ours) != len(diod) or not all(diod):
+            return None
+        return statistics.median(o / d for o, d in zip(ours, diod, strict=True))
+
+
+# --- starting and stopping servers -----------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pinned(cpu: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv]
+
+
+def wait_listening(server: Server, timeout: float = START_TIMEOUT) -> None:
+    """Return once ``server`` accepts connections; BenchError if it dies or hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = server.proc.poll()
+        if code is not None:
+            raise BenchError(f"{server.name} exited with status {code} before listening "
+                             f"on {server.addr}; its log ends:\n{server.log_tail()}")
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"{server.name} did not listen on {server.addr} within {timeout:.0f} s; "
+                     f"its log ends:\n{server.log_tail()}")
+
+
+def launch(name: str, argv: list[str], workdir: Path, export: str,
+           cwd: Path | None = None, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    argv = [a.replace("{PORT}", str(port)) for a in argv]
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL)
+    server = Server(name, port, proc, log, export)
+    try:
+        wait_listening(server)
+    except BenchError:
+        stop(server)
+        raise
+    return server
+
+
+def start_diod(cpu: int, export_dir: Path, workdir: Path) -> Server:
+    argv = pinned(cpu, [DIOD, "-f", "-n", "-c", "/dev/null", "-d", "0", "-e", str(export_dir),
+                        "-e", "ctl", "-l", "127.0.0.1:{PORT}"])
+    return launch("diod", argv, workdir, export=str(export_dir))
+
+
+def start_ours(cpu: int, python: str, extra: list[str], workdir: Path) -> Server:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    argv = pinned(cpu, [python, "-m", "ninep", "serve", "--listen", "tcp://127.0.0.1:{PORT}",
+                        *extra])
+    return launch("ours", argv, workdir, export="", cwd=REPO, env=env)
+
+
+def stop(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+@contextmanager
+def running(start: Callable[[], Server]) -> Iterator[Server | str]:
+    """The started server, or the reason it could not start (reported, not fatal)."""
+    try:
+        server = start()
+    except (BenchError, OSError) as exc:
+        yield str(exc)
+        return
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def affinity(pid: int) -> str:
+    """The CPUs ``pid`` may run on, as taskset would print them."""
+    try:
+        return ",".join(map(str, sorted(os.sched_getaffinity(pid))))
+    except OSError as exc:
+        return f"unknown ({exc.strerror})"
+
+
+# --- putting the test file into our RAM filesystem --------------------------
+
+def upload(addr: str, source: Path, name: str) -> None:
+    """Copy ``source`` to ``name`` in the root of aname "" with raw 9P messages.
+
+    Uses only ninep.messages, so it works while the client library is in flux.
+    """
+    sys.path.insert(0, str(REPO))
+    from ninep import messages as p9
+
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        def rpc(msg: p9.Message) -> p9.Message:
+            sock.sendall(p9.encode(1, msg))
+            head = _recv_exact(sock, 4)
+            frame = head + _recv_exact(sock, int.from_bytes(head, "little") - 4)
+            _, reply = p9.decode(frame)
+            if isinstance(reply, p9.Rlerror):
+                raise BenchError(f"uploading {name}: {type(msg).__name__} failed: "
+                                 f"{os.strerror(reply.ecode)}")
+            return reply
+
+        version = rpc(p9.Tversion(msize=BIG_MSIZE + p9.IOHDRSZ, version=p9.VERSION_9P2000L))
+        assert isinstance(version, p9.Rversion)
+        if version.version != p9.VERSION_9P2000L:
+            raise BenchError(f"uploading {name}: server answered version {version.version!r}")
+        chunk = min(MiB, version.msize - p9.IOHDRSZ)
+        rpc(p9.Tattach(fid=0, afid=p9.NOFID, uname="", aname="", n_uname=os.geteuid()))
+        rpc(p9.Twalk(fid=0, newfid=1, wnames=()))
+        rpc(p9.Tlcreate(fid=1, name=name, flags=0o1101, mode=0o644, gid=os.getegid()))
+        offset = 0
+        with source.open("rb") as f:
+            while data := f.read(chunk):
+                written = rpc(p9.Twrite(fid=1, offset=offset, data=data))
+                assert isinstance(written, p9.Rwrite)
+                if written.count != len(data):
+                    raise BenchError(f"uploading {name}: short write at {offset}")
+                offset += len(data)
+        rpc(p9.Tclunk(fid=1))
+        rpc(p9.Tclunk(fid=0))
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        got = sock.recv(n - len(buf))
+        if not got:
+            raise BenchError("server closed the connection during the upload")
+        buf += got
+    return bytes(buf)
+
+
+def make_test_file(path: Path, size: int) -> None:
+    block = os.urandom(MiB)
+    with path.open("wb") as f:
+        for i in range(size // MiB):
+            # Vary each MiB so a server that mixed up offsets would be caught.
+            f.write(i.to_bytes(8, "little") + block[8:])
+
+
+def warm(path: Path) -> None:
+    """Read ``path`` so that diod serves it from the page cache."""
+    with path.open("rb") as f:
+        while f.read(4 * MiB):
+            pass
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- the client tools ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bench:
+    """The settings every measurement shares."""
+
+    cpu: int
+    runtime: int
+    file: Path
+    file_size: int
+
+    def diodload(self, server: Server, msize: int, threads: int, getattr_load: bool) -> float:
+        """Ops/s (getattr) or MiB/s (read from zero, written to null), over the real runtime.
+
+        diodload divides by its nominal runtime, but it stops at a whole-second
+        boundary, so its own figure is up to 1/runtime low; rescale by the wall time.
+        """
+        argv = [DIODLOAD, "-s", server.addr, "-m", str(msize), "-n", str(threads),
+                "-r", str(self.runtime)] + (["-g"] if getattr_load else [])
+        start = time.perf_counter()
+        done = subprocess.run(pinned(self.cpu, argv), capture_output=True, text=True,
+                              timeout=self.runtime + 60)
+        wall = time.perf_counter() - start
+        output = (done.stdout + done.stderr).strip()
+        summary = _DIODLOAD_SUMMARY.search(output)
+        others = [ln for ln in output.splitlines() if not _DIODLOAD_SUMMARY.search(ln)]
+        if done.returncode != 0 or summary is None or others:
+            raise BenchError(f"diodload {' '.join(argv[1:])}: status {done.returncode}: "
+                             f"{output[-500:]}")
+        ops, rmb, _ = map(int, summary.groups())
+        if not ops:
+            raise BenchError(f"diodload {' '.join(argv[1:])}: no operations completed")
+        return (ops if getattr_load else rmb) * self.runtime / wall
+
+    def diodcat_argv(self, server: Server, msize: int) -> list[str]:
+        return [DIODCAT, "-s", server.addr, "-m", str(msize), "-a", server.export, FILE_NAME]
+
+    def diodcat(self, server: Server, msize: int) -> float:
+        """MiB/s reading the test file, timed around the diodcat process."""
+        if server.name == "diod":
+            warm(self.file)  # the page cache drops idle data after ~30 s here
+        argv = self.diodcat_argv(server, msize)
+        start = time.perf_counter()
+        done = subprocess.run(pinned(self.cpu, argv), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise BenchError(f"diodcat {' '.join(argv[1:])}: status {done.returncode}: "
+                             f"{done.stderr.strip()[-500:]}")
+        return self.file_size / MiB / wall
+
+    def verify_diodcat(self, server: Server, msize: int, expected: str) -> None:
+        """Read the file once through diodcat and compare its digest (untimed)."""
+        argv = self.diodcat_argv(server, msize)
+        digest = hashlib.sha256()
+        count = 0
+        with subprocess.Popen(pinned(self.cpu, argv), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            while block := proc.stdout.read(4 * MiB):
+                digest.update(block)
+                count += len(block)
+            err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.returncode != 0:
+            raise BenchError(f"diodcat {' '.join(argv[1:])}: status {proc.returncode}: {err}")
+        if digest.hexdigest() != expected:
+            raise BenchError(f"diodcat from {server.name} returned {count} bytes that differ "
+                             f"from the {self.file_size}-byte test file")
+
+
+def metrics(bench: Bench) -> list[Metric]:
+    def load(msize: int, threads: int, getattr_load: bool) -> Callable[[Server], float]:
+        return lambda s: bench.diodload(s, msize, threads, getattr_load)
+
+    def cat(msize: int) -> Callable[[Server], float]:
+        return lambda s: bench.diodcat(s, msize)
+
+    size = f"{bench.file_size // MiB} MiB"
+    ours = ("ours",)
+    return [
+        Metric("getattr_n1", "diodload -g -n 1", "ops/s", load(COMPARE_MSIZE, 1, True)),
+        Metric("getattr_n16", "diodload -g -n 16", "ops/s", load(COMPARE_MSIZE, 16, True)),
+        Metric("rw_n1", "diodload -n 1 -m 64K", "MiB/s", load(COMPARE_MSIZE, 1, False)),
+        Metric("rw_n16", "diodload -n 16 -m 64K", "MiB/s", load(COMPARE_MSIZE, 16, False)),
+        Metric("cat", f"diodcat -m 64K {size}", "MiB/s", cat(COMPARE_MSIZE)),
+        Metric("rw_n1_1m", "diodload -n 1 -m 1M", "MiB/s", load(BIG_MSIZE, 1, False), ours),
+        Metric("rw_n16_1m", "diodload -n 16 -m 1M", "MiB/s", load(BIG_MSIZE, 16, False), ours),
+        Metric("cat_1m", f"diodcat -m 1M {size}", "MiB/s", cat(BIG_MSIZE), ours),
+    ]
+
+
+# --- running and reporting ----------------------------------------------------
+
+def measure(servers: dict[str, Server], table: list[Metric], runs: int,
+            results: Results) -> None:
+    """Interleave: for each run and metric, ours then diod."""
+    for run in range(1, runs + 1):
+        for metric in table:
+            for name in ("ours", "diod"):
+                server = servers.get(name)
+                if server is None or name not in metric.servers:
+                    continue
+                if metric.key in results.errors and name in results.errors[metric.key]:
+                    continue  # it failed once; don't spend every run on it
+                try:
+                    value = metric.measure(server)
+                except (BenchError, subprocess.TimeoutExpired, OSError) as exc:
+                    error = str(exc)
+                    if server.proc.poll() is not None:
+                        error = (f"{name} exited with status {server.proc.returncode} "
+                                 f"({error}); its log ends:\n{server.log_tail()}")
+                        del servers[name]  # nothing more to measure there
+                    results.fail(metric.key, name, error)
+                    print(f"  run {run} {metric.label} {name}: FAILED: {error}", file=sys.stderr)
+                    continue
+                results.add(metric.key, name, value)
+                print(f"  run {run} {metric.label:24} {name:4} {value:12,.0f} {metric.unit}",
+                      file=sys.stderr, flush=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def report(table: list[Metric], results: Results, header: list[str]) -> str:
+    lines = [*header, ""]
+    row = "{:26} {:>7} {:>10} {:>10} {:>9} {:>7}   {}"
+    lines.append(row.format("metric", "unit", "ours", "diod", "ours/diod", "paired",
+                            "runs (ours | diod)"))
+    for metric in table:
+        ours, diod = results.median(metric.key, "ours"), results.median(metric.key, "diod")
+        ratio, paired = results.ratio(metric.key), results.paired_ratio(metric.key)
+        runs = " | ".join(" ".join(_fmt(v) for v in results.values.get(metric.key, {})
+                                   .get(name, [])) or "-" for name in metric.servers)
+        diod_cell = _fmt(diod) if "diod" in metric.servers else "(n/a)"
+        lines.append(row.format(metric.label, metric.unit, _fmt(ours), diod_cell,
+                                "-" if ratio is None else f"{ratio:.2f}",
+                                "-" if paired is None else f"{paired:.2f}", runs))
+    for metric in table:
+        for name, error in results.errors.get(metric.key, {}).items():
+            lines.append(f"! {metric.label} against {name} failed: "
+                         + error.replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
+def as_json(table: list[Metric], results: Results, config: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"config": config, "metrics": {}}
+    for metric in table:
+        ours, diod = results.median(metric.key, "ours"), results.median(metric.key, "diod")
+        out["metrics"][metric.key] = {
+            "label": metric.label, "unit": metric.unit,
+            "runs": results.values.get(metric.key, {}),
+            "median": {"ours": ours, "diod": diod},
+            "ratio_ours_over_diod": results.ratio(metric.key),
+            "paired_ratio_median": results.paired_ratio(metric.key),
+            "errors": results.errors.get(metric.key, {}),
+        }
+    return out
+
+
+def check_tools() -> None:
+    missing = [t for t in (DIOD, DIODLOAD, DIODCAT) if not os.access(t, os.X_OK)]
+    if missing or shutil.which("taskset") is None:
+        sys.exit(f"compare_diod: missing {', '.join(missing) or 'taskset'} "
+                 "(apt-get install diod util-linux)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, help="interleaved runs per figure (default 3, quick 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one run, 2 s diodload runtime, 64 MiB file")
+    parser.add_argument("--runtime", type=int, help="diodload -r seconds (default 5)")
+    parser.add_argument("--file-mib", type=int, help="diodcat file size in MiB (default 256)")
+    parser.add_argument("--cpu", type=int, default=0, help="CPU for servers and clients")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for our server")
+    parser.add_argument("--ours-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for `ninep serve` (repeatable)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
+    args = parser.parse_args(argv)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.runtime = args.runtime or (2 if args.quick else 5)
+    args.file_mib = args.file_mib or (64 if args.quick else 256)
+    return args
+
+
+def prepare_file(servers: dict[str, Server], bench: Bench, digest: str,
+                 results: Results) -> list[str]:
+    """Put the test file into our server, check both serve it intact; return notes."""
+    notes: list[str] = []
+    for name, server in servers.items():
+        try:
+            if name == "ours":
+                print("uploading the test file to our RAM filesystem ...", file=sys.stderr)
+                upload(server.addr, bench.file, FILE_NAME)
+            bench.verify_diodcat(server, COMPARE_MSIZE, digest)
+        except (BenchError, OSError, ImportError, subprocess.TimeoutExpired) as exc:
+            notes.append(f"! no diodcat figures for {name}: {exc}")
+            print(notes[-1], file=sys.stderr)
+            for key in ("cat", "cat_1m"):
+                results.fail(key, name, str(exc))
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    check_tools()
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ninep-bench-")))
+        export = workdir / "export"
+        export.mkdir()
+        test_file = export / FILE_NAME
+        size = args.file_mib * MiB
+        print(f"writing a {args.file_mib} MiB test file ...", file=sys.stderr)
+        make_test_file(test_file, size)
+        digest = sha256(test_file)
+        bench = Bench(args.cpu, args.runtime, test_file, size)
+        table = metrics(bench)
+
+        servers: dict[str, Server] = {}
+        notes: list[str] = []
+        starters: dict[str, Callable[[], Server]] = {
+            "ours": lambda: start_ours(args.cpu, args.python, args.ours_arg, workdir),
+            "diod": lambda: start_diod(args.cpu, export, workdir),
+        }
+        for name, start in starters.items():
+            got = stack.enter_context(running(start))
+            if isinstance(got, str):
+                label = "our server" if name == "ours" else "diod"
+                notes.append(f"! {label} failed to start: {got}")
+                print(notes[-1], file=sys.stderr)
+                continue
+            servers[name] = got
+        if not servers:
+            print("\n".join(notes))
+            return 1
+
+        pins = ", ".join(f"{n} pid {s.proc.pid} on CPU {affinity(s.proc.pid)}"
+                         for n, s in servers.items())
+        config: dict[str, Any] = {"runs": args.runs, "runtime": args.runtime, "file_mib": args.file_mib,
+                  "cpu": args.cpu, "pinning": f"taskset -c {args.cpu}", "python": args.python,
+                  "servers": {n: {"pid": s.proc.pid, "affinity": affinity(s.proc.pid),
+                                  "addr": s.addr} for n, s in servers.items()}}
+        results = Results()
+        notes += prepare_file(servers, bench, digest, results)
+        load_before = os.getloadavg()
+        measure(dict(servers), table, args.runs, results)
+        load_after = os.getloadavg()
+        config["loadavg_1min"] = {"before": load_before[0], "after": load_after[0]}
+        header = [
+            f"ninep vs diod: {args.runs} interleaved run(s) (ours, diod, ...), medians shown",
+            f"pinning: servers and clients run under `taskset -c {args.cpu}` ({pins})",
+            f"diodload -r {args.runtime} (rescaled by wall time); diodcat of a "
+            f"{args.file_mib} MiB file, timed around the process, page cache warmed for diod",
+            f"host: {platform.node()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, our server via {args.python}; 1-min load average "
+            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other work skews figures)",
+            *notes,
+        ]
+        print(report(table, results, header))
+        if args.json:
+            config.update(notes=notes, time=time.time())
+            args.json.write_text(json.dumps(as_json(table, results, config), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

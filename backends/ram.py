@@ -60,6 +60,9 @@ class RamNode(Node):
         self.opens = 0
         self.released = False
 
+    def peek_attr(self) -> Attr:
+        return self.attr
+
     async def getattr(self) -> Attr:
         a = self.attr  # hot path: a positional copy, no dict building
         return Attr(a.ino, a.mode, a.uid, a.gid, a.nlink, a.size, a.atime_ns, a.mtime_ns,

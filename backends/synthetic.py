@@ -48,9 +48,12 @@ class _SyntheticFile(LeafNode):
     def size(self) -> int:
         return 0
 
-    async def getattr(self) -> Attr:
+    def peek_attr(self) -> Attr:
         return Attr(ino=self.ino, mode=self.mode, uid=0, gid=0, nlink=1, size=self.size(),
                     atime_ns=self.born, mtime_ns=self.born, ctime_ns=self.born)
+
+    async def getattr(self) -> Attr:
+        return self.peek_attr()
 
     async def setattr(self, changes: object) -> None:
         # Linux truncates with Tsetattr(size) before writing to /dev/null-like files.
@@ -127,9 +130,12 @@ class StaticDir(ReadOnlyNode):
         self.children = dict(children)
         self.born = time.time_ns()
 
-    async def getattr(self) -> Attr:
+    def peek_attr(self) -> Attr:
         return Attr(ino=self.ino, mode=stat.S_IFDIR | 0o555, uid=0, gid=0, nlink=2, size=0,
                     atime_ns=self.born, mtime_ns=self.born, ctime_ns=self.born)
+
+    async def getattr(self) -> Attr:
+        return self.peek_attr()
 
     async def walk(self, name: str) -> Node:
         if name == "..":

@@ -171,6 +171,14 @@ class Node:
     async def getattr(self) -> Attr:
         raise NotImplementedError
 
+    def peek_attr(self) -> Attr | None:
+        """The current attributes when they are at hand without waiting, else None.
+
+        The hot path of Tgetattr: the result is packed at once and never kept
+        or changed, so a backend may return its live object. Optional.
+        """
+        return None
+
     async def setattr(self, changes: SetAttr) -> None:
         """Apply ``changes``; ctime is updated as POSIX says.
 

@@ -20,7 +20,7 @@ from ninep.transport import Connection
 from tests.conftest import RawPeer, start_server
 from vfs.locks import LockManager
 from vfs.namespace import Namespace
-from vfs.node import Attr
+from vfs.node import Attr, Node
 from vfs.policy import Policy, Rule
 
 
@@ -92,7 +92,7 @@ def test_random_input_never_escapes_as_an_exception(chunks: list[bytes],
     asyncio.run(scenario())
 
 
-class BrokenNode:
+class BrokenNode(Node):
     """A backend node whose getattr has a bug."""
 
     async def getattr(self) -> Attr:
@@ -108,7 +108,7 @@ async def test_a_backend_bug_is_eio_with_a_traceback_in_the_log(
     conn.data_received(m.encode(2, m.Twalk(1, 2, ())))
     assert conn.session is not None
     conn.session.fids[2].loc = type(conn.session.fids[2].loc)(conn.session.fids[2].loc.mount,
-                                                               BrokenNode())  # type: ignore[arg-type]
+                                                               BrokenNode())
     with caplog.at_level(logging.ERROR):
         conn.data_received(m.encode(3, m.Tgetattr(2, 0x7FF)))
     assert transport.replies()[-1] == (3, m.Rlerror(errno.EIO))

@@ -1,0 +1,420 @@
+"""The async 9P2000.L client connection: version, tags, fids, replies by tag, Tflush."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import heapq
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from ninep.framing import Framer
+from ninep.messages import (
+    NOFID,
+    NONUNAME,
+    NOTAG,
+    VERSION_9P2000L,
+    DecodeError,
+    Message,
+    Rattach,
+    Rerror,
+    Rflush,
+    Rlerror,
+    Rversion,
+    Tattach,
+    Tclunk,
+    Tflush,
+    Tversion,
+    decode,
+    encode,
+)
+
+from .errors import ProtocolError, VersionError
+from .fid import Fid
+from .tree import Tree
+
+__all__ = [
+    "DEFAULT_MSIZE",
+    "Client",
+    "ProtocolError",
+    "Trace",
+    "VersionError",
+    "parse_server_url",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MSIZE: Final = 1048576
+MIN_MSIZE: Final = 4096  # Linux refuses a smaller Rversion msize with EREMOTEIO
+MAX_TAG: Final = NOTAG - 1
+
+R = TypeVar("R", bound=Message)
+Trace = Callable[[str, int, Message], None]
+Abandon = Callable[[Message | None], None]
+
+
+def parse_server_url(url: str) -> tuple[str, str, int]:
+    """Split "tcp://HOST:PORT" or "unix:///path" into (scheme, host-or-path, port)."""
+    parts = urlsplit(url)
+    if parts.scheme == "tcp":
+        if not parts.hostname or parts.port is None:
+            raise ValueError(f"server URL {url!r} needs a host and a port: tcp://HOST:PORT")
+        return "tcp", parts.hostname, parts.port
+    if parts.scheme == "unix":
+        path = parts.netloc + parts.path
+        if not path:
+            raise ValueError(f"server URL {url!r} needs a socket path: unix:///path")
+        return "unix", path, 0
+    raise ValueError(f"server URL {url!r}: scheme must be tcp:// or unix://")
+
+
+class _NumberPool:
+    """Hands out the lowest free number below ``limit``, like the Linux idr."""
+
+    __slots__ = ("_free", "_limit", "_next")
+
+    def __init__(self, limit: int) -> None:
+        self._free: list[int] = []
+        self._next = 0
+        self._limit = limit
+
+    def take(self) -> int:
+        if self._free:
+            return heapq.heappop(self._free)
+        if self._next >= self._limit:
+            raise OSError(errno.EMFILE, "no free 9P numbers left on this connection")
+        self._next += 1
+        return self._next - 1
+
+    def give(self, number: int) -> None:
+        heapq.heappush(self._free, number)
+
+
+class _Protocol(asyncio.Protocol):
+    """Feeds received bytes to the client; tracks write pause/resume."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client._data_received(data)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable.set()
+        self.client._connection_lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class Client:
+    """One 9P2000.L connection; many requests in flight, many attaches.
+
+    Create with ``await Client.connect(url)``. ``rpc`` is the raw request
+    primitive; ``attach`` returns a :class:`Tree`, the path-based API.
+    """
+
+    def __init__(self, msize: int, *, max_inflight: int = 1024, trace: Trace | None = None) -> None:
+        self.msize = msize
+        self.version = ""
+        self.url = ""
+        self.trace = trace
+        self._framer = Framer(msize)
+        self._protocol: _Protocol | None = None
+        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._tags = _NumberPool(MAX_TAG + 1)
+        self._fids = _NumberPool(NOFID)
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._background: set[asyncio.Task[None]] = set()
+        self._error: ConnectionError | None = None
+
+    # --- connecting -----------------------------------------------------
+
+    @classmethod
+    async def connect(cls, url: str, msize: int = DEFAULT_MSIZE, *, max_inflight: int = 1024,
+                      trace: Trace | None = None) -> Client:
+        """Connect to ``tcp://HOST:PORT`` or ``unix:///path`` and negotiate 9P2000.L."""
+        scheme, where, port = parse_server_url(url)
+        client = cls(msize, max_inflight=max_inflight, trace=trace)
+        client.url = url
+        loop = asyncio.get_running_loop()
+        if scheme == "tcp":
+            _, protocol = await loop.create_connection(lambda: _Protocol(client), where, port)
+        else:
+            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), where)
+        client._protocol = protocol
+        try:
+            await client._negotiate(msize)
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def _negotiate(self, msize: int) -> None:
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[NOTAG] = future
+        self._send(NOTAG, Tversion(msize, VERSION_9P2000L))
+        reply = await future
+        if isinstance(reply, Rlerror | Rerror):
+            detail = reply.ename if isinstance(reply, Rerror) else os.strerror(reply.ecode)
+            raise VersionError(f"server refused 9P2000.L: {detail}")
+        if not isinstance(reply, Rversion):
+            raise ProtocolError(f"server answered Tversion with {type(reply).__name__}")
+        if reply.version != VERSION_9P2000L:
+            raise VersionError(f"server speaks {reply.version!r}, not {VERSION_9P2000L!r}")
+        if not MIN_MSIZE <= reply.msize <= msize:
+            raise ProtocolError(f"server answered msize {reply.msize} to a request of {msize}")
+        self.msize = reply.msize
+        self.version = reply.version
+        self._framer.msize = reply.msize
+
+    async def attach(self, uname: str = "", aname: str = "", n_uname: int = NONUNAME, *,
+                     afid: int = NOFID, gid: int | None = None, proc_id: int | None = None) -> Tree:
+        """Tattach a new root fid; returns the path-based API rooted there."""
+        number, reply = await self.call_with_newfid(
+            lambda fid: Tattach(fid, afid, uname, aname, n_uname),
+            bound=lambda r: isinstance(r, Rattach))
+        assert isinstance(reply, Rattach)
+        root = Fid(self, number, reply.qid)
+        return Tree(root, aname=aname, gid=gid, proc_id=proc_id)
+
+    # --- closing --------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed or lost."""
+        return self._error is not None
+
+    @property
+    def pending(self) -> int:
+        """Requests sent and not yet answered (flushed ones until their Rflush)."""
+        return len(self._pending)
+
+    async def close(self) -> None:
+        """Close the connection; the server clunks every fid of it."""
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+            await protocol.closed
+        self._connection_lost(None)
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- fids -----------------------------------------------------------
+
+    def take_fid(self) -> int:
+        """Reserve a fid number (returned to the pool by ``give_fid``)."""
+        return self._fids.take()
+
+    def give_fid(self, number: int) -> None:
+        """Return a fid number that the server no longer knows."""
+        self._fids.give(number)
+
+    async def call_with_newfid(self, make: Callable[[int], Message],
+                               bound: Callable[[Message], bool]) -> tuple[int, Message]:
+        """Send ``make(newfid)``; keep newfid if the reply bound it, else free it.
+
+        ``bound(reply)`` says whether the server now knows newfid. If the caller is
+        cancelled and the reply still arrives before Rflush, a bound fid is clunked.
+        """
+        number = self._fids.take()
+
+        def abandon(reply: Message | None) -> None:
+            if reply is not None and bound(reply):
+                self.spawn_clunk(number)
+            else:
+                self._fids.give(number)
+
+        try:
+            reply = await self.rpc(make(number), on_abandon=abandon)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._fids.give(number)
+            raise
+        if not bound(reply):
+            self._fids.give(number)
+        return number, reply
+
+    def spawn_clunk(self, number: int) -> None:
+        """Clunk fid ``number`` in the background, then free the number."""
+        async def clunk() -> None:
+            try:
+                await self.rpc(Tclunk(number))
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                self._fids.give(number)
+
+        if not self.closed:
+            self.spawn(clunk())
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a coroutine in the background, cancelled by close()."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # --- requests -------------------------------------------------------
+
+    async def call(self, msg: Message, expect: type[R]) -> R:
+        """Send ``msg``, return its reply of type ``expect``; OSError on Rlerror."""
+        reply = await self.rpc(msg)
+        if not isinstance(reply, expect):
+            raise ProtocolError(f"{type(msg).__name__} was answered by {type(reply).__name__}")
+        return reply
+
+    async def rpc(self, msg: Message, *, on_abandon: Abandon | None = None) -> Message:
+        """Send one T-message and await its reply; raise OSError for Rlerror.
+
+        If the awaiting task is cancelled, Tflush(oldtag) is sent and the tag is
+        kept until Rflush; ``on_abandon`` then receives the reply that arrived
+        before Rflush, or None, so state changes of a flushed request are undone.
+        """
+        if self._error is not None:
+            raise self._error
+        async with self._slots:
+            tag = self._tags.take()
+            future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            self._pending[tag] = future
+            try:
+                self._send(tag, msg)
+                await self._drain()
+                reply = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                await self._abandon(tag, future, on_abandon)
+                raise
+            except BaseException:
+                self._pending.pop(tag, None)
+                self._tags.give(tag)
+                raise
+            self._tags.give(tag)
+        return self._check(msg, reply)
+
+    @staticmethod
+    def _check(msg: Message, reply: Message) -> Message:
+        if isinstance(reply, Rlerror):
+            raise OSError(reply.ecode, os.strerror(reply.ecode))
+        if isinstance(reply, Rerror):
+            raise OSError(errno.EIO, reply.ename)
+        if reply.type != msg.type + 1:
+            raise ProtocolError(f"{type(msg).__name__} was answered by {type(reply).__name__}")
+        return reply
+
+    async def _abandon(self, tag: int, future: asyncio.Future[Message],
+                       on_abandon: Abandon | None) -> None:
+        """Flush a cancelled request; wait for Rflush unless cancelled again."""
+        if future.done():  # the reply won the race with the cancellation
+            self._tags.give(tag)
+            if on_abandon is not None:
+                on_abandon(None if future.exception() else future.result())
+            return
+        flush = self.spawn(self._flush(tag, future, on_abandon))
+        try:
+            await asyncio.shield(flush)
+        except asyncio.CancelledError:
+            pass
+
+    async def _flush(self, oldtag: int, old: asyncio.Future[Message],
+                     on_abandon: Abandon | None) -> None:
+        # flush(5): only after Rflush may oldtag be reused; a reply that arrives
+        # before Rflush must be honoured as if the request had not been flushed.
+        tag = self._tags.take()
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[tag] = future
+        try:
+            self._send(tag, Tflush(oldtag))
+            reply = await future
+            if not isinstance(reply, Rflush):
+                log.warning("%s answered Tflush with %s", self.url, type(reply).__name__)
+        except ConnectionError:
+            pass
+        finally:
+            self._pending.pop(tag, None)
+            self._pending.pop(oldtag, None)
+            self._tags.give(tag)
+            self._tags.give(oldtag)
+            late = old.result() if old.done() and not old.exception() else None
+            if on_abandon is not None and not self.closed:
+                on_abandon(late)
+
+    def _send(self, tag: int, msg: Message) -> None:
+        protocol = self._protocol
+        if self._error is not None:
+            raise self._error
+        assert protocol is not None and protocol.transport is not None
+        if self.trace is not None:
+            self.trace("->", tag, msg)
+        protocol.transport.write(encode(tag, msg))
+
+    async def _drain(self) -> None:
+        protocol = self._protocol
+        if protocol is not None and not protocol.writable.is_set():
+            await protocol.writable.wait()
+            if self._error is not None:
+                raise self._error
+
+    # --- receiving ------------------------------------------------------
+
+    def _data_received(self, data: bytes) -> None:
+        try:
+            frames = self._framer.feed(data)
+            for frame in frames:
+                tag, msg = decode(frame)
+                self._dispatch(tag, msg)
+        except DecodeError as exc:
+            log.error("%s: bad reply, closing: %s", self.url, exc)
+            self._fail(ProtocolError(f"bad reply from server: {exc}"))
+
+    def _dispatch(self, tag: int, msg: Message) -> None:
+        if self.trace is not None:
+            self.trace("<-", tag, msg)
+        future = self._pending.pop(tag, None)
+        if future is None:
+            log.warning("%s: reply %s for unknown tag %d", self.url, type(msg).__name__, tag)
+            return
+        if not future.done():
+            future.set_result(msg)
+
+    def _fail(self, error: ConnectionError) -> None:
+        if self._error is None:
+            self._error = error
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
+        self._connection_lost(None)
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        if self._error is None:
+            reason = f": {exc}" if exc else ""
+            self._error = ProtocolError(f"connection to {self.url or 'server'} closed{reason}")
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(self._error)
+                future.exception()  # mark retrieved: the waiter may be gone (flushed)

@@ -1,0 +1,286 @@
+"""A fid on a client connection: one method per fid-level 9P2000.L request."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from typing import TYPE_CHECKING
+
+from ninep.messages import (
+    IOHDRSZ,
+    READDIRHDRSZ,
+    Qid,
+    Rclunk,
+    Rfsync,
+    Rgetattr,
+    Rgetlock,
+    Rlcreate,
+    Rlink,
+    Rlock,
+    Rlopen,
+    Rmkdir,
+    Rmknod,
+    Rread,
+    Rreaddir,
+    Rreadlink,
+    Rremove,
+    Rrename,
+    Rrenameat,
+    Rsetattr,
+    Rstatfs,
+    Rsymlink,
+    Runlinkat,
+    Rwalk,
+    Rwrite,
+    Rxattrcreate,
+    Rxattrwalk,
+    Tclunk,
+    Tfsync,
+    Tgetattr,
+    Tgetlock,
+    Tlcreate,
+    Tlink,
+    Tlock,
+    Tlopen,
+    Tmkdir,
+    Tmknod,
+    Tread,
+    Treaddir,
+    Treadlink,
+    Tremove,
+    Trename,
+    Trenameat,
+    Tsetattr,
+    Tstatfs,
+    Tsymlink,
+    Tunlinkat,
+    Twalk,
+    Twrite,
+    Txattrcreate,
+    Txattrwalk,
+)
+
+from .wire import GETATTR_ALL, Dirent, parse_dirents
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["MAXWELEM", "Fid"]
+
+MAXWELEM = 16  # walk(5): at most 16 names per Twalk
+
+
+class Fid:
+    """A fid number bound on the server, with the request methods that use it.
+
+    Methods raise OSError(errno, strerror) for Rlerror; the path-based API adds
+    the path. ``clunk`` (or ``async with``) releases the fid.
+    """
+
+    __slots__ = ("_clunked", "client", "fid", "iounit", "opened", "qid")
+
+    def __init__(self, client: Client, fid: int, qid: Qid) -> None:
+        self.client = client
+        self.fid = fid
+        self.qid = qid
+        self.iounit = 0
+        self.opened = False
+        self._clunked = False
+
+    def __repr__(self) -> str:
+        return f"<Fid {self.fid} qid={self.qid}>"
+
+    async def __aenter__(self) -> Fid:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.clunk()
+
+    @property
+    def io_size(self) -> int:
+        """Most bytes one Tread/Twrite may carry: iounit, or msize - IOHDRSZ when 0."""
+        limit = self.client.msize - IOHDRSZ
+        return min(self.iounit, limit) if self.iounit else limit
+
+    # --- fid lifetime ---------------------------------------------------
+
+    async def walk(self, names: tuple[str, ...] | list[str]) -> Fid:
+        """Twalk to a new fid (zero names clones); longer walks are split by 16."""
+        names = tuple(names)
+        first, rest = names[:MAXWELEM], names[MAXWELEM:]
+        number, reply = await self.client.call_with_newfid(
+            lambda newfid: Twalk(self.fid, newfid, first),
+            bound=lambda r: isinstance(r, Rwalk) and len(r.qids) == len(first))
+        assert isinstance(reply, Rwalk)
+        if len(reply.qids) != len(first):
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+        fid = Fid(self.client, number, reply.qids[-1] if reply.qids else self.qid)
+        try:
+            while rest:
+                chunk, rest = rest[:MAXWELEM], rest[MAXWELEM:]
+                # newfid == fid moves the fid itself; a failed walk leaves it put.
+                step = await self.client.call(Twalk(number, number, chunk), Rwalk)
+                if len(step.qids) != len(chunk):
+                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+                fid.qid = step.qids[-1]
+        except BaseException:
+            fid.release()
+            raise
+        return fid
+
+    async def clone(self) -> Fid:
+        """A new fid on the same file (Twalk of zero names)."""
+        return await self.walk(())
+
+    async def clunk(self) -> None:
+        """Tclunk; the fid is forgotten even if the server reports an error."""
+        if self._clunked:
+            return
+        self._clunked = True
+        await asyncio.shield(self.client.spawn(self._send_clunk()))  # never leave a fid half-clunked on cancellation
+
+    async def _send_clunk(self) -> None:
+        try:
+            await self.client.call(Tclunk(self.fid), Rclunk)
+        finally:
+            self.client.give_fid(self.fid)
+
+    def release(self) -> None:
+        """Clunk in the background (for cleanup paths that cannot await)."""
+        if not self._clunked:
+            self._clunked = True
+            self.client.spawn_clunk(self.fid)
+
+    async def remove(self) -> None:
+        """Tremove: remove the file and forget the fid, even on failure."""
+        self._clunked = True
+        try:
+            await self.client.call(Tremove(self.fid), Rremove)
+        finally:
+            self.client.give_fid(self.fid)
+
+    # --- metadata -------------------------------------------------------
+
+    async def getattr(self, request_mask: int = GETATTR_ALL) -> Rgetattr:
+        """Tgetattr."""
+        return await self.client.call(Tgetattr(self.fid, request_mask), Rgetattr)
+
+    async def setattr(self, valid: int, *, mode: int = 0, uid: int = 0, gid: int = 0,
+                      size: int = 0, atime_ns: int = 0, mtime_ns: int = 0) -> None:
+        """Tsetattr with the given valid bits (SETATTR_*)."""
+        a_sec, a_nsec = divmod(atime_ns, 1_000_000_000)
+        m_sec, m_nsec = divmod(mtime_ns, 1_000_000_000)
+        await self.client.call(Tsetattr(self.fid, valid, mode, uid, gid, size,
+                                        a_sec, a_nsec, m_sec, m_nsec), Rsetattr)
+
+    async def statfs(self) -> Rstatfs:
+        """Tstatfs."""
+        return await self.client.call(Tstatfs(self.fid), Rstatfs)
+
+    async def readlink(self) -> str:
+        """Treadlink."""
+        return (await self.client.call(Treadlink(self.fid), Rreadlink)).target
+
+    # --- opening and I/O ------------------------------------------------
+
+    async def lopen(self, flags: int) -> Rlopen:
+        """Tlopen with P9 flags; the fid becomes an open file."""
+        reply = await self.client.call(Tlopen(self.fid, flags), Rlopen)
+        self._opened(reply.qid, reply.iounit)
+        return reply
+
+    async def lcreate(self, name: str, flags: int, mode: int, gid: int) -> Rlcreate:
+        """Tlcreate in this directory fid; the fid becomes the new open file."""
+        reply = await self.client.call(Tlcreate(self.fid, name, flags, mode, gid), Rlcreate)
+        self._opened(reply.qid, reply.iounit)
+        return reply
+
+    def _opened(self, qid: Qid, iounit: int) -> None:
+        self.qid = qid
+        self.iounit = iounit
+        self.opened = True
+
+    async def read(self, offset: int, count: int) -> bytes:
+        """One Tread; ``count`` is capped at io_size."""
+        reply = await self.client.call(Tread(self.fid, offset, min(count, self.io_size)), Rread)
+        return bytes(reply.data)
+
+    async def write(self, offset: int, data: bytes | memoryview) -> int:
+        """One Twrite of at most io_size bytes; returns the count written."""
+        if len(data) > self.io_size:
+            raise ValueError(f"{len(data)} bytes exceed the io size {self.io_size}")
+        return (await self.client.call(Twrite(self.fid, offset, data), Rwrite)).count
+
+    async def readdir(self, offset: int = 0, count: int = 0) -> list[Dirent]:
+        """One Treaddir from cookie ``offset``; count 0 means msize - READDIRHDRSZ."""
+        count = count or self.client.msize - READDIRHDRSZ
+        reply = await self.client.call(Treaddir(self.fid, offset, count), Rreaddir)
+        try:
+            return parse_dirents(reply.data)
+        except ValueError as exc:
+            raise OSError(errno.EIO, f"bad Rreaddir: {exc}") from None
+
+    async def fsync(self, datasync: bool = False) -> None:
+        """Tfsync."""
+        await self.client.call(Tfsync(self.fid, int(datasync)), Rfsync)
+
+    # --- directory operations (this fid is the directory) ---------------
+
+    async def mkdir(self, name: str, mode: int, gid: int) -> Qid:
+        """Tmkdir in this directory."""
+        return (await self.client.call(Tmkdir(self.fid, name, mode, gid), Rmkdir)).qid
+
+    async def symlink(self, name: str, target: str, gid: int) -> Qid:
+        """Tsymlink ``name`` -> ``target`` in this directory."""
+        return (await self.client.call(Tsymlink(self.fid, name, target, gid), Rsymlink)).qid
+
+    async def mknod(self, name: str, mode: int, major: int, minor: int, gid: int) -> Qid:
+        """Tmknod in this directory."""
+        msg = Tmknod(self.fid, name, mode, major, minor, gid)
+        return (await self.client.call(msg, Rmknod)).qid
+
+    async def link(self, target: Fid, name: str) -> None:
+        """Tlink: a new name in this directory for the file of ``target``."""
+        await self.client.call(Tlink(self.fid, target.fid, name), Rlink)
+
+    async def renameat(self, oldname: str, newdir: Fid, newname: str) -> None:
+        """Trenameat from this directory to ``newdir``."""
+        await self.client.call(Trenameat(self.fid, oldname, newdir.fid, newname), Rrenameat)
+
+    async def rename(self, newdir: Fid, name: str) -> None:
+        """Trename this fid's file into ``newdir`` as ``name`` (the legacy form)."""
+        await self.client.call(Trename(self.fid, newdir.fid, name), Rrename)
+
+    async def unlinkat(self, name: str, flags: int = 0) -> None:
+        """Tunlinkat (flags AT_REMOVEDIR for a directory)."""
+        await self.client.call(Tunlinkat(self.fid, name, flags), Runlinkat)
+
+    # --- xattrs and locks -----------------------------------------------
+
+    async def xattrwalk(self, name: str) -> tuple[Fid, int]:
+        """Txattrwalk: a new fid to read attribute ``name`` ("" lists), and its size."""
+        number, reply = await self.client.call_with_newfid(
+            lambda newfid: Txattrwalk(self.fid, newfid, name),
+            bound=lambda r: isinstance(r, Rxattrwalk))
+        assert isinstance(reply, Rxattrwalk)
+        fid = Fid(self.client, number, self.qid)
+        fid.opened = True
+        return fid, reply.size
+
+    async def xattrcreate(self, name: str, size: int, flags: int = 0) -> None:
+        """Txattrcreate: this fid now takes ``size`` bytes of writes; set at clunk."""
+        await self.client.call(Txattrcreate(self.fid, name, size, flags), Rxattrcreate)
+        self.opened = True
+
+    async def lock(self, lock_type: int, flags: int, start: int, length: int,
+                   proc_id: int, client_id: str) -> int:
+        """Tlock; returns the Rlock status (LOCK_SUCCESS, LOCK_BLOCKED, ...)."""
+        msg = Tlock(self.fid, lock_type, flags, start, length, proc_id, client_id)
+        return (await self.client.call(msg, Rlock)).status
+
+    async def getlock(self, lock_type: int, start: int, length: int, proc_id: int,
+                      client_id: str) -> Rgetlock:
+        """Tgetlock."""
+        msg = Tgetlock(self.fid, lock_type, start, length, proc_id, client_id)
+        return await self.client.call(msg, Rgetlock)

@@ -1,0 +1,185 @@
+"""Client-side 9P2000.L constants, open-mode translation and the Rreaddir parser."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from ninep.messages import Qid
+
+__all__ = [
+    "AT_REMOVEDIR",
+    "DT_BLK",
+    "DT_CHR",
+    "DT_DIR",
+    "DT_FIFO",
+    "DT_LNK",
+    "DT_REG",
+    "DT_SOCK",
+    "DT_UNKNOWN",
+    "GETATTR_ALL",
+    "GETATTR_BASIC",
+    "LOCK_BLOCKED",
+    "LOCK_ERROR",
+    "LOCK_FLAG_BLOCK",
+    "LOCK_GRACE",
+    "LOCK_RDLCK",
+    "LOCK_SUCCESS",
+    "LOCK_UNLCK",
+    "LOCK_WRLCK",
+    "O_APPEND",
+    "O_CREAT",
+    "O_DIRECTORY",
+    "O_EXCL",
+    "O_NOFOLLOW",
+    "O_RDONLY",
+    "O_RDWR",
+    "O_TRUNC",
+    "O_WRONLY",
+    "QTDIR",
+    "QTFILE",
+    "QTSYMLINK",
+    "SETATTR_ATIME",
+    "SETATTR_ATIME_SET",
+    "SETATTR_CTIME",
+    "SETATTR_GID",
+    "SETATTR_MODE",
+    "SETATTR_MTIME",
+    "SETATTR_MTIME_SET",
+    "SETATTR_SIZE",
+    "SETATTR_UID",
+    "XATTR_CREATE",
+    "XATTR_REPLACE",
+    "Dirent",
+    "OpenMode",
+    "parse_dirents",
+    "parse_mode",
+    "split_path",
+]
+
+# Tlopen/Tlcreate flags: the Linux x86 O_* values (PROTOCOL.md, "Bit values").
+O_RDONLY: Final = 0o0
+O_WRONLY: Final = 0o1
+O_RDWR: Final = 0o2
+O_CREAT: Final = 0o100
+O_EXCL: Final = 0o200
+O_TRUNC: Final = 0o1000
+O_APPEND: Final = 0o2000
+O_DIRECTORY: Final = 0o200000
+O_NOFOLLOW: Final = 0o400000
+
+GETATTR_BASIC: Final = 0x7FF
+GETATTR_ALL: Final = 0x3FFF
+
+SETATTR_MODE: Final = 0x1
+SETATTR_UID: Final = 0x2
+SETATTR_GID: Final = 0x4
+SETATTR_SIZE: Final = 0x8
+SETATTR_ATIME: Final = 0x10
+SETATTR_MTIME: Final = 0x20
+SETATTR_CTIME: Final = 0x40
+SETATTR_ATIME_SET: Final = 0x80
+SETATTR_MTIME_SET: Final = 0x100
+
+AT_REMOVEDIR: Final = 0x200
+XATTR_CREATE: Final = 1
+XATTR_REPLACE: Final = 2
+
+LOCK_RDLCK: Final = 0
+LOCK_WRLCK: Final = 1
+LOCK_UNLCK: Final = 2
+LOCK_FLAG_BLOCK: Final = 1
+LOCK_SUCCESS: Final = 0
+LOCK_BLOCKED: Final = 1
+LOCK_ERROR: Final = 2
+LOCK_GRACE: Final = 3
+
+DT_UNKNOWN: Final = 0
+DT_FIFO: Final = 1
+DT_CHR: Final = 2
+DT_DIR: Final = 4
+DT_BLK: Final = 6
+DT_REG: Final = 8
+DT_LNK: Final = 10
+DT_SOCK: Final = 12
+
+QTDIR: Final = 0x80
+QTSYMLINK: Final = 0x02
+QTFILE: Final = 0x00
+
+_DIRENT_FIXED = struct.Struct("<BIQQB")
+_U16 = struct.Struct("<H")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMode:
+    """A Python open() mode string decoded into what the client sends."""
+
+    flags: int  # Tlopen/Tlcreate flags, without O_TRUNC (sent as Tsetattr size 0)
+    create: bool
+    exclusive: bool
+    truncate: bool
+    append: bool
+    readable: bool
+    writable: bool
+    binary: bool
+
+
+def parse_mode(mode: str) -> OpenMode:
+    """Translate "r", "rb", "w", "a+", "x", ... into an OpenMode; ValueError if invalid."""
+    chars = set(mode)
+    kinds = chars & set("rwax")
+    if (len(kinds) != 1 or len(mode) != len(chars) or not chars <= set("rwaxb+t")
+            or {"b", "t"} <= chars):
+        raise ValueError(f"invalid mode: {mode!r}")
+    kind = kinds.pop()
+    plus = "+" in chars
+    readable = kind == "r" or plus
+    writable = kind != "r" or plus
+    access = O_RDWR if readable and writable else (O_WRONLY if writable else O_RDONLY)
+    flags = access
+    if kind in "wax":
+        flags |= O_CREAT
+    if kind == "x":
+        flags |= O_EXCL
+    if kind == "a":
+        flags |= O_APPEND
+    return OpenMode(flags=flags, create=kind in "wax", exclusive=kind == "x",
+                    truncate=kind == "w", append=kind == "a", readable=readable,
+                    writable=writable, binary="b" in chars)
+
+
+@dataclass(frozen=True, slots=True)
+class Dirent:
+    """One raw Rreaddir entry: qid, the cookie resuming after it, DT_* type, name."""
+
+    qid: Qid
+    offset: int
+    type: int
+    name: str
+
+
+def parse_dirents(data: bytes | memoryview) -> list[Dirent]:
+    """Parse the packed entries of an Rreaddir; ValueError if an entry is cut short."""
+    out: list[Dirent] = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if end - pos < _DIRENT_FIXED.size + 2:
+            raise ValueError(f"Rreaddir entry at byte {pos} is truncated")
+        qtype, qversion, qpath, offset, dtype = _DIRENT_FIXED.unpack_from(data, pos)
+        pos += _DIRENT_FIXED.size
+        (length,) = _U16.unpack_from(data, pos)
+        pos += 2
+        if pos + length > end:
+            raise ValueError(f"Rreaddir name at byte {pos} overruns the data")
+        name = str(bytes(data[pos:pos + length]), "utf-8", "surrogateescape")
+        pos += length
+        out.append(Dirent(Qid(qtype, qversion, qpath), offset, dtype, name))
+    return out
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    """Split a path relative to the attach root into walk names ("." and "" dropped)."""
+    return tuple(part for part in path.split("/") if part not in ("", "."))

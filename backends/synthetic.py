@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 _O_ACCMODE, _O_WRONLY, _O_RDWR = 3, 1, 2
-_ZEROS = bytes(1 << 20)
+_ZEROS = memoryview(bytes(1 << 20))  # immutable: replies may share it without a copy
 _inos = itertools.count(2)
 
 
@@ -69,7 +69,7 @@ class _SyntheticFile(LeafNode):
 
 
 class _NullHandle(Handle):
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         return b""
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:
@@ -77,7 +77,7 @@ class _NullHandle(Handle):
 
 
 class _ZeroHandle(_NullHandle):
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         return _ZEROS[:size] if size <= len(_ZEROS) else bytes(size)
 
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<IBH")
 _U32 = struct.Struct("<I")
-_TGETATTR, _RGETATTR = m.Tgetattr.type, m.Rgetattr.type
+_TGETATTR, _RGETATTR, _TWRITE = m.Tgetattr.type, m.Rgetattr.type, m.Twrite.type
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
 _conn_ids = itertools.count(1)
 MIN_MSIZE = 4096
@@ -182,7 +182,9 @@ class Connection(asyncio.Protocol):
             self._send(tag, m.Rlerror(errno.EOPNOTSUPP))
             return
         try:
-            msg = m.decode_body(mtype, frame, m.HEADER_SIZE, size)
+            # a Twrite's data stays a view of its (immutable) frame: no copy
+            body = memoryview(frame) if mtype == _TWRITE else frame
+            msg = m.decode_body(mtype, body, m.HEADER_SIZE, size)
         except DecodeError as exc:
             self._protocol_error(f"malformed {m.MESSAGE_TYPES[mtype].__name__}: {exc}")
             return

@@ -140,8 +140,11 @@ class StatFs:
 class Handle:
     """An open file. Closed exactly once, at the clunk of its fid."""
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         """Up to ``size`` bytes at ``offset``; short only at end of file.
+
+        The result goes to the socket as it is, and uvloop keeps a reference
+        until it is sent: return bytes, or a view of memory that never changes.
 
         Errnos: EISDIR, EBADF (not opened for reading), EIO.
         """

@@ -35,6 +35,10 @@ class Framer:
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add ``data``; return every frame now complete, in order."""
+        if not self._buf and len(data) >= HEADER_SIZE and type(data) is bytes:
+            (size,) = _SIZE.unpack_from(data)
+            if size == len(data) and size <= self.msize:
+                return [data]  # the commonest case: exactly one whole frame
         if self._buf:
             self._buf += data
             source: bytes | bytearray | memoryview = self._buf
@@ -52,10 +56,7 @@ class Framer:
                     raise FrameTooLarge(f"size field {size} exceeds msize {self.msize}")
                 if end - pos < size:
                     break
-                if size == end and type(source) is bytes:
-                    frames.append(source)  # exactly one whole frame: no copy
-                else:
-                    frames.append(bytes(view[pos:pos + size]))
+                frames.append(bytes(view[pos:pos + size]))
                 pos += size
         if source is self._buf:
             del self._buf[:pos]

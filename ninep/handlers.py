@@ -19,7 +19,8 @@ from vfs.policy import AttachRequest
 from . import messages as m
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
-__all__ = ["GETATTR_VALID", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK", "LOCK_SUCCESS", "MAXWELEM", "rgetattr_body"]
+__all__ = ["GETATTR_VALID", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK", "LOCK_SUCCESS", "MAXWELEM", "RGETATTR_SIZE",
+           "rgetattr_body", "rgetattr_frame"]
 
 MAXWELEM = 16
 GETATTR_VALID = 0x3FFF  # BASIC | BTIME | GEN | DATA_VERSION
@@ -104,6 +105,8 @@ async def walk(session: Session, msg: m.Twalk) -> m.Message:
 
 
 _RGETATTR = struct.Struct("<QBIQIII" + "Q" * 15)  # the Rgetattr body (PROTOCOL.md)
+_RGETATTR_FRAME = struct.Struct("<IBH" + _RGETATTR.format[1:])  # the same with its header
+RGETATTR_SIZE = m.HEADER_SIZE + _RGETATTR.size
 _NS = 1_000_000_000
 
 
@@ -114,6 +117,16 @@ def rgetattr_body(qid_type: int, qid_path: int, a: Attr) -> bytes:
                           a.atime_ns // _NS, a.atime_ns % _NS, a.mtime_ns // _NS, a.mtime_ns % _NS,
                           a.ctime_ns // _NS, a.ctime_ns % _NS, a.btime_ns // _NS, a.btime_ns % _NS,
                           a.gen, a.data_version)
+
+
+def rgetattr_frame(tag: int, qid_type: int, qid_path: int, a: Attr) -> bytes:
+    """The whole Rgetattr frame, header included, in one call (the transport's fast path)."""
+    return _RGETATTR_FRAME.pack(
+        RGETATTR_SIZE, m.Rgetattr.type, tag, GETATTR_VALID, qid_type, 0, qid_path, a.mode, a.uid,
+        a.gid, a.nlink, a.rdev, a.size, a.blksize, a.blocks,
+        a.atime_ns // _NS, a.atime_ns % _NS, a.mtime_ns // _NS, a.mtime_ns % _NS,
+        a.ctime_ns // _NS, a.ctime_ns % _NS, a.btime_ns // _NS, a.btime_ns % _NS,
+        a.gen, a.data_version)
 
 
 @handles(m.Tgetattr)

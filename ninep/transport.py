@@ -24,7 +24,7 @@ from vfs.policy import Peer, Policy
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
 from .framing import Framer
-from .handlers import rgetattr_body
+from .handlers import rgetattr_frame
 from .messages import DecodeError
 from .session import HANDLERS, Reply, ServerLimits, Session
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<IBH")
 _U32 = struct.Struct("<I")
-_TGETATTR, _RGETATTR, _TWRITE = m.Tgetattr.type, m.Rgetattr.type, m.Twrite.type
+_TGETATTR, _TWRITE = m.Tgetattr.type, m.Twrite.type
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
 _conn_ids = itertools.count(1)
 MIN_MSIZE = 4096
@@ -207,8 +207,10 @@ class Connection(asyncio.Protocol):
         attr = loc.node.peek_attr()
         if attr is None:
             return False
-        body = rgetattr_body(qid_type(attr.mode), loc.mount.qid_path(attr.ino), attr)
-        self._send(tag, m.Encoded(_RGETATTR, body))
+        transport = self.transport
+        if transport is not None and not self._closing:
+            transport.write(rgetattr_frame(tag, qid_type(attr.mode), loc.mount.qid_path(attr.ino),
+                                           attr))
         return True
 
     def _start(self, tag: int, msg: m.Message) -> None:

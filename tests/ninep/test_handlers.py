@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 
 from ninep import messages as m
-from ninep.handlers import GETATTR_VALID, rgetattr_body
+from ninep.handlers import GETATTR_VALID, rgetattr_body, rgetattr_frame
 from vfs.node import Attr
 
 
@@ -20,4 +20,5 @@ def test_packed_rgetattr_equals_the_generic_encoding() -> None:
         a.size, a.blksize, a.blocks, 1_700_000_000, 123_456_789, 1_600_000_000, 1, 0, 5, 2, 0,
         9, 42))
     assert fast == generic
+    assert rgetattr_frame(7, 0, 0x1_0000_0000_004D, a) == generic
     assert m.decode(fast)[1] == m.decode(generic)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import struct
 from collections.abc import Callable, Iterator
 
@@ -140,11 +141,15 @@ def test_unknown_type_is_eopnotsupp_and_the_connection_lives(raw_peer: Connect) 
     struct.pack("<IBHI", 11, m.Tclunk.type, 1, 1)[:9] + b"\0\0" + b"\0" * 4,  # trailing bytes
     struct.pack("<IBHH", 9, m.Twalk.type, 1, 0),    # truncated body
 ])
-def test_malformed_frames_close_only_that_connection(raw_peer: Connect, garbage: bytes) -> None:
+def test_malformed_frames_close_only_that_connection(raw_peer: Connect, garbage: bytes,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     peer = raw_peer(timeout=5)
     peer.handshake()
-    peer.send_raw(garbage)
-    assert peer.closed_by_server()
+    with caplog.at_level(logging.WARNING, logger="ninep.transport"):
+        peer.send_raw(garbage)
+        assert peer.closed_by_server()
+    local = f"127.0.0.1:{peer.sock.getsockname()[1]}"
+    assert any("protocol error" in r.message and local in r.message for r in caplog.records)
     _still_serving(raw_peer)
 
 

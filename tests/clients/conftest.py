@@ -56,9 +56,11 @@ def diod_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         if parent != parent.parent:
             os.chmod(parent, os.stat(parent).st_mode | 0o755)
     port = free_port()
+    # diod's log goes to a file: a pipe nobody reads fills up and stalls it
+    log = open(export.parent / "diod.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([DIOD, "-f", "-n", "-c", "/dev/null", "-d", "0", "-e", str(export),
                              "-l", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=log,
                             cwd=export.parent)  # a diod crash leaves its core there, not here
     try:
         wait_for_port(port, proc)
@@ -71,6 +73,7 @@ def diod_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ before any backend is called, so a backend bug cannot widen them.
 from __future__ import annotations
 
 import errno
+import itertools
 import stat
 import time
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class Namespace:
         self._synthetic = Mount("/", _SyntheticBackend(), read_only=True, dev=_SYNTHETIC_DEV)
         self._root = Location(self._synthetic, self._synthetic.backend.root)
         self._covered: dict[tuple[int, int], Mount] = {}  # (id(outer mount), ino) -> inner
+        self._synthetic_inos = itertools.count(2)  # 1 is the synthetic root
         self.mounts: list[Mount] = []
 
     @classmethod
@@ -174,7 +176,7 @@ class Namespace:
                     mount.parent = loc
                     break
                 if child is None:
-                    child = sdir.children[part] = SyntheticDir(_next_ino(sdir), sdir)
+                    child = sdir.children[part] = SyntheticDir(next(self._synthetic_inos), sdir)
                 loc = self._enter(loc, child)
                 continue
             inner = await self._mount_point_step(loc, part, mount.path)
@@ -449,11 +451,3 @@ _ROOT = Cred(0, 0)
 
 def _depth(path: str) -> int:
     return len([p for p in path.split("/") if p])
-
-
-def _next_ino(parent: SyntheticDir) -> int:
-    root = parent
-    while root.parent is not root:
-        root = root.parent
-    root.ino_counter = getattr(root, "ino_counter", 1) + 1  # type: ignore[attr-defined]
-    return root.ino_counter  # type: ignore[attr-defined,no-any-return]

@@ -164,12 +164,6 @@ def test_valid_names() -> None:
         validate_name(name)
 
 
-class SpyBackend(RamBackend):
-    """A RAM backend that records every change method the namespace lets through."""
-
-    calls: list[str]
-
-
 @pytest.mark.asyncio
 async def test_read_only_mount_refuses_before_the_backend_is_called() -> None:
     ram = RamBackend()

@@ -20,8 +20,10 @@ from vfs.node import (
     dtype_of_mode,
 )
 
+from .registry import BackendConfigError, Options, option_int, option_str
+
 __all__ = ["MAX_FILE_SIZE", "PAGE_SIZE", "TMPFS_MAGIC", "RamBackend", "RamDir", "RamFile",
-           "RamHandle", "RamNode", "RamSpecial", "RamSymlink"]
+           "RamHandle", "RamNode", "RamSpecial", "RamSymlink", "open_backend"]
 
 PAGE_SIZE = 64 * 1024  # a file is a dict of pages; a missing page is a hole of zeros
 BLOCK = 4096  # pages grow in BLOCK steps; space is counted in BLOCK units
@@ -632,3 +634,17 @@ class RamBackend(Backend):
             node = directory.make_file(parts[-1], mode, uid, gid)
         node.write_bytes(0, data)
         return node
+
+
+async def open_backend(source: str, options: Options, read_only: bool) -> RamBackend:
+    """The registry's factory: options ``size`` (bytes, K/M/G suffixes), ``inodes``, ``mode``."""
+    size = option_int(options, "size", None)
+    inodes = option_int(options, "inodes", None, minimum=1)
+    mode = option_str(options, "mode", "0755")
+    try:
+        root_mode = int(mode, 8)
+    except ValueError:
+        raise BackendConfigError(f"option mode={mode!r}: expected octal permission bits") from None
+    if root_mode & ~0o7777:
+        raise BackendConfigError(f"option mode={mode!r}: expected octal permission bits")
+    return RamBackend(size_limit=size, inode_limit=inodes, root_mode=root_mode)

@@ -20,6 +20,8 @@ from vfs.node import (
     StatFs,
 )
 
+from .registry import Options
+
 __all__ = [
     "InlineBackend",
     "InlineFile",
@@ -29,6 +31,9 @@ __all__ = [
     "SyntheticBackend",
     "ZeroBackend",
     "ZeroFile",
+    "open_inline",
+    "open_null",
+    "open_zero",
 ]
 
 _O_ACCMODE, _O_WRONLY, _O_RDWR = 3, 1, 2
@@ -198,3 +203,17 @@ class InlineBackend(_SingleFileBackend):
 
     def __init__(self, text: str, mode: int = 0o444) -> None:
         super().__init__(InlineFile(text, mode))
+
+
+async def open_null(source: str, options: Options, read_only: bool) -> NullBackend:
+    return NullBackend()
+
+
+async def open_zero(source: str, options: Options, read_only: bool) -> ZeroBackend:
+    return ZeroBackend()
+
+
+async def open_inline(source: str, options: Options, read_only: bool) -> InlineBackend:
+    """One read-only file whose content is ``source`` (a newline is added if missing)."""
+    text = source if source.endswith("\n") or not source else source + "\n"
+    return InlineBackend(text)

@@ -9,38 +9,16 @@ import signal
 import sys
 from typing import Sequence
 
-from vfs.node import Backend
+from backends.registry import MountSpec, parse_mount
 
 from .server import ListenAddress, Server, parse_listen
 from .session import ServerLimits
 
-__all__ = ["build_parser", "main", "parse_mount"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("ninep")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5640"
 _DEFAULTS = ServerLimits()
-
-
-def parse_mount(text: str) -> tuple[str, Backend, bool]:
-    """``PATH=KIND[:SOURCE][,ro]`` -> (path, backend, read_only); ValueError names the problem."""
-    from backends.ram import RamBackend
-    from backends.synthetic import NullBackend, ZeroBackend
-
-    path, sep, spec = text.partition("=")
-    if not sep or not path.startswith("/"):
-        raise ValueError(f"--mount {text!r}: expected /PATH=KIND[:SOURCE][,ro]")
-    spec, *flags = spec.split(",")
-    unknown = [f for f in flags if f not in ("ro", "rw")]
-    if unknown:
-        raise ValueError(f"--mount {text!r}: unknown option {unknown[0]!r} (ro, rw)")
-    kind, _, source = spec.partition(":")
-    factories = {"ram": RamBackend, "null": NullBackend, "zero": ZeroBackend}
-    if kind not in factories:
-        raise ValueError(f"--mount {text!r}: unknown backend {kind!r} "
-                         f"(known: {', '.join(sorted(factories))})")
-    if source:
-        raise ValueError(f"--mount {text!r}: backend {kind!r} takes no source")
-    return path, factories[kind](), "ro" in flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--listen", action="append", metavar="URL",
                        help=f"tcp://HOST:PORT or unix:///PATH (repeatable; default {DEFAULT_LISTEN})")
-    serve.add_argument("--mount", action="append", metavar="PATH=KIND",
-                       help="mount a backend, e.g. /=ram or /scratch=ram,ro (repeatable)")
+    serve.add_argument("--mount", action="append", metavar="PATH=KIND[:SOURCE][,OPT=VAL][,ro]",
+                       help="mount a backend, e.g. /=ram, /data=passthrough:/srv/data,ro or "
+                            "/dist=tar:/srv/dist.tar.gz (repeatable)")
     serve.add_argument("--msize", type=int, default=_DEFAULTS.max_msize,
                        help="largest msize offered (default 1 MiB)")
     serve.add_argument("--max-fids", type=int, default=_DEFAULTS.max_fids)
@@ -110,10 +89,11 @@ def _install_uvloop() -> None:
     uvloop.install()
 
 
-async def _run(listens: list[ListenAddress], mounts: list[tuple[str, Backend, bool]],
+async def _run(listens: list[ListenAddress], specs: list[MountSpec],
                limits: ServerLimits) -> None:
     from .defaults import default_policy
 
+    mounts = [(spec.path, await spec.open(), spec.read_only) for spec in specs]
     server = Server(await default_policy(mounts), limits)
     for address in listens:
         await server.listen(address)

@@ -1,0 +1,396 @@
+"""One opened ext2 file system: mount state, the inode cache, file data, and checkpoints.
+
+Crash safety without a journal: between checkpoints the image holds the last
+checkpoint plus file data written in place or into blocks that are free on
+disk (freed blocks and inodes stay quarantined until the next checkpoint, see
+alloc.py). A checkpoint writes bitmaps that only add allocations, then
+indirect/directory/xattr blocks, then inodes, then releases the quarantined
+bits: a kill between two of these steps leaves differences e2fsck -p fixes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import random
+import stat
+import struct
+import time
+from collections.abc import Callable
+
+from .alloc import Allocator
+from .attrs import drop_block
+from .bmap import BlockMap
+from .dirs import Directory
+from .image import BITMAP, META, Image
+from .inode import Inode
+from .layout import (
+    EXT2_MAGIC,
+    INCOMPAT_FILETYPE,
+    INCOMPAT_RECOVER,
+    RO_COMPAT_LARGE_FILE,
+    STATE_ERRORS,
+    STATE_VALID,
+    GroupDesc,
+    Superblock,
+    unsupported_features,
+)
+
+__all__ = ["CHECKPOINT_SECONDS", "Ext2Error", "FileSystem"]
+
+log = logging.getLogger(__name__)
+CHECKPOINT_SECONDS = 2.0  # dirty metadata is written back at most this long after a change
+ROOT_INO = 2
+_DIRTY_LIMIT = 4096  # dirty inodes + blocks that force a checkpoint at once
+
+
+class Ext2Error(ValueError):
+    """The image cannot be opened as asked; the message says why."""
+
+
+def _lock(fd: int, path: str, exclusive: bool) -> None:
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Ext2Error(f"{path}: the image is in use by another process (locked)") from None
+
+
+class FileSystem:
+    """The shared state of one image: superblock, groups, caches, allocator, block map."""
+
+    def __init__(self, path: str, read_only: bool, force: bool) -> None:
+        self.path, self.read_only = path, read_only
+        try:
+            fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
+        except OSError as exc:
+            raise Ext2Error(f"{path}: cannot open the image: {exc.strerror}") from None
+        _lock(fd, path, not read_only)
+        try:
+            self.sb = self._read_superblock(fd)
+            self._check(force)
+        except BaseException:
+            os.close(fd)
+            raise
+        sb = self.sb
+        self.block_size = bs = sb.block_size
+        self.inode_size = sb.inode_size
+        self.ipg = sb.get("inodes_per_group")
+        self.image = Image(fd, bs, sb.get("blocks_count"))
+        self.groups = self._read_groups()
+        self.alloc = Allocator(self.image, sb, self.groups)
+        self.bmap = BlockMap(self.image, self.alloc)
+        self.filetype = sb.has(incompat=INCOMPAT_FILETYPE)
+        self.inodes: dict[int, Inode] = {}
+        self.dirty_inodes: set[int] = set()
+        self.dirs: dict[int, Directory] = {}
+        self.want_extra = struct.unpack_from("<H", sb.raw, 350)[0] or 32
+        self.timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        if not read_only:
+            self._mount()
+
+    # --- opening --------------------------------------------------------------
+
+    def _read_superblock(self, fd: int) -> Superblock:
+        raw = os.pread(fd, 1024, 1024)
+        if len(raw) < 1024:
+            raise Ext2Error(f"{self.path}: too short to be an ext2 image")
+        sb = Superblock(raw)
+        if sb.get("magic") != EXT2_MAGIC:
+            raise Ext2Error(f"{self.path}: not an ext2 image (bad superblock magic)")
+        if sb.get("log_block_size") > 6 or not sb.get("blocks_per_group") \
+                or not sb.get("inodes_per_group"):
+            raise Ext2Error(f"{self.path}: corrupt superblock")
+        return sb
+
+    def _check(self, force: bool) -> None:
+        sb = self.sb
+        if sb.has(incompat=INCOMPAT_RECOVER):
+            raise Ext2Error(f"{self.path}: the journal needs recovery (needs_recovery); "
+                            f"run e2fsck -f {self.path} first")
+        missing = unsupported_features(sb, writing=False)
+        if missing:
+            raise Ext2Error(f"{self.path}: unsupported feature(s): {', '.join(missing)}")
+        if self.read_only:
+            return
+        missing = unsupported_features(sb, writing=True)
+        if missing:
+            raise Ext2Error(f"{self.path}: cannot write feature(s) {', '.join(missing)}; "
+                            f"mount it read-only (,ro)")
+        state = sb.get("state")
+        if (not state & STATE_VALID or state & STATE_ERRORS) and not force:
+            raise Ext2Error(f"{self.path}: not cleanly unmounted or has errors; run "
+                            f"e2fsck -f {self.path} (or mount with force=true)")
+
+    def _read_groups(self) -> list[GroupDesc]:
+        count = self.sb.group_count
+        start = (self.sb.get("first_data_block") + 1) * self.block_size
+        raw = self.image.pread(start, count * 32)
+        return [GroupDesc(raw[i * 32:(i + 1) * 32]) for i in range(count)]
+
+    def _mount(self) -> None:
+        """Mark the image in use, as the kernel does at a read-write mount."""
+        sb = self.sb
+        sb.set("state", sb.get("state") & ~STATE_VALID)
+        sb.set("mnt_count", (sb.get("mnt_count") + 1) & 0xFFFF)
+        now = int(time.time())
+        sb.set("mtime", now)
+        sb.set("wtime", now)
+        self.image.pwrite(1024, sb.raw)
+        os.fsync(self.image.fd)
+
+    # --- inodes ---------------------------------------------------------------
+
+    def _inode_offset(self, ino: int) -> int:
+        group, idx = divmod(ino - 1, self.ipg)
+        if not 0 < ino <= self.sb.get("inodes_count") or group >= len(self.groups):
+            raise OSError(errno.EIO, f"inode number {ino} outside the file system")
+        table: int = self.groups[group].inode_table
+        return table * self.block_size + idx * self.inode_size
+
+    def inode(self, ino: int) -> Inode:
+        node = self.inodes.get(ino)
+        if node is None:
+            raw = self.image.pread(self._inode_offset(ino), self.inode_size)
+            node = self.inodes[ino] = Inode(ino, raw)
+        return node
+
+    def dirty(self, inode: Inode) -> None:
+        if self.inodes.get(inode.ino) is inode:
+            self.dirty_inodes.add(inode.ino)
+            self.schedule()
+
+    def new_inode(self, parent: Inode, mode: int, uid: int, gid: int) -> Inode:
+        ino = self._retry(lambda: self.alloc.alloc_inode(parent.ino, stat.S_ISDIR(mode)))
+        raw = bytearray(self.inode_size)
+        if self.inode_size > 128:
+            struct.pack_into("<H", raw, 128, min(self.want_extra, self.inode_size - 128))
+        inode = Inode(ino, raw)
+        now = time.time_ns()
+        inode.mode, inode.uid, inode.gid, inode.links = mode, uid, gid, 1
+        inode.atime_ns = inode.mtime_ns = inode.ctime_ns = inode.crtime_ns = now
+        inode.generation = random.getrandbits(32)
+        self.inodes[ino] = inode
+        self.dirs.pop(ino, None)
+        self.dirty(inode)
+        return inode
+
+    def _retry(self, make: Callable[[], int]) -> int:
+        """``make()``, once more after a checkpoint if quarantined frees would make room."""
+        try:
+            return make()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not self.alloc.has_pending():
+                raise
+        self.checkpoint(durable=False)
+        return make()
+
+    def directory(self, inode: Inode) -> Directory:
+        d = self.dirs.get(inode.ino)
+        if d is None or d.inode is not inode:
+            d = self.dirs[inode.ino] = Directory(inode, self.image, self.bmap, self.filetype,
+                                                 self.dirty)
+        return d
+
+    def goal(self, inode: Inode) -> int:
+        """Where to look for a new block of ``inode``: the start of its inode's group."""
+        return self.alloc.group_first_block((inode.ino - 1) // self.ipg)
+
+    # --- file data --------------------------------------------------------------
+
+    def read(self, inode: Inode, offset: int, size: int) -> bytes | memoryview:
+        end = min(offset + size, inode.size)
+        if offset >= end:
+            return b""
+        bs = self.block_size
+        first = offset // bs
+        runs = self.bmap.runs(inode, first, (end - 1) // bs - first + 1)
+        fd = self.image.fd
+        if len(runs) == 1 and runs[0][0]:  # one contiguous run: one pread, no copy
+            return self.image.pread(runs[0][0] * bs + offset % bs, end - offset)
+        buf = bytearray(end - offset)
+        view = memoryview(buf)
+        pos = first * bs  # file offset where the current run starts
+        for phys, n in runs:
+            lo, hi = max(pos, offset), min(pos + n * bs, end)
+            if phys and hi > lo:
+                got = os.preadv(fd, [view[lo - offset:hi - offset]], phys * bs + lo - pos)
+                if got != hi - lo:
+                    raise OSError(errno.EIO, "short read of the image")
+            pos += n * bs
+        return view
+
+    def write(self, inode: Inode, offset: int, data: memoryview) -> int:
+        count = len(data)
+        if count == 0:
+            return 0
+        end = offset + count
+        bs = self.block_size
+        if end > self.bmap.max_blocks * bs:
+            raise OSError(errno.EFBIG, "file too large for this block size")
+        first, last = offset // bs, (end - 1) // bs
+        if offset > inode.size:
+            self._zero_tail(inode)
+        made = self._allocate(inode, first, last - first + 1)
+        self._zero_edges(inode, made, offset, end)
+        fd, pos = self.image.fd, first * bs
+        for phys, n in self.bmap.runs(inode, first, last - first + 1):
+            lo, hi = max(pos, offset), min(pos + n * bs, end)
+            if os.pwrite(fd, data[lo - offset:hi - offset], phys * bs + lo - pos) != hi - lo:
+                raise OSError(errno.EIO, "short write to the image")
+            pos += n * bs
+        if end > inode.size:
+            inode.size = end
+            self._note_large(end)
+        inode.mtime_ns = inode.ctime_ns = time.time_ns()
+        self.dirty(inode)
+        return count
+
+    def _allocate(self, inode: Inode, first: int, count: int) -> list[tuple[int, int]]:
+        """Map blocks [first, first+count); on ENOSPC undo every block this call mapped."""
+        for attempt in (0, 1):
+            made: list[tuple[int, int]] = []
+            try:
+                self.bmap.ensure(inode, first, count, self._goal_for(inode, first), made)
+                return made
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                keep = -(-inode.size // self.block_size)
+                for lblk, n in made:  # holes inside the file that this call filled
+                    for i in range(lblk, min(lblk + n, keep)):
+                        self.bmap.unmap(inode, i)
+                self.bmap.truncate(inode, keep)
+                self.dirty(inode)
+                if attempt or not self.alloc.has_pending():
+                    raise
+                self.checkpoint(durable=False)  # quarantined frees become usable
+        raise AssertionError("unreachable")
+
+    def _goal_for(self, inode: Inode, lblk: int) -> int:
+        if lblk:
+            before = self.bmap.lookup(inode, lblk - 1, 1)[0]
+            if before:
+                return before + 1
+        return self.goal(inode)
+
+    def _zero_edges(self, inode: Inode, made: list[tuple[int, int]], offset: int,
+                    end: int) -> None:
+        """Clear the parts of newly mapped edge blocks that this write does not cover."""
+        bs = self.block_size
+        fresh = set()
+        for lblk, n in made:
+            if lblk <= offset // bs < lblk + n:
+                fresh.add(offset // bs)
+            if lblk <= (end - 1) // bs < lblk + n:
+                fresh.add((end - 1) // bs)
+        for lblk in fresh:
+            phys = self.bmap.lookup(inode, lblk, 1)[0]
+            self.image.pwrite(phys * bs, bytes(bs))
+
+    def _zero_tail(self, inode: Inode) -> None:
+        """Clear the bytes past EOF in the last block, before the file grows over them."""
+        bs = self.block_size
+        tail = inode.size % bs
+        if tail:
+            phys = self.bmap.lookup(inode, inode.size // bs, 1)[0]
+            if phys:
+                self.image.pwrite(phys * bs + tail, bytes(bs - tail))
+
+    def _note_large(self, size: int) -> None:
+        if size >= 2**31 and not self.sb.has(ro_compat=RO_COMPAT_LARGE_FILE):
+            self.sb.set("feature_ro_compat", self.sb.get("feature_ro_compat")
+                        | RO_COMPAT_LARGE_FILE)
+
+    def truncate(self, inode: Inode, size: int) -> None:
+        bs = self.block_size
+        if size > self.bmap.max_blocks * bs:
+            raise OSError(errno.EFBIG, "file too large for this block size")
+        if size < inode.size:
+            self.bmap.truncate(inode, -(-size // bs))
+            inode.size = size
+            self._zero_tail(inode)
+        elif size > inode.size:
+            self._zero_tail(inode)
+            self._note_large(size)
+        inode.size = size
+        inode.mtime_ns = inode.ctime_ns = time.time_ns()
+        self.dirty(inode)
+
+    def release(self, inode: Inode) -> None:
+        """Free an inode with no links and no users: its blocks, xattr block, number."""
+        self.bmap.truncate(inode, 0)
+        drop_block(self, inode)
+        inode.size = 0
+        inode.dtime = int(time.time())
+        self.dirty(inode)
+        self.alloc.free_inode(inode.ino, inode.is_dir)
+        self.dirs.pop(inode.ino, None)
+
+    # --- checkpoints ----------------------------------------------------------
+
+    def schedule(self) -> None:
+        if len(self.dirty_inodes) + len(self.image.dirty) > _DIRTY_LIMIT:
+            self.checkpoint(durable=False)
+            return
+        if self.timer is None and not self.closed:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self.timer = loop.call_later(CHECKPOINT_SECONDS, self._timed_checkpoint)
+
+    def _timed_checkpoint(self) -> None:
+        self.timer = None
+        try:
+            self.checkpoint(durable=False)
+        except OSError:
+            log.exception("ext2 %s: checkpoint failed", self.path)
+
+    def _write_groups_and_super(self) -> None:
+        if self.alloc.gd_dirty:
+            table = b"".join(gd.pack() for gd in self.groups)
+            self.image.pwrite((self.sb.get("first_data_block") + 1) * self.block_size, table)
+            self.alloc.gd_dirty = False
+        self.image.pwrite(1024, self.sb.raw)
+
+    def checkpoint(self, durable: bool) -> None:
+        """Write all dirty metadata in crash-safe order; fsync the image if ``durable``."""
+        if self.read_only:
+            return
+        image = self.image
+        self.sb.set("wtime", int(time.time()))
+        image.write_dirty(BITMAP)
+        self._write_groups_and_super()
+        image.write_dirty(META)
+        for ino in sorted(self.dirty_inodes):
+            inode = self.inodes[ino]
+            image.pwrite(self._inode_offset(ino), inode.pack())
+        self.dirty_inodes.clear()
+        if self.alloc.has_pending():
+            self.alloc.release_pending()
+            image.write_dirty(BITMAP)
+            self._write_groups_and_super()
+        if durable:
+            os.fsync(image.fd)
+
+    def close(self) -> None:
+        """Write everything back, mark the file system clean, unlock and close the image."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        try:
+            if not self.read_only:
+                self.checkpoint(durable=False)
+                self.sb.set("state", self.sb.get("state") | STATE_VALID)
+                self.image.pwrite(1024, self.sb.raw)
+                os.fsync(self.image.fd)
+        finally:
+            os.close(self.image.fd)

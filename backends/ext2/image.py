@@ -1,0 +1,86 @@
+"""The image file: positioned reads and writes, and a write-back cache of metadata blocks."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+__all__ = ["BITMAP", "META", "Image"]
+
+BITMAP, META = 0, 1  # dirty classes, written in this order at a checkpoint
+_CACHE_LIMIT = 32768  # clean metadata blocks kept before the cache is trimmed
+
+
+class Image:
+    """An open image file of ``block_size`` blocks.
+
+    Metadata blocks (bitmaps, indirect, directory and xattr blocks) go through
+    ``block``: cached, changed in memory, written back by ``write_dirty``. File
+    data never enters the cache: it is read and written with os.pread/pwrite.
+    """
+
+    def __init__(self, fd: int, block_size: int, blocks_count: int) -> None:
+        self.fd = fd
+        self.block_size = block_size
+        self.blocks_count = blocks_count
+        self.cache: dict[int, bytearray] = {}
+        self.dirty: dict[int, int] = {}  # block -> dirty class
+
+    def pread(self, offset: int, size: int) -> bytes:
+        data = os.pread(self.fd, size, offset)
+        if len(data) != size:
+            raise OSError(errno.EIO, f"short read of the image at {offset}")
+        return data
+
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        done = os.pwrite(self.fd, data, offset)
+        if done != len(data):
+            raise OSError(errno.EIO, f"short write to the image at {offset}")
+
+    def check_block(self, n: int) -> None:
+        if not 0 < n < self.blocks_count:
+            raise OSError(errno.EIO, f"block number {n} outside the file system")
+
+    def block(self, n: int) -> bytearray:
+        """Metadata block ``n``, cached; mark it with ``touch`` after changing it."""
+        buf = self.cache.get(n)
+        if buf is None:
+            self.check_block(n)
+            if len(self.cache) >= _CACHE_LIMIT:
+                self.trim()
+            buf = self.cache[n] = bytearray(self.pread(n * self.block_size, self.block_size))
+        return buf
+
+    def new_block(self, n: int, kind: int = META) -> bytearray:
+        """A freshly allocated metadata block: zeros, cached, dirty."""
+        buf = self.cache[n] = bytearray(self.block_size)
+        self.dirty[n] = kind
+        return buf
+
+    def touch(self, n: int, kind: int = META) -> None:
+        self.dirty[n] = min(kind, self.dirty.get(n, kind))
+
+    def forget(self, n: int) -> None:
+        """Block ``n`` was freed: whatever it held need never be written."""
+        self.cache.pop(n, None)
+        self.dirty.pop(n, None)
+
+    def trim(self) -> None:
+        for n in [n for n in self.cache if n not in self.dirty]:
+            del self.cache[n]
+
+    def write_dirty(self, kind: int) -> int:
+        """Write the dirty blocks of class ``kind`` in block order, merging neighbours."""
+        todo = sorted(n for n, k in self.dirty.items() if k == kind)
+        bs = self.block_size
+        i = 0
+        while i < len(todo):
+            j = i + 1
+            while j < len(todo) and todo[j] == todo[j - 1] + 1 and j - i < 256:
+                j += 1
+            parts = [self.cache[n] for n in todo[i:j]]
+            self.pwrite(todo[i] * bs, b"".join(parts) if len(parts) > 1 else parts[0])
+            i = j
+        for n in todo:
+            del self.dirty[n]
+        return len(todo)

@@ -1,0 +1,278 @@
+"""The Node and Handle layer of the ext2 backend: the backend contract over FileSystem."""
+
+from __future__ import annotations
+
+import errno
+import stat
+import struct
+import time
+import weakref
+
+from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+
+from . import attrs
+from .dirops import Ext2DirOps
+from .fs import FileSystem
+from .inode import Inode, decode_rdev, encode_rdev
+
+__all__ = ["EXT2_SUPER_MAGIC", "Ext2Handle", "Ext2Node", "NodeTable"]
+
+EXT2_SUPER_MAGIC = 0xEF53
+O_ACCMODE, O_WRONLY, O_RDWR = 0o3, 0o1, 0o2
+O_TRUNC, O_APPEND, O_DIRECTORY = 0o1000, 0o2000, 0o200000
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+XATTR_SIZE_MAX = 65536
+
+
+def _erofs() -> OSError:
+    return OSError(errno.EROFS, "read-only file system")
+
+
+class NodeTable:
+    """One Node per live inode, so open counts are shared by every path to a file."""
+
+    def __init__(self, fs: FileSystem, hide_lost_found: bool) -> None:
+        self.fs = fs
+        self.hide_lost_found = hide_lost_found
+        self.live: weakref.WeakValueDictionary[int, Ext2Node] = weakref.WeakValueDictionary()
+
+    def node(self, ino: int) -> Ext2Node:
+        inode = self.fs.inode(ino)
+        node = self.live.get(ino)
+        if node is None or node.inode is not inode:
+            node = self.live[ino] = Ext2Node(self, inode)
+        return node
+
+
+class Ext2Node(Node):
+    """A file, directory, symlink or special file of an ext2 image."""
+
+    def __init__(self, table: NodeTable, inode: Inode) -> None:
+        self.table, self.fs, self.inode = table, table.fs, inode
+        self.opens = 0
+
+    # --- attributes -----------------------------------------------------------
+
+    async def getattr(self) -> Attr:
+        i = self.inode
+        rdev = decode_rdev(i.block) if stat.S_ISCHR(i.mode) or stat.S_ISBLK(i.mode) else 0
+        return Attr(i.ino, i.mode, i.uid, i.gid, i.links, i.size, i.atime_ns, i.mtime_ns,
+                    i.ctime_ns, rdev, i.blocks, self.fs.block_size, i.crtime_ns, i.generation)
+
+    def _writable(self) -> None:
+        if self.fs.read_only:
+            raise _erofs()
+
+    async def setattr(self, changes: SetAttr) -> None:
+        self._writable()
+        i = self.inode
+        now = time.time_ns()
+        changed = changes.ctime
+        if changes.size is not None:
+            if i.is_dir:
+                raise OSError(errno.EISDIR, "is a directory")
+            if not stat.S_ISREG(i.mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            if changes.size < 0:
+                raise OSError(errno.EINVAL, "negative size")
+            self.fs.truncate(i, changes.size)
+            changed = True
+        if changes.uid is not None or changes.gid is not None:
+            i.uid = i.uid if changes.uid is None else changes.uid
+            i.gid = i.gid if changes.gid is None else changes.gid
+            if stat.S_ISREG(i.mode):  # Linux clears setuid, and setgid with group-exec
+                i.mode &= ~stat.S_ISUID
+                if i.mode & stat.S_IXGRP:
+                    i.mode &= ~stat.S_ISGID
+            changed = True
+        if changes.mode is not None:
+            i.mode = stat.S_IFMT(i.mode) | (changes.mode & 0o7777)
+            changed = True
+        if changes.atime_ns is not None:
+            i.atime_ns = now if changes.atime_ns == UTIME_NOW else changes.atime_ns
+            changed = True
+        if changes.mtime_ns is not None:
+            i.mtime_ns = now if changes.mtime_ns == UTIME_NOW else changes.mtime_ns
+            changed = True
+        if changed:
+            i.ctime_ns = now
+        self.fs.dirty(i)
+
+    def _touch_atime(self) -> None:
+        """relatime: only when atime is older than mtime or ctime."""
+        i = self.inode
+        if not self.fs.read_only and (i.atime_ns <= i.mtime_ns or i.atime_ns <= i.ctime_ns):
+            i.atime_ns = time.time_ns()
+            self.fs.dirty(i)
+
+    async def statfs(self) -> StatFs:
+        sb = self.fs.sb
+        free = sb.get("free_blocks_count")
+        uuid = sb.raw[104:120]
+        fsid = struct.unpack("<Q", bytes(a ^ b for a, b in zip(uuid[:8], uuid[8:], strict=True)))[0]
+        return StatFs(self.fs.block_size, sb.get("blocks_count"), free,
+                      max(free - sb.get("r_blocks_count"), 0), sb.get("inodes_count"),
+                      sb.get("free_inodes_count"), fsid=fsid, namelen=255,
+                      fstype=EXT2_SUPER_MAGIC)
+
+    # --- files ----------------------------------------------------------------
+
+    async def open(self, flags: int) -> Handle:
+        mode = self.inode.mode
+        accmode = flags & O_ACCMODE
+        if stat.S_ISLNK(mode):
+            raise OSError(errno.ELOOP, "is a symbolic link")
+        if stat.S_ISDIR(mode):
+            if accmode != 0 or flags & O_TRUNC:
+                raise OSError(errno.EISDIR, "is a directory")
+            return Ext2Handle(self, True, False, False)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.ENXIO, "special files cannot be opened on an ext2 image")
+        if flags & O_DIRECTORY:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        if accmode in (O_WRONLY, O_RDWR) or flags & O_TRUNC:
+            self._writable()
+        if flags & O_TRUNC:
+            self.fs.truncate(self.inode, 0)
+        return Ext2Handle(self, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
+                          bool(flags & O_APPEND))
+
+    async def readlink(self) -> str:
+        i = self.inode
+        if not stat.S_ISLNK(i.mode):
+            raise OSError(errno.EINVAL, "not a symlink")
+        if i.is_fast_symlink(self.fs.block_size):
+            raw = struct.pack("<15I", *i.block)[:i.size]
+        else:
+            raw = bytes(self.fs.read(i, 0, i.size))
+        return raw.decode("utf-8", "surrogateescape")
+
+    def release_if_unused(self) -> None:
+        if self.inode.links == 0 and self.opens == 0 and not self.inode.is_dir:
+            self.fs.release(self.inode)
+
+    # --- xattrs ---------------------------------------------------------------
+
+    async def xattr_get(self, name: str) -> bytes:
+        try:
+            return attrs.load(self.fs, self.inode)[name]
+        except KeyError:
+            raise OSError(errno.ENODATA, "no such attribute", name) from None
+
+    async def xattr_list(self) -> list[str]:
+        return list(attrs.load(self.fs, self.inode))
+
+    async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
+        self._writable()
+        if flags & ~(XATTR_CREATE | XATTR_REPLACE):
+            raise OSError(errno.EINVAL, "bad xattr flags")
+        if len(value) > XATTR_SIZE_MAX:
+            raise OSError(errno.E2BIG, "xattr value too large", name)
+        current = attrs.load(self.fs, self.inode)
+        if name not in current and flags & XATTR_REPLACE:
+            raise OSError(errno.ENODATA, "no such attribute", name)
+        if name in current and flags & XATTR_CREATE:
+            raise OSError(errno.EEXIST, "attribute exists", name)
+        current[name] = bytes(value)
+        attrs.store(self.fs, self.inode, current)
+        self.inode.ctime_ns = time.time_ns()
+
+    async def xattr_remove(self, name: str) -> None:
+        self._writable()
+        current = attrs.load(self.fs, self.inode)
+        if current.pop(name, None) is None:
+            raise OSError(errno.ENODATA, "no such attribute", name)
+        attrs.store(self.fs, self.inode, current)
+        self.inode.ctime_ns = time.time_ns()
+
+    # --- directories ------------------------------------------------------------
+
+    def _dir(self) -> Ext2DirOps:
+        if not self.inode.is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return Ext2DirOps(self)
+
+    async def walk(self, name: str) -> Node:
+        return self._dir().walk(name)
+
+    async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        return self._dir().readdir(cookie, count)
+
+    async def create(self, name: str, flags: int, mode: int, uid: int,
+                     gid: int) -> tuple[Node, Handle]:
+        node = self._dir().make(name, stat.S_IFREG | (mode & 0o7777), uid, gid)
+        accmode = flags & O_ACCMODE
+        return node, Ext2Handle(node, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
+                                bool(flags & O_APPEND))
+
+    async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        return self._dir().mkdir(name, mode, uid, gid)
+
+    async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        return self._dir().symlink(name, target, uid, gid)
+
+    async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        kind = stat.S_IFMT(mode)
+        if kind in (0, stat.S_IFREG):  # Linux mknod makes an empty regular file
+            kind = stat.S_IFREG
+        elif kind == stat.S_IFDIR:
+            raise OSError(errno.EPERM, "mknod cannot make a directory", name)
+        elif kind not in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK):
+            raise OSError(errno.EINVAL, "unknown file type", name)
+        node = self._dir().make(name, kind | (mode & 0o7777), uid, gid)
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            node.inode.block[0], node.inode.block[1] = encode_rdev(rdev)
+        return node
+
+    async def link(self, name: str, target: Node) -> None:
+        self._dir().link(name, target)
+
+    async def unlink(self, name: str, is_dir: bool) -> None:
+        self._dir().unlink(name, is_dir)
+
+    async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
+        self._dir().rename(oldname, newdir, newname)
+
+
+class Ext2Handle(Handle):
+    """An open file or directory of an ext2 image; the access mode is fixed at open."""
+
+    def __init__(self, node: Ext2Node, readable: bool, writable: bool, append: bool) -> None:
+        self.node, self.readable, self.writable, self.append = node, readable, writable, append
+        self.closed = False
+        node.opens += 1
+
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
+        if self.closed or not self.readable:
+            raise OSError(errno.EBADF, "not open for reading")
+        inode = self.node.inode
+        if inode.is_dir:
+            raise OSError(errno.EISDIR, "is a directory")
+        if offset < 0 or size < 0:
+            raise OSError(errno.EINVAL, "negative offset or size")
+        self.node._touch_atime()
+        return self.node.fs.read(inode, offset, size)
+
+    async def write(self, offset: int, data: bytes | memoryview) -> int:
+        if self.closed or not self.writable:
+            raise OSError(errno.EBADF, "not open for writing")
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset")
+        inode = self.node.inode
+        if self.append:  # O_APPEND: the offset the client sent does not matter
+            offset = inode.size
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        return self.node.fs.write(inode, offset, view)
+
+    async def fsync(self, datasync: bool) -> None:
+        if not self.node.fs.read_only:
+            self.node.fs.checkpoint(durable=True)
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.node.opens -= 1
+            self.node.release_if_unused()
+

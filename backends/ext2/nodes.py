@@ -106,13 +106,13 @@ class Ext2Node(Node):
             self.fs.dirty(i)
 
     async def statfs(self) -> StatFs:
-        sb = self.fs.sb
-        free = sb.get("free_blocks_count")
+        sb, alloc = self.fs.sb, self.fs.alloc
+        free = sb.get("free_blocks_count") + len(alloc.pending_blocks)  # quarantined: free
         uuid = sb.raw[104:120]
         fsid = struct.unpack("<Q", bytes(a ^ b for a, b in zip(uuid[:8], uuid[8:], strict=True)))[0]
         return StatFs(self.fs.block_size, sb.get("blocks_count"), free,
                       max(free - sb.get("r_blocks_count"), 0), sb.get("inodes_count"),
-                      sb.get("free_inodes_count"), fsid=fsid, namelen=255,
+                      sb.get("free_inodes_count") + len(alloc.pending_inodes), fsid=fsid, namelen=255,
                       fstype=EXT2_SUPER_MAGIC)
 
     # --- files ----------------------------------------------------------------

@@ -16,7 +16,8 @@ __all__ = [
 
 XATTR_MAGIC = 0xEA020000
 _ENTRY = struct.Struct("<BBHIII")  # name_len, name_index, value_offs, value_inum, size, hash
-_HEADER = struct.Struct("<IIII")  # magic, refcount, blocks, hash
+_HEADER = struct.Struct("<IIII")  # magic, refcount, blocks, hash (then checksum, reserved)
+_HEADER_SIZE = 32
 _PREFIXES = [(2, "system.posix_acl_access", True), (3, "system.posix_acl_default", True),
              (8, "system.richacl", True), (1, "user.", False), (4, "trusted.", False),
              (6, "security.", False), (7, "system.", False)]
@@ -113,10 +114,10 @@ def encode_block(items: list[tuple[int, bytes, bytes]], size: int,
                  refcount: int = 1) -> bytearray | None:
     """An xattr block holding ``items``, or None if they do not fit."""
     items = sorted(items, key=_sort_key)
-    buf = _layout(items, size, _HEADER.size, 0)
+    buf = _layout(items, size, _HEADER_SIZE, 0)
     if buf is None:
         return None
-    h, off = 0, _HEADER.size
+    h, off = 0, _HEADER_SIZE
     for _index, suffix, _value in items:
         e_hash = _ENTRY.unpack_from(buf, off)[5]
         h = ((h << 16) ^ (h >> 16) ^ e_hash) & 0xFFFFFFFF

@@ -323,13 +323,20 @@ class FileSystem:
 
     def release(self, inode: Inode) -> None:
         """Free an inode with no links and no users: its blocks, xattr block, number."""
-        self.bmap.truncate(inode, 0)
+        if self.has_blocks(inode):
+            self.bmap.truncate(inode, 0)
         drop_block(self, inode)
         inode.size = 0
         inode.dtime = int(time.time())
         self.dirty(inode)
         self.alloc.free_inode(inode.ino, inode.is_dir)
         self.dirs.pop(inode.ino, None)
+
+    def has_blocks(self, inode: Inode) -> bool:
+        """Whether i_block maps blocks (not a fast symlink's text or a device number)."""
+        mode = inode.mode
+        return stat.S_ISREG(mode) or stat.S_ISDIR(mode) \
+            or (stat.S_ISLNK(mode) and not inode.is_fast_symlink(self.block_size))
 
     # --- checkpoints ----------------------------------------------------------
 

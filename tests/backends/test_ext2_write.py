@@ -257,3 +257,17 @@ async def test_mount_state_lock_and_force(image: Path) -> None:
 
 def test_backend_class_is_exported() -> None:
     assert Ext2Backend.kind == "ext2"
+
+
+async def test_unlinking_fast_symlinks_and_devices_frees_no_blocks(image: Path) -> None:
+    # Regression (found by the model test): i_block of a fast symlink holds its text
+    # and a device's its number; freeing them as block numbers broke the bitmaps.
+    fs = open_image(image)
+    free = (await fs.root.statfs()).bfree
+    await fs.root.symlink("s", "../b", UID, GID)
+    await fs.root.mknod("c", stat.S_IFCHR | 0o600, (1 << 8) | 3, UID, GID)
+    await fs.root.unlink("s", False)
+    await fs.root.unlink("c", False)
+    assert (await fs.root.statfs()).bfree == free
+    await fs.close()
+    assert_clean(image)

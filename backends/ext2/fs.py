@@ -11,6 +11,7 @@ bits: a kill between two of these steps leaves differences e2fsck -p fixes.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
 import fcntl
 import logging
@@ -92,6 +93,8 @@ class FileSystem:
         self.closed = False
         if not read_only:
             self._mount()
+            # The server may stop without closing its backends: still leave the image clean.
+            atexit.register(self.close)
 
     # --- opening --------------------------------------------------------------
 
@@ -390,6 +393,7 @@ class FileSystem:
         if self.closed:
             return
         self.closed = True
+        atexit.unregister(self.close)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

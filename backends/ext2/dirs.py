@@ -36,9 +36,14 @@ class Directory:
         self.filetype, self.dirty = filetype, dirty
         self.bs = image.block_size
         self.names: dict[bytes, tuple[int, int, int]] = {}
-        self.free: list[int] = []  # largest insertable record per block
+        # Per block: the largest record that fits, and the entry whose slack offers it
+        # (an estimate kept without rescanning: it may only be too small).
+        self.free: list[int] = []
+        self.slot: list[int] = []
+        self.hint = 0  # the block that took the last insert
         for b in range(self.nblocks):
             self.free.append(0)
+            self.slot.append(0)
             self._scan_block(b)
 
     @property
@@ -72,15 +77,11 @@ class Directory:
 
     def _scan_block(self, b: int) -> None:
         buf = self.image.block(self._phys(b))
-        best = 0
-        for off, ino, rec_len, name_len, ftype in self._entries(b):
+        for off, ino, _, name_len, ftype in self._entries(b):
             if ino:
                 name = bytes(buf[off + 8:off + 8 + name_len])
                 self.names[name] = (ino, ftype, b * self.bs + off)
-                best = max(best, rec_len - rec_size(name_len))
-            else:
-                best = max(best, rec_len)
-        self.free[b] = best
+        self._rescan_free(b)
 
     # --- reading --------------------------------------------------------------
 
@@ -119,8 +120,12 @@ class Directory:
     def add(self, name: bytes, ino: int, ftype: int, goal: int) -> None:
         """Insert an entry (the name must be new), growing the directory by a block if full."""
         need = rec_size(len(name))
+        hint = self.hint if self.hint < len(self.free) else 0
+        if self.free and self.free[hint] >= need and self._insert_in(hint, name, ino, ftype, need):
+            return
         for b, room in enumerate(self.free):
             if room >= need and self._insert_in(b, name, ino, ftype, need):
+                self.hint = b
                 return
         b = self.nblocks
         self.bmap.ensure(self.inode, b, 1, goal)
@@ -129,6 +134,8 @@ class Directory:
         self._write_entry(buf, 0, ino, self.bs, name, ftype)
         self.inode.size += self.bs
         self.free.append(self.bs - need)
+        self.slot.append(0)
+        self.hint = b
         self.names[name] = (ino, ftype, b * self.bs)
         self._changed(phys)
         self.dirty(self.inode)
@@ -136,26 +143,32 @@ class Directory:
     def _insert_in(self, b: int, name: bytes, ino: int, ftype: int, need: int) -> bool:
         phys = self._phys(b)
         buf = self.image.block(phys)
-        for off, e_ino, rec_len, name_len, _ in self._entries(b):
+        off = self.slot[b]
+        e_ino, rec_len, name_len, _ = self._parse(buf, off)
+        used = rec_size(name_len) if e_ino else 0
+        if rec_len - used < need:
+            self._rescan_free(b)  # the estimate was stale
+            if self.free[b] < need:
+                return False
+            off = self.slot[b]
+            e_ino, rec_len, name_len, _ = self._parse(buf, off)
             used = rec_size(name_len) if e_ino else 0
-            if rec_len - used < need:
-                continue
-            at = off + used
-            if e_ino:
-                struct.pack_into("<H", buf, off + 4, used)
-            self._write_entry(buf, at, ino, rec_len - used, name, ftype)
-            self.names[name] = (ino, ftype, b * self.bs + at)
-            self._changed(phys)
-            self._rescan_free(b)
-            return True
-        self._rescan_free(b)
-        return False
+        at = off + used
+        if e_ino:
+            struct.pack_into("<H", buf, off + 4, used)
+        self._write_entry(buf, at, ino, rec_len - used, name, ftype)
+        self.names[name] = (ino, ftype, b * self.bs + at)
+        self._changed(phys)
+        self.free[b], self.slot[b] = rec_len - used - need, at
+        return True
 
     def _rescan_free(self, b: int) -> None:
-        best = 0
-        for _, ino, rec_len, name_len, _ in self._entries(b):
-            best = max(best, rec_len - rec_size(name_len) if ino else rec_len)
-        self.free[b] = best
+        best, where = 0, 0
+        for off, ino, rec_len, name_len, _ in self._entries(b):
+            room = rec_len - rec_size(name_len) if ino else rec_len
+            if room > best:
+                best, where = room, off
+        self.free[b], self.slot[b] = best, where
 
     def remove(self, name: bytes) -> int:
         """Take ``name`` out; its inode number."""
@@ -168,13 +181,16 @@ class Directory:
             if off == target:
                 if prev < 0:  # the first record of a block cannot merge backwards
                     struct.pack_into("<I", buf, off, 0)
+                    room, at = rec_len, off
                 else:
-                    prev_len = struct.unpack_from("<H", buf, prev + 4)[0]
+                    _, prev_len, p_name_len, _ = self._parse(buf, prev)
                     struct.pack_into("<H", buf, prev + 4, prev_len + rec_len)
+                    room, at = prev_len + rec_len - rec_size(p_name_len), prev
+                if room > self.free[b]:
+                    self.free[b], self.slot[b] = room, at
                 break
             prev = off
         self._changed(phys)
-        self._rescan_free(b)
         return ino
 
     def retarget(self, name: bytes, ino: int, ftype: int) -> None:
@@ -197,5 +213,5 @@ class Directory:
         self._write_entry(buf, 0, self_ino, 12, b".", dtype)
         self._write_entry(buf, 12, parent_ino, self.bs - 12, b"..", dtype)
         self.inode.size = self.bs
-        self.free = [self.bs - 24]
+        self.free, self.slot, self.hint = [self.bs - 24], [12], 0
         self.names = {b".": (self_ino, dtype, 0), b"..": (parent_ino, dtype, 12)}

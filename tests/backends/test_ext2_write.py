@@ -244,8 +244,11 @@ async def test_mount_state_lock_and_force(image: Path) -> None:
     await fs.close()
     assert dumpe2fs(image)["Filesystem state"] == "clean"
     crashed = open_image(image)
+    import atexit
     import os
-    os.close(crashed.fs.image.fd)  # as if the server died: never marked clean
+    atexit.unregister(crashed.fs.close)  # as if the server died: never marked clean
+    crashed.fs.closed = True
+    os.close(crashed.fs.image.fd)
     with pytest.raises(BackendConfigError, match="e2fsck"):
         await open_backend("ext2", str(image), {}, False)
     ro = await open_backend("ext2", str(image), {}, True)

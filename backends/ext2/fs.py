@@ -40,12 +40,13 @@ from .layout import (
     unsupported_features,
 )
 
-__all__ = ["CHECKPOINT_SECONDS", "Ext2Error", "FileSystem"]
+__all__ = ["CHECKPOINT_SECONDS", "FREE_STEP", "Ext2Error", "FileSystem"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 2.0  # dirty metadata is written back at most this long after a change
 ROOT_INO = 2
 _DIRTY_LIMIT = 4096  # dirty inodes + blocks that force a checkpoint at once
+FREE_STEP = 32768  # blocks freed per event-loop turn when a big file goes away
 
 
 class Ext2Error(ValueError):
@@ -90,6 +91,8 @@ class FileSystem:
         self.dirs: dict[int, Directory] = {}
         self.want_extra = struct.unpack_from("<H", sb.raw, 350)[0] or 32
         self.timer: asyncio.TimerHandle | None = None
+        self.releasing: dict[int, Inode] = {}  # big files being freed in steps
+        self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
         if not read_only:
             self._mount()
@@ -335,6 +338,29 @@ class FileSystem:
         self.alloc.free_inode(inode.ino, inode.is_dir)
         self.dirs.pop(inode.ino, None)
 
+    def release_soon(self, inode: Inode) -> None:
+        """``release``, in bounded steps on the event loop when the file is big."""
+        if inode.blocks // (self.block_size // 512) <= FREE_STEP:
+            self.release(inode)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.release(inode)
+            return
+        self.releasing[inode.ino] = inode
+        task = loop.create_task(self._release_in_steps(inode))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _release_in_steps(self, inode: Inode) -> None:
+        step = FREE_STEP * self.block_size
+        while not self.closed and inode.size > step:
+            self.truncate(inode, inode.size - step)  # each step leaves a consistent file
+            await asyncio.sleep(0)  # let other connections in
+        if not self.closed and self.releasing.pop(inode.ino, None) is not None:
+            self.release(inode)
+
     def has_blocks(self, inode: Inode) -> bool:
         """Whether i_block maps blocks (not a fast symlink's text or a device number)."""
         mode = inode.mode
@@ -394,6 +420,9 @@ class FileSystem:
             return
         self.closed = True
         atexit.unregister(self.close)
+        for inode in self.releasing.values():  # a step-wise free was cut short
+            self.release(inode)
+        self.releasing.clear()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import stat
 import struct
@@ -12,7 +13,7 @@ from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
 from . import attrs
 from .dirops import Ext2DirOps
-from .fs import FileSystem
+from .fs import FREE_STEP, FileSystem
 from .inode import Inode, decode_rdev, encode_rdev
 
 __all__ = ["EXT2_SUPER_MAGIC", "Ext2Handle", "Ext2Node", "NodeTable"]
@@ -75,6 +76,7 @@ class Ext2Node(Node):
                 raise OSError(errno.EINVAL, "not a regular file")
             if changes.size < 0:
                 raise OSError(errno.EINVAL, "negative size")
+            await self._shrink_in_steps(changes.size)
             self.fs.truncate(i, changes.size)
             changed = True
         if changes.uid is not None or changes.gid is not None:
@@ -97,6 +99,14 @@ class Ext2Node(Node):
         if changed:
             i.ctime_ns = now
         self.fs.dirty(i)
+
+    async def _shrink_in_steps(self, size: int) -> None:
+        """Cut a big file down in bounded steps, yielding to other connections between them."""
+        i, fs = self.inode, self.fs
+        step = FREE_STEP * fs.block_size
+        while i.size - size > step and i.blocks // (fs.block_size // 512) > FREE_STEP:
+            fs.truncate(i, i.size - step)
+            await asyncio.sleep(0)
 
     def _touch_atime(self) -> None:
         """relatime: only when atime is older than mtime or ctime."""
@@ -149,7 +159,7 @@ class Ext2Node(Node):
 
     def release_if_unused(self) -> None:
         if self.inode.links == 0 and self.opens == 0 and not self.inode.is_dir:
-            self.fs.release(self.inode)
+            self.fs.release_soon(self.inode)
 
     # --- xattrs ---------------------------------------------------------------
 

@@ -274,3 +274,31 @@ async def test_unlinking_fast_symlinks_and_devices_frees_no_blocks(image: Path) 
     assert (await fs.root.statfs()).bfree == free
     await fs.close()
     assert_clean(image)
+
+
+async def test_big_files_are_freed_in_steps(tmp_path: Path) -> None:
+    import asyncio
+
+    from backends.ext2.fs import FREE_STEP
+    image = mkfs(tmp_path / "fs.img", "128M", 1024, 128)
+    fs = open_image(image)
+    free = (await fs.root.statfs()).bfree
+    size = (FREE_STEP + 1000) * 1024
+    chunk = b"b" * (1 << 20)
+    for name in ("unlinked", "truncated", "cut-short"):
+        _, handle = await fs.root.create(name, O_RDWR, 0o644, UID, GID)
+        for pos in range(0, size, len(chunk)):
+            await handle.write(pos, chunk)
+        await handle.close()
+    await fs.root.unlink("unlinked", False)
+    assert fs.fs.tasks, "a big file should be freed by a background task"
+    await asyncio.gather(*fs.fs.tasks)
+    truncated = await fs.root.walk("truncated")
+    await truncated.setattr(SetAttr(size=10))
+    assert await read_all(truncated) == b"b" * 10
+    await fs.root.unlink("cut-short", False)  # the server stops before the task is done
+    await fs.close()
+    assert_clean(image)
+    fs = open_image(image)
+    assert (await fs.root.statfs()).bfree == free - 1 - 0  # "truncated" keeps one block
+    await fs.close()

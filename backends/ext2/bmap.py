@@ -6,6 +6,7 @@ import errno
 import struct
 
 from .alloc import Allocator
+from .extents import EXTENTS_FL, ExtentMap
 from .image import Image
 from .inode import Inode
 
@@ -25,6 +26,7 @@ class BlockMap:
         self.sectors = bs // 512
         self.max_blocks = 12 + per + per * per + per * per * per
         self._unpack = struct.Struct(f"<{per}I").unpack_from
+        self.extents = ExtentMap(image)
 
     # --- walking --------------------------------------------------------------
 
@@ -77,6 +79,8 @@ class BlockMap:
 
     def lookup(self, inode: Inode, lblk: int, count: int) -> list[int]:
         """Physical blocks of ``count`` logical blocks from ``lblk`` (0 for a hole)."""
+        if inode.flags & EXTENTS_FL:
+            return self.extents.lookup(inode, lblk, count)
         out: list[int] = []
         end = min(lblk + count, self.max_blocks)
         while lblk < end:
@@ -116,6 +120,8 @@ class BlockMap:
         """
         if lblk + count > self.max_blocks:
             raise OSError(errno.EFBIG, "file too large for this block size")
+        if inode.flags & EXTENTS_FL:
+            raise OSError(errno.EROFS, "extent-mapped files are read-only here")
         if made is None:
             made = []
         end = lblk + count
@@ -166,6 +172,8 @@ class BlockMap:
 
     def truncate(self, inode: Inode, keep: int) -> int:
         """Free every block mapping logical blocks >= ``keep``; the count freed."""
+        if inode.flags & EXTENTS_FL:
+            raise OSError(errno.EROFS, "extent-mapped files are read-only here")
         freed = 0
         for i in range(max(keep, 0), 12):
             if inode.block[i]:

@@ -81,7 +81,7 @@ class FileSystem:
         self.block_size = bs = sb.block_size
         self.inode_size = sb.inode_size
         self.ipg = sb.get("inodes_per_group")
-        self.image = Image(fd, bs, sb.get("blocks_count"))
+        self.image = Image(fd, bs, sb.blocks_count)
         self.groups = self._read_groups()
         self.alloc = Allocator(self.image, sb, self.groups)
         self.bmap = BlockMap(self.image, self.alloc)
@@ -133,10 +133,10 @@ class FileSystem:
                             f"e2fsck -f {self.path} (or mount with force=true)")
 
     def _read_groups(self) -> list[GroupDesc]:
-        count = self.sb.group_count
+        count, size = self.sb.group_count, self.sb.desc_size
         start = (self.sb.get("first_data_block") + 1) * self.block_size
-        raw = self.image.pread(start, count * 32)
-        return [GroupDesc(raw[i * 32:(i + 1) * 32]) for i in range(count)]
+        raw = self.image.pread(start, count * size)
+        return [GroupDesc(raw[i * size:(i + 1) * size]) for i in range(count)]
 
     def _mount(self) -> None:
         """Mark the image in use, as the kernel does at a read-write mount."""

@@ -39,9 +39,12 @@ COMPAT_HAS_JOURNAL, COMPAT_EXT_ATTR, COMPAT_DIR_INDEX = 0x4, 0x8, 0x20
 INCOMPAT_FILETYPE, INCOMPAT_RECOVER = 0x2, 0x4
 RO_COMPAT_SPARSE_SUPER, RO_COMPAT_LARGE_FILE = 0x1, 0x2
 
-# What this backend reads (any compat feature is readable by definition) ...
-READ_INCOMPAT = 0x2 | 0x200
-READ_RO_COMPAT = 0x1 | 0x2 | 0x4 | 0x8 | 0x20 | 0x40 | 0x1000
+# What this backend reads (any compat feature is readable by definition): ext4's
+# extents, 64-bit descriptors and checksums too (checksums are not verified) ...
+READ_INCOMPAT = 0x2 | 0x40 | 0x80 | 0x100 | 0x200 | 0x2000 | 0x4000
+READ_RO_COMPAT = (0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x400 | 0x1000
+                  | 0x2000 | 0x10000)
+INCOMPAT_64BIT = 0x80
 # ... and what it can change without breaking: flex_bg only moves metadata, whose
 # places the group descriptors give anyway; a clean journal is left alone (as the
 # kernel's ext2 driver does with an ext3 file system).
@@ -58,7 +61,7 @@ _SB_FIELDS = {  # name -> (offset, struct code)
     "magic": (56, "H"), "state": (58, "H"), "rev_level": (76, "I"), "first_ino_raw": (84, "I"),
     "inode_size_raw": (88, "H"), "feature_compat": (92, "I"), "feature_incompat": (96, "I"),
     "feature_ro_compat": (100, "I"), "reserved_gdt_blocks": (206, "H"),
-    "desc_size_raw": (254, "H"), "first_meta_bg": (260, "I"),
+    "desc_size_raw": (254, "H"), "first_meta_bg": (260, "I"), "blocks_count_hi": (336, "I"),
 }
 
 
@@ -92,8 +95,17 @@ class Superblock:
             else self.get("first_ino_raw")
 
     @property
+    def blocks_count(self) -> int:
+        hi = self.get("blocks_count_hi") if self.has(incompat=INCOMPAT_64BIT) else 0
+        return self.get("blocks_count") | hi << 32
+
+    @property
+    def desc_size(self) -> int:
+        return max(self.get("desc_size_raw"), 32) if self.has(incompat=INCOMPAT_64BIT) else 32
+
+    @property
     def group_count(self) -> int:
-        data = self.get("blocks_count") - self.get("first_data_block")
+        data = self.blocks_count - self.get("first_data_block")
         return -(-data // self.get("blocks_per_group"))
 
     def has(self, compat: int = 0, incompat: int = 0, ro_compat: int = 0) -> bool:
@@ -140,6 +152,11 @@ class GroupDesc:
         self.raw = bytearray(raw)
         (self.block_bitmap, self.inode_bitmap, self.inode_table, self.free_blocks,
          self.free_inodes, self.used_dirs) = _GD.unpack_from(raw, 0)
+        if len(raw) >= 64:  # 64bit: the high halves (only read: such images are served ro)
+            bb_hi, ib_hi, it_hi = struct.unpack_from("<III", raw, 32)
+            self.block_bitmap |= bb_hi << 32
+            self.inode_bitmap |= ib_hi << 32
+            self.inode_table |= it_hi << 32
 
     def pack(self) -> bytes:
         _GD.pack_into(self.raw, 0, self.block_bitmap, self.inode_bitmap, self.inode_table,

@@ -30,7 +30,9 @@ def mkfs(image: Path, size: str = "16M", block: int = 1024, inode: int = 256,
          rev: int = 1, features: str = "", seed: Path | None = None,
          inodes: int | None = None, extra: tuple[str, ...] = ()) -> Path:
     """An ext2 image made by mke2fs (``features`` as for ``-O``)."""
-    args = [tool("mke2fs"), "-q", "-F", "-t", "ext2", "-b", str(block), "-r", str(rev)]
+    kind = extra[extra.index("-t") + 1] if "-t" in extra else "ext2"
+    extra = tuple(x for i, x in enumerate(extra) if "-t" not in extra[max(i - 1, 0):i + 1])
+    args = [tool("mke2fs"), "-q", "-F", "-t", kind, "-b", str(block), "-r", str(rev)]
     if rev:
         args += ["-I", str(inode)]
     if features:

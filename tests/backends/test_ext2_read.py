@@ -120,13 +120,20 @@ async def test_statfs_from_superblock(tmp_path: Path) -> None:
     assert fsinfo.blocks == int(header["Block count"]) and fsinfo.bsize == 1024
 
 
-async def test_ext4_refused_naming_the_feature(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["ext3", "ext4"])
+async def test_ext3_and_ext4_served_read_only(tmp_path: Path, kind: str) -> None:
+    seed = make_tree(tmp_path / "seed", 80 << 20)
     image = tmp_path / "fs.img"
-    mkfs(image, "8M", extra=("-T", "default", "-O", "extent"))
-    with pytest.raises(BackendConfigError, match="extent"):
-        await open_backend("ext2", str(image), {}, False)
-    with pytest.raises(BackendConfigError, match="extent"):
-        await open_backend("ext2", str(image), {}, True)
+    mkfs(image, "64M", 4096, 256, seed=seed, extra=("-t", kind))
+    backend = await open_backend("ext2", str(image), {}, True)
+    try:
+        got = await snapshot(backend.root)
+    finally:
+        await backend.close()
+    assert got == host_snapshot(seed)
+    if kind == "ext4":
+        with pytest.raises(BackendConfigError, match=r"cannot write feature.*extent"):
+            await open_backend("ext2", str(image), {}, False)
 
 
 async def test_not_an_image(tmp_path: Path) -> None:

@@ -191,6 +191,7 @@ class Directory:
                 break
             prev = off
         self._changed(phys)
+        self.image.removals.add(phys)  # written after blocks that gained entries
         return ino
 
     def retarget(self, name: bytes, ino: int, ftype: int) -> None:

@@ -395,24 +395,42 @@ class FileSystem:
         self.image.pwrite(1024, self.sb.raw)
 
     def checkpoint(self, durable: bool) -> None:
-        """Write all dirty metadata in crash-safe order; fsync the image if ``durable``."""
+        """Write all dirty metadata in crash-safe order; fsync the image if ``durable``.
+
+        The order makes every prefix of these writes one e2fsck -p repairs:
+        allocations in the bitmaps; inodes that lost links (a name still aimed at
+        them reads as deleted); blocks that gained directory entries before those
+        that lost some (a moved name is briefly in both places, never in none);
+        the other inodes (a new name aimed at an unwritten inode reads as
+        deleted); and last the frees of blocks and inodes no longer used.
+        """
         if self.read_only:
             return
         image = self.image
         self.sb.set("wtime", int(time.time()))
         image.write_dirty(BITMAP)
         self._write_groups_and_super()
-        image.write_dirty(META)
-        for ino in sorted(self.dirty_inodes):
-            inode = self.inodes[ino]
-            image.pwrite(self._inode_offset(ino), inode.pack())
+        dirty = sorted(self.dirty_inodes)
         self.dirty_inodes.clear()
+        late = [ino for ino in dirty if not self._write_inode(ino, only_lost_links=True)]
+        image.write_dirty(META, removals=False)
+        image.write_dirty(META, removals=True)
+        for ino in late:
+            self._write_inode(ino, only_lost_links=False)
         if self.alloc.has_pending():
             self.alloc.release_pending()
             image.write_dirty(BITMAP)
             self._write_groups_and_super()
         if durable:
             os.fsync(image.fd)
+
+    def _write_inode(self, ino: int, only_lost_links: bool) -> bool:
+        inode = self.inodes[ino]
+        if only_lost_links and inode.links >= inode.disk_links:
+            return False
+        self.image.pwrite(self._inode_offset(ino), inode.pack())
+        inode.disk_links = inode.links
+        return True
 
     def close(self) -> None:
         """Write everything back, mark the file system clean, unlock and close the image."""

@@ -25,6 +25,7 @@ class Image:
         self.blocks_count = blocks_count
         self.cache: dict[int, bytearray] = {}
         self.dirty: dict[int, int] = {}  # block -> dirty class
+        self.removals: set[int] = set()  # dirty directory blocks that lost an entry
 
     def pread(self, offset: int, size: int) -> bytes:
         data = os.pread(self.fd, size, offset)
@@ -64,14 +65,21 @@ class Image:
         """Block ``n`` was freed: whatever it held need never be written."""
         self.cache.pop(n, None)
         self.dirty.pop(n, None)
+        self.removals.discard(n)
 
     def trim(self) -> None:
         for n in [n for n in self.cache if n not in self.dirty]:
             del self.cache[n]
 
-    def write_dirty(self, kind: int) -> int:
-        """Write the dirty blocks of class ``kind`` in block order, merging neighbours."""
-        todo = sorted(n for n, k in self.dirty.items() if k == kind)
+    def write_dirty(self, kind: int, removals: bool | None = None) -> int:
+        """Write the dirty blocks of class ``kind`` in block order, merging neighbours.
+
+        ``removals`` True/False: only the blocks that did / did not lose a directory entry.
+        """
+        todo = sorted(n for n, k in self.dirty.items() if k == kind
+                      and (removals is None or (n in self.removals) == removals))
+        if removals:
+            self.removals.difference_update(todo)
         bs = self.block_size
         i = 0
         while i < len(todo):

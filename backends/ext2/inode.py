@@ -59,6 +59,7 @@ class Inode:
         "blocks",
         "crtime_ns",
         "ctime_ns",
+        "disk_links",
         "dtime",
         "file_acl",
         "flags",
@@ -78,6 +79,7 @@ class Inode:
     blocks: int
     crtime_ns: int
     ctime_ns: int
+    disk_links: int
     dtime: int
     file_acl: int
     flags: int
@@ -97,6 +99,7 @@ class Inode:
         (mode, uid, size_lo, atime, ctime, mtime, self.dtime, gid, self.links, blocks_lo,
          self.flags, *block, self.generation) = _BASE.unpack_from(raw, 0)
         self.block = block
+        self.disk_links = self.links  # as last written: checkpoints order by the change
         file_acl, size_hi, blocks_hi, acl_hi, uid_hi, gid_hi = _TAIL.unpack_from(raw, 104)
         self.mode = mode
         self.uid, self.gid = uid | uid_hi << 16, gid | gid_hi << 16

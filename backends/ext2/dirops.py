@@ -249,10 +249,14 @@ class Ext2DirOps:
             raise OSError(errno.EMLINK, "too many subdirectories", newname)
         now = time.time_ns()
         ftype = self._ft(node.inode.mode)
+        old_block = self.dir.block_of(old_raw)
         if victim is None:
             dest.dir.add(new_raw, node.inode.ino, ftype, self.fs.goal(dest.inode))
         else:
             dest.dir.retarget(new_raw, node.inode.ino, ftype)
+        if moving_dir:  # new name, '..', old name: written back to back at the checkpoint
+            moved = self.fs.directory(node.inode)
+            self.fs.image.moves += [dest.dir.block_of(new_raw), moved.block_of(b".."), old_block]
         self.dir.remove(old_raw)
         if victim is not None:
             dest._drop(victim, now)

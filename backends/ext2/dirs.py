@@ -194,6 +194,10 @@ class Directory:
         self.image.removals.add(phys)  # written after blocks that gained entries
         return ino
 
+    def block_of(self, name: bytes) -> int:
+        """The physical block holding the entry ``name``."""
+        return self._phys(self.names[name][2] // self.bs)
+
     def retarget(self, name: bytes, ino: int, ftype: int) -> None:
         """Point the existing entry ``name`` at another inode (rename over it, or '..')."""
         _, _, pos = self.names[name]

@@ -26,6 +26,7 @@ class Image:
         self.cache: dict[int, bytearray] = {}
         self.dirty: dict[int, int] = {}  # block -> dirty class
         self.removals: set[int] = set()  # dirty directory blocks that lost an entry
+        self.moves: list[int] = []  # blocks of directory renames, to write back to back
 
     def pread(self, offset: int, size: int) -> bytes:
         data = os.pread(self.fd, size, offset)
@@ -76,7 +77,8 @@ class Image:
 
         ``removals`` True/False: only the blocks that did / did not lose a directory entry.
         """
-        todo = sorted(n for n, k in self.dirty.items() if k == kind
+        moving = set(self.moves)
+        todo = sorted(n for n, k in self.dirty.items() if k == kind and n not in moving
                       and (removals is None or (n in self.removals) == removals))
         if removals:
             self.removals.difference_update(todo)
@@ -92,3 +94,12 @@ class Image:
         for n in todo:
             del self.dirty[n]
         return len(todo)
+
+    def write_moves(self) -> None:
+        """Write the blocks of directory renames in the order they were noted."""
+        moves, self.moves = self.moves, []
+        for n in moves:
+            if n in self.dirty:
+                self.pwrite(n * self.block_size, self.cache[n])
+                del self.dirty[n]
+                self.removals.discard(n)

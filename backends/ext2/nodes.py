@@ -54,7 +54,13 @@ class Ext2Node(Node):
 
     # --- attributes -----------------------------------------------------------
 
+    def peek_attr(self) -> Attr:
+        return self._attr()
+
     async def getattr(self) -> Attr:
+        return self._attr()
+
+    def _attr(self) -> Attr:
         i = self.inode
         rdev = decode_rdev(i.block) if stat.S_ISCHR(i.mode) or stat.S_ISBLK(i.mode) else 0
         return Attr(i.ino, i.mode, i.uid, i.gid, i.links, i.size, i.atime_ns, i.mtime_ns,

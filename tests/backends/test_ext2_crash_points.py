@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -61,14 +62,21 @@ async def _changes(r: Node) -> None:
     await r.mkdir("c", 0o700, UID, GID)
 
 
-@pytest.mark.parametrize("block", [1024, 4096])
-async def test_every_prefix_of_a_checkpoint_is_repairable(tmp_path: Path, block: int,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def _moves(r: Node) -> None:
+    b = await r.walk("b")
+    await b.mkdir("inner", 0o755, UID, GID)
+    await r.rename("a", b, "a-moved")  # a directory to another parent
+    await b.rename("inner", r, "inner-up")
+
+
+async def _failing_prefixes(tmp_path: Path, block: int, monkeypatch: pytest.MonkeyPatch,
+                            changes: Callable[[Node], Awaitable[None]]) -> tuple[list[int], int]:
+    """Crash points (write counts) after which e2fsck -p gives up; and how many writes."""
     image = mkfs(tmp_path / "fs.img", "16M", block, 256)
     fs = open_image(image)
     await _base(fs.root)
     fs.checkpoint(durable=True)
-    await _changes(fs.root)
+    await changes(fs.root)
     before = tmp_path / "before.img"
     shutil.copyfile(image, before)  # base checkpoint + file data written since
     writes: list[tuple[int, bytes]] = []
@@ -82,7 +90,7 @@ async def test_every_prefix_of_a_checkpoint_is_repairable(tmp_path: Path, block:
     fs.checkpoint(durable=False)
     monkeypatch.undo()
     await fs.close()
-    assert len(writes) > 5
+    failing = []
     for k in range(len(writes) + 1):
         crashed = tmp_path / f"crash{k}.img"
         shutil.copyfile(before, crashed)
@@ -91,8 +99,28 @@ async def test_every_prefix_of_a_checkpoint_is_repairable(tmp_path: Path, block:
                 f.seek(offset)
                 f.write(data)
         code, out = e2fsck(crashed, "-p")
-        assert code in (0, 1), f"killed after {k} of {len(writes)} writes:\n{out}"
-        code, out = e2fsck(crashed, "-fn")
-        assert code == 0, f"after e2fsck -p of crash point {k}:\n{out}"
-        assert debugfs_cat(crashed, "keep") == b"synced before the crash" * 1000
+        if code not in (0, 1):
+            failing.append(k)
+        else:
+            code, out = e2fsck(crashed, "-fn")
+            assert code == 0, f"after e2fsck -p of crash point {k}:\n{out}"
+            assert debugfs_cat(crashed, "keep") == b"synced before the crash" * 1000
         crashed.unlink()
+    return failing, len(writes)
+
+
+@pytest.mark.parametrize("block", [1024, 4096])
+async def test_every_prefix_of_a_checkpoint_is_repairable(tmp_path: Path, block: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    failing, count = await _failing_prefixes(tmp_path, block, monkeypatch, _changes)
+    assert count > 5
+    assert failing == [], f"e2fsck -p gave up after these of {count} writes: {failing}"
+
+
+async def test_directory_moves_leave_a_window_of_two_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    failing, count = await _failing_prefixes(tmp_path, 1024, monkeypatch, _moves)
+    print(f"failing crash points: {failing} of {count}")
+    assert len(failing) <= 4, f"{failing} of {count}"  # two moves, two crash points each
+    for k in failing:
+        assert k + 1 in failing or k - 1 in failing, failing

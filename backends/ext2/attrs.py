@@ -7,6 +7,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from .inode import Inode
+from .layout import COMPAT_EXT_ATTR
 from .xattr import XATTR_MAGIC, decode_area, encode_area, encode_block, split_name
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def _split(fs: FileSystem, items: list[Item], size: int) -> tuple[list[Item], li
 
 def store(fs: FileSystem, inode: Inode, attrs: dict[str, bytes]) -> None:
     """Write ``attrs`` as the inode's whole set of xattrs; ENOSPC changes nothing."""
+    _enable_feature(fs)
     items = [(*split_name(name), value) for name, value in attrs.items()]
     start, size = _area(fs, inode)
     inside, rest = _split(fs, items, size)
@@ -68,6 +70,16 @@ def store(fs: FileSystem, inode: Inode, attrs: dict[str, bytes]) -> None:
         area = encode_area(inside, size) if inside else None
         inode.raw[start:start + size] = area if area is not None else bytes(size)
     fs.dirty(inode)
+
+
+def _enable_feature(fs: FileSystem) -> None:
+    """Turn on ext_attr at the first xattr, as the kernel does; revision 0 has no features."""
+    sb = fs.sb
+    if sb.has(compat=COMPAT_EXT_ATTR):
+        return
+    if sb.get("rev_level") == 0:
+        raise OSError(errno.EOPNOTSUPP, "no extended attributes on a revision 0 file system")
+    sb.set("feature_compat", sb.get("feature_compat") | COMPAT_EXT_ATTR)
 
 
 def _store_block(fs: FileSystem, inode: Inode, block: bytearray) -> None:

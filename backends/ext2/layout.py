@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 __all__ = [
+    "COMPAT_EXT_ATTR",
     "COMPAT_HAS_JOURNAL",
     "EXT2_MAGIC",
     "INCOMPAT_FILETYPE",

@@ -302,3 +302,21 @@ async def test_big_files_are_freed_in_steps(tmp_path: Path) -> None:
     fs = open_image(image)
     assert (await fs.root.statfs()).bfree == free - 1 - 0  # "truncated" keeps one block
     await fs.close()
+
+
+async def test_first_xattr_turns_on_ext_attr_and_revision_0_has_none(tmp_path: Path) -> None:
+    # Regression (found by the model test): an xattr block on an image without
+    # ext_attr made e2fsck clear it.
+    image = mkfs(tmp_path / "fs.img", "8M", features="^ext_attr")
+    fs = open_image(image)
+    await fs.root.xattr_set("user.k", b"v" * 200, 0)
+    await fs.close()
+    assert_clean(image)
+    assert "ext_attr" in dumpe2fs(image)["Filesystem features"]
+    old = mkfs(tmp_path / "old.img", "8M", rev=0)
+    fs = open_image(old)
+    with pytest.raises(OSError) as exc:
+        await fs.root.xattr_set("user.k", b"v", 0)
+    assert exc.value.errno == errno.EOPNOTSUPP
+    await fs.close()
+    assert_clean(old)

@@ -103,8 +103,10 @@ class Directory:
 
     # --- changing -------------------------------------------------------------
 
-    def _changed(self, phys: int) -> None:
+    def _changed(self, phys: int, added: bool = True) -> None:
         self.image.touch(phys)
+        if added:
+            self.image.additions.add(phys)
         if self.inode.flags & EXT2_INDEX_FL:
             self.inode.flags &= ~EXT2_INDEX_FL
             self.dirty(self.inode)
@@ -190,7 +192,7 @@ class Directory:
                     self.free[b], self.slot[b] = room, at
                 break
             prev = off
-        self._changed(phys)
+        self._changed(phys, added=False)
         self.image.removals.add(phys)  # written after blocks that gained entries
         return ino
 

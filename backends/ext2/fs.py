@@ -329,6 +329,7 @@ class FileSystem:
 
     def release(self, inode: Inode) -> None:
         """Free an inode with no links and no users: its blocks, xattr block, number."""
+        inode.dead = True
         if self.has_blocks(inode):
             self.bmap.truncate(inode, 0)
         drop_block(self, inode)
@@ -340,6 +341,7 @@ class FileSystem:
 
     def release_soon(self, inode: Inode) -> None:
         """``release``, in bounded steps on the event loop when the file is big."""
+        inode.dead = True
         if inode.blocks // (self.block_size // 512) <= FREE_STEP:
             self.release(inode)
             return
@@ -400,7 +402,8 @@ class FileSystem:
         The order makes every prefix of these writes one e2fsck -p repairs:
         allocations in the bitmaps; inodes that lost links (a name still aimed at
         them reads as deleted); blocks that gained directory entries before those
-        that lost some (a moved name is briefly in both places, never in none);
+        that lost some, and blocks that did both before those that only lost
+        (a moved name is briefly in both places, never in none);
         the other inodes (a new name aimed at an unwritten inode reads as
         deleted); and last the frees of blocks and inodes no longer used.
         A directory moving to another block cannot be made safe this way (see
@@ -417,6 +420,7 @@ class FileSystem:
         self.dirty_inodes.clear()
         late = [ino for ino in dirty if not self._write_inode(ino, only_lost_links=True)]
         image.write_dirty(META, removals=False)
+        image.write_dirty(META, removals=True, additions=True)
         image.write_moves()
         image.write_dirty(META, removals=True)
         for ino in late:

@@ -26,6 +26,7 @@ class Image:
         self.cache: dict[int, bytearray] = {}
         self.dirty: dict[int, int] = {}  # block -> dirty class
         self.removals: set[int] = set()  # dirty directory blocks that lost an entry
+        self.additions: set[int] = set()  # ... and those that gained one
         self.moves: list[int] = []  # blocks of directory renames, to write back to back
 
     def pread(self, offset: int, size: int) -> bytes:
@@ -67,21 +68,25 @@ class Image:
         self.cache.pop(n, None)
         self.dirty.pop(n, None)
         self.removals.discard(n)
+        self.additions.discard(n)
 
     def trim(self) -> None:
         for n in [n for n in self.cache if n not in self.dirty]:
             del self.cache[n]
 
-    def write_dirty(self, kind: int, removals: bool | None = None) -> int:
+    def write_dirty(self, kind: int, removals: bool | None = None,
+                    additions: bool | None = None) -> int:
         """Write the dirty blocks of class ``kind`` in block order, merging neighbours.
 
-        ``removals`` True/False: only the blocks that did / did not lose a directory entry.
+        ``removals`` / ``additions`` True or False: only the directory blocks that
+        did or did not lose / gain an entry since the last checkpoint.
         """
         moving = set(self.moves)
         todo = sorted(n for n, k in self.dirty.items() if k == kind and n not in moving
-                      and (removals is None or (n in self.removals) == removals))
-        if removals:
-            self.removals.difference_update(todo)
+                      and (removals is None or (n in self.removals) == removals)
+                      and (additions is None or (n in self.additions) == additions))
+        self.removals.difference_update(todo)
+        self.additions.difference_update(todo)
         bs = self.block_size
         i = 0
         while i < len(todo):
@@ -103,3 +108,4 @@ class Image:
                 self.pwrite(n * self.block_size, self.cache[n])
                 del self.dirty[n]
                 self.removals.discard(n)
+                self.additions.discard(n)

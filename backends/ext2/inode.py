@@ -59,6 +59,7 @@ class Inode:
         "blocks",
         "crtime_ns",
         "ctime_ns",
+        "dead",
         "disk_links",
         "dtime",
         "file_acl",
@@ -79,6 +80,7 @@ class Inode:
     blocks: int
     crtime_ns: int
     ctime_ns: int
+    dead: bool  # released: its number and blocks are (being) given back
     disk_links: int
     dtime: int
     file_acl: int
@@ -100,6 +102,7 @@ class Inode:
          self.flags, *block, self.generation) = _BASE.unpack_from(raw, 0)
         self.block = block
         self.disk_links = self.links  # as last written: checkpoints order by the change
+        self.dead = False
         file_acl, size_hi, blocks_hi, acl_hi, uid_hi, gid_hi = _TAIL.unpack_from(raw, 104)
         self.mode = mode
         self.uid, self.gid = uid | uid_hi << 16, gid | gid_hi << 16

@@ -69,6 +69,8 @@ class Ext2Node(Node):
     def _writable(self) -> None:
         if self.fs.read_only:
             raise _erofs()
+        if self.inode.dead:  # a fid kept past the last close of an unlinked file
+            raise OSError(errno.ENOENT, "file was deleted")
 
     async def setattr(self, changes: SetAttr) -> None:
         self._writable()
@@ -136,6 +138,8 @@ class Ext2Node(Node):
     async def open(self, flags: int) -> Handle:
         mode = self.inode.mode
         accmode = flags & O_ACCMODE
+        if self.inode.dead:
+            raise OSError(errno.ENOENT, "file was deleted")
         if stat.S_ISLNK(mode):
             raise OSError(errno.ELOOP, "is a symbolic link")
         if stat.S_ISDIR(mode):
@@ -164,7 +168,8 @@ class Ext2Node(Node):
         return raw.decode("utf-8", "surrogateescape")
 
     def release_if_unused(self) -> None:
-        if self.inode.links == 0 and self.opens == 0 and not self.inode.is_dir:
+        if self.inode.links == 0 and self.opens == 0 and not self.inode.is_dir \
+                and not self.inode.dead:
             self.fs.release_soon(self.inode)
 
     # --- xattrs ---------------------------------------------------------------

@@ -60,6 +60,9 @@ async def _changes(r: Node) -> None:
     await b.link("f3-again", await b.walk("f3"))
     await b.unlink("f5", False)
     await r.mkdir("c", 0o700, UID, GID)
+    await (await r.walk("a")).unlink("sub", True)  # rmdir
+    await b.mkdir("d1", 0o755, UID, GID)
+    await b.rename("d1", b, "d2")  # a directory renamed in place (one block)
 
 
 async def _moves(r: Node) -> None:
@@ -100,6 +103,7 @@ async def _failing_prefixes(tmp_path: Path, block: int, monkeypatch: pytest.Monk
                 f.write(data)
         code, out = e2fsck(crashed, "-p")
         if code not in (0, 1):
+            print(f"--- crash point {k}:\n{out}")
             failing.append(k)
         else:
             code, out = e2fsck(crashed, "-fn")

@@ -418,13 +418,14 @@ class FileSystem:
         self._write_groups_and_super()
         dirty = sorted(self.dirty_inodes)
         self.dirty_inodes.clear()
-        late = [ino for ino in dirty if not self._write_inode(ino, only_lost_links=True)]
+        early = [ino for ino in dirty if self.inodes[ino].links < self.inodes[ino].disk_links]
+        self._write_inodes(early)
         image.write_dirty(META, removals=False)
         image.write_dirty(META, removals=True, additions=True)
         image.write_moves()
         image.write_dirty(META, removals=True)
-        for ino in late:
-            self._write_inode(ino, only_lost_links=False)
+        done = set(early)
+        self._write_inodes([ino for ino in dirty if ino not in done])
         if self.alloc.has_pending():
             self.alloc.release_pending()
             image.write_dirty(BITMAP)
@@ -432,13 +433,19 @@ class FileSystem:
         if durable:
             os.fsync(image.fd)
 
-    def _write_inode(self, ino: int, only_lost_links: bool) -> bool:
-        inode = self.inodes[ino]
-        if only_lost_links and inode.links >= inode.disk_links:
-            return False
-        self.image.pwrite(self._inode_offset(ino), inode.pack())
-        inode.disk_links = inode.links
-        return True
+    def _write_inodes(self, inos: list[int]) -> None:
+        """Write inodes (sorted numbers), one pwrite per run of neighbours in a table."""
+        i = 0
+        while i < len(inos):
+            j = i + 1
+            while j < len(inos) and inos[j] == inos[j - 1] + 1 \
+                    and (inos[j] - 1) % self.ipg and j - i < 1024:
+                j += 1
+            run = [self.inodes[ino] for ino in inos[i:j]]
+            self.image.pwrite(self._inode_offset(inos[i]), b"".join(n.pack() for n in run))
+            for inode in run:
+                inode.disk_links = inode.links
+            i = j
 
     def close(self) -> None:
         """Write everything back, mark the file system clean, unlock and close the image."""

@@ -1,4 +1,21 @@
-"""The ext2 backend: serve an ext2 image file read-write, in pure Python, e2fsck-clean."""
+"""The ext2 backend: serve an ext2 image file read-write, in pure Python, e2fsck-clean.
+
+``--mount /img=ext2:/srv/disk.img[,ro][,force=true][,lost_found=true]``
+
+- Writes ext2 (revision 0 and 1; block sizes 1-4 KiB; 128/256-byte inodes;
+  filetype, sparse_super, large_file, resize_inode, dir_index, ext_attr,
+  flex_bg, and ext3's journal while it needs no recovery). Serves ext4 images
+  (extents, 64bit, checksums unverified) read-only; other features are refused,
+  by name.
+- A read-write open locks the image (flock), marks it not clean and bumps the
+  mount count; ``close`` (or interpreter exit) writes back and marks it clean.
+  A not-clean image opens read-write only with ``force=true``.
+- The root's lost+found is left out of listings (``lost_found=true`` lists it).
+- Module map: layout (superblock, descriptors), inode, image (I/O and metadata
+  cache), alloc (bitmaps), bmap and extents (block maps), dirs and dirops
+  (directories), xattr and attrs (extended attributes), fs (checkpoints, file
+  data), nodes (the Node/Handle contract).
+"""
 
 from __future__ import annotations
 

@@ -60,9 +60,9 @@ async def attach(session: Session, msg: m.Tattach) -> m.Message:
     if msg.afid != m.NOFID:
         raise OSError(errno.EACCES, "authentication is not configured")
     cred = resolve_cred(msg.uname, msg.n_uname)
-    ns = session.policy.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
-                                             cred))
-    fid = Fid(ns, ns.root(), cred)
+    chosen = await session.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
+                                                cred))
+    fid = Fid(chosen.namespace, chosen.namespace.root(), chosen.cred)
     qid = await _qid(fid)
     session.bind(msg.fid, fid)
     return m.Rattach(qid)

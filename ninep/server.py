@@ -1,80 +1,246 @@
-"""The server: listeners on TCP and UNIX sockets, each connection a transport.Connection."""
+"""The server: listeners (TCP, UNIX, TLS, systemd sockets, stdio), each connection a
+transport.Connection, and reloading the configuration on SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import socket
+import ssl
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from vfs.locks import LockManager
 from vfs.policy import Policy
 
+from .config_tls import TlsConfig, make_server_context
 from .session import ServerLimits
+from .transport_stdio import serve_pipes
 from .transport import Connection
 
-__all__ = ["ListenAddress", "Server", "parse_listen"]
+__all__ = ["ListenAddress", "Server", "parse_listen", "systemd_sockets"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
-    """Where to listen: ``tcp://HOST:PORT`` or ``unix:///path``."""
+    """Where to listen: ``tcp``/``tls`` HOST:PORT, a ``unix`` socket file (with its
+    mode), ``systemd`` (sockets passed in LISTEN_FDS, by name) or ``stdio``."""
 
     kind: str
     host: str = ""
     port: int = 0
     path: str = ""
+    mode: int | None = None
+    tls: TlsConfig | None = None
+    fdname: str | None = None
 
     def __str__(self) -> str:
-        return f"unix://{self.path}" if self.kind == "unix" else f"tcp://{self.host}:{self.port}"
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        if self.kind in ("tcp", "tls"):
+            return f"{self.kind}://{self.host}:{self.port}"
+        return f"{self.kind}:{self.fdname or ''}"
 
 
 def parse_listen(text: str) -> ListenAddress:
     """Parse a --listen value; a bad one raises ValueError naming it."""
+    if text.startswith("systemd:"):
+        return ListenAddress("systemd", fdname=text.removeprefix("systemd:") or None)
     parts = urlsplit(text)
     if parts.scheme == "tcp":
-        if not parts.hostname or parts.port is None:
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
             raise ValueError(f"--listen {text!r}: expected tcp://HOST:PORT")
-        return ListenAddress("tcp", parts.hostname, parts.port)
+        return ListenAddress("tcp", parts.hostname, port)
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
         if not path:
             raise ValueError(f"--listen {text!r}: expected unix:///path/to/socket")
         return ListenAddress("unix", path=path)
-    raise ValueError(f"--listen {text!r}: the scheme must be tcp:// or unix://")
+    raise ValueError(f"--listen {text!r}: the scheme must be tcp://, unix:// or systemd:")
+
+
+_inherited: list[tuple[str, socket.socket]] | None = None
+
+
+def systemd_sockets() -> list[tuple[str, socket.socket]]:
+    """Listening sockets passed by systemd socket activation (LISTEN_PID, LISTEN_FDS,
+    LISTEN_FDNAMES; sd_listen_fds(3)), once: the variables are then removed."""
+    global _inherited
+    if _inherited is None:
+        _inherited = []
+        if os.environ.get("LISTEN_PID") == str(os.getpid()):
+            count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+            names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+            for index in range(count):
+                name = names[index] if index < len(names) else ""
+                _inherited.append((name or "unknown", socket.socket(fileno=3 + index)))
+        for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(var, None)
+    return _inherited
+
+
+class _TlsAccept(asyncio.Protocol):
+    """A TCP connection that becomes a 9P connection after a TLS handshake made with
+    the listener's context of the moment (SIGHUP may have replaced it)."""
+
+    def __init__(self, server: Server, listener: _TlsListener) -> None:
+        self.server = server
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.pause_reading()  # type: ignore[attr-defined] # start_tls takes over
+        asyncio.get_running_loop().create_task(self._upgrade(transport))  # type: ignore[arg-type]
+
+    async def _upgrade(self, transport: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self.server.connection("tls")
+        try:
+            tls = await loop.start_tls(transport, conn, self.listener.context, server_side=True,
+                                       ssl_handshake_timeout=30)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+            log.warning("TLS handshake with %s refused: %s",
+                        transport.get_extra_info("peername"), exc)
+            transport.abort()
+            return
+        if tls is None:  # pragma: no cover - the peer went away during the handshake
+            return
+        conn.connection_made(tls)
+
+
+@dataclass(eq=False)
+class _TlsListener:
+    tls: TlsConfig
+    context: ssl.SSLContext
+
+    def reload(self) -> None:
+        try:
+            self.context = make_server_context(self.tls)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("TLS reload of %s failed, keeping the old certificate: %s",
+                      self.tls.cert, exc)
+            return
+        log.info("TLS certificate %s reloaded", self.tls.cert)
 
 
 class Server:
-    """Serves one Policy on any number of listeners."""
+    """Serves the current Policy on any number of listeners."""
 
-    def __init__(self, policy: Policy, limits: ServerLimits | None = None) -> None:
+    def __init__(self, policy: Policy, limits: ServerLimits | None = None,
+                 config_path: Path | None = None) -> None:
         self.policy = policy
         self.limits = limits or ServerLimits()
         self.locks = LockManager()
+        self.config_path = config_path
         self._servers: list[asyncio.AbstractServer] = []
+        self._tls: list[_TlsListener] = []
+        self._unix_paths: list[str] = []
+
+    def current_policy(self) -> Policy:
+        return self.policy
 
     def connection(self, kind: str) -> Connection:
-        return Connection(self.policy, self.locks, self.limits, kind)
+        return Connection(self.current_policy, self.locks, self.limits, kind)
 
     async def listen(self, address: ListenAddress) -> list[str]:
         """Start listening; returns the bound addresses (the real port when 0 was asked)."""
+        if address.kind == "systemd":
+            return await self._listen_inherited(address)
         loop = asyncio.get_running_loop()
-        if address.kind == "tcp":
-            srv = await loop.create_server(lambda: self.connection("tcp"), address.host,
-                                           address.port, reuse_address=True)
-            bound = [f"tcp://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in srv.sockets]
-        else:
+        if address.kind in ("tcp", "tls"):
+            factory = self._factory(address.kind, address.tls)
+            srv = await loop.create_server(factory, address.host, address.port,
+                                           reuse_address=True)
+            bound = [f"{address.kind}://{s.getsockname()[0]}:{s.getsockname()[1]}"
+                     for s in srv.sockets]
+        elif address.kind == "unix":
             _remove_stale_socket(address.path)
             srv = await loop.create_unix_server(lambda: self.connection("unix"), address.path)
+            self._unix_paths.append(address.path)
+            if address.mode is not None:
+                os.chmod(address.path, address.mode)
             bound = [f"unix://{address.path}"]
+        else:
+            raise ValueError(f"listener {address}: serve stdio with Server.serve_stdio")
         self._servers.append(srv)
         for where in bound:
             log.info("listening on %s", where)
         return bound
+
+    def _factory(self, kind: str, tls: TlsConfig | None) -> "asyncio.events._ProtocolFactory":
+        if kind != "tls":
+            return lambda: self.connection(kind)
+        assert tls is not None
+        listener = _TlsListener(tls, make_server_context(tls))
+        self._tls.append(listener)
+        return lambda: _TlsAccept(self, listener)
+
+    async def _listen_inherited(self, address: ListenAddress) -> list[str]:
+        loop = asyncio.get_running_loop()
+        socks = [(n, s) for n, s in systemd_sockets()
+                 if address.fdname is None or n == address.fdname]
+        if not socks:
+            raise ValueError(f"listener {address}: no socket was passed by systemd "
+                             "(LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES)")
+        bound = []
+        for name, sock in socks:
+            if sock.family == socket.AF_UNIX:
+                srv = await loop.create_unix_server(lambda: self.connection("unix"), sock=sock)
+                where = f"unix://{sock.getsockname()} (systemd {name})"
+            else:
+                kind = "tls" if address.tls else "tcp"
+                srv = await loop.create_server(self._factory(kind, address.tls), sock=sock)
+                host, port = sock.getsockname()[:2]
+                where = f"{kind}://{host}:{port} (systemd {name})"
+            self._servers.append(srv)
+            log.info("listening on %s", where)
+            bound.append(where)
+        return bound
+
+    async def serve_stdio(self) -> None:
+        """Serve one connection on stdin/stdout (ssh, inetd); returns when it ends."""
+        conn = self.connection("stdio")
+        if stat.S_ISSOCK(os.fstat(0).st_mode):
+            sock = socket.socket(fileno=os.dup(0))
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+        else:
+            await serve_pipes(conn)
+        await conn.finished()
+
+    async def reload(self) -> bool:
+        """SIGHUP: re-read the config file. A valid one serves new attaches (current
+        ones keep their namespaces); an invalid one is logged and the old one kept."""
+        for listener in self._tls:
+            listener.reload()
+        if self.config_path is None:
+            return False
+        from backends.registry import BackendConfigError
+
+        from .config import load_config
+        from .config_runtime import BackendPool, build_policy
+        try:
+            config = load_config(self.config_path)
+            policy = await build_policy(config, self.policy)
+        except (BackendConfigError, OSError) as exc:
+            log.error("reload rejected, the running configuration stays: %s", exc)
+            return False
+        old, self.policy = self.policy, policy
+        if isinstance(policy.resources, BackendPool):
+            policy.resources.commit()
+        old.retire()
+        if old.users <= 0:
+            await old.close()
+        log.info("reloaded %s: %d policies; listeners change only with a restart",
+                 self.config_path, len(policy.rules))
+        return True
 
     async def serve_forever(self) -> None:
         await asyncio.gather(*(s.serve_forever() for s in self._servers))
@@ -85,6 +251,12 @@ class Server:
         for srv in self._servers:
             await srv.wait_closed()
         self._servers.clear()
+        for path in self._unix_paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._unix_paths.clear()
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -238,29 +238,29 @@ def _mode(where: Where, table: Mapping[str, object]) -> int | None:
 def _tls(where: Where, table: Mapping[str, object], kind: str) -> TlsConfig | None:
     keys = ("cert", "key", "client_ca", "client_cert")
     if kind not in ("tls", "systemd"):
-        for key in keys:
-            if key in table:
-                where.fail(key, f"only for kind = \"tls\" (this listener is {kind!r})")
+        for name in keys:
+            if name in table:
+                where.fail(name, f"only for kind = \"tls\" (this listener is {kind!r})")
         return None
     if kind == "systemd" and "cert" not in table:
         return None
     cert = where.file(table, "cert")
-    key = where.file(table, "key")
+    keyfile = where.file(table, "key")
     ca = where.file(table, "client_ca", required=False)
     mode = where.text(table, "client_cert", "optional" if ca else "none",
                      choices=CLIENT_CERT_MODES)
     if mode != "none" and ca is None:
         where.fail("client_cert", f"{mode!r} needs client_ca (the CA that signs client "
                    "certificates)")
-    assert cert is not None and key is not None
-    for name, file in (("cert", cert), ("key", key), ("client_ca", ca)):
+    assert cert is not None and keyfile is not None
+    for name, file in (("cert", cert), ("key", keyfile), ("client_ca", ca)):
         if file is not None and not file.is_file():
             where.fail(name, f"{file}: no such file")
-    tls = TlsConfig(cert, key, ca, mode)
+    tls = TlsConfig(cert, keyfile, ca, mode)
     try:
         make_server_context(tls)
     except (OSError, ssl.SSLError) as exc:
-        where.fail("cert", f"cannot load {cert} / {key}: {exc}")
+        where.fail("cert", f"cannot load {cert} / {keyfile}: {exc}")
     return tls
 
 

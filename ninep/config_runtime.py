@@ -14,6 +14,7 @@ import json
 import logging
 import pwd
 from collections.abc import Mapping
+from typing import Any
 
 from backends.registry import BackendConfigError, open_backend
 from vfs.namespace import Namespace
@@ -146,16 +147,17 @@ class NamespacePlan:
             raise OSError(errno.EACCES, str(exc)) from None
 
     async def namespace_for_values(self, values: Values, context: ConnectionContext) -> Namespace:
-        cache: dict[object, object] = context.items if self.private else self._shared  # type: ignore[assignment]
+        cache: dict[Any, asyncio.Future[Namespace]] = (
+            context.items if self.private else self._shared)  # type: ignore[assignment]
         key: object = (id(self), values) if self.private else values
         future = cache.get(key)
         if future is None:
             future = asyncio.ensure_future(self._build(dict(values), context))
             cache[key] = future
         try:
-            return await asyncio.shield(future)  # type: ignore[arg-type]
+            return await asyncio.shield(future)
         except BaseException:
-            if cache.get(key) is future and future.done():  # type: ignore[union-attr]
+            if cache.get(key) is future and future.done():
                 del cache[key]  # a failed build is retried by the next attach
             raise
 

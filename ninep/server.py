@@ -9,6 +9,7 @@ import os
 import socket
 import ssl
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,8 +19,8 @@ from vfs.policy import Policy
 
 from .config_tls import TlsConfig, make_server_context
 from .session import ServerLimits
-from .transport_stdio import serve_pipes
 from .transport import Connection
+from .transport_stdio import serve_pipes
 
 __all__ = ["ListenAddress", "Server", "parse_listen", "systemd_sockets"]
 
@@ -106,7 +107,7 @@ class _TlsAccept(asyncio.Protocol):
         try:
             tls = await loop.start_tls(transport, conn, self.listener.context, server_side=True,
                                        ssl_handshake_timeout=30)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.warning("TLS handshake with %s refused: %s",
                         transport.get_extra_info("peername"), exc)
             transport.abort()
@@ -175,7 +176,7 @@ class Server:
             log.info("listening on %s", where)
         return bound
 
-    def _factory(self, kind: str, tls: TlsConfig | None) -> "asyncio.events._ProtocolFactory":
+    def _factory(self, kind: str, tls: TlsConfig | None) -> Callable[[], asyncio.Protocol]:
         if kind != "tls":
             return lambda: self.connection(kind)
         assert tls is not None

@@ -88,5 +88,5 @@ async def serve_pipes(conn: Connection, read_fd: int = 0, write_fd: int = 1) -> 
     writer, _ = await loop.connect_write_pipe(lambda: _Writer(conn), wfile)
     reader, _ = await loop.connect_read_pipe(lambda: _Reader(conn), rfile)
     reader.pause_reading()
-    conn.connection_made(PipePairTransport(reader, writer))  # type: ignore[arg-type]
+    conn.connection_made(PipePairTransport(reader, writer))
     reader.resume_reading()

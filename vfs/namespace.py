@@ -487,7 +487,12 @@ class Namespace:
             out.extend(dots[cookie:])
             cookie = DOT_COOKIES
         for entry in await loc.node.readdir(cookie - DOT_COOKIES, max(count - len(out), 1)):
-            out.append(DirEntry(entry.name, entry.ino, entry.dtype, entry.cookie + DOT_COOKIES))
+            dtype = entry.dtype
+            if self._covered:  # a mount point shows the type of what is mounted there
+                inner = self._covered.get((id(loc.mount), entry.ino))
+                if inner is not None:
+                    dtype = dtype_of_mode((await inner.backend.root.getattr()).mode)
+            out.append(DirEntry(entry.name, entry.ino, dtype, entry.cookie + DOT_COOKIES))
         return out
 
 

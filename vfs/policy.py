@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import pathlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .idmap import IdMap
@@ -241,10 +241,10 @@ class Rule:
     namespace: Namespace | NamespaceProvider
     anames: frozenset[str] | None = None
     name: str = "rule"
-    match: Match = Match()
+    match: Match = field(default_factory=Match)
     read_only: bool = False
-    idmap: IdMap = IdMap()
-    limits: Limits = Limits()
+    idmap: IdMap = field(default_factory=IdMap)
+    limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.anames is not None and self.match.aname is None:
@@ -255,7 +255,6 @@ class Rule:
 
 
 def _with_anames(match: Match, anames: frozenset[str]) -> Match:
-    from dataclasses import replace
     return replace(match, aname=frozenset(normal_aname(a) for a in anames))
 
 

@@ -9,7 +9,6 @@ import os
 import socket
 import ssl
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -89,46 +88,35 @@ def systemd_sockets() -> list[tuple[str, socket.socket]]:
     return _inherited
 
 
-class _TlsAccept(asyncio.Protocol):
-    """A TCP connection that becomes a 9P connection after a TLS handshake made with
-    the listener's context of the moment (SIGHUP may have replaced it)."""
-
-    def __init__(self, server: Server, listener: _TlsListener) -> None:
-        self.server = server
-        self.listener = listener
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.pause_reading()  # type: ignore[attr-defined] # start_tls takes over
-        asyncio.get_running_loop().create_task(self._upgrade(transport))  # type: ignore[arg-type]
-
-    async def _upgrade(self, transport: asyncio.Transport) -> None:
-        loop = asyncio.get_running_loop()
-        conn = self.server.connection("tls")
-        try:
-            tls = await loop.start_tls(transport, conn, self.listener.context, server_side=True,
-                                       ssl_handshake_timeout=30)
-        except (TimeoutError, OSError, ssl.SSLError) as exc:
-            log.warning("TLS handshake with %s refused: %s",
-                        transport.get_extra_info("peername"), exc)
-            transport.abort()
-            return
-        if tls is None:  # pragma: no cover - the peer went away during the handshake
-            return
-        conn.connection_made(tls)
-
-
 @dataclass(eq=False)
 class _TlsListener:
-    tls: TlsConfig
-    context: ssl.SSLContext
+    """A TLS listening socket. A reload serves it with a fresh SSLContext from the same
+    files: a new asyncio server on a dup of the socket, then the old one closes
+    (connections already made keep going)."""
 
-    def reload(self) -> None:
+    server: Server
+    tls: TlsConfig
+    sock: socket.socket
+    current: asyncio.AbstractServer | None = None
+
+    async def start(self, context: ssl.SSLContext) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: self.server.connection("tls"),
+                                       sock=self.sock.dup(), ssl=context,
+                                       ssl_handshake_timeout=30)
+        old, self.current = self.current, srv
+        if old is not None:
+            old.close()
+        return srv
+
+    async def reload(self) -> None:
         try:
-            self.context = make_server_context(self.tls)
+            context = make_server_context(self.tls)
         except (OSError, ssl.SSLError) as exc:
             log.error("TLS reload of %s failed, keeping the old certificate: %s",
                       self.tls.cert, exc)
             return
+        await self.start(context)
         log.info("TLS certificate %s reloaded", self.tls.cert)
 
 
@@ -156,12 +144,16 @@ class Server:
         if address.kind == "systemd":
             return await self._listen_inherited(address)
         loop = asyncio.get_running_loop()
-        if address.kind in ("tcp", "tls"):
-            factory = self._factory(address.kind, address.tls)
-            srv = await loop.create_server(factory, address.host, address.port,
-                                           reuse_address=True)
-            bound = [f"{address.kind}://{s.getsockname()[0]}:{s.getsockname()[1]}"
-                     for s in srv.sockets]
+        if address.kind == "tls":
+            assert address.tls is not None
+            sock = socket.create_server((address.host, address.port),
+                                        family=_family(address.host))
+            srv = await self._listen_tls(sock, address.tls)
+            bound = [f"tls://{sock.getsockname()[0]}:{sock.getsockname()[1]}"]
+        elif address.kind == "tcp":
+            srv = await loop.create_server(lambda: self.connection("tcp"), address.host,
+                                           address.port, reuse_address=True)
+            bound = [f"tcp://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in srv.sockets]
         elif address.kind == "unix":
             _remove_stale_socket(address.path)
             srv = await loop.create_unix_server(lambda: self.connection("unix"), address.path)
@@ -171,18 +163,16 @@ class Server:
             bound = [f"unix://{address.path}"]
         else:
             raise ValueError(f"listener {address}: serve stdio with Server.serve_stdio")
-        self._servers.append(srv)
+        if address.kind != "tls":
+            self._servers.append(srv)  # a TLS listener's server changes with each reload
         for where in bound:
             log.info("listening on %s", where)
         return bound
 
-    def _factory(self, kind: str, tls: TlsConfig | None) -> Callable[[], asyncio.Protocol]:
-        if kind != "tls":
-            return lambda: self.connection(kind)
-        assert tls is not None
-        listener = _TlsListener(tls, make_server_context(tls))
+    async def _listen_tls(self, sock: socket.socket, tls: TlsConfig) -> asyncio.AbstractServer:
+        listener = _TlsListener(self, tls, sock)
         self._tls.append(listener)
-        return lambda: _TlsAccept(self, listener)
+        return await listener.start(make_server_context(tls))
 
     async def _listen_inherited(self, address: ListenAddress) -> list[str]:
         loop = asyncio.get_running_loop()
@@ -193,15 +183,20 @@ class Server:
                              "(LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES)")
         bound = []
         for name, sock in socks:
+            srv: asyncio.AbstractServer
             if sock.family == socket.AF_UNIX:
                 srv = await loop.create_unix_server(lambda: self.connection("unix"), sock=sock)
                 where = f"unix://{sock.getsockname()} (systemd {name})"
-            else:
-                kind = "tls" if address.tls else "tcp"
-                srv = await loop.create_server(self._factory(kind, address.tls), sock=sock)
+            elif address.tls is not None:
+                srv = await self._listen_tls(sock, address.tls)
                 host, port = sock.getsockname()[:2]
-                where = f"{kind}://{host}:{port} (systemd {name})"
-            self._servers.append(srv)
+                where = f"tls://{host}:{port} (systemd {name})"
+            else:
+                srv = await loop.create_server(lambda: self.connection("tcp"), sock=sock)
+                host, port = sock.getsockname()[:2]
+                where = f"tcp://{host}:{port} (systemd {name})"
+            if address.tls is None or sock.family == socket.AF_UNIX:
+                self._servers.append(srv)
             log.info("listening on %s", where)
             bound.append(where)
         return bound
@@ -220,7 +215,7 @@ class Server:
         """SIGHUP: re-read the config file. A valid one serves new attaches (current
         ones keep their namespaces); an invalid one is logged and the old one kept."""
         for listener in self._tls:
-            listener.reload()
+            await listener.reload()
         if self.config_path is None:
             return False
         from backends.registry import BackendConfigError
@@ -243,21 +238,26 @@ class Server:
                  self.config_path, len(policy.rules))
         return True
 
-    async def serve_forever(self) -> None:
-        await asyncio.gather(*(s.serve_forever() for s in self._servers))
-
     async def close(self) -> None:
-        for srv in self._servers:
+        servers = self._servers + [t.current for t in self._tls if t.current is not None]
+        for srv in servers:
             srv.close()
-        for srv in self._servers:
+        for srv in servers:
             await srv.wait_closed()
+        for listener in self._tls:
+            listener.sock.close()
         self._servers.clear()
+        self._tls.clear()
         for path in self._unix_paths:
             try:
                 os.unlink(path)
             except OSError:
                 pass
         self._unix_paths.clear()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -37,6 +37,7 @@ _U32 = struct.Struct("<I")
 _TGETATTR, _TWRITE = m.Tgetattr.type, m.Twrite.type
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
 _conn_ids = itertools.count(1)
+_background: set[asyncio.Task[None]] = set()
 MIN_MSIZE = 4096
 LOCK_BLOCK = 1
 
@@ -188,7 +189,9 @@ class Connection(asyncio.Protocol):
                 request.task.cancel()
         self._inflight.clear()
         self._queued.clear()
-        self._loop.create_task(self._release())
+        task = self._loop.create_task(self._release())
+        _background.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(_background.discard)
         if self.session is not None:
             log.debug("connection from %s closed", self.session.peer)
 

@@ -38,6 +38,7 @@ __all__ = [
 
 PLACEHOLDERS = ("uname", "uid", "gid", "aname")
 SCOPES = ("shared", "connection")
+FILE_KINDS = frozenset({"null", "zero", "inline", "symlink", "random", "clock"})
 LISTEN_KINDS = ("tcp", "unix", "tls", "stdio", "systemd")
 _TOP_KEYS = ("server", "auth", "listen", "namespaces", "policy")
 
@@ -287,6 +288,11 @@ def _namespaces(table: Mapping[str, object], path: Path) -> Mapping[str, Namespa
             if mount.path in seen:
                 where.fail("mounts", f"{mount.path} is mounted twice")
             seen.add(mount.path)
+        for mount in parsed:
+            for other in parsed:
+                if other.backend in FILE_KINDS and mount.path.startswith(other.path + "/"):
+                    where.fail("mounts", f"{mount.path} is below {other.path}, which is a "
+                               f"single file ({other.backend})")
         out[name] = NamespaceConfig(name, parsed, f"{path}: [namespaces.{name}]")
     return MappingProxyType(out)
 

@@ -127,7 +127,12 @@ class NamespacePlan:
         """Open what can be opened now, so a bad mount stops the server before it listens.
         Connection-scoped mounts are opened once as a probe and closed again."""
         if self.names:
-            return  # built per attach; the kinds and sources were checked while parsing
+            # built per attach: open now what has no placeholder (kinds and sources of
+            # the rest were checked while parsing)
+            for mount in self.config.mounts:
+                if not mount.placeholders:
+                    await self._open_alone(mount)
+            return
         if not self.private:
             await self.namespace_for_values((), ConnectionContext())
             return
@@ -136,6 +141,17 @@ class NamespacePlan:
             await self.namespace_for_values((), probe)
         finally:
             await probe.close()
+
+    async def _open_alone(self, mount: MountConfig) -> None:
+        source = str(expand(mount.source, {}))  # "{{" is a literal brace
+        options = expand(dict(mount.options), {})
+        assert isinstance(options, dict)
+        if mount.scope == "shared":
+            await self.pool.get(_key(mount, source, options), mount, source, options)
+            return
+        backend = await open_backend(mount.backend, source, options, mount.read_only,
+                                     where=mount.where)
+        await backend.close()
 
     async def namespace_for(self, request: AttachRequest, cred: Cred,
                             context: ConnectionContext) -> Namespace:

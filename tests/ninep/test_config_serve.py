@@ -150,7 +150,7 @@ def _reissue(pki: Pki) -> bytes:
     old = x509.load_pem_x509_certificate(pki.server_cert.read_bytes())
     ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
     ca_key = serialization.load_pem_private_key(pki.ca.with_suffix(".key").read_bytes(), None)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     new = (x509.CertificateBuilder().subject_name(old.subject).issuer_name(ca.subject)
            .public_key(old.public_key()).serial_number(x509.random_serial_number())
            .not_valid_before(now - datetime.timedelta(days=1))
@@ -249,7 +249,7 @@ def test_a_unix_listener_gets_its_socket_mode(tmp_path: Path,
                                               procs: list[subprocess.Popen[str]]) -> None:
     sock = tmp_path / "9p.sock"
     config = tmp_path / "ninep.toml"
-    config.write_text(f'[[listen]]\nkind = "unix"\npath = "9p.sock"\nmode = "0660"\n'
+    config.write_text('[[listen]]\nkind = "unix"\npath = "9p.sock"\nmode = "0660"\n'
                       + namespaces("unix"))
     proc = serve(procs, "--config", str(config))
     wait_for(lambda: sock.exists() or proc.poll() is not None, "the socket")

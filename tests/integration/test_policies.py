@@ -378,3 +378,40 @@ def test_connection_scoped_mounts_are_private_and_freed_on_disconnect(
 async def _settle() -> None:
     import asyncio
     await asyncio.sleep(0.02)
+
+
+# --- a per-user subtree of a passthrough export --------------------------------
+
+def test_each_user_is_confined_to_their_own_passthrough_subtree(tmp_path: Path) -> None:
+    pytest.importorskip("backends.passthrough")
+    for user in ("alice", "bob"):
+        (tmp_path / "home" / user).mkdir(parents=True)
+        (tmp_path / "home" / user / f"{user}.txt").write_text(f"{user}'s\n")
+    (tmp_path / "secret").write_text("outside\n")
+    config = tmp_path / "ninep.toml"
+    config.write_text(textwrap.dedent(f"""
+        [[listen]]
+        kind = "tcp"
+        address = "127.0.0.1:0"
+        [namespaces.homes]
+        mounts = [{{ path = "/", backend = "passthrough", source = "{tmp_path}/home/{{uname}}" }}]
+        [[policy]]
+        namespace = "homes"
+    """))
+    running = start_configured(config)
+    try:
+        peer = tcp(running)
+        root = attach(peer, uname="alice", n_uname=0)
+        assert isinstance(root, m.Rattach)
+        assert read_file(peer, ("alice.txt",)) == b"alice's\n"
+        walked = peer.rpc(m.Twalk(1, 2, ("..", "..", "..")))
+        assert isinstance(walked, m.Rwalk) and all(q == root.qid for q in walked.qids)
+        assert peer.rpc(m.Twalk(1, 3, ("..", "bob", "bob.txt"))) == m.Rwalk((root.qid,))
+        assert peer.rpc(m.Twalk(1, 3, ("..", "..", "secret"))) == m.Rwalk((root.qid, root.qid))
+        assert peer.rpc(m.Tattach(4, m.NOFID, "..", "", 0)) == EACCES
+        assert peer.rpc(m.Tattach(4, m.NOFID, "bob/../..", "", 0)) == EACCES
+        assert peer.rpc(m.Tattach(4, m.NOFID, "carol", "", 0)) == EACCES  # no such subtree
+        assert isinstance(peer.rpc(m.Tattach(4, m.NOFID, "bob", "", 0)), m.Rattach)
+        assert read_file(peer, ("bob.txt",), root=4) == b"bob's\n"
+    finally:
+        running.stop()

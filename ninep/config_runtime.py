@@ -28,6 +28,8 @@ __all__ = ["BackendPool", "NamespacePlan", "build_policy", "placeholder_values"]
 log = logging.getLogger(__name__)
 
 NONUNAME = 0xFFFFFFFF
+MAX_EXPANSIONS = 10000  # distinct placeholder values per namespace (per connection if private)
+_EXPANSIONS = "placeholder expansions"
 Values = tuple[tuple[str, str], ...]
 
 
@@ -122,6 +124,7 @@ class NamespacePlan:
         self.names = frozenset().union(*(m.placeholders for m in config.mounts))
         self.private = any(m.scope == "connection" for m in config.mounts)
         self._shared: dict[Values, asyncio.Future[Namespace]] = {}
+        self._expansions = 0
 
     async def prepare(self) -> None:
         """Open what can be opened now, so a bad mount stops the server before it listens.
@@ -168,6 +171,7 @@ class NamespacePlan:
         key: object = (id(self), values) if self.private else values
         future = cache.get(key)
         if future is None:
+            self._count_expansion(values, context)
             future = asyncio.ensure_future(self._build(dict(values), context))
             cache[key] = future
         try:
@@ -176,6 +180,23 @@ class NamespacePlan:
             if cache.get(key) is future and future.done():
                 del cache[key]  # a failed build is retried by the next attach
             raise
+
+    def _count_expansion(self, values: Values, context: ConnectionContext) -> None:
+        """Each distinct set of placeholder values costs backend instances: a client
+        inventing unames must not grow the server without bound."""
+        if not values:
+            return
+        counter = (_EXPANSIONS, id(self))
+        count = self._expansions if not self.private else context.items.get(counter, 0)
+        assert isinstance(count, int)
+        if count >= MAX_EXPANSIONS:
+            log.warning("namespace %r: %d distinct placeholder values already; refusing more",
+                        self.name, count)
+            raise OSError(errno.EACCES, "too many distinct placeholder values")
+        if self.private:
+            context.items[counter] = count + 1
+        else:
+            self._expansions += 1
 
     async def _build(self, values: Mapping[str, str], context: ConnectionContext) -> Namespace:
         mounts: list[tuple[str, Backend, bool]] = []

@@ -415,3 +415,35 @@ def test_each_user_is_confined_to_their_own_passthrough_subtree(tmp_path: Path) 
         assert read_file(peer, ("bob.txt",), root=4) == b"bob's\n"
     finally:
         running.stop()
+
+
+def test_tversion_offers_no_more_than_the_policies_a_peer_could_match_allow(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text(textwrap.dedent("""
+        [[listen]]
+        kind = "tcp"
+        address = "127.0.0.1:0"
+        [namespaces.small]
+        mounts = [{ path = "/", backend = "ram" }]
+        [[policy]]
+        name = "small frames"
+        namespace = "small"
+        match = { transport = "tcp" }
+        limits = { msize = 8192 }
+        [[policy]]
+        name = "unix only"
+        namespace = "small"
+        match = { transport = "unix" }
+    """))
+    running = start_configured(config)
+    try:
+        peer = tcp(running)
+        assert peer.rpc(m.Tversion(1 << 20, "9P2000.L"), tag=m.NOTAG) == m.Rversion(
+            8192, "9P2000.L")
+        with caplog.at_level("INFO", logger="vfs.policy"):
+            assert isinstance(peer.rpc(m.Tattach(1, m.NOFID, "zoe", "", 0)), m.Rattach)
+        line = caplog.records[-1].getMessage()
+        assert "zoe" in line and "namespace 'small'" in line and "'small frames'" in line
+    finally:
+        running.stop()

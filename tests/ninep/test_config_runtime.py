@@ -137,3 +137,21 @@ def test_a_reload_keeps_identical_shared_instances_and_a_failed_one_gives_them_b
         await new.close()
         assert before in closed
     asyncio.run(scenario())
+
+
+def test_inventing_unames_cannot_grow_the_server_without_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ninep.config_runtime as runtime
+    monkeypatch.setattr(runtime, "MAX_EXPANSIONS", 3)
+
+    async def scenario() -> None:
+        policy = await policy_from(tmp_path)
+        context = ConnectionContext()
+        for name in ("a", "b", "c"):
+            await policy.attach(req(name), context)
+        await policy.attach(req("a"), context)  # a known set of values is no new cost
+        with pytest.raises(OSError) as caught:
+            await policy.attach(req("d"), context)
+        assert caught.value.errno == errno.EACCES
+        await policy.close()
+    asyncio.run(scenario())

@@ -193,13 +193,15 @@ def test_stdio_on_a_socket_has_peer_credentials(tmp_path: Path) -> None:
     ours, theirs = socket.socketpair()
     config = tmp_path / "ninep.toml"
     config.write_text(textwrap.dedent(f"""
+        [[listen]]
+        kind = "stdio"
         [namespaces.main]
         mounts = [{{ path = "/who", backend = "inline", source = "uid {os.getuid()}" }}]
         [[policy]]
         namespace = "main"
         match = {{ transport = "stdio", peer_uid = {os.getuid()} }}
     """))
-    proc = subprocess.Popen([*NINEP, "serve", "--stdio", "--config", str(config)],
+    proc = subprocess.Popen([*NINEP, "serve", "--config", str(config)],  # kind = "stdio"
                             stdin=theirs, stdout=theirs, stderr=subprocess.PIPE, text=True)
     theirs.close()
     ours.settimeout(20)

@@ -1,6 +1,6 @@
 """A Config made live: backends opened, namespaces built per attach, a Policy to serve.
 
-Shared mounts have one instance (per expansion of their placeholders) for
+Each shared mount has one instance (per expansion of its placeholders) for
 every connection; connection-scoped mounts get a fresh instance per
 connection, closed when it goes. A reload hands identical shared instances
 over to the new policy, so a RAM disk survives a SIGHUP.
@@ -33,9 +33,12 @@ _EXPANSIONS = "placeholder expansions"
 Values = tuple[tuple[str, str], ...]
 
 
-def _key(mount: MountConfig, source: str, options: object) -> str:
-    return json.dumps([mount.backend, source, options, mount.read_only], sort_keys=True,
-                      default=str)
+def _key(namespace: str, mount: MountConfig, source: str, options: object) -> str:
+    """Which shared instance a mount uses: each mount of each namespace has its own
+    (two namespaces declaring a RAM disk get two disks), per expansion of its
+    placeholders; a reload that keeps the mount as it was keeps the instance."""
+    return json.dumps([namespace, mount.path, mount.backend, source, options, mount.read_only],
+                      sort_keys=True, default=str)
 
 
 class BackendPool:
@@ -150,7 +153,8 @@ class NamespacePlan:
         options = expand(dict(mount.options), {})
         assert isinstance(options, dict)
         if mount.scope == "shared":
-            await self.pool.get(_key(mount, source, options), mount, source, options)
+            await self.pool.get(_key(self.name, mount, source, options), mount, source,
+                                options)
             return
         backend = await open_backend(mount.backend, source, options, mount.read_only,
                                      where=mount.where)
@@ -209,7 +213,7 @@ class NamespacePlan:
                                              where=mount.where)
                 context.on_close(backend.close)
             else:
-                backend = await self.pool.get(_key(mount, source, options), mount, source,
+                backend = await self.pool.get(_key(self.name, mount, source, options), mount, source,
                                               options)
             mounts.append((mount.path, backend, mount.read_only))
         try:

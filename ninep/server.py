@@ -82,7 +82,12 @@ def systemd_sockets() -> list[tuple[str, socket.socket]]:
             names = os.environ.get("LISTEN_FDNAMES", "").split(":")
             for index in range(count):
                 name = names[index] if index < len(names) else ""
-                _inherited.append((name or "unknown", socket.socket(fileno=3 + index)))
+                try:
+                    sock = socket.socket(fileno=3 + index)
+                except OSError as exc:
+                    raise ValueError(f"LISTEN_FDS: descriptor {3 + index} is not a socket: "
+                                     f"{exc.strerror}") from None
+                _inherited.append((name or "unknown", sock))
         for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             os.environ.pop(var, None)
     return _inherited

@@ -155,3 +155,27 @@ def test_inventing_unames_cannot_grow_the_server_without_bound(
         assert caught.value.errno == errno.EACCES
         await policy.close()
     asyncio.run(scenario())
+
+
+def test_two_namespaces_declaring_a_ram_disk_get_two_disks(tmp_path: Path) -> None:
+    text = textwrap.dedent("""
+        [namespaces.a]
+        mounts = [{ path = "/", backend = "ram" }]
+        [namespaces.b]
+        mounts = [{ path = "/", backend = "ram" }]
+        [[policy]]
+        namespace = "a"
+        match = { aname = "a" }
+        [[policy]]
+        namespace = "b"
+        match = { aname = "b" }
+    """)
+
+    async def scenario() -> None:
+        policy = await policy_from(tmp_path, text)
+        context = ConnectionContext()
+        a = await policy.attach(req(aname="a"), context)
+        b = await policy.attach(req(aname="b"), context)
+        assert a.namespace.mounts[0].backend is not b.namespace.mounts[0].backend
+        await policy.close()
+    asyncio.run(scenario())

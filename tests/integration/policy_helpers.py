@@ -151,8 +151,11 @@ def make_pki(where: Path) -> Pki:
     return Pki(ca_path, server_paths[0], server_paths[1], clients)
 
 
-def tls_peer(port: int, pki: Pki, client: str | None) -> RawPeer:
+def tls_peer(port: int, pki: Pki, client: str | None,
+             maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED) -> RawPeer:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.maximum_version = maximum
     ctx.load_verify_locations(pki.ca)
     if client is not None:
         cert, key, _ = pki.clients[client]

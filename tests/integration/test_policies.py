@@ -228,6 +228,23 @@ def test_tls_clients_see_the_namespace_of_their_certificate(
         peer.close()
 
 
+def test_tls_1_3_is_preferred_and_1_2_accepted(served: ConfiguredServer,
+                                                             pki: Pki) -> None:
+    modern = tls_peer(served.port("tls"), pki, "alice")
+    assert modern.sock.version() == "TLSv1.3"  # type: ignore[attr-defined]
+    modern.close()
+    older = tls_peer(served.port("tls"), pki, "alice", ssl.TLSVersion.TLSv1_2)
+    assert older.sock.version() == "TLSv1.2"  # type: ignore[attr-defined]
+    assert isinstance(attach(older), m.Rattach)
+    assert read_file(older, ("who",)) == b"alice\n"
+    older.close()
+    # older versions: the client's own OpenSSL refuses them before the server can, so
+    # the server's floor is checked on its context
+    from ninep.config_tls import TlsConfig, make_server_context
+    context = make_server_context(TlsConfig(pki.server_cert, pki.server_key))
+    assert context.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
 def test_a_certificate_from_an_untrusted_ca_is_refused(
         served: ConfiguredServer, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING"), pytest.raises((ssl.SSLError, ConnectionError, OSError)):

@@ -466,3 +466,40 @@ def test_tversion_offers_no_more_than_the_policies_a_peer_could_match_allow(
         assert "zoe" in line and "namespace 'small'" in line and "'small frames'" in line
     finally:
         running.stop()
+
+
+def test_every_connection_gets_its_own_writable_view_of_one_image(tmp_path: Path) -> None:
+    pytest.importorskip("backends.overlay")
+    pytest.importorskip("backends.tar")
+    import tarfile
+
+    (tmp_path / "base.txt").write_text("from the image\n")
+    with tarfile.open(tmp_path / "base.tar", "w") as tar:
+        tar.add(tmp_path / "base.txt", arcname="base.txt")
+    config = tmp_path / "ninep.toml"
+    config.write_text(textwrap.dedent(f"""
+        [[listen]]
+        kind = "tcp"
+        address = "127.0.0.1:0"
+        [[namespaces.lab.mounts]]
+        path = "/"
+        backend = "overlay"
+        scope = "connection"
+        options = {{ lower = "tar:{tmp_path}/base.tar", upper = "ram" }}
+        [[policy]]
+        namespace = "lab"
+    """))
+    running = start_configured(config)
+    try:
+        one, two = tcp(running), tcp(running)
+        for peer in (one, two):
+            assert isinstance(attach(peer, n_uname=0), m.Rattach)
+            assert read_file(peer, ("base.txt",)) == b"from the image\n"
+        one.rpc(m.Twalk(1, 2, ("base.txt",)))
+        assert isinstance(one.rpc(m.Tlopen(2, 1)), m.Rlopen)
+        assert one.rpc(m.Twrite(2, 0, b"FROM")) == m.Rwrite(4)
+        one.rpc(m.Tclunk(2))
+        assert read_file(one, ("base.txt",)) == b"FROM the image\n"
+        assert read_file(two, ("base.txt",)) == b"from the image\n"
+    finally:
+        running.stop()

@@ -503,3 +503,31 @@ def test_every_connection_gets_its_own_writable_view_of_one_image(tmp_path: Path
         assert read_file(two, ("base.txt",)) == b"from the image\n"
     finally:
         running.stop()
+
+
+def test_a_required_client_certificate_refuses_clients_without_one(pki: Pki,
+                                                                   tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text(textwrap.dedent(f"""
+        [[listen]]
+        kind = "tls"
+        address = "127.0.0.1:0"
+        cert = "{pki.server_cert}"
+        key = "{pki.server_key}"
+        client_ca = "{pki.ca}"
+        client_cert = "required"
+        [namespaces.n]
+        mounts = [{{ path = "/who", backend = "inline", source = "in" }}]
+        [[policy]]
+        namespace = "n"
+    """))
+    running = start_configured(config)
+    try:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            attach(tls_peer(running.port("tls"), pki, None))
+        peer = tls_peer(running.port("tls"), pki, "bob")
+        assert isinstance(attach(peer), m.Rattach)
+        assert read_file(peer, ("who",)) == b"in\n"
+        peer.close()
+    finally:
+        running.stop()

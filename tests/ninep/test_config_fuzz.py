@@ -25,7 +25,7 @@ documents = st.dictionaries(st.sampled_from(["server", "auth", "listen", "namesp
                                              "policy"]), values, max_size=5)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents)
 def test_any_document_is_a_config_or_one_clear_error(doc: dict[str, object]) -> None:
     try:
@@ -56,7 +56,7 @@ shaped = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shaped)
 def test_any_shaped_document_is_a_config_or_one_clear_error(doc: dict[str, object]) -> None:
     test_any_document_is_a_config_or_one_clear_error.hypothesis.inner_test(doc)  # type: ignore[attr-defined]

@@ -16,7 +16,9 @@ import os
 import stat
 import tempfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 __all__ = ["ArchiveSource", "SourceError", "detect_compression"]
 
@@ -29,6 +31,11 @@ _MAGICS = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"LZIP", "lzip"),
 )
+_OPENERS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
+    "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
+    "bzip2": lambda raw: bz2.BZ2File(raw, "rb"),
+    "xz": lambda raw: lzma.LZMAFile(raw, "rb"),
+}
 _CHUNK = 1 << 20
 _WINDOW = 1 << 16  # the header reader's read-ahead
 
@@ -89,8 +96,7 @@ class ArchiveSource:
 
     def _decompress(self, tmpdir: str | None) -> int:
         """Decompress into an unlinked temporary file; its fd. SourceError on damage."""
-        opener = {"gzip": gzip.GzipFile, "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}.get(
-            self.compression or "")
+        opener = _OPENERS.get(self.compression or "")
         if opener is None:
             raise SourceError(f"{self.compression} compression is not supported "
                               f"(gzip, bzip2 and xz are)")

@@ -21,7 +21,7 @@ from vfs.node import Backend, StatFs
 
 from ..registry import BackendConfigError, Options, option_bool, option_str
 from .fields import TarFormatError
-from .headers import iter_members
+from .headers import MemberReader
 from .index import IndexBuilder
 from .nodes import TarDir, TarVolume
 from .source import ArchiveSource, SourceError
@@ -64,13 +64,18 @@ class TarBackend(Backend):
         volume = TarVolume(source, StatFs(BSIZE, 0, 0, 0, 0, 0))
         builder = IndexBuilder(volume, path, source.identity.mtime_ns)
         where = f" of the decompressed {source.compression} stream" if source.compression else ""
-        members = iter_members(source.read_headers, source.length)
+        reader = MemberReader(source.read_headers, source.length)
         try:
-            for member in members:
+            for member in reader.members():
                 builder.add(member)
         except TarFormatError as exc:
             _damaged(path, f"{exc.what} at byte offset {exc.offset}{where}", lenient,
                      f"the {builder.members} members before it")
+        else:
+            if not reader.end_marker and source.length:
+                # GNU tar accepts this too; a cut exactly between members looks the same.
+                log.warning("%s: no end-of-archive blocks after the last member: the archive "
+                            "may be truncated", path)
         source.drop_window()
         root = builder.seal()
         identity = source.identity

@@ -15,16 +15,8 @@ from dataclasses import dataclass, field
 from .fields import BLOCK, TarFormatError, padded, parse_number
 from .sparse import SparseMap, gnu_old_map, pax_v0_map, pax_v1_map
 
-__all__ = [
-    "BLOCK",
-    "Member",
-    "ReadAt",
-    "TarFormatError",
-    "iter_members",
-    "parse_number",
-    "parse_pax_records",
-    "parse_pax_time",
-]
+__all__ = ["Member", "MemberReader", "ReadAt", "iter_members", "parse_pax_records",
+           "parse_pax_time"]
 
 ReadAt = Callable[[int, int], bytes]  # (offset, size) -> up to size bytes; short only at EOF
 
@@ -117,8 +109,8 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class _Reader:
-    """Walks the archive's headers; ``pending`` holds what extension headers said so far."""
+class MemberReader:
+    """Walks the archive's headers; ``end_marker`` tells whether a zero block ended it."""
 
     def __init__(self, read: ReadAt, length: int) -> None:
         self.read, self.length = read, length
@@ -329,4 +321,4 @@ def iter_members(read: ReadAt, length: int) -> Iterator[Member]:
 
     Raises TarFormatError at the first damage (after yielding the members before it).
     """
-    return _Reader(read, length).members()
+    return MemberReader(read, length).members()

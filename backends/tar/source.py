@@ -9,16 +9,15 @@ mount so that a change to it (replaced, rewritten, truncated) is noticed.
 from __future__ import annotations
 
 import bz2
-import gzip
 import logging
 import lzma
 import os
 import stat
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any
 
 __all__ = ["ArchiveSource", "SourceError", "detect_compression"]
 
@@ -31,12 +30,14 @@ _MAGICS = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"LZIP", "lzip"),
 )
-_OPENERS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
-    "gzip": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-    "bzip2": lambda raw: bz2.BZ2File(raw, "rb"),
-    "xz": lambda raw: lzma.LZMAFile(raw, "rb"),
+_Decompressor = Any  # zlib's Decompress, bz2.BZ2Decompressor, lzma.LZMADecompressor
+_DECOMPRESSORS: dict[str, Callable[[], _Decompressor]] = {
+    "gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS),
+    "bzip2": bz2.BZ2Decompressor,
+    "xz": lzma.LZMADecompressor,
 }
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18
+_OUT_LIMIT = 1 << 22  # bounds the memory one compressed chunk may expand to
 _WINDOW = 1 << 16  # the header reader's read-ahead
 
 
@@ -95,9 +96,13 @@ class ArchiveSource:
         self._window_start, self._window = 0, b""
 
     def _decompress(self, tmpdir: str | None) -> int:
-        """Decompress into an unlinked temporary file; its fd. SourceError on damage."""
-        opener = _OPENERS.get(self.compression or "")
-        if opener is None:
+        """Decompress into an unlinked temporary file; its fd.
+
+        Damage stops the copy and is recorded in ``damage``; what came before it
+        is kept for a lenient mount.
+        """
+        make = _DECOMPRESSORS.get(self.compression or "")
+        if make is None:
             raise SourceError(f"{self.compression} compression is not supported "
                               f"(gzip, bzip2 and xz are)")
         try:
@@ -106,31 +111,44 @@ class ArchiveSource:
         except OSError as exc:
             raise SourceError(f"cannot make a temporary file in {tmpdir or tempfile.gettempdir()}"
                               f" to decompress into: {exc.strerror}") from None
-        raw = os.fdopen(os.dup(self.archive_fd), "rb")
-        written = 0
-        with raw, opener(raw) as stream:
-            while True:
-                try:
-                    chunk = stream.read(_CHUNK)
-                except (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as exc:
-                    # Keep what was decompressed: a lenient mount serves the members before it.
-                    self.damage = (f"{self.compression} stream damaged near compressed byte "
-                                   f"offset {raw.tell()}, after {written} decompressed bytes "
-                                   f"({exc or type(exc).__name__})")
-                    break
-                if not chunk:
-                    break
-                try:
-                    _write_all(fd, chunk)
-                except OSError as exc:
-                    os.close(fd)
-                    raise SourceError(f"cannot write the decompressed copy: {exc.strerror}") \
-                        from None
-                written += len(chunk)
+        try:
+            written = self._inflate(make, fd)
+        except BaseException:
+            os.close(fd)
+            raise
         if self.damage is None:
             log.info("%s: %s archive decompressed to %d bytes", self.path, self.compression,
                      written)
         return fd
+
+    def _inflate(self, make: Callable[[], _Decompressor], fd: int) -> int:
+        """Copy every concatenated stream (gzip members, bzip2/xz streams) into ``fd``."""
+        pos = written = 0
+        stream, fresh = make(), True
+        while chunk := os.pread(self.archive_fd, _CHUNK, pos):
+            start, pos = pos, pos + len(chunk)
+            while chunk:
+                if fresh and not chunk.strip(b"\0"):
+                    break  # zero padding after the last stream (tape blocking): ignored
+                fresh = False
+                try:
+                    for out in _drain(stream, chunk):
+                        _write_all(fd, out)
+                        written += len(out)
+                except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+                    if isinstance(exc, OSError) and exc.errno is not None:
+                        raise SourceError(f"cannot write the decompressed copy: "
+                                          f"{exc.strerror}") from None
+                    self.damage = (f"{self.compression} stream damaged near compressed byte "
+                                   f"offset {start}, after {written} decompressed bytes ({exc})")
+                    return written
+                chunk = stream.unused_data if stream.eof else b""
+                if stream.eof:
+                    stream, fresh = make(), True
+        if not fresh:
+            self.damage = (f"{self.compression} stream truncated at compressed byte offset "
+                           f"{pos}, after {written} decompressed bytes")
+        return written
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (short only at the end)."""
@@ -189,3 +207,18 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _drain(stream: _Decompressor, data: bytes) -> Iterator[bytes]:
+    """Decompress ``data`` in pieces of at most _OUT_LIMIT bytes, up to the stream's end."""
+    if isinstance(stream, (bz2.BZ2Decompressor, lzma.LZMADecompressor)):
+        yield stream.decompress(data, _OUT_LIMIT)
+        while not stream.eof and not stream.needs_input:
+            yield stream.decompress(b"", _OUT_LIMIT)
+        return
+    while True:  # zlib keeps unread input in unconsumed_tail instead
+        out = stream.decompress(data, _OUT_LIMIT)
+        yield out
+        data = stream.unconsumed_tail
+        if stream.eof or (not data and len(out) < _OUT_LIMIT):
+            return

@@ -160,6 +160,10 @@ def test_archive_owners_and_modes_are_enforced(served: tuple[Path, Path, str]) -
         if os.geteuid() == 0:  # make_tree gives "private" (0600) to uid 1234 only as root
             with pytest.raises(PermissionError):
                 fs.read_bytes("t/private")
-        with pytest.raises(OSError) as exc:
-            fs.write_bytes("t/new-file", b"x")
-        assert exc.value.errno == 30  # EROFS
+    with SyncClient(url, uname="root", n_uname=0) as fs:  # past the permission checks
+        for change in (lambda: fs.write_bytes("t/new-file", b"x"), lambda: fs.mkdir("t/d"),
+                       lambda: fs.chmod("t/hello.txt", 0o600), lambda: fs.remove("t/sym"),
+                       lambda: fs.setxattr("t/hello.txt", "user.x", b"1")):
+            with pytest.raises(OSError) as exc:
+                change()
+            assert exc.value.errno == 30  # EROFS

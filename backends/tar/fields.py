@@ -26,6 +26,10 @@ def parse_number(field: bytes, offset: int, name: str) -> int:
         if field[0] == 0xFF:  # negative: two's complement over the whole field
             return int.from_bytes(field, "big") - (1 << (8 * len(field)))
         return int.from_bytes(field[1:], "big")
+    try:  # the common case: digits, then NULs or spaces
+        return int(field.rstrip(b"\0 ") or b"0", 8)
+    except ValueError:
+        pass
     text = field.split(b"\0", 1)[0].strip(b" ")
     if not text:
         return 0

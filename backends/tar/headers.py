@@ -24,6 +24,7 @@ REGULAR_TYPES = frozenset(b"0\x007")  # contiguous files ('7') are regular files
 NO_DATA_TYPES = frozenset(b"123456")  # links, devices, directories, FIFOs: size is not data
 LONGNAME, LONGLINK, PAX_LOCAL, PAX_GLOBAL = ord("L"), ord("K"), ord("x"), ord("g")
 GNU_SPARSE, GNU_DUMPDIR, GNU_VOLUME, GNU_MULTIVOL = ord("S"), ord("D"), ord("V"), ord("M")
+_DEVICE_TYPES = frozenset(b"34")
 SKIPPED_TYPES = frozenset((GNU_VOLUME, GNU_MULTIVOL, ord("N")))  # labels, continuations
 _MAX_EXTENSION = 16 << 20  # a PAX header or GNU long name larger than this is damage
 _ZERO_BLOCK = bytes(BLOCK)
@@ -268,17 +269,15 @@ def _decode_header(block: bytes, offset: int, start: int, pax: dict[str, bytes],
         ctime = parse_number(block[357:369], offset, "ctime")
         atime_ns = atime * 1_000_000_000 if atime else None
         ctime_ns = ctime * 1_000_000_000 if ctime else None
-    member = Member(
-        offset=start, path=_text(name), typeflag=kind,
-        mode=parse_number(block[100:108], offset, "mode") & 0o7777,
-        uid=parse_number(block[108:116], offset, "uid"),
-        gid=parse_number(block[116:124], offset, "gid"),
-        size=0, mtime_ns=mtime_ns, atime_ns=atime_ns, ctime_ns=ctime_ns,
-        linkname=_text(link),
-        devmajor=parse_number(block[329:337], offset, "devmajor") if magic[:5] == b"ustar" else 0,
-        devminor=parse_number(block[337:345], offset, "devminor") if magic[:5] == b"ustar" else 0,
-        data_offset=offset + BLOCK,
-        stored=parse_number(block[124:136], offset, "size"))
+    major = minor = 0
+    if kind in _DEVICE_TYPES and magic[:5] == b"ustar":
+        major = parse_number(block[329:337], offset, "devmajor")
+        minor = parse_number(block[337:345], offset, "devminor")
+    member = Member(  # positional: this runs once per member of archives of 10^5 members
+        start, _text(name), kind, parse_number(block[100:108], offset, "mode") & 0o7777,
+        parse_number(block[108:116], offset, "uid"), parse_number(block[116:124], offset, "gid"),
+        0, mtime_ns, atime_ns, ctime_ns, _text(link), major, minor, offset + BLOCK,
+        parse_number(block[124:136], offset, "size"))
     if pax:
         _apply_pax(member, pax, start)
     member.size = member.stored

@@ -284,3 +284,22 @@ def test_compression_detection_is_by_content(tmp_path: Path) -> None:
         assert backend.source.compression in ("gzip", "bzip2", "xz")
         assert backend.members == 1
         backend.source.close()
+
+
+async def test_global_pax_header_applies_to_later_members(tmp_path: Path) -> None:
+    """As GNU tar lists it: a 'g' header's records hold until a member's 'x' overrides them."""
+    archive = tmp_path / "g.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"uid": "77", "mtime": "1500000000.25"}) as tf:
+        tf.addfile(_info("a", size=1), io.BytesIO(b"x"))
+        b = _info("b", size=1)
+        b.pax_headers = {"uid": "88"}
+        tf.addfile(b, io.BytesIO(b"y"))
+    backend = open_tar(archive)
+    try:
+        a_attr = await (await backend.root.walk("a")).getattr()
+        b_attr = await (await backend.root.walk("b")).getattr()
+        assert (a_attr.uid, b_attr.uid) == (77, 88)
+        assert a_attr.mtime_ns == b_attr.mtime_ns == 1_500_000_000_250_000_000
+    finally:
+        await backend.close()

@@ -303,3 +303,23 @@ async def test_global_pax_header_applies_to_later_members(tmp_path: Path) -> Non
         assert a_attr.mtime_ns == b_attr.mtime_ns == 1_500_000_000_250_000_000
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize("fmt", ["v7", "oldgnu"])
+async def test_old_formats(tmp_path: Path, fmt: str) -> None:
+    """v7 has no magic and marks directories with a trailing slash; oldgnu is GNU's first."""
+    src = tmp_path / "src"
+    (src / "sub" / "inner").mkdir(parents=True)
+    (src / "sub" / "file").write_bytes(b"v7 data" * 300)
+    (src / "sub" / "inner" / "x").write_bytes(b"")
+    (src / "ln").symlink_to("sub/file")
+    os.link(src / "sub" / "file", src / "hard")
+    for path in [*sorted(src.rglob("*"), reverse=True), src]:
+        os.utime(path, (1_600_000_000, 1_600_000_000), follow_symlinks=False)
+    archive = tmp_path / "old.tar"
+    gnu_tar(f"--format={fmt}", "-cf", archive, "-C", src, ".")
+    backend = open_tar(archive)
+    try:
+        await compare_tree(backend, src, times="s", xattrs=False)
+    finally:
+        await backend.close()

@@ -18,7 +18,7 @@ def test_numeric_fields() -> None:
     assert parse_number(b"0000644\0junk", 0, "mode") == 0o644  # after the NUL: ignored
     assert parse_number(b"\x80" + (5).to_bytes(11, "big"), 0, "size") == 5  # base-256
     assert parse_number(b"\xff" * 12, 0, "mtime") == -1
-    with pytest.raises(TarFormatError, match="bad numeric field uid .* at byte offset 1536"):
+    with pytest.raises(TarFormatError, match=r"bad numeric field uid .* at byte offset 1536"):
         parse_number(b"00009x1\0", 1536, "uid")
 
 

@@ -8,6 +8,7 @@ the offset, and file contents are later read in place.
 from __future__ import annotations
 
 import base64
+import struct
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -250,34 +251,40 @@ def _int_record(value: bytes, offset: int, key: str) -> int:
     return int(value)
 
 
+# name mode uid gid size mtime chksum typeflag linkname magic version uname gname
+# devmajor devminor prefix (ustar; GNU keeps atime, ctime, sparse slots there)
+_HEADER = struct.Struct("100s8s8s8s12s12s8sB100s6s2s32s32s8s8s155s12x")
+
+
 def _decode_header(block: bytes, offset: int, start: int, pax: dict[str, bytes],
                    long_name: bytes | None, long_link: bytes | None) -> Member:
-    magic = block[257:263]
-    name = _cstring(block[0:100])
-    if magic == b"ustar\0" and block[345]:  # POSIX ustar: a prefix for long paths
-        name = _cstring(block[345:500]) + b"/" + name
+    (name, mode, uid, gid, size, mtime, _, kind, link, magic, version, _, _, major_field,
+     minor_field, prefix) = _HEADER.unpack(block)
+    name = name.split(b"\0", 1)[0]
+    if magic == b"ustar\0" and prefix[0]:  # POSIX ustar: a prefix for long paths
+        name = prefix.split(b"\0", 1)[0] + b"/" + name
     if long_name is not None:
         name = long_name
-    link = long_link if long_link is not None else _cstring(block[157:257])
-    kind = block[156]
+    link = long_link if long_link is not None else link.split(b"\0", 1)[0]
     if kind == 0 and name.endswith(b"/"):  # V7 tars mark directories with a slash
         kind = ord("5")
-    mtime_ns = parse_number(block[136:148], offset, "mtime") * 1_000_000_000
     atime_ns = ctime_ns = None
-    if magic == b"ustar " and block[263:265] == b" \0":  # GNU: atime/ctime when recorded
-        atime = parse_number(block[345:357], offset, "atime")
-        ctime = parse_number(block[357:369], offset, "ctime")
+    if magic == b"ustar " and version == b" \0":  # GNU: atime/ctime when recorded
+        atime = parse_number(prefix[0:12], offset, "atime")
+        ctime = parse_number(prefix[12:24], offset, "ctime")
         atime_ns = atime * 1_000_000_000 if atime else None
         ctime_ns = ctime * 1_000_000_000 if ctime else None
     major = minor = 0
     if kind in _DEVICE_TYPES and magic[:5] == b"ustar":
-        major = parse_number(block[329:337], offset, "devmajor")
-        minor = parse_number(block[337:345], offset, "devminor")
+        major = parse_number(major_field, offset, "devmajor")
+        minor = parse_number(minor_field, offset, "devminor")
     member = Member(  # positional: this runs once per member of archives of 10^5 members
-        start, _text(name), kind, parse_number(block[100:108], offset, "mode") & 0o7777,
-        parse_number(block[108:116], offset, "uid"), parse_number(block[116:124], offset, "gid"),
-        0, mtime_ns, atime_ns, ctime_ns, _text(link), major, minor, offset + BLOCK,
-        parse_number(block[124:136], offset, "size"))
+        start, name.decode("utf-8", "surrogateescape"), kind,
+        parse_number(mode, offset, "mode") & 0o7777, parse_number(uid, offset, "uid"),
+        parse_number(gid, offset, "gid"), 0,
+        parse_number(mtime, offset, "mtime") * 1_000_000_000, atime_ns, ctime_ns,
+        link.decode("utf-8", "surrogateescape"), major, minor, offset + BLOCK,
+        parse_number(size, offset, "size"))
     if pax:
         _apply_pax(member, pax, start)
     member.size = member.stored

@@ -201,6 +201,9 @@ class MemberReader:
         if "GNU.sparse.major" in pax or "GNU.sparse.size" in pax or "GNU.sparse.map" in pax:
             self.pax_sparse(member, pax, local, stored)
             stored = member.stored + (member.data_offset - data_offset)
+        if member.sparse is not None and member.sparse.stored > member.stored:
+            raise TarFormatError(start, f"bad sparse map: it needs {member.sparse.stored} bytes, "
+                                        f"the member stores {member.stored}")
         end = data_offset + padded(stored)
         if end > self.length:
             raise TarFormatError(start, f"truncated member {member.path!r} ({stored} bytes of "

@@ -213,3 +213,15 @@ async def test_archive_changed_while_mounted_answers_eio(
         assert exc.value.errno == errno.EIO
     finally:
         await backend.close()
+
+
+def test_sparse_map_claiming_more_than_is_stored(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("liar")
+    info.size = 512  # stored bytes; the map below claims 4096 of them
+    info.pax_headers = {"GNU.sparse.size": "10000", "GNU.sparse.numblocks": "1",
+                        "GNU.sparse.map": "0,4096"}
+    path = tmp_path / "liar.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(bytes(512)))
+    message = _error(path)
+    assert "bad sparse map" in message and _offset(message) == 0

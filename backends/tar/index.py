@@ -8,6 +8,7 @@
 - Duplicates: the last member wins, as GNU tar extracts. A directory met again
   keeps its children and takes the new attributes; any other replacement drops
   the old entry (a replaced directory takes its subtree along).
+- A uid or gid that 9P cannot carry (PAX allows any) becomes 65534, Linux's overflow id.
 - A hard link names the node its target path holds at that point of the archive,
   so both names share one inode number and link count.
 """
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 _SPECIAL = {ord("3"): stat.S_IFCHR, ord("4"): stat.S_IFBLK, ord("6"): stat.S_IFIFO}
 _DIRECTORY = frozenset((ord("5"), ord("D")))
 _HARDLINK, _SYMLINK = ord("1"), ord("2")
+OVERFLOW_ID, OVERFLOW_LIMIT = 65534, 2**32 - 1  # (u32)-1 means "no id" in 9P
+
+
+def _owner(ident: int) -> int:
+    """A PAX uid/gid past 9P's 32 bits (or negative) shows as the overflow id, as Linux does."""
+    return ident if 0 <= ident < OVERFLOW_LIMIT else OVERFLOW_ID
 
 
 def split_path(path: str) -> list[str] | None:
@@ -134,8 +141,8 @@ class IndexBuilder:
         mtime = member.mtime_ns
         atime = mtime if member.atime_ns is None else member.atime_ns
         ctime = mtime if member.ctime_ns is None else member.ctime_ns
-        return Attr(self.take_ino(), kind | member.mode, member.uid, member.gid, 0, size,
-                    atime, mtime, ctime, rdev)
+        return Attr(self.take_ino(), kind | member.mode, _owner(member.uid),
+                    _owner(member.gid), 0, size, atime, mtime, ctime, rdev)
 
     def make_node(self, member: Member, parent: TarDir) -> TarNode | None:
         kind = member.typeflag

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -167,3 +168,31 @@ def test_archive_owners_and_modes_are_enforced(served: tuple[Path, Path, str]) -
             with pytest.raises(OSError) as exc:
                 change()
             assert exc.value.errno == 30  # EROFS
+
+
+@pytest.mark.xfail(strict=True, reason="ninep/handlers.py packs Rgetattr seconds as u64: a "
+                                       "time before 1970 raises struct.error (Linux reads s64)")
+def test_times_before_1970_reach_the_client(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from backends.tar import TarBackend
+    from ninep.defaults import default_policy
+    from tests.conftest import start_server
+
+    archive = tmp_path / "old.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tf:
+        info = tarfile.TarInfo("moon-landing")
+        info.size, info.mtime = 1, -14_182_940  # 1969-07-20 20:17:40 UTC
+        tf.addfile(info, io.BytesIO(b"x"))
+
+    async def policy():  # type: ignore[no-untyped-def]
+        return await default_policy([("/", TarBackend.open(str(archive)), True)])
+
+    running = start_server(policy)
+    try:
+        with SyncClient(running.tcp_url, uname="root", n_uname=0) as fs:
+            assert fs.stat("moon-landing").st_mtime_ns == -14_182_940 * 10**9
+    finally:
+        running.stop()
+        shutil.rmtree(os.path.dirname(running.unix_path), ignore_errors=True)

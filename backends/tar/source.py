@@ -72,7 +72,7 @@ class ArchiveSource:
     """One open archive: ``read(offset, size)`` of the tar bytes, and change detection."""
 
     def __init__(self, path: str, tmpdir: str | None = None) -> None:
-        self.path = path
+        self.path = os.path.abspath(path)  # checked again later, whatever the cwd is then
         self.compression: str | None = None
         self.stale = False
         self.damage: str | None = None  # why decompression stopped early, if it did

@@ -323,3 +323,17 @@ async def test_old_formats(tmp_path: Path, fmt: str) -> None:
         await compare_tree(backend, src, times="s", xattrs=False)
     finally:
         await backend.close()
+
+
+async def test_incremental_dump_directories(tmp_path: Path) -> None:
+    """--listed-incremental writes directories as GNU 'D' members with a dumpdir payload."""
+    src = make_tree(tmp_path / "src", specials=False, sparse=False, xattrs=False)
+    archive = tmp_path / "level0.tar"
+    gnu_tar("--format=gnu", f"--listed-incremental={tmp_path / 'snap'}", "-cf", archive,
+            "-C", src, ".")
+    assert archive.read_bytes()[156:157] == b"D", "GNU tar wrote no dumpdir member first"
+    backend = open_tar(archive)
+    try:
+        await compare_tree(backend, src, times="s", xattrs=False)
+    finally:
+        await backend.close()

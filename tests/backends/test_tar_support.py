@@ -114,6 +114,8 @@ async def compare_tree(backend: TarBackend, root: Path, *, times: str = "ns",
         assert (attr.uid, attr.gid) == (st.st_uid, st.st_gid), where
         want = st.st_mtime_ns if times != "s" else st.st_mtime_ns // 10**9 * 10**9
         assert abs(attr.mtime_ns - want) <= (1000 if times == "float" else 0), where
+        if times == "ns":  # GNU tar's PAX headers carry ctime (and atime, which reading moved)
+            assert attr.ctime_ns == st.st_ctime_ns, where
         if not stat.S_ISDIR(st.st_mode):
             assert attr.nlink == st.st_nlink, where
             # one host inode <-> one served inode: hard links share it, nothing else does

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .fields import BLOCK, TarFormatError, padded, parse_number
 from .sparse import SparseMap, gnu_old_map, pax_v0_map, pax_v1_map
 
-__all__ = ["Member", "MemberReader", "ReadAt", "iter_members", "parse_pax_records",
+__all__ = ["Member", "MemberReader", "ReadAt", "parse_pax_records",
            "parse_pax_time"]
 
 ReadAt = Callable[[int, int], bytes]  # (offset, size) -> up to size bytes; short only at EOF
@@ -323,11 +323,3 @@ def _add_xattr(member: Member, name: str, value: bytes) -> None:
     if member.xattrs is None:
         member.xattrs = {}
     member.xattrs[name] = value
-
-
-def iter_members(read: ReadAt, length: int) -> Iterator[Member]:
-    """Every member of the archive of ``length`` bytes, in archive order.
-
-    Raises TarFormatError at the first damage (after yielding the members before it).
-    """
-    return MemberReader(read, length).members()

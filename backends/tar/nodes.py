@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 
 from vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
 
@@ -177,11 +176,6 @@ class TarDir(TarNode):
         if flags & O_ACCMODE or flags & O_TRUNC:
             raise OSError(errno.EISDIR, "is a directory")
         return TarDirHandle()
-
-
-def file_mode(kind: int, perms: int) -> int:
-    """st_mode from a stat.S_IF* type and the header's permission bits."""
-    return stat.S_IFMT(kind) | (perms & 0o7777)
 
 
 def device(major: int, minor: int) -> int:

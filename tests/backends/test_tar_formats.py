@@ -337,3 +337,22 @@ async def test_incremental_dump_directories(tmp_path: Path) -> None:
         await compare_tree(backend, src, times="s", xattrs=False)
     finally:
         await backend.close()
+
+
+async def test_names_that_are_not_utf8_keep_their_bytes(tmp_path: Path) -> None:
+    """Header names are bytes: a Latin-1 name reaches 9P as the same bytes (surrogateescape)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / os.fsdecode(b"caf\xe9")).write_bytes(b"latin-1 name")
+    (src / os.fsdecode(b"link-\xff")).symlink_to(os.fsdecode(b"caf\xe9"))
+    for fmt in ("gnu", "pax"):
+        archive = tmp_path / f"{fmt}.tar"
+        gnu_tar(f"--format={fmt}", "-cf", archive, "-C", src, ".")
+        backend = open_tar(archive)
+        try:
+            names = sorted(e.name for e in await backend.root.readdir(0, 10))
+            assert names == sorted(os.listdir(src)) == ["caf\udce9", "link-\udcff"]
+            assert await read_all(await backend.root.walk("caf\udce9")) == b"latin-1 name"
+            assert await (await backend.root.walk("link-\udcff")).readlink() == "caf\udce9"
+        finally:
+            await backend.close()

@@ -95,3 +95,12 @@ def test_pax_v1_map_in_the_data() -> None:
         pax_v1_map(lambda off, n: data[:5][off:off + n], 5, 200, 0)
     with pytest.raises(TarFormatError, match="bad sparse map"):
         pax_v1_map(lambda off, n: (b"2\nx\n" + bytes(508))[off:off + n], 512, 200, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=512, max_size=512))
+def test_fast_byte_sum_is_exact(block: bytes) -> None:
+    from backends.tar.headers import _byte_sum
+
+    assert _byte_sum(block) == sum(block)
+    assert _byte_sum(b"\xff" * 512) == 255 * 512

@@ -8,7 +8,7 @@ import itertools
 import logging
 import stat
 
-from vfs.node import Backend, Handle, Node, SetAttr
+from vfs.node import Attr, Backend, Handle, Node, SetAttr
 
 from .markers import (
     WORK_DIR,
@@ -29,6 +29,12 @@ _ZEROS = memoryview(bytes(COPY_CHUNK))
 _DIRECT = 1 << 46  # layer inode numbers below this are used as they are
 _UPPER = 1 << 47  # the bit that keeps upper-only inode numbers apart from lower ones
 O_RDONLY, O_WRONLY = 0, 1
+
+
+async def _keep_times(directory: Node, before: Attr) -> None:
+    """A copy-up is no change the client made: put the parent's times back, as
+    overlayfs does (ovl_set_timestamps after ovl_copy_up_one)."""
+    await directory.setattr(SetAttr(atime_ns=before.atime_ns, mtime_ns=before.mtime_ns))
 
 
 class OverlayBackend(Backend):
@@ -153,6 +159,7 @@ class OverlayBackend(Backend):
             if node.removed or parent.upper is None:
                 raise OSError(errno.ENOENT, "file was removed", node.name)
             where, name = parent.upper, node.name
+            times = await where.getattr()
             if stat.S_ISDIR(attr.mode):
                 upper = await where.mkdir(name, attr.mode & 0o7777, attr.uid, attr.gid)
             elif stat.S_ISLNK(attr.mode):
@@ -163,6 +170,7 @@ class OverlayBackend(Backend):
             if not stat.S_ISDIR(attr.mode):
                 await self._record_origin(upper, node.ino)
             node.upper = upper
+            await _keep_times(where, times)
 
     async def _copy_file_up(self, node: OverlayNode, lower: Node, with_data: bool) -> None:
         """Assemble the copy in the work directory, then move it into place (as overlayfs
@@ -182,8 +190,10 @@ class OverlayBackend(Backend):
                 parent = node.parent
                 if node.removed or parent is None or parent.upper is None:
                     raise OSError(errno.ENOENT, "file was removed", node.name)
+                times = await parent.upper.getattr()
                 await work.rename(temp, parent.upper, node.name)
                 node.upper = upper
+                await _keep_times(parent.upper, times)
         except BaseException:
             if node.upper is not upper:
                 await work.unlink(temp, False)

@@ -331,8 +331,8 @@ class OverlayDir(OverlayNode):
             if await self.lookup(oldname) is not node or node.upper is None:
                 raise OSError(errno.EAGAIN, "renamed source changed meanwhile", oldname)
             dst = await newdir.lookup_or_none(newname)
-            if dst is node:
-                return
+            if dst is node or await _same_upper_file(node, dst):
+                return  # one file under both names: POSIX says do nothing
             await self._check_rename(node, newdir, dst, newname)
             hidden = await newdir._make_way(newname, dst)
             assert self.upper is not None
@@ -377,6 +377,16 @@ class OverlayDir(OverlayNode):
             del self.children[oldname]
         newdir.children[newname] = node
         node.parent, node.name = newdir, newname
+
+
+async def _same_upper_file(node: OverlayNode, other: OverlayNode | None) -> bool:
+    """Two names of one upper file (hard links)."""
+    if other is None or node.upper is None or other.upper is None:
+        return False
+    if node.upper is other.upper:
+        return True
+    mine, theirs = await node.upper.getattr(), await other.upper.getattr()
+    return not stat.S_ISDIR(mine.mode) and mine.ino == theirs.ino
 
 
 class OverlayHandle(Handle):

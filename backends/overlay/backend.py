@@ -55,10 +55,15 @@ class OverlayBackend(Backend):
         self._wide_next = itertools.count(1)
         self._work: Node | None = None
         self._work_names = itertools.count(1)
-        self.root: OverlayDir = OverlayDir(self, None, "", upper.root, lower.root, 0)
+        peek = lower.root.peek_attr()  # start() numbers the root when this cannot
+        self.root: OverlayDir = OverlayDir(self, None, "", upper.root, lower.root,
+                                           self.lower_ino(peek.ino if peek else 0))
 
     async def start(self) -> None:
-        """Number the root and clear copy-ups a crash left half done in the work directory."""
+        """Number the root and clear copy-ups a crash left half done in the work directory.
+
+        The factory calls it; whoever builds an OverlayBackend directly must too.
+        """
         self.root.ino = self.lower_ino((await self.lower.root.getattr()).ino)
         work = await walk_or_none(self.upper.root, WORK_DIR)
         if work is None:

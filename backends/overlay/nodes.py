@@ -320,27 +320,31 @@ class OverlayDir(OverlayNode):
     async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
         if not isinstance(newdir, OverlayDir) or newdir.fs is not self.fs:
             raise OSError(errno.EXDEV, "rename across file systems", newname)
-        node = await self.lookup(oldname)
-        if isinstance(node, OverlayDir) and node.lower is not None:
-            # overlayfs without redirect_dir does the same; mv then copies and deletes.
-            raise OSError(errno.EXDEV, "a directory of the lower layer cannot be renamed",
-                          oldname)
-        await node.copy_up()
-        target = await newdir.copy_up()
-        async with self.fs.lock:
-            if await self.lookup(oldname) is not node or node.upper is None:
-                raise OSError(errno.EAGAIN, "renamed source changed meanwhile", oldname)
+        while True:  # again only if another request changed either name meanwhile
+            node = await self.lookup(oldname)
+            if isinstance(node, OverlayDir) and node.lower is not None:
+                # overlayfs without redirect_dir does the same; mv then copies and deletes.
+                raise OSError(errno.EXDEV, "a directory of the lower layer cannot be renamed",
+                              oldname)
             dst = await newdir.lookup_or_none(newname)
             if dst is node or await _same_upper_file(node, dst):
                 return  # one file under both names: POSIX says do nothing
-            await self._check_rename(node, newdir, dst, newname)
-            hidden = await newdir._make_way(newname, dst)
-            assert self.upper is not None
-            await self.upper.rename(oldname, target, newname)
-            if isinstance(node, OverlayDir) and hidden:
-                await set_opaque(node.upper)  # else the lower directory there would show
-            await self._whiteout_if_lower(oldname)
-            self._move(oldname, node, newdir, newname)
+            await self._check_rename(node, newdir, dst, newname)  # before any copy-up
+            await node.copy_up()
+            target = await newdir.copy_up()
+            async with self.fs.lock:
+                if (await self.lookup(oldname) is not node
+                        or await newdir.lookup_or_none(newname) is not dst):
+                    continue
+                await self._check_rename(node, newdir, dst, newname)
+                hidden = await newdir._make_way(newname, dst)
+                assert self.upper is not None and node.upper is not None
+                await self.upper.rename(oldname, target, newname)
+                if isinstance(node, OverlayDir) and hidden:
+                    await set_opaque(node.upper)  # else the lower directory there would show
+                await self._whiteout_if_lower(oldname)
+                self._move(oldname, node, newdir, newname)
+                return
 
     async def _check_rename(self, node: OverlayNode, newdir: OverlayDir,
                             dst: OverlayNode | None, newname: str) -> None:

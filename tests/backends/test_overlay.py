@@ -586,3 +586,29 @@ async def test_node_identity_and_removed_files(layers: Layers) -> None:
     statfs = await root.statfs()
     assert statfs.fstype == (await layers.upper.root.statfs()).fstype
     await raises(errno.EISDIR, root.open(O_RDWR))
+
+
+@ASYNC
+async def test_full_upper_fails_the_write_and_leaves_nothing_behind(layers: Layers) -> None:
+    small = RamBackend(size_limit=COPY_CHUNK)
+    fs = await overlay(layers.lower, small)
+    node = await fs.root.walk("big.bin")
+    await raises(errno.ENOSPC, node.open(O_RDWR))
+    assert await read_all(node) == BIG  # still the lower file
+    assert await names(await small.root.walk(WORK_DIR)) == []
+    assert "big.bin" not in await names(small.root)
+    await write_at(await fs.root.walk("top.txt"), 0, b"T")  # a small one still fits
+    assert await read_all(await fs.root.walk("top.txt")) == b"Top\n"
+
+
+@ASYNC
+async def test_start_clears_copies_a_crash_left_in_the_work_directory(layers: Layers) -> None:
+    await write_at(await layers.root.walk("top.txt"), 0, b"T")
+    work = await layers.upper.root.walk(WORK_DIR)
+    _, handle = await work.create("copyup-77", O_WRONLY, 0o600, 0, 0)
+    await handle.write(0, b"half")
+    await handle.close()
+    fresh = await overlay(layers.lower, layers.upper)
+    assert await names(work) == []
+    assert await read_all(await fresh.root.walk("top.txt")) == b"Top\n"
+    assert (await fresh.root.getattr()).nlink == (await layers.root.getattr()).nlink

@@ -20,7 +20,9 @@ survive a restart with a passthrough upper and are hidden from clients:
   ``user.overlay.opaque = "y"`` on the upper directory, so the upper layer
   must support user xattrs (RAM does) for that case.
 - copy-up origin: ``user.overlay.ninep.origin`` holds the overlay inode
-  number (kept in memory when the upper cannot store xattrs).
+  number, read when a restarted overlay finds its upper layer not empty (the
+  running instance keeps them in memory; an upper without xattrs loses them
+  at a restart, and copied-up files then get upper-only numbers).
 - ``user.overlay.*`` and ``trusted.overlay.*`` are hidden and refused (EPERM).
 
 Known differences: renaming a directory that exists in the lower layer

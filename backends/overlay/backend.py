@@ -50,7 +50,10 @@ class OverlayBackend(Backend):
     def __init__(self, lower: Backend, upper: Backend, *, owns_lower: bool = True) -> None:
         self.lower, self.upper, self.owns_lower = lower, upper, owns_lower
         self.lock = asyncio.Lock()  # held while the upper layer's entries change, never long
-        self.origins: dict[int, int] = {}  # upper ino -> overlay ino, when xattrs cannot hold it
+        self.origins: dict[int, int] = {}  # upper ino -> overlay ino of copied-up files
+        # True when every origin in the upper layer was written by this instance (it
+        # started empty), so ``origins`` is complete and no xattr need be read.
+        self.origins_complete = False
         self._wide: dict[tuple[int, int], int] = {}  # (layer, ino >= _DIRECT) -> overlay ino
         self._wide_next = itertools.count(1)
         self._work: Node | None = None
@@ -65,6 +68,8 @@ class OverlayBackend(Backend):
         The factory calls it; whoever builds an OverlayBackend directly must too.
         """
         self.root.ino = self.lower_ino((await self.lower.root.getattr()).ino)
+        first = await self.upper.root.readdir(0, 2)
+        self.origins_complete = all(e.name == WORK_DIR for e in first)
         work = await walk_or_none(self.upper.root, WORK_DIR)
         if work is None:
             return
@@ -116,9 +121,9 @@ class OverlayBackend(Backend):
                 if stat.S_ISDIR(lattr.mode) and not await is_opaque(upper):
                     return OverlayDir(self, parent, name, upper, lower, self.lower_ino(lattr.ino))
             return OverlayDir(self, parent, name, upper, None, self.upper_ino(uattr.ino))
-        origin = await read_origin(upper)
-        if origin is None:
-            origin = self.origins.get(uattr.ino)
+        origin = self.origins.get(uattr.ino)
+        if origin is None and not self.origins_complete:
+            origin = await read_origin(upper)
         ino = self.upper_ino(uattr.ino) if origin is None else origin
         return OverlayNode(self, parent, name, upper, None, ino)
 
@@ -247,8 +252,8 @@ class OverlayBackend(Backend):
                     raise
 
     async def _record_origin(self, upper: Node, ino: int) -> None:
-        if not await write_origin(upper, ino):
-            self.origins[(await upper.getattr()).ino] = ino
+        await write_origin(upper, ino)  # for a restart; memory serves this instance
+        self.origins[(await upper.getattr()).ino] = ino
 
     async def _work_dir(self) -> Node:
         if self._work is None:

@@ -129,6 +129,12 @@ async def _shown_upper(d: OverlayDir, upper: Node, entry: DirEntry) -> DirEntry 
         return None  # the lower run lists this name
     if entry.dtype == DT_DIR:  # an upper-only directory has no origin to look up
         return DirEntry(name, d.fs.upper_ino(entry.ino), DT_DIR, 0)
+    node = d.children.get(name)
+    if node is not None:
+        return DirEntry(name, node.ino, entry.dtype, 0)
+    if d.fs.origins_complete:  # no xattr to read: the number is at hand
+        ino = d.fs.origins.get(entry.ino) or d.fs.upper_ino(entry.ino)
+        return DirEntry(name, ino, entry.dtype, 0)
     return await _entry_of(d, name)
 
 

@@ -8,7 +8,9 @@ directories first. The copy is built in the upper root's hidden work
 directory ``.overlay-work`` and renamed into place, so no half copy is ever
 visible, even after a crash. A copied-up file keeps its lower inode number
 (so the client's qid.path does not change); upper-only files get their upper
-number with bit 47 set, so the two never collide within 48 bits.
+number with bit 47 set, so the two never collide within 48 bits. A fresh
+(empty) upper root takes the lower root's owner, mode, times and xattrs, so
+the overlay's root looks like the image's (overlayfs shows the upper's).
 
 Markers in the upper layer are overlayfs's own (with ``userxattr``), so they
 survive a restart with a passthrough upper and are hidden from clients:

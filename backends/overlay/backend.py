@@ -70,6 +70,10 @@ class OverlayBackend(Backend):
         self.root.ino = self.lower_ino((await self.lower.root.getattr()).ino)
         first = await self.upper.root.readdir(0, 2)
         self.origins_complete = all(e.name == WORK_DIR for e in first)
+        if not first:
+            # A fresh upper root takes the lower root's owner, mode and times, so the
+            # overlay's / looks like the image's (a user who owns it may write there).
+            await self._copy_meta(self.lower.root, self.upper.root)
         work = await walk_or_none(self.upper.root, WORK_DIR)
         if work is None:
             return

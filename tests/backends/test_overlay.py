@@ -612,3 +612,16 @@ async def test_start_clears_copies_a_crash_left_in_the_work_directory(layers: La
     assert await names(work) == []
     assert await read_all(await fresh.root.walk("top.txt")) == b"Top\n"
     assert (await fresh.root.getattr()).nlink == (await layers.root.getattr()).nlink
+
+
+@ASYNC
+async def test_a_fresh_upper_root_looks_like_the_lower_root() -> None:
+    lower = RamBackend(root_uid=1000, root_gid=1000, root_mode=0o1777)
+    lower.add_file("f", b"x")
+    fs = await overlay(lower)
+    attr = await fs.root.getattr()
+    assert (attr.uid, attr.gid, stat.S_IMODE(attr.mode)) == (1000, 1000, 0o1777)
+    upper = RamBackend()
+    await upper.root.mkdir("kept", 0o755, 0, 0)  # an upper in use keeps its own root
+    attr = await (await overlay(lower, upper)).root.getattr()
+    assert (attr.uid, stat.S_IMODE(attr.mode)) == (0, 0o755)

@@ -7,6 +7,8 @@ import errno
 import itertools
 import logging
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from vfs.node import Attr, Backend, Handle, Node, SetAttr
 
@@ -83,6 +85,22 @@ class OverlayBackend(Backend):
             for entry in entries:
                 await work.unlink(entry.name, entry.dtype == 4)
             cookie = entries[-1].cookie
+
+    @asynccontextmanager
+    async def changing(self, *dirs: OverlayDir) -> AsyncIterator[None]:
+        """Hold the lock while the entries of ``dirs`` change in the upper layer.
+
+        Each directory's version moves at the start and at the end, so a lookup
+        that read the layers meanwhile knows its answer may be stale.
+        """
+        async with self.lock:
+            for d in dirs:
+                d.version += 1
+            try:
+                yield
+            finally:
+                for d in dirs:
+                    d.version += 1
 
     async def close(self) -> None:
         try:
@@ -169,7 +187,7 @@ class OverlayBackend(Backend):
         if stat.S_ISREG(attr.mode):
             await self._copy_file_up(node, lower, with_data)
             return
-        async with self.lock:
+        async with self.changing(parent):
             if node.removed or parent.upper is None:
                 raise OSError(errno.ENOENT, "file was removed", node.name)
             where, name = parent.upper, node.name
@@ -200,9 +218,10 @@ class OverlayBackend(Backend):
                 await handle.close()
             await self._copy_meta(lower, upper)
             await self._record_origin(upper, node.ino)
-            async with self.lock:
-                parent = node.parent
-                if node.removed or parent is None or parent.upper is None:
+            parent = node.parent
+            assert parent is not None
+            async with self.changing(parent):
+                if node.removed or node.parent is not parent or parent.upper is None:
                     raise OSError(errno.ENOENT, "file was removed", node.name)
                 times = await parent.upper.getattr()
                 await work.rename(temp, parent.upper, node.name)

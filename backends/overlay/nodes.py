@@ -131,6 +131,7 @@ class OverlayDir(OverlayNode):
         self.children: weakref.WeakValueDictionary[str, OverlayNode] = (
             weakref.WeakValueDictionary())
         self.cookies = CookieCodec()
+        self.version = 0  # moves while the entries change (OverlayBackend.changing)
         self._lower_nlink: int | None = None
 
     def peek_attr(self) -> Attr | None:
@@ -166,19 +167,22 @@ class OverlayDir(OverlayNode):
 
     async def lookup(self, name: str) -> OverlayNode:
         """The visible child ``name``; ENOENT when absent or whited out."""
-        node = self.children.get(name)
-        if node is not None:
-            return node
         if self.parent is None and name == WORK_DIR:
             raise OSError(errno.ENOENT, "no such file or directory", name)
-        upper = await walk_or_none(self.upper, name) if self.upper is not None else None
-        if upper is not None and await is_whiteout(upper):
-            raise OSError(errno.ENOENT, "no such file or directory", name)
-        lower = await walk_or_none(self.lower, name) if self.lower is not None else None
-        if upper is None and lower is None:
-            raise OSError(errno.ENOENT, "no such file or directory", name)
-        node = await self.fs.make_node(self, name, upper, lower)
-        return self.children.setdefault(name, node)  # another lookup may have won the race
+        while True:
+            node = self.children.get(name)
+            if node is not None:
+                return node
+            version = self.version
+            upper = await walk_or_none(self.upper, name) if self.upper is not None else None
+            if upper is not None and await is_whiteout(upper):
+                raise OSError(errno.ENOENT, "no such file or directory", name)
+            lower = await walk_or_none(self.lower, name) if self.lower is not None else None
+            if upper is None and lower is None:
+                raise OSError(errno.ENOENT, "no such file or directory", name)
+            node = await self.fs.make_node(self, name, upper, lower)
+            if self.version == version:  # else the layers changed while we read them
+                return self.children.setdefault(name, node)  # or another lookup won
 
     async def lookup_or_none(self, name: str) -> OverlayNode | None:
         try:
@@ -217,7 +221,7 @@ class OverlayDir(OverlayNode):
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         where = await self.copy_up()
-        async with self.fs.lock:
+        async with self.fs.changing(self):
             await self._make_room(name)
             upper, handle = await where.create(name, flags, mode, uid, gid)
             node = await self._adopt(name, upper)
@@ -225,7 +229,7 @@ class OverlayDir(OverlayNode):
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         where = await self.copy_up()
-        async with self.fs.lock:
+        async with self.fs.changing(self):
             hidden = await self._make_room(name)
             upper = await where.mkdir(name, mode, uid, gid)
             if hidden is not None and stat.S_ISDIR((await hidden.getattr()).mode):
@@ -238,7 +242,7 @@ class OverlayDir(OverlayNode):
 
     async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
         where = await self.copy_up()
-        async with self.fs.lock:
+        async with self.fs.changing(self):
             await self._make_room(name)
             return await self._adopt(name, await where.symlink(name, target, uid, gid))
 
@@ -246,7 +250,7 @@ class OverlayDir(OverlayNode):
         if stat.S_ISCHR(mode) and rdev == 0:
             raise OSError(errno.EPERM, "a 0/0 character device is an overlay whiteout", name)
         where = await self.copy_up()
-        async with self.fs.lock:
+        async with self.fs.changing(self):
             await self._make_room(name)
             return await self._adopt(name, await where.mknod(name, mode, rdev, uid, gid))
 
@@ -257,7 +261,7 @@ class OverlayDir(OverlayNode):
             raise OSError(errno.EPERM, "hard link to a directory", name)
         source = await target.copy_up()  # overlayfs links the upper copy
         where = await self.copy_up()
-        async with self.fs.lock:
+        async with self.fs.changing(self):
             await self._make_room(name)
             await where.link(name, source)
             self.children[name] = OverlayNode(self.fs, self, name, source, None, target.ino)
@@ -277,7 +281,7 @@ class OverlayDir(OverlayNode):
     async def unlink(self, name: str, is_dir: bool) -> None:
         await self._victim(name, is_dir)
         await self.copy_up()
-        async with self.fs.lock:
+        async with self.fs.changing(self):
             node = await self._victim(name, is_dir)  # again: things may have moved meanwhile
             await self._remove_upper(name, node)
             await self._whiteout_if_lower(name)
@@ -332,7 +336,7 @@ class OverlayDir(OverlayNode):
             await self._check_rename(node, newdir, dst, newname)  # before any copy-up
             await node.copy_up()
             target = await newdir.copy_up()
-            async with self.fs.lock:
+            async with self.fs.changing(self, newdir):
                 if (await self.lookup(oldname) is not node
                         or await newdir.lookup_or_none(newname) is not dst):
                     continue

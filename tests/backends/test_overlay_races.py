@@ -180,3 +180,36 @@ async def test_unlink_during_copy_up_leaves_no_file_behind() -> None:
     assert [e.name for e in await list_all(fs.root)] == []
     assert await list_all(await upper.root.walk(WORK_DIR)) == []
     assert await snapshot(lower.root) == before
+
+
+class GatedLower(Waiting):
+    """A lower root whose first walk waits until the test opens the gate."""
+
+    def __init__(self, inner: Node, gate: asyncio.Event) -> None:
+        super().__init__(inner)
+        self.gate, self.armed = gate, True
+
+    async def walk(self, name: str) -> Node:
+        if self.armed:
+            self.armed = False
+            await self.gate.wait()
+        return await super().walk(name)
+
+
+@ASYNC
+async def test_a_lookup_overtaken_by_an_unlink_does_not_bring_the_file_back() -> None:
+    lower = RamBackend()
+    lower.add_file("f", b"lower")
+    gate = asyncio.Event()
+    gated = WaitingBackend(lower)
+    gated.root = GatedLower(lower.root, gate)
+    fs = OverlayBackend(gated, RamBackend())
+    await fs.start()
+    slow = asyncio.create_task(fs.root.walk("f"))  # read the upper, now waits for the lower
+    await asyncio.sleep(0)
+    await fs.root.unlink("f", False)  # its own lookup passes the gate: the whole unlink runs
+    gate.set()
+    with pytest.raises(FileNotFoundError):
+        await slow  # it read the layers while they changed, so it looked again
+    with pytest.raises(FileNotFoundError):
+        await fs.root.walk("f")

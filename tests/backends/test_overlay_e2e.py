@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -18,9 +19,11 @@ from test_overlay import seed_lower, snapshot
 
 from backends.overlay import open_backend as open_overlay
 from backends.ram import RamBackend
+from backends.registry import KINDS, open_backend
 from clients.sync import SyncClient
 from tests.conftest import RunningServer, start_server
 from vfs.namespace import Namespace
+from vfs.node import SetAttr
 from vfs.policy import Policy, Rule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,3 +122,54 @@ def test_ninep_serve_mounts_an_overlay_from_the_command_line() -> None:
         if server.stderr:
             server.stderr.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.asyncio
+async def test_overlay_over_a_gnu_tar_archive(tmp_path: Path) -> None:
+    """The lower layer a real image: GNU tar's archive, whose bytes never change."""
+    try:
+        KINDS["tar"].load()
+    except ImportError:
+        pytest.skip("backends.tar is not available")
+    tar = shutil.which("tar")
+    if tar is None:
+        pytest.skip("GNU tar is not installed")
+    seed = tmp_path / "seed"
+    (seed / "etc").mkdir(parents=True)
+    (seed / "etc" / "motd").write_bytes(b"welcome\n")
+    (seed / "etc" / "issue").write_bytes(b"Debian\n")
+    (seed / "bin").mkdir()
+    (seed / "bin" / "tool").write_bytes(b"#!/bin/sh\n")
+    (seed / "bin" / "tool").chmod(0o755)
+    os.link(seed / "bin" / "tool", seed / "bin" / "tool-again")
+    (seed / "link").symlink_to("etc/motd")
+    archive = tmp_path / "image.tar"
+    subprocess.run([tar, "--format=gnu", "-cf", str(archive), "-C", str(seed), "."],
+                   check=True, capture_output=True)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    fs = await open_backend("overlay", options={"lower": f"tar:{archive}"})
+    root = fs.root
+    motd = await (await root.walk("etc")).walk("motd")
+    ino = (await motd.getattr()).ino
+    handle = await motd.open(2)
+    await handle.write(0, b"W")
+    await handle.close()
+    assert (await motd.getattr()).ino == ino
+    etc = await root.walk("etc")
+    await etc.unlink("issue", False)
+    assert [e.name for e in await etc.readdir(0, 100)] == ["motd"]
+    await etc.unlink("motd", False)
+    await root.unlink("etc", True)  # a merged directory, empty as the client sees it
+    new_etc = await root.mkdir("etc", 0o755, 0, 0)
+    assert await new_etc.readdir(0, 100) == []  # opaque over the archive's etc
+    bin_dir = await root.walk("bin")
+    tool = await bin_dir.walk("tool")
+    await tool.setattr(SetAttr(mode=0o700))  # a lower hard link is copied up alone
+    again = await (await bin_dir.walk("tool-again")).getattr()
+    assert stat.S_IMODE(again.mode) == 0o755
+    await root.rename("link", root, "link2")
+    assert await (await root.walk("link2")).readlink() == "etc/motd"
+    names = [e.name for e in await root.readdir(0, 100)]
+    assert sorted(names) == ["bin", "etc", "link2"]
+    await fs.close()
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == digest

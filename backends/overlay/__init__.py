@@ -31,8 +31,14 @@ Known differences: renaming a directory that exists in the lower layer
 answers EXDEV (overlayfs without ``redirect_dir``: ``mv`` falls back to copy
 and delete); hard links within the lower layer are broken apart on copy-up
 (overlayfs without ``index``); merged directories whose lower side has
-subdirectories report nlink 1, as overlayfs does. The lower layer is never
-written, so one instance may serve many overlays (``owns_lower=False``).
+subdirectories report nlink 1, as overlayfs does.
+
+Options: ``lower`` (required) and ``upper`` (default ``ram``), each
+``KIND[:SOURCE]`` or a table ``{backend, source, options}``; ``share_lower``
+(default true). The lower layer is never written, so overlays that name the
+same lower share one instance, opened by the first and closed by the last
+(``scope = "connection"``: one image parsed once, a private upper per client);
+``open_backend(..., shared_lower=backend)`` takes one the caller opened.
 """
 
 from .backend import OverlayBackend

@@ -7,7 +7,7 @@ import errno
 import itertools
 import logging
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from vfs.node import Attr, Backend, Handle, Node, SetAttr
@@ -43,14 +43,17 @@ class OverlayBackend(Backend):
     """A writable ``upper`` backend over a read-only ``lower`` one.
 
     ``lower`` is only ever read, so one lower instance may serve many overlays
-    (``owns_lower=False``: close() leaves it open for its other users).
+    (``owns_lower=False``: close() leaves it open for its other users;
+    ``release_lower``: what close() calls instead, e.g. a shared lower's release).
     """
 
     kind = "overlay"
     keeps_ownership = True
 
-    def __init__(self, lower: Backend, upper: Backend, *, owns_lower: bool = True) -> None:
+    def __init__(self, lower: Backend, upper: Backend, *, owns_lower: bool = True,
+                 release_lower: Callable[[], Awaitable[None]] | None = None) -> None:
         self.lower, self.upper, self.owns_lower = lower, upper, owns_lower
+        self._release_lower = release_lower  # called at close (a shared lower's refcount)
         self.lock = asyncio.Lock()  # held while the upper layer's entries change, never long
         self.origins: dict[int, int] = {}  # upper ino -> overlay ino of copied-up files
         # True when every origin in the upper layer was written by this instance (it
@@ -106,7 +109,9 @@ class OverlayBackend(Backend):
         try:
             await self.upper.close()
         finally:
-            if self.owns_lower:
+            if self._release_lower is not None:
+                await self._release_lower()
+            elif self.owns_lower:
                 await self.lower.close()
 
     # --- inode numbers -----------------------------------------------------

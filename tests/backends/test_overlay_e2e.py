@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_overlay import seed_lower, snapshot
 
+from backends.overlay import OverlayBackend
 from backends.overlay import open_backend as open_overlay
 from backends.ram import RamBackend
 from backends.registry import KINDS, open_backend
@@ -147,7 +149,11 @@ async def test_overlay_over_a_gnu_tar_archive(tmp_path: Path) -> None:
     subprocess.run([tar, "--format=gnu", "-cf", str(archive), "-C", str(seed), "."],
                    check=True, capture_output=True)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    fs = await open_backend("overlay", options={"lower": f"tar:{archive}"})
+    fs, other = await asyncio.gather(  # two clients' overlays: the archive is read once
+        open_backend("overlay", options={"lower": f"tar:{archive}"}),
+        open_backend("overlay", options={"lower": f"tar:{archive}"}))
+    assert isinstance(fs, OverlayBackend) and isinstance(other, OverlayBackend)
+    assert fs.lower is other.lower
     root = fs.root
     motd = await (await root.walk("etc")).walk("motd")
     ino = (await motd.getattr()).ino
@@ -172,4 +178,8 @@ async def test_overlay_over_a_gnu_tar_archive(tmp_path: Path) -> None:
     names = [e.name for e in await root.readdir(0, 100)]
     assert sorted(names) == ["bin", "etc", "link2"]
     await fs.close()
+    other_names = sorted(e.name for e in await other.root.readdir(0, 100))
+    assert other_names == ["bin", "etc", "link"]  # none of the first client's changes
+    assert await (await (await other.root.walk("etc")).walk("issue")).getattr()
+    await other.close()
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == digest

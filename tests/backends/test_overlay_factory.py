@@ -6,6 +6,7 @@ import pytest
 
 from backends.overlay import OverlayBackend, parse_layer
 from backends.overlay import open_backend as open_overlay
+from backends.overlay.lowers import shared_lower_count
 from backends.ram import RamBackend
 from backends.registry import BackendConfigError, open_backend, parse_mount
 
@@ -38,7 +39,7 @@ def test_layer_specs() -> None:
 async def test_registry_opens_command_line_and_table_forms() -> None:
     spec = parse_mount("/x=overlay,lower=ram,upper=ram:")
     backend = await spec.open()
-    assert isinstance(backend, OverlayBackend) and backend.owns_lower
+    assert isinstance(backend, OverlayBackend)
     assert isinstance(backend.lower, RamBackend) and isinstance(backend.upper, RamBackend)
     await backend.close()
     table = await open_backend("overlay", options={
@@ -82,3 +83,37 @@ async def test_a_shared_lower_is_not_closed_with_the_overlay() -> None:
     owned = CountingRam()
     await OverlayBackend(owned, RamBackend()).close()
     assert owned.closed == 1
+
+
+@ASYNC
+async def test_overlays_naming_one_lower_share_it_until_the_last_closes() -> None:
+    before = shared_lower_count()
+    first = await open_backend("overlay", options={"lower": "ram:", "upper": "ram"})
+    second = await open_backend("overlay", options={"lower": {"backend": "ram"}})
+    other = await open_backend("overlay", options={
+        "lower": {"backend": "ram", "options": {"size": "1M"}}})
+    alone = await open_backend("overlay", options={"lower": "ram", "share_lower": "false"})
+    assert isinstance(first, OverlayBackend) and isinstance(second, OverlayBackend)
+    assert isinstance(other, OverlayBackend) and isinstance(alone, OverlayBackend)
+    assert first.lower is second.lower  # one instance: a per-connection overlay parses once
+    assert other.lower is not first.lower and alone.lower is not first.lower
+    assert first.upper is not second.upper  # each overlay's changes are its own
+    assert shared_lower_count() == before + 2
+    await first.close()
+    assert shared_lower_count() == before + 2
+    await first.close()  # a second close does not release it twice
+    await second.close()
+    await other.close()
+    await alone.close()
+    assert shared_lower_count() == before
+
+
+@ASYNC
+async def test_a_lower_that_fails_to_open_is_not_kept() -> None:
+    before = shared_lower_count()
+    with pytest.raises(BackendConfigError, match="overlay lower: unknown option 'bogus'"):
+        await open_backend("overlay", options={
+            "lower": {"backend": "ram", "options": {"bogus": "1"}}})
+    with pytest.raises(BackendConfigError, match="overlay upper"):
+        await open_backend("overlay", options={"lower": "ram", "upper": "nope"})
+    assert shared_lower_count() == before

@@ -371,6 +371,8 @@ class OverlayDir(OverlayNode):
     async def _make_way(self, name: str, dst: OverlayNode | None) -> bool:
         """Clear the upper entry ``name`` for a rename to land; True if a lower dir is there."""
         assert self.upper is not None
+        if self.parent is None and name == WORK_DIR:
+            raise OSError(errno.EPERM, "name reserved for the overlay", name)
         if dst is not None:
             if dst.upper is not None:
                 await self._remove_upper(name, dst)

@@ -633,6 +633,14 @@ async def test_start_clears_copies_a_crash_left_in_the_work_directory(layers: La
     assert await names(work) == []
     assert await read_all(await fresh.root.walk("top.txt")) == b"Top\n"
     assert (await fresh.root.getattr()).nlink == (await layers.root.getattr()).nlink
+    root = layers.root  # the work directory's name is reserved, whatever a client tries
+    await raises(errno.ENOENT, root.walk(WORK_DIR))
+    await raises(errno.ENOENT, root.unlink(WORK_DIR, True))
+    await raises(errno.EPERM, root.mkdir(WORK_DIR, 0o755, 0, 0))
+    await raises(errno.EPERM, root.rename("top.txt", root, WORK_DIR))
+    await raises(errno.EPERM, root.link(WORK_DIR, await root.walk("top.txt")))
+    await (await root.walk("etc")).mkdir(WORK_DIR, 0o755, 0, 0)  # elsewhere it is a name
+    assert await names(await layers.upper.root.walk(WORK_DIR)) == []
 
 
 @ASYNC

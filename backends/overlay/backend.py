@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import itertools
 import logging
 import stat
@@ -60,7 +61,7 @@ class OverlayBackend(Backend):
         # started empty), so ``origins`` is complete and no xattr need be read.
         self.origins_complete = False
         self._wide: dict[tuple[int, int], int] = {}  # (layer, ino >= _DIRECT) -> overlay ino
-        self._wide_next = itertools.count(1)
+        self._wide_taken: set[tuple[int, int]] = set()
         self._work: Node | None = None
         self._work_names = itertools.count(1)
         peek = lower.root.peek_attr()  # start() numbers the root when this cannot
@@ -125,10 +126,17 @@ class OverlayBackend(Backend):
         return (_UPPER | ino) if 0 < ino < _DIRECT else self._widen(1, ino)
 
     def _widen(self, layer: int, ino: int) -> int:
+        """A number for an inode too wide for 46 bits: a hash of it, so it stays the same
+        across restarts (origins are stored), probing on past the rare collision."""
         key = (layer, ino)
         mapped = self._wide.get(key)
         if mapped is None:
-            mapped = self._wide[key] = (layer * _UPPER) | _DIRECT | next(self._wide_next)
+            digest = hashlib.blake2b(ino.to_bytes(16, "little", signed=True), digest_size=8)
+            slot = int.from_bytes(digest.digest(), "little") % (_DIRECT - 1) + 1
+            while (layer, slot) in self._wide_taken:
+                slot = slot % (_DIRECT - 1) + 1
+            self._wide_taken.add((layer, slot))
+            mapped = self._wide[key] = (layer * _UPPER) | _DIRECT | slot
         return mapped
 
     # --- nodes ---------------------------------------------------------------

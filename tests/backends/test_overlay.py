@@ -654,3 +654,17 @@ async def test_a_fresh_upper_root_looks_like_the_lower_root() -> None:
     await upper.root.mkdir("kept", 0o755, 0, 0)  # an upper in use keeps its own root
     attr = await (await overlay(lower, upper)).root.getattr()
     assert (attr.uid, stat.S_IMODE(attr.mode)) == (0, 0o755)
+
+
+@ASYNC
+async def test_wide_inode_numbers_are_folded_into_48_bits_the_same_way_each_time() -> None:
+    fs = await overlay(RamBackend())
+    wide = [1 << 50, (1 << 63) - 5, 1 << 46]
+    lower = [fs.lower_ino(ino) for ino in wide]
+    upper = [fs.upper_ino(ino) for ino in wide]
+    assert all(n < 1 << 48 for n in lower + upper)
+    assert len(set(lower + upper)) == 6 and all(n < 1 << 47 for n in lower)
+    assert [fs.lower_ino(ino) for ino in wide] == lower
+    again = await overlay(RamBackend())  # another instance (a restart) folds them alike
+    assert [again.lower_ino(ino) for ino in wide] == lower
+    assert fs.lower_ino(5) == 5 and fs.upper_ino(5) == (1 << 47) | 5

@@ -84,45 +84,62 @@ def test_overlay_through_a_real_server(
     assert running.call(snapshot(lower.root)) == before, "the lower layer was modified"
 
 
-def test_ninep_serve_mounts_an_overlay_from_the_command_line() -> None:
-    """``--mount /x=overlay,lower=...``: a host directory below when passthrough exists."""
+def lower_image(kind: str, scratch: Path) -> tuple[str, Path]:
+    """A lower layer holding hello.txt: a GNU tar archive or a host directory."""
+    try:
+        KINDS[kind].load()
+    except ImportError:
+        pytest.skip(f"backends.{kind} is not available")
+    seed = scratch / "lower"
+    seed.mkdir()
+    (seed / "hello.txt").write_bytes(b"hello\n")
+    if kind == "passthrough":
+        return f"passthrough:{seed}", seed
+    tar = shutil.which("tar")
+    if tar is None:
+        pytest.skip("GNU tar is not installed")
+    archive = scratch / "image.tar"
+    subprocess.run([tar, "-cf", str(archive), "-C", str(seed), "."], check=True)
+    return f"tar:{archive}", archive
+
+
+def fingerprint(path: Path) -> object:
+    if path.is_dir():
+        return sorted((p.name, p.read_bytes()) for p in path.iterdir())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["tar", "passthrough"])
+def test_ninep_serve_mounts_an_overlay_from_the_command_line(kind: str) -> None:
+    """``ninep serve --mount /x=overlay,lower=KIND:SOURCE``, used through our client."""
     scratch = Path(tempfile.mkdtemp(prefix="ninep-overlay-"))
     sock = scratch / "9p.sock"
-    lower_spec = "ram"
     try:
-        import backends.passthrough  # noqa: F401
-    except ImportError:
-        seeded = False
-    else:
-        (scratch / "lower").mkdir()
-        (scratch / "lower" / "hello.txt").write_bytes(b"hello\n")
-        lower_spec, seeded = f"passthrough:{scratch / 'lower'}", True
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ninep", "serve", "--listen", f"unix://{sock}",
-         "--mount", "/=ram", "--mount", f"/x=overlay,lower={lower_spec},upper=ram"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        with SyncClient(f"unix://{sock}", uname="root", n_uname=0) as fs:
-            if seeded:
+        spec, image = lower_image(kind, scratch)
+        before = fingerprint(image)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ninep", "serve", "--listen", f"unix://{sock}",
+             "--mount", "/=ram", "--mount", f"/x=overlay,lower={spec},upper=ram"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while not sock.exists():
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.05)
+            with SyncClient(f"unix://{sock}", uname="root", n_uname=0) as fs:
                 assert fs.read_bytes("x/hello.txt") == b"hello\n"
                 fs.write_bytes("x/hello.txt", b"changed\n")
                 assert fs.read_bytes("x/hello.txt") == b"changed\n"
-            fs.write_bytes("x/new.txt", b"upper\n")
-            assert fs.read_bytes("x/new.txt") == b"upper\n"
-            assert "new.txt" in fs.listdir("x")
-        if seeded:
-            assert (scratch / "lower" / "hello.txt").read_bytes() == b"hello\n"
-            assert sorted(os.listdir(scratch / "lower")) == ["hello.txt"]
+                fs.write_bytes("x/new.txt", b"upper\n")
+                assert sorted(fs.listdir("x")) == ["hello.txt", "new.txt"]
+        finally:
+            server.terminate()
+            server.wait(10)
+            if server.stderr:
+                server.stderr.close()
+        assert fingerprint(image) == before
     finally:
-        server.terminate()
-        server.wait(10)
-        if server.stderr:
-            server.stderr.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

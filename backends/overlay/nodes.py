@@ -167,7 +167,7 @@ class OverlayDir(OverlayNode):
 
     async def lookup(self, name: str) -> OverlayNode:
         """The visible child ``name``; ENOENT when absent or whited out."""
-        if self.parent is None and name == WORK_DIR:
+        if (self.parent is None and name == WORK_DIR) or self.removed:
             raise OSError(errno.ENOENT, "no such file or directory", name)
         while True:
             node = self.children.get(name)
@@ -191,6 +191,8 @@ class OverlayDir(OverlayNode):
             return None
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        if self.removed:  # as on Linux: a removed directory lists nothing, whatever lay below
+            return []
         return await read_merged(self, cookie, count)
 
     async def is_empty(self) -> bool:

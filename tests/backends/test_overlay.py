@@ -354,6 +354,13 @@ async def test_rmdir_of_merged_directory(layers: Layers) -> None:
     assert await names(docs) == []
     await raises(errno.ENOTDIR, root.unlink("top.txt", True))
     await raises(errno.EISDIR, root.unlink("docs", False))
+    held = await root.walk("etc")  # a lower-only directory a client still holds
+    for name in await names(held):
+        await held.unlink(name, False)
+    await root.unlink("etc", True)
+    assert await names(held) == []  # removed: nothing lists, nothing walks, from below too
+    await raises(errno.ENOENT, held.walk("passwd"))
+    await raises(errno.ENOENT, held.mkdir("x", 0o755, 0, 0))
     await root.unlink("docs", True)  # empty as the client sees it: only whiteouts below
     await raises(errno.ENOENT, root.walk("docs"))
     assert "docs" not in await names(root)

@@ -25,7 +25,7 @@ from backends.registry import KINDS, open_backend
 from clients.sync import SyncClient
 from tests.conftest import RunningServer, start_server
 from vfs.namespace import Namespace
-from vfs.node import SetAttr
+from vfs.node import Node, SetAttr
 from vfs.policy import Policy, Rule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,16 +143,28 @@ def test_ninep_serve_mounts_an_overlay_from_the_command_line(kind: str) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@pytest.mark.asyncio
-async def test_overlay_over_a_gnu_tar_archive(tmp_path: Path) -> None:
-    """The lower layer a real image: GNU tar's archive, whose bytes never change."""
+def make_image(kind: str, seed: Path, image: Path) -> str:
+    """``seed`` as GNU tar's archive or as an ext2 image made by mke2fs -d."""
     try:
-        KINDS["tar"].load()
+        KINDS[kind].load()
     except ImportError:
-        pytest.skip("backends.tar is not available")
-    tar = shutil.which("tar")
-    if tar is None:
-        pytest.skip("GNU tar is not installed")
+        pytest.skip(f"backends.{kind} is not available")
+    tool = shutil.which("tar" if kind == "tar" else "mke2fs") or shutil.which("/usr/sbin/mke2fs")
+    if tool is None:
+        pytest.skip(f"the tool for {kind} images is not installed")
+    if kind == "tar":
+        command = [tool, "--format=gnu", "-cf", str(image), "-C", str(seed), "."]
+    else:
+        command = [tool, "-q", "-F", "-t", "ext2", "-d", str(seed), str(image), "8M"]
+    subprocess.run(command, check=True, capture_output=True)
+    return f"{kind}:{image}"
+
+
+@pytest.mark.parametrize("kind", ["tar", "ext2"])
+@pytest.mark.asyncio
+async def test_overlay_over_an_image(kind: str, tmp_path: Path) -> None:
+    """The lower layer a real image (GNU tar's archive, mke2fs's ext2), whose bytes never
+    change."""
     seed = tmp_path / "seed"
     (seed / "etc").mkdir(parents=True)
     (seed / "etc" / "motd").write_bytes(b"welcome\n")
@@ -162,13 +174,12 @@ async def test_overlay_over_a_gnu_tar_archive(tmp_path: Path) -> None:
     (seed / "bin" / "tool").chmod(0o755)
     os.link(seed / "bin" / "tool", seed / "bin" / "tool-again")
     (seed / "link").symlink_to("etc/motd")
-    archive = tmp_path / "image.tar"
-    subprocess.run([tar, "--format=gnu", "-cf", str(archive), "-C", str(seed), "."],
-                   check=True, capture_output=True)
+    archive = tmp_path / "image"
+    spec = make_image(kind, seed, archive)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     fs, other = await asyncio.gather(  # two clients' overlays: the archive is read once
-        open_backend("overlay", options={"lower": f"tar:{archive}"}),
-        open_backend("overlay", options={"lower": f"tar:{archive}"}))
+        open_backend("overlay", options={"lower": spec}),
+        open_backend("overlay", options={"lower": spec}))
     assert isinstance(fs, OverlayBackend) and isinstance(other, OverlayBackend)
     assert fs.lower is other.lower
     root = fs.root
@@ -192,11 +203,13 @@ async def test_overlay_over_a_gnu_tar_archive(tmp_path: Path) -> None:
     assert stat.S_IMODE(again.mode) == 0o755
     await root.rename("link", root, "link2")
     assert await (await root.walk("link2")).readlink() == "etc/motd"
-    names = [e.name for e in await root.readdir(0, 100)]
-    assert sorted(names) == ["bin", "etc", "link2"]
+    assert await top_names(root) == ["bin", "etc", "link2"]
     await fs.close()
-    other_names = sorted(e.name for e in await other.root.readdir(0, 100))
-    assert other_names == ["bin", "etc", "link"]  # none of the first client's changes
+    assert await top_names(other.root) == ["bin", "etc", "link"]  # none of the first's changes
     assert await (await (await other.root.walk("etc")).walk("issue")).getattr()
     await other.close()
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == digest
+
+
+async def top_names(directory: Node) -> list[str]:
+    return sorted(e.name for e in await directory.readdir(0, 100) if e.name != "lost+found")

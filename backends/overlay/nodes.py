@@ -215,6 +215,13 @@ class OverlayDir(OverlayNode):
             await self.upper.unlink(name, False)
         return await walk_or_none(self.lower, name) if self.lower is not None else None
 
+    async def _writable_for(self, name: str) -> Node:
+        """This directory's upper copy, made only once ``name`` is known to be free
+        (Linux answers EEXIST before overlayfs is asked, so nothing is copied up)."""
+        if await self.lookup_or_none(name) is not None:
+            raise OSError(errno.EEXIST, "file exists", name)
+        return await self.copy_up()
+
     async def _adopt(self, name: str, upper: Node) -> OverlayNode:
         node = await self.fs.new_upper_node(self, name, upper)
         self.children[name] = node
@@ -222,7 +229,7 @@ class OverlayDir(OverlayNode):
 
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
-        where = await self.copy_up()
+        where = await self._writable_for(name)
         async with self.fs.changing(self):
             await self._make_room(name)
             upper, handle = await where.create(name, flags, mode, uid, gid)
@@ -230,7 +237,7 @@ class OverlayDir(OverlayNode):
         return node, OverlayHandle(node, handle, on_lower=False)
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
-        where = await self.copy_up()
+        where = await self._writable_for(name)
         async with self.fs.changing(self):
             hidden = await self._make_room(name)
             upper = await where.mkdir(name, mode, uid, gid)
@@ -243,7 +250,7 @@ class OverlayDir(OverlayNode):
             return await self._adopt(name, upper)
 
     async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
-        where = await self.copy_up()
+        where = await self._writable_for(name)
         async with self.fs.changing(self):
             await self._make_room(name)
             return await self._adopt(name, await where.symlink(name, target, uid, gid))
@@ -251,7 +258,7 @@ class OverlayDir(OverlayNode):
     async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         if stat.S_ISCHR(mode) and rdev == 0:
             raise OSError(errno.EPERM, "a 0/0 character device is an overlay whiteout", name)
-        where = await self.copy_up()
+        where = await self._writable_for(name)
         async with self.fs.changing(self):
             await self._make_room(name)
             return await self._adopt(name, await where.mknod(name, mode, rdev, uid, gid))
@@ -261,6 +268,8 @@ class OverlayDir(OverlayNode):
             raise OSError(errno.EXDEV, "link across file systems", name)
         if isinstance(target, OverlayDir):
             raise OSError(errno.EPERM, "hard link to a directory", name)
+        if await self.lookup_or_none(name) is not None:
+            raise OSError(errno.EEXIST, "file exists", name)
         source = await target.copy_up()  # overlayfs links the upper copy
         where = await self.copy_up()
         async with self.fs.changing(self):

@@ -460,6 +460,11 @@ async def test_hard_link_to_lower_file_copies_up(layers: Layers) -> None:
     await write_at(again, 0, b"TOP")
     assert await read_all(node) == b"TOP\n"
     await raises(errno.EPERM, root.link("d2", await root.walk("docs")))
+    etc = await root.walk("etc")
+    await raises(errno.EEXIST, etc.link("hosts", await root.walk("link")))
+    await raises(errno.EEXIST, etc.mkdir("passwd", 0o755, 0, 0))
+    assert "etc" not in await names(layers.upper.root)  # refused before any copy-up
+    assert "link" not in await names(layers.upper.root)
 
 
 # --- listings ---------------------------------------------------------------------

@@ -48,6 +48,7 @@ class TarBackend(Backend):
 
     kind = "tar"
     keeps_ownership = True
+    read_only = True
 
     def __init__(self, source: ArchiveSource, root: TarDir, members: int) -> None:
         self.source, self.root, self.members = source, root, members

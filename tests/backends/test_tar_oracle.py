@@ -170,8 +170,6 @@ def test_archive_owners_and_modes_are_enforced(served: tuple[Path, Path, str]) -
             assert exc.value.errno == 30  # EROFS
 
 
-@pytest.mark.xfail(strict=True, reason="ninep/handlers.py packs Rgetattr seconds as u64: a "
-                                       "time before 1970 raises struct.error (Linux reads s64)")
 def test_times_before_1970_reach_the_client(tmp_path: Path) -> None:
     import io
     import tarfile

@@ -28,7 +28,8 @@ __all__ = ["BackendPool", "NamespacePlan", "build_policy", "placeholder_values"]
 log = logging.getLogger(__name__)
 
 NONUNAME = 0xFFFFFFFF
-MAX_EXPANSIONS = 10000  # distinct placeholder values per namespace (per connection if private)
+MAX_EXPANSIONS = 10000  # distinct placeholder values per namespace
+MAX_PRIVATE_EXPANSIONS = 256  # the same for one connection, in a namespace of private mounts
 _EXPANSIONS = "placeholder expansions"
 Values = tuple[tuple[str, str], ...]
 
@@ -193,7 +194,7 @@ class NamespacePlan:
         counter = (_EXPANSIONS, id(self))
         count = self._expansions if not self.private else context.items.get(counter, 0)
         assert isinstance(count, int)
-        if count >= MAX_EXPANSIONS:
+        if count >= (MAX_PRIVATE_EXPANSIONS if self.private else MAX_EXPANSIONS):
             log.warning("namespace %r: %d distinct placeholder values already; refusing more",
                         self.name, count)
             raise OSError(errno.EACCES, "too many distinct placeholder values")

@@ -74,6 +74,12 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
                 "one file that reads as endless zeros"),
     BackendKind("inline", "backends.synthetic:open_inline", "optional",
                 "one read-only file holding the source text"),
+    BackendKind("symlink", "backends.synthetic:open_symlink", "required",
+                "a symbolic link whose target is the source"),
+    BackendKind("random", "backends.synthetic:open_random", "none",
+                "one file that reads as endless random bytes"),
+    BackendKind("clock", "backends.synthetic:open_clock", "none",
+                "one file holding the server's current time"),
 )}
 
 

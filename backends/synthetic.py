@@ -1,15 +1,15 @@
-"""Small synthetic files: ``null``, ``zero``, ``inline`` text, and a directory holding them."""
+"""Small synthetic files: ``null``, ``zero``, ``inline`` text, ``random``, ``clock``, a
+``symlink``, and a directory holding them."""
 
 from __future__ import annotations
 
 import errno
 import itertools
+import os
 import stat
 import time
 
 from vfs.node import (
-    DT_DIR,
-    DT_REG,
     Attr,
     Backend,
     DirEntry,
@@ -18,21 +18,28 @@ from vfs.node import (
     Node,
     ReadOnlyNode,
     StatFs,
+    dtype_of_mode,
 )
 
-from .registry import Options
+from .registry import BackendConfigError, Options
 
 __all__ = [
+    "ClockFile",
     "InlineBackend",
     "InlineFile",
     "NullBackend",
     "NullFile",
+    "RandomFile",
     "StaticDir",
+    "SymlinkNode",
     "SyntheticBackend",
     "ZeroBackend",
     "ZeroFile",
+    "open_clock",
     "open_inline",
     "open_null",
+    "open_random",
+    "open_symlink",
     "open_zero",
 ]
 
@@ -104,6 +111,18 @@ class ZeroFile(_SyntheticFile):
         return _ZeroHandle()
 
 
+class _RandomHandle(_NullHandle):
+    async def read(self, offset: int, size: int) -> bytes:
+        return os.urandom(size)
+
+
+class RandomFile(_SyntheticFile):
+    """Reads return fresh random bytes without end (/dev/urandom); writes are refused."""
+
+    def handle(self) -> Handle:
+        return _RandomHandle()
+
+
 class _BytesHandle(Handle):
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -125,6 +144,51 @@ class InlineFile(_SyntheticFile):
 
     def handle(self) -> Handle:
         return _BytesHandle(self.data)
+
+
+class ClockFile(_SyntheticFile):
+    """The server's time: ``SECONDS.NANOSECONDS ISO-8601Z``, read at each open.
+
+    Every reading has the same length, so the size Linux caches stays right.
+    """
+
+    WIDTH = len(b"1763840000.000000000 2025-11-22T19:33:20.000000000Z\n")
+
+    def size(self) -> int:
+        return self.WIDTH
+
+    def handle(self) -> Handle:
+        return _BytesHandle(self.now())
+
+    @staticmethod
+    def now() -> bytes:
+        ns = time.time_ns()
+        sec, frac = divmod(ns, 1_000_000_000)
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        return f"{sec}.{frac:09d} {iso}.{frac:09d}Z\n".encode()
+
+
+class SymlinkNode(LeafNode):
+    """A symbolic link with a fixed target from the configuration."""
+
+    def __init__(self, target: str) -> None:
+        self.ino = next(_inos)
+        self.target = target
+        self.born = time.time_ns()
+
+    def peek_attr(self) -> Attr:
+        return Attr(ino=self.ino, mode=stat.S_IFLNK | 0o777, uid=0, gid=0, nlink=1,
+                    size=len(self.target.encode()), atime_ns=self.born, mtime_ns=self.born,
+                    ctime_ns=self.born)
+
+    async def getattr(self) -> Attr:
+        return self.peek_attr()
+
+    async def readlink(self) -> str:
+        return self.target
+
+    async def open(self, flags: int) -> Handle:
+        raise OSError(errno.ELOOP, "a symbolic link cannot be opened")
 
 
 class StaticDir(ReadOnlyNode):
@@ -159,9 +223,8 @@ class StaticDir(ReadOnlyNode):
         names = list(self.children)[cookie:cookie + count]
         out = []
         for index, name in enumerate(names, start=cookie + 1):
-            node = self.children[name]
-            dtype = DT_DIR if isinstance(node, StaticDir) else DT_REG
-            out.append(DirEntry(name, getattr(node, "ino", 0), dtype, index))
+            attr = await self.children[name].getattr()
+            out.append(DirEntry(name, attr.ino, dtype_of_mode(attr.mode), index))
         return out
 
     async def statfs(self) -> StatFs:
@@ -203,6 +266,42 @@ class InlineBackend(_SingleFileBackend):
 
     def __init__(self, text: str, mode: int = 0o444) -> None:
         super().__init__(InlineFile(text, mode))
+
+
+class RandomBackend(_SingleFileBackend):
+    kind = "random"
+
+    def __init__(self) -> None:
+        super().__init__(RandomFile())
+
+
+class ClockBackend(_SingleFileBackend):
+    kind = "clock"
+
+    def __init__(self) -> None:
+        super().__init__(ClockFile())
+
+
+class SymlinkBackend(_SingleFileBackend):
+    kind = "symlink"
+
+    def __init__(self, target: str) -> None:
+        super().__init__(SymlinkNode(target))
+
+
+async def open_random(source: str, options: Options, read_only: bool) -> RandomBackend:
+    return RandomBackend()
+
+
+async def open_clock(source: str, options: Options, read_only: bool) -> ClockBackend:
+    return ClockBackend()
+
+
+async def open_symlink(source: str, options: Options, read_only: bool) -> SymlinkBackend:
+    """A symbolic link to ``source`` (resolved by the client, like any symlink)."""
+    if "\0" in source or len(source.encode()) > 4095:
+        raise BackendConfigError(f"symlink target {source!r}: no NUL, at most 4095 bytes")
+    return SymlinkBackend(source)
 
 
 async def open_null(source: str, options: Options, read_only: bool) -> NullBackend:

@@ -1,4 +1,4 @@
-"""The ``ninep`` command: ``serve`` and the client verbs (ls, cat, get, put, ...)."""
+"""The ``ninep`` command: ``serve``, ``check-config`` and the client verbs (ls, cat, ...)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
-from backends.registry import MountSpec, parse_mount
+from backends.registry import BackendConfigError, MountSpec, parse_mount
+from vfs.policy import Policy
 
-from .server import ListenAddress, Server, parse_listen
+from .server import ListenAddress, Server, parse_listen, systemd_sockets
 from .session import ServerLimits
+
+if TYPE_CHECKING:
+    from .config import Config
 
 __all__ = ["build_parser", "main"]
 
@@ -25,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ninep", description="A 9P2000.L file server and client.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", metavar="FILE", type=Path,
+                       help="serve the policies and namespaces of a TOML file (docs/config.md)")
+    serve.add_argument("--stdio", action="store_true",
+                       help="serve one connection on stdin/stdout (ssh, inetd), then exit")
     serve.add_argument("--listen", action="append", metavar="URL",
-                       help=f"tcp://HOST:PORT or unix:///PATH (repeatable; default {DEFAULT_LISTEN})")
+                       help="tcp://HOST:PORT, unix:///PATH or systemd:[NAME] (repeatable; "
+                            f"replaces the config's listeners; default {DEFAULT_LISTEN}, or the "
+                            "sockets systemd passed)")
     serve.add_argument("--mount", action="append", metavar="PATH=KIND[:SOURCE][,OPT=VAL][,ro]",
                        help="mount a backend, e.g. /=ram, /data=passthrough:/srv/data,ro or "
                             "/dist=tar:/srv/dist.tar.gz (repeatable)")
@@ -37,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     serve.set_defaults(func=_serve)
+    check = sub.add_parser("check-config", help="validate a config file and print each "
+                           "policy's namespace")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=_check_config)
     try:
         from clients.cli import add_client_commands
     except ImportError:  # pragma: no cover - the client is part of the distribution
@@ -53,22 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        listens = [parse_listen(u) for u in (args.listen or [DEFAULT_LISTEN])]
+        config = None
+        limits = ServerLimits(max_msize=args.msize, max_fids=args.max_fids,
+                              max_inflight=args.max_inflight)
+        if args.config is not None:
+            if args.mount:
+                raise ValueError("--mount and --config: put the mounts in the config file")
+            from .config import load_config
+            config = load_config(args.config)
+            limits = config.limits
+        listens = _listeners(args, config)
         mounts = [parse_mount(t) for t in (args.mount or [])]
         if args.msize < 4096:
             raise ValueError(f"--msize {args.msize}: must be at least 4096")
     except ValueError as exc:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 2
-    limits = ServerLimits(max_msize=args.msize, max_fids=args.max_fids,
-                          max_inflight=args.max_inflight)
     if not args.no_uvloop:
         _install_uvloop()
     try:
-        asyncio.run(_run(listens, mounts, limits))
+        asyncio.run(_run(listens, mounts, limits, config))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
@@ -89,18 +111,76 @@ def _install_uvloop() -> None:
     uvloop.install()
 
 
-async def _run(listens: list[ListenAddress], specs: list[MountSpec],
-               limits: ServerLimits) -> None:
+def _listeners(args: argparse.Namespace, config: Config | None) -> list[ListenAddress]:
+    """--stdio, else --listen, else the config's [[listen]], else systemd's sockets,
+    else the default address."""
+    if args.stdio:
+        return [ListenAddress("stdio")]
+    if args.listen:
+        return [parse_listen(u) for u in args.listen]
+    configured = list(config.listeners) if config else []
+    if configured:
+        return configured
+    if systemd_sockets():
+        return [ListenAddress("systemd")]
+    return [parse_listen(DEFAULT_LISTEN)]
+
+
+async def _policy(specs: list[MountSpec], config: Config | None) -> Policy:
+    if config is not None:
+        from .config_runtime import build_policy
+        return await build_policy(config)
     from .defaults import default_policy
 
     mounts = [(spec.path, await spec.open(), spec.read_only) for spec in specs]
-    server = Server(await default_policy(mounts), limits)
+    return await default_policy(mounts)
+
+
+async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
+               config: Config | None = None) -> None:
+    server = Server(await _policy(specs, config), limits, config.path if config else None)
+    loop = asyncio.get_running_loop()
+    if [a.kind for a in listens] == ["stdio"]:
+        await server.serve_stdio()
+        return
+    if any(a.kind == "stdio" for a in listens):
+        raise ValueError("a stdio listener cannot be combined with others")
     for address in listens:
         await server.listen(address)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(server.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
     log.info("stopping")
     await server.close()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    """Validate a config file (backends opened, then closed) and print its namespaces."""
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    from .config import load_config
+    from .config_tree import describe_config
+
+    try:
+        config = load_config(args.file)
+        policy = asyncio.run(_open_and_close(config))
+    except (BackendConfigError, OSError) as exc:
+        print(f"ninep check-config: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(describe_config(config, policy)))
+    return 0
+
+
+async def _open_and_close(config: Config) -> Policy:
+    from .config_runtime import build_policy
+    policy = await build_policy(config)
+    await policy.close()
+    return policy

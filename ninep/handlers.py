@@ -60,9 +60,9 @@ async def attach(session: Session, msg: m.Tattach) -> m.Message:
     if msg.afid != m.NOFID:
         raise OSError(errno.EACCES, "authentication is not configured")
     cred = resolve_cred(msg.uname, msg.n_uname)
-    ns = session.policy.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
-                                             cred))
-    fid = Fid(ns, ns.root(), cred)
+    chosen = await session.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
+                                                cred))
+    fid = Fid(chosen.namespace, chosen.namespace.root(), chosen.cred)
     qid = await _qid(fid)
     session.bind(msg.fid, fid)
     return m.Rattach(qid)
@@ -104,7 +104,8 @@ async def walk(session: Session, msg: m.Twalk) -> m.Message:
     return m.Rwalk(tuple(qids))
 
 
-_RGETATTR = struct.Struct("<QBIQIII" + "Q" * 15)  # the Rgetattr body (PROTOCOL.md)
+# the Rgetattr body (PROTOCOL.md); the seconds of times are signed (before 1970)
+_RGETATTR = struct.Struct("<QBIQIII" + "Q" * 5 + "qQ" * 4 + "QQ")
 _RGETATTR_FRAME = struct.Struct("<IBH" + _RGETATTR.format[1:])  # the same with its header
 RGETATTR_SIZE = m.HEADER_SIZE + _RGETATTR.size
 _NS = 1_000_000_000

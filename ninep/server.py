@@ -1,90 +1,268 @@
-"""The server: listeners on TCP and UNIX sockets, each connection a transport.Connection."""
+"""The server: listeners (TCP, UNIX, TLS, systemd sockets, stdio), each connection a
+transport.Connection, and reloading the configuration on SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import socket
+import ssl
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from vfs.locks import LockManager
 from vfs.policy import Policy
 
+from .config_tls import TlsConfig, make_server_context
 from .session import ServerLimits
 from .transport import Connection
+from .transport_stdio import serve_pipes
 
-__all__ = ["ListenAddress", "Server", "parse_listen"]
+__all__ = ["ListenAddress", "Server", "parse_listen", "systemd_sockets"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
-    """Where to listen: ``tcp://HOST:PORT`` or ``unix:///path``."""
+    """Where to listen: ``tcp``/``tls`` HOST:PORT, a ``unix`` socket file (with its
+    mode), ``systemd`` (sockets passed in LISTEN_FDS, by name) or ``stdio``."""
 
     kind: str
     host: str = ""
     port: int = 0
     path: str = ""
+    mode: int | None = None
+    tls: TlsConfig | None = None
+    fdname: str | None = None
 
     def __str__(self) -> str:
-        return f"unix://{self.path}" if self.kind == "unix" else f"tcp://{self.host}:{self.port}"
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        if self.kind in ("tcp", "tls"):
+            return f"{self.kind}://{self.host}:{self.port}"
+        return f"{self.kind}:{self.fdname or ''}"
 
 
 def parse_listen(text: str) -> ListenAddress:
     """Parse a --listen value; a bad one raises ValueError naming it."""
+    if text.startswith("systemd:"):
+        return ListenAddress("systemd", fdname=text.removeprefix("systemd:") or None)
     parts = urlsplit(text)
     if parts.scheme == "tcp":
-        if not parts.hostname or parts.port is None:
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
             raise ValueError(f"--listen {text!r}: expected tcp://HOST:PORT")
-        return ListenAddress("tcp", parts.hostname, parts.port)
+        return ListenAddress("tcp", parts.hostname, port)
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
         if not path:
             raise ValueError(f"--listen {text!r}: expected unix:///path/to/socket")
         return ListenAddress("unix", path=path)
-    raise ValueError(f"--listen {text!r}: the scheme must be tcp:// or unix://")
+    raise ValueError(f"--listen {text!r}: the scheme must be tcp://, unix:// or systemd:")
+
+
+_inherited: list[tuple[str, socket.socket]] | None = None
+
+
+def systemd_sockets() -> list[tuple[str, socket.socket]]:
+    """Listening sockets passed by systemd socket activation (LISTEN_PID, LISTEN_FDS,
+    LISTEN_FDNAMES; sd_listen_fds(3)), once: the variables are then removed."""
+    global _inherited
+    if _inherited is None:
+        _inherited = []
+        if os.environ.get("LISTEN_PID") == str(os.getpid()):
+            count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+            names = os.environ.get("LISTEN_FDNAMES", "").split(":")
+            for index in range(count):
+                name = names[index] if index < len(names) else ""
+                try:
+                    sock = socket.socket(fileno=3 + index)
+                except OSError as exc:
+                    raise ValueError(f"LISTEN_FDS: descriptor {3 + index} is not a socket: "
+                                     f"{exc.strerror}") from None
+                _inherited.append((name or "unknown", sock))
+        for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(var, None)
+    return _inherited
+
+
+@dataclass(eq=False)
+class _TlsListener:
+    """A TLS listening socket. A reload serves it with a fresh SSLContext from the same
+    files: a new asyncio server on a dup of the socket, then the old one closes
+    (connections already made keep going)."""
+
+    server: Server
+    tls: TlsConfig
+    sock: socket.socket
+    current: asyncio.AbstractServer | None = None
+
+    async def start(self, context: ssl.SSLContext) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: self.server.connection("tls"),
+                                       sock=self.sock.dup(), ssl=context,
+                                       ssl_handshake_timeout=30)
+        old, self.current = self.current, srv
+        if old is not None:
+            old.close()
+        return srv
+
+    async def reload(self) -> None:
+        try:
+            context = make_server_context(self.tls)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("TLS reload of %s failed, keeping the old certificate: %s",
+                      self.tls.cert, exc)
+            return
+        await self.start(context)
+        log.info("TLS certificate %s reloaded", self.tls.cert)
 
 
 class Server:
-    """Serves one Policy on any number of listeners."""
+    """Serves the current Policy on any number of listeners."""
 
-    def __init__(self, policy: Policy, limits: ServerLimits | None = None) -> None:
+    def __init__(self, policy: Policy, limits: ServerLimits | None = None,
+                 config_path: Path | None = None) -> None:
         self.policy = policy
         self.limits = limits or ServerLimits()
         self.locks = LockManager()
+        self.config_path = config_path
         self._servers: list[asyncio.AbstractServer] = []
+        self._tls: list[_TlsListener] = []
+        self._unix_paths: list[str] = []
+
+    def current_policy(self) -> Policy:
+        return self.policy
 
     def connection(self, kind: str) -> Connection:
-        return Connection(self.policy, self.locks, self.limits, kind)
+        return Connection(self.current_policy, self.locks, self.limits, kind)
 
     async def listen(self, address: ListenAddress) -> list[str]:
         """Start listening; returns the bound addresses (the real port when 0 was asked)."""
+        if address.kind == "systemd":
+            return await self._listen_inherited(address)
         loop = asyncio.get_running_loop()
-        if address.kind == "tcp":
+        if address.kind == "tls":
+            assert address.tls is not None
+            sock = socket.create_server((address.host, address.port),
+                                        family=_family(address.host))
+            srv = await self._listen_tls(sock, address.tls)
+            bound = [f"tls://{sock.getsockname()[0]}:{sock.getsockname()[1]}"]
+        elif address.kind == "tcp":
             srv = await loop.create_server(lambda: self.connection("tcp"), address.host,
                                            address.port, reuse_address=True)
             bound = [f"tcp://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in srv.sockets]
-        else:
+        elif address.kind == "unix":
             _remove_stale_socket(address.path)
             srv = await loop.create_unix_server(lambda: self.connection("unix"), address.path)
+            self._unix_paths.append(address.path)
+            if address.mode is not None:
+                os.chmod(address.path, address.mode)
             bound = [f"unix://{address.path}"]
-        self._servers.append(srv)
+        else:
+            raise ValueError(f"listener {address}: serve stdio with Server.serve_stdio")
+        if address.kind != "tls":
+            self._servers.append(srv)  # a TLS listener's server changes with each reload
         for where in bound:
             log.info("listening on %s", where)
         return bound
 
-    async def serve_forever(self) -> None:
-        await asyncio.gather(*(s.serve_forever() for s in self._servers))
+    async def _listen_tls(self, sock: socket.socket, tls: TlsConfig) -> asyncio.AbstractServer:
+        listener = _TlsListener(self, tls, sock)
+        self._tls.append(listener)
+        return await listener.start(make_server_context(tls))
+
+    async def _listen_inherited(self, address: ListenAddress) -> list[str]:
+        loop = asyncio.get_running_loop()
+        socks = [(n, s) for n, s in systemd_sockets()
+                 if address.fdname is None or n == address.fdname]
+        if not socks:
+            raise ValueError(f"listener {address}: no socket was passed by systemd "
+                             "(LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES)")
+        bound = []
+        for name, sock in socks:
+            srv: asyncio.AbstractServer
+            if sock.family == socket.AF_UNIX:
+                srv = await loop.create_unix_server(lambda: self.connection("unix"), sock=sock)
+                where = f"unix://{sock.getsockname()} (systemd {name})"
+            elif address.tls is not None:
+                srv = await self._listen_tls(sock, address.tls)
+                host, port = sock.getsockname()[:2]
+                where = f"tls://{host}:{port} (systemd {name})"
+            else:
+                srv = await loop.create_server(lambda: self.connection("tcp"), sock=sock)
+                host, port = sock.getsockname()[:2]
+                where = f"tcp://{host}:{port} (systemd {name})"
+            if address.tls is None or sock.family == socket.AF_UNIX:
+                self._servers.append(srv)
+            log.info("listening on %s", where)
+            bound.append(where)
+        return bound
+
+    async def serve_stdio(self) -> None:
+        """Serve one connection on stdin/stdout (ssh, inetd); returns when it ends."""
+        conn = self.connection("stdio")
+        if stat.S_ISSOCK(os.fstat(0).st_mode):
+            sock = socket.socket(fileno=os.dup(0))
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: conn, sock)
+        else:
+            await serve_pipes(conn)
+        await conn.finished()
+
+    async def reload(self) -> bool:
+        """SIGHUP: re-read the config file. A valid one serves new attaches (current
+        ones keep their namespaces); an invalid one is logged and the old one kept."""
+        for listener in self._tls:
+            await listener.reload()
+        if self.config_path is None:
+            return False
+        from backends.registry import BackendConfigError
+
+        from .config import load_config
+        from .config_runtime import BackendPool, build_policy
+        try:
+            config = load_config(self.config_path)
+            policy = await build_policy(config, self.policy)
+        except (BackendConfigError, OSError) as exc:
+            log.error("reload rejected, the running configuration stays: %s", exc)
+            return False
+        old, self.policy = self.policy, policy
+        if isinstance(policy.resources, BackendPool):
+            policy.resources.commit()
+        old.retire()
+        if old.users <= 0:
+            await old.close()
+        log.info("reloaded %s: %d policies; listeners change only with a restart",
+                 self.config_path, len(policy.rules))
+        return True
 
     async def close(self) -> None:
-        for srv in self._servers:
+        servers = self._servers + [t.current for t in self._tls if t.current is not None]
+        for srv in servers:
             srv.close()
-        for srv in self._servers:
+        for srv in servers:
             await srv.wait_closed()
+        for listener in self._tls:
+            listener.sock.close()
         self._servers.clear()
+        self._tls.clear()
+        for path in self._unix_paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self._unix_paths.clear()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _remove_stale_socket(path: str) -> None:

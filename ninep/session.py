@@ -7,13 +7,13 @@ import grp
 import logging
 import os
 import pwd
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Coroutine
 
 from vfs.locks import LockManager
 from vfs.namespace import Location, Namespace
 from vfs.node import Cred, Handle
-from vfs.policy import Peer, Policy
+from vfs.policy import AttachRequest, ConnectionContext, Limits, Peer, Policy, Selection
 
 from . import messages as m
 
@@ -128,9 +128,10 @@ def _groups_of(name: str, gid: int) -> list[int]:
 class Session:
     """The protocol state of one connection; handlers read and change it."""
 
-    def __init__(self, policy: Policy, locks: LockManager, peer: Peer, conn_id: int,
-                 limits: ServerLimits) -> None:
-        self.policy = policy
+    def __init__(self, policy: Policy | Callable[[], Policy], locks: LockManager, peer: Peer,
+                 conn_id: int, limits: ServerLimits,
+                 context: ConnectionContext | None = None) -> None:
+        self._policy = policy
         self.locks = locks
         self.peer = peer
         self.conn_id = conn_id
@@ -138,6 +139,30 @@ class Session:
         self.msize = limits.max_msize
         self.versioned = False
         self.fids: dict[int, Fid] = {}
+        self.context = context or ConnectionContext()
+
+    @property
+    def policy(self) -> Policy:
+        """The policy new attaches go through (the server's current one, after a reload)."""
+        policy = self._policy
+        return policy if isinstance(policy, Policy) else policy()
+
+    async def select(self, request: AttachRequest) -> Selection:
+        """The namespace, credential and limits of one attach; EACCES if no policy matches.
+        The rule's limits tighten this connection's (they never loosen them)."""
+        selection = await self.policy.attach(request, self.context)
+        self._tighten(selection.limits)
+        return selection
+
+    def _tighten(self, limits: Limits) -> None:
+        current = self.limits
+        self.limits = replace(
+            current,
+            max_fids=min(current.max_fids, limits.max_fids or current.max_fids),
+            max_inflight=min(current.max_inflight, limits.max_inflight or current.max_inflight))
+        if limits.max_msize is not None and limits.max_msize < self.msize:
+            # msize was agreed at Tversion; replies (Rread, Rreaddir) keep below the cap
+            self.msize = limits.max_msize
 
     # --- the fid table ---------------------------------------------------
 

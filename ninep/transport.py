@@ -15,11 +15,11 @@ import socket
 import struct
 import types
 from collections import deque
-from typing import Any, Coroutine, Generator
+from typing import Any, Callable, Coroutine, Generator
 
 from vfs.locks import LockManager
 from vfs.namespace import qid_type
-from vfs.policy import Peer, Policy
+from vfs.policy import ConnectionContext, Peer, Policy
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
@@ -37,6 +37,7 @@ _U32 = struct.Struct("<I")
 _TGETATTR, _TWRITE = m.Tgetattr.type, m.Twrite.type
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
 _conn_ids = itertools.count(1)
+_background: set[asyncio.Task[None]] = set()
 MIN_MSIZE = 4096
 LOCK_BLOCK = 1
 
@@ -83,26 +84,34 @@ class _Request:
 
 
 def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
-    """The Peer of a new connection, with SO_PEERCRED for UNIX sockets."""
+    """The Peer of a new connection: SO_PEERCRED for UNIX sockets (also a socket
+    handed over as stdin), the verified client certificate for TLS."""
     sock = transport.get_extra_info("socket")
     address = transport.get_extra_info("peername")
-    if kind == "unix" and sock is not None:
+    if sock is not None and getattr(sock, "family", None) == socket.AF_UNIX:
         try:
             raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             pid, uid, gid = struct.unpack("3i", raw)
-            return Peer("unix", str(address or "local"), uid, gid, pid)
+            return Peer(kind, str(address or "local"), uid, gid, pid)
         except OSError:
             pass
+    cert = None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        from .config_tls import cert_identity
+        cert = cert_identity(ssl_object.getpeercert(binary_form=True))
     if isinstance(address, tuple):
-        return Peer(kind, f"{address[0]}:{address[1]}")
-    return Peer(kind, str(address or "local"))
+        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
+        return Peer(kind, f"{host}:{address[1]}", cert=cert)
+    return Peer(kind, str(address or "local"), cert=cert)
 
 
 class Connection(asyncio.Protocol):
     """The server side of one 9P connection."""
 
-    def __init__(self, policy: Policy, locks: LockManager, limits: ServerLimits,
-                 kind: str = "tcp") -> None:
+    def __init__(self, policy: Policy | Callable[[], Policy], locks: LockManager,
+                 limits: ServerLimits, kind: str = "tcp") -> None:
+        # a callable gives the server's policy of the moment: a reload serves new attaches
         self._policy = policy
         self._locks = locks
         self._limits = limits
@@ -114,20 +123,37 @@ class Connection(asyncio.Protocol):
         self._paused_by_requests = False
         self._paused_by_writes = False
         self._closing = False
+        self._lost = False
+        self._early: list[bytes] = []  # data that came before connection_made (TLS, pipes)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
+        self.context = ConnectionContext()
         self._loop = asyncio.get_event_loop()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+
+    def finished(self) -> asyncio.Future[None]:
+        """Done once the connection has closed and everything it held is released."""
+        return self._done
 
     # --- asyncio callbacks -------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] # uvloop's are not subclasses
         peer = peer_of(transport, self._kind)
-        self.session = Session(self._policy, self._locks, peer, next(_conn_ids), self._limits)
+        self.session = self._new_session(peer, next(_conn_ids))
         transport.set_write_buffer_limits(high=4 * self._limits.max_msize)  # type: ignore[attr-defined]
         log.debug("connection from %s", peer)
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
+
+    def _new_session(self, peer: Peer, conn_id: int) -> Session:
+        return Session(self._policy, self._locks, peer, conn_id, self._limits, self.context)
 
     def data_received(self, data: bytes) -> None:
+        if self.session is None:
+            self._early.append(bytes(data))
+            return
         if self._closing:
             return
         try:
@@ -138,7 +164,7 @@ class Connection(asyncio.Protocol):
         for frame in frames:
             if self._closing:
                 return
-            if self._queued or len(self._inflight) >= self._limits.max_inflight:
+            if self._queued or len(self._inflight) >= self.session.limits.max_inflight:
                 self._queued.append(frame)
                 self._pause(requests=True)
             else:
@@ -153,6 +179,9 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return  # stdio: both pipes report it
+        self._lost = True
         self._closing = True
         self._generation += 1
         for request in list(self._inflight.values()):
@@ -160,10 +189,21 @@ class Connection(asyncio.Protocol):
                 request.task.cancel()
         self._inflight.clear()
         self._queued.clear()
+        task = self._loop.create_task(self._release())
+        _background.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(_background.discard)
         if self.session is not None:
-            session = self.session
-            self._loop.create_task(session.clunk_all())
-            log.debug("connection from %s closed", session.peer)
+            log.debug("connection from %s closed", self.session.peer)
+
+    async def _release(self) -> None:
+        """Clunk every fid, then close what only this connection used."""
+        try:
+            if self.session is not None:
+                await self.session.clunk_all()
+            await self.context.close()
+        finally:
+            if not self._done.done():
+                self._done.set_result(None)
 
     # --- requests ----------------------------------------------------------
 
@@ -277,7 +317,8 @@ class Connection(asyncio.Protocol):
                         msg.msize, MIN_MSIZE)
             self._send(tag, m.Rlerror(errno.EINVAL))
             return
-        msize = min(msg.msize, self._limits.max_msize)
+        msize = min(msg.msize, self.session.policy.msize_cap(self.session.peer,
+                                                             self._limits.max_msize))
         if not msg.version.startswith(m.VERSION_9P2000L):
             log.info("%s: version %r refused", self.session.peer, msg.version)
             self._send(tag, m.Rversion(msize, m.VERSION_UNKNOWN))
@@ -298,7 +339,7 @@ class Connection(asyncio.Protocol):
         self.session.versioned = False
         if self.session.fids:
             old = self.session
-            self.session = Session(self._policy, self._locks, old.peer, old.conn_id, self._limits)
+            self.session = self._new_session(old.peer, old.conn_id)
             self._loop.create_task(old.clunk_all())
 
     # --- output and flow control -------------------------------------------
@@ -325,11 +366,13 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _drain_queue(self) -> None:
-        while self._queued and len(self._inflight) < self._limits.max_inflight:
+        assert self.session is not None
+        limit = self.session.limits.max_inflight
+        while self._queued and len(self._inflight) < limit:
             if self._closing:
                 return
             self._frame_received(self._queued.popleft())
-        if not self._queued and len(self._inflight) <= self._limits.max_inflight // 2:
+        if not self._queued and len(self._inflight) <= limit // 2:
             self._pause(requests=False)
 
     def _update_reading(self) -> None:

@@ -6,6 +6,7 @@ before any backend is called, so a backend bug cannot widen them.
 
 from __future__ import annotations
 
+import copy
 import errno
 import itertools
 import stat
@@ -14,7 +15,20 @@ from dataclasses import dataclass, field
 
 from ninep.messages import Qid
 
-from .node import DT_DIR, Attr, Backend, Cred, DirEntry, Handle, Node, ReadOnlyNode, SetAttr, StatFs
+from .idmap import IdMap
+from .node import (
+    DT_DIR,
+    Attr,
+    Backend,
+    Cred,
+    DirEntry,
+    Handle,
+    Node,
+    ReadOnlyNode,
+    SetAttr,
+    StatFs,
+    dtype_of_mode,
+)
 from .perms import R_OK, W_OK, X_OK, check_access, check_owner, check_sticky
 
 __all__ = [
@@ -116,8 +130,12 @@ class SyntheticDir(ReadOnlyNode):
         out = []
         for index in range(cookie, min(len(names), cookie + count)):
             child = self.children[names[index]]
-            ino = child.ino if isinstance(child, SyntheticDir) else 0x10000 + index
-            out.append(DirEntry(names[index], ino, DT_DIR, index + 1))
+            if isinstance(child, SyntheticDir):
+                ino, dtype = child.ino, DT_DIR
+            else:  # a mount: its root may be a single file (null, inline, symlink)
+                ino = 0x10000 + index
+                dtype = dtype_of_mode((await child.backend.root.getattr()).mode)
+            out.append(DirEntry(names[index], ino, dtype, index + 1))
         return out
 
     async def statfs(self) -> StatFs:
@@ -132,7 +150,14 @@ class _SyntheticBackend(Backend):
 
 
 class Namespace:
-    """A mount tree, built once (``await Namespace.build(...)``) and shared by attaches."""
+    """A mount tree, built once (``await Namespace.build(...)``) and shared by attaches.
+
+    :meth:`view` gives one attach its own read-only flag and id mapping over
+    the same tree: both are enforced here, before any backend is called.
+    """
+
+    read_only = False
+    idmap: IdMap | None = None
 
     def __init__(self, name: str = "default") -> None:
         self.name = name
@@ -155,7 +180,7 @@ class Namespace:
         an existing mount (which must exist there)."""
         parts = [p for p in path.split("/") if p]
         dev = len(self.mounts)
-        mount = Mount("/" + "/".join(parts), backend, read_only, dev=dev)
+        mount = Mount("/" + "/".join(parts), backend, read_only or backend.read_only, dev=dev)
         if not parts:
             if self.mounts:
                 raise ValueError("/ must be mounted first")
@@ -214,13 +239,29 @@ class Namespace:
     def root(self) -> Location:
         return self._root
 
+    def view(self, read_only: bool = False, idmap: IdMap | None = None) -> Namespace:
+        """This tree as one attach sees it: everything read-only if ``read_only``,
+        client ids translated by ``idmap``. Shares the mounts; costs one copy."""
+        if idmap is not None and idmap.identity:
+            idmap = None
+        if not read_only and idmap is None:
+            return self
+        view = copy.copy(self)
+        view.read_only = read_only or self.read_only
+        view.idmap = idmap or self.idmap
+        return view
+
+    def _gid_in(self, gid: int) -> int:
+        return gid if self.idmap is None else self.idmap.gid_in(gid)
+
     # --- identity --------------------------------------------------------
 
     def qid(self, loc: Location, attr: Attr) -> Qid:
         return Qid(qid_type(attr.mode), 0, loc.mount.qid_path(attr.ino))
 
     async def getattr(self, loc: Location) -> Attr:
-        return await loc.node.getattr()
+        attr = await loc.node.getattr()
+        return attr if self.idmap is None else self.idmap.attr_out(attr)
 
     # --- walking ---------------------------------------------------------
 
@@ -264,7 +305,7 @@ class Namespace:
     # --- checks ----------------------------------------------------------
 
     def _writable(self, loc: Location, what: str = "") -> None:
-        if loc.mount.read_only:
+        if loc.mount.read_only or self.read_only:
             raise OSError(errno.EROFS, "read-only file system", what or None)
 
     async def _check(self, loc: Location, cred: Cred, want: int) -> Attr | None:
@@ -293,19 +334,20 @@ class Namespace:
                      cred: Cred) -> tuple[Location, Handle]:
         validate_name(name)
         await self._check_dir_write(loc, cred)
-        node, handle = await loc.node.create(name, flags, mode, cred.uid, gid)
+        node, handle = await loc.node.create(name, flags, mode, cred.uid, self._gid_in(gid))
         return Location(loc.mount, node), handle
 
     async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
         validate_name(name)
         await self._check_dir_write(loc, cred)
-        return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, gid))
+        return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, self._gid_in(gid)))
 
     async def symlink(self, loc: Location, name: str, target: str, gid: int,
                       cred: Cred) -> Location:
         validate_name(name)
         await self._check_dir_write(loc, cred)
-        return Location(loc.mount, await loc.node.symlink(name, target, cred.uid, gid))
+        return Location(loc.mount, await loc.node.symlink(name, target, cred.uid,
+                                                          self._gid_in(gid)))
 
     async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
                     cred: Cred) -> Location:
@@ -313,7 +355,8 @@ class Namespace:
         await self._check_dir_write(loc, cred)
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
             raise OSError(errno.EPERM, "only root may create device nodes")
-        return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid, gid))
+        return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid,
+                                                        self._gid_in(gid)))
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
         validate_name(name)
@@ -382,6 +425,8 @@ class Namespace:
         further permission (ftruncate on an fd, even after a chmod or unlink).
         """
         self._writable(loc)
+        if self.idmap is not None:
+            changes = self.idmap.setattr_in(changes)
         if loc.mount.backend.keeps_ownership:
             await self._check_setattr(loc, changes, cred, open_for_write)
         await loc.node.setattr(changes)
@@ -442,7 +487,12 @@ class Namespace:
             out.extend(dots[cookie:])
             cookie = DOT_COOKIES
         for entry in await loc.node.readdir(cookie - DOT_COOKIES, max(count - len(out), 1)):
-            out.append(DirEntry(entry.name, entry.ino, entry.dtype, entry.cookie + DOT_COOKIES))
+            dtype = entry.dtype
+            if self._covered:  # a mount point shows the type of what is mounted there
+                inner = self._covered.get((id(loc.mount), entry.ino))
+                if inner is not None:
+                    dtype = dtype_of_mode((await inner.backend.root.getattr()).mode)
+            out.append(DirEntry(entry.name, entry.ino, dtype, entry.cookie + DOT_COOKIES))
         return out
 
 

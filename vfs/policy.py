@@ -1,17 +1,50 @@
-"""Who the client is, and which namespace an attach gets: the first rule that matches."""
+"""Who the client is, and which namespace an attach gets: the most specific rule that matches.
+
+A rule's specificity is the number of match keys it sets; among equally
+specific rules the first one listed wins. No match is EACCES: there is never
+an implicit fallback.
+"""
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
-from dataclasses import dataclass
+import pathlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
+from .idmap import IdMap
 from .namespace import Namespace
 from .node import Cred
 
-__all__ = ["AttachRequest", "Peer", "Policy", "Rule"]
+__all__ = [
+    "AttachRequest",
+    "CertIdentity",
+    "ConnectionContext",
+    "Limits",
+    "Match",
+    "NamespaceProvider",
+    "Peer",
+    "Policy",
+    "Rule",
+    "Selection",
+]
 
 log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+NONUNAME = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class CertIdentity:
+    """A verified TLS client certificate: subject CN, subjectAltNames, SHA-256 of the DER."""
+
+    subject_cn: str | None
+    sans: tuple[str, ...]
+    sha256: str  # lowercase hex, no colons
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +56,21 @@ class Peer:
     uid: int | None = None  # SO_PEERCRED of a UNIX socket
     gid: int | None = None
     pid: int | None = None
+    cert: CertIdentity | None = None
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The peer's IP address (TCP and TLS), None for other transports."""
+        host = self.address.rsplit(":", 1)[0].strip("[]")
+        try:
+            return ipaddress.ip_address(host)
+        except ValueError:
+            return None
 
     def __str__(self) -> str:
         creds = f" uid={self.uid} gid={self.gid} pid={self.pid}" if self.uid is not None else ""
-        return f"{self.transport}:{self.address}{creds}"
+        cert = f" cert cn={self.cert.subject_cn!r}" if self.cert is not None else ""
+        return f"{self.transport}:{self.address}{creds}{cert}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,41 +82,271 @@ class AttachRequest:
     aname: str
     n_uname: int
     cred: Cred
+    key_ids: frozenset[str] = frozenset()  # proven by Tauth on the attach's afid
+
+    @property
+    def claimed_uid(self) -> int:
+        """n_uname when given, else the uid the server's passwd gives uname (or nobody)."""
+        return self.n_uname if self.n_uname != NONUNAME else self.cred.uid
+
+    def __str__(self) -> str:
+        n = -1 if self.n_uname == NONUNAME else self.n_uname
+        keys = f" keys={sorted(self.key_ids)}" if self.key_ids else ""
+        return f"{self.peer} uname={self.uname!r} n_uname={n} aname={self.aname!r}{keys}"
+
+
+def normal_aname(aname: str) -> str:
+    return aname.strip("/")
+
+
+def _in_ranges(value: int | None, ranges: tuple[range, ...]) -> bool:
+    return value is not None and any(value in r for r in ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a rule matches on; None means "any". Every key set must match."""
+
+    address: tuple[IPNetwork, ...] | None = None
+    transport: frozenset[str] | None = None
+    peer_uid: tuple[range, ...] | None = None
+    peer_gid: tuple[range, ...] | None = None
+    cert_cn: frozenset[str] | None = None
+    cert_san: frozenset[str] | None = None
+    cert_sha256: frozenset[str] | None = None
+    key: frozenset[str] | None = None
+    uname: frozenset[str] | None = None
+    n_uname: tuple[range, ...] | None = None
+    aname: frozenset[str] | None = None
+
+    CONNECTION_KEYS = ("address", "transport", "peer_uid", "peer_gid", "cert_cn", "cert_san",
+                       "cert_sha256")
+    ATTACH_KEYS = ("key", "uname", "n_uname", "aname")
+
+    @property
+    def specificity(self) -> int:
+        return sum(getattr(self, k) is not None for k in self.CONNECTION_KEYS + self.ATTACH_KEYS)
+
+    def failed_key(self, request: AttachRequest) -> str | None:
+        """The first key that does not match, or None when the rule matches."""
+        missed = self.failed_peer_key(request.peer)
+        if missed is not None:
+            return missed
+        if self.key is not None and not self.key & request.key_ids:
+            return "key"
+        if self.uname is not None and request.uname not in self.uname:
+            return "uname"
+        if self.n_uname is not None and not _in_ranges(request.claimed_uid, self.n_uname):
+            return "n_uname"
+        if self.aname is not None and normal_aname(request.aname) not in self.aname:
+            return "aname"
+        return None
+
+    def failed_peer_key(self, peer: Peer) -> str | None:
+        """The first connection-level key that does not match ``peer``."""
+        if self.transport is not None and peer.transport not in self.transport:
+            return "transport"
+        if self.address is not None:
+            ip = peer.ip
+            if ip is None or not any(ip in net for net in self.address):
+                return "address"
+        if self.peer_uid is not None and not _in_ranges(peer.uid, self.peer_uid):
+            return "peer_uid"
+        if self.peer_gid is not None and not _in_ranges(peer.gid, self.peer_gid):
+            return "peer_gid"
+        return self._failed_cert_key(peer)
+
+    def _failed_cert_key(self, peer: Peer) -> str | None:
+        cert = peer.cert
+        if self.cert_cn is not None and (cert is None or cert.subject_cn not in self.cert_cn):
+            return "cert_cn"
+        if self.cert_san is not None and (cert is None or not self.cert_san & set(cert.sans)):
+            return "cert_san"
+        if self.cert_sha256 is not None and (cert is None or cert.sha256 not in self.cert_sha256):
+            return "cert_sha256"
+        return None
+
+    def describe(self) -> str:
+        parts = []
+        for key in self.CONNECTION_KEYS + self.ATTACH_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            items = sorted(_show(v) for v in value)
+            parts.append(f"{key}={','.join(items)}")
+        return " ".join(parts) or "anyone"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, range):
+        return str(value.start) if len(value) == 1 else f"{value.start}-{value.stop - 1}"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection limits a rule imposes; None: the server's own."""
+
+    max_fids: int | None = None
+    max_msize: int | None = None
+    max_inflight: int | None = None
+
+
+class ConnectionContext:
+    """What one connection owns beyond its fids: connection-scoped backends and the
+    namespaces built from them, closed when the connection goes."""
+
+    def __init__(self) -> None:
+        self.items: dict[object, object] = {}
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._policies: list[Policy] = []
+        self.closed = False
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    def uses(self, policy: Policy) -> None:
+        if policy not in self._policies:
+            self._policies.append(policy)
+            policy.users += 1
+
+    async def close(self) -> None:
+        """Close what the connection owns (newest first); errors are only logged."""
+        self.closed = True
+        closers, self._closers = self._closers[::-1], []
+        for closer in closers:
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while closing a connection's backend")
+        self.items.clear()
+        policies, self._policies = self._policies, []
+        for policy in policies:
+            await policy.release()
+
+
+class NamespaceProvider(Protocol):
+    """Builds (or finds) the namespace of one attach, e.g. from a config file's mounts."""
+
+    name: str
+
+    async def namespace_for(self, request: AttachRequest, cred: Cred,
+                            context: ConnectionContext) -> Namespace: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Attaches whose aname is in ``anames`` (None: any) get ``namespace``."""
+    """Attaches that ``match`` (and whose aname is in ``anames``, None: any) get ``namespace``."""
 
-    namespace: Namespace
+    namespace: Namespace | NamespaceProvider
     anames: frozenset[str] | None = None
     name: str = "rule"
+    match: Match = field(default_factory=Match)
+    read_only: bool = False
+    idmap: IdMap = field(default_factory=IdMap)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.anames is not None and self.match.aname is None:
+            object.__setattr__(self, "match", _with_anames(self.match, self.anames))
 
     def matches(self, request: AttachRequest) -> bool:
-        return self.anames is None or _normal_aname(request.aname) in self.anames
+        return self.match.failed_key(request) is None
 
 
-def _normal_aname(aname: str) -> str:
-    return aname.strip("/")
+def _with_anames(match: Match, anames: frozenset[str]) -> Match:
+    return replace(match, aname=frozenset(normal_aname(a) for a in anames))
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What an attach gets: its namespace (with read-only and id mapping applied),
+    the server-side credential, the rule that chose it and its limits."""
+
+    rule: Rule
+    namespace: Namespace
+    cred: Cred
+    limits: Limits
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
 
 
 class Policy:
-    """An ordered list of rules; no match is EACCES, never a default with more rights."""
+    """Rules, most specific first; no match is EACCES, never a default with more rights."""
 
-    def __init__(self, rules: list[Rule]) -> None:
-        self.rules = rules
+    def __init__(self, rules: list[Rule], *, authorized_keys: pathlib.Path | None = None,
+                 resources: Closable | None = None, source: str = "") -> None:
+        # a stable sort keeps the file's order among equally specific rules
+        self.rules = sorted(rules, key=lambda r: -r.match.specificity)
+        self.authorized_keys = authorized_keys
+        self.resources = resources
+        self.source = source
+        self.users = 0
+        self.retired = False
 
-    def select(self, request: AttachRequest) -> Namespace:
+    @property
+    def wants_auth(self) -> bool:
+        """True when some rule matches on a key proven by Tauth."""
+        return any(rule.match.key is not None for rule in self.rules)
+
+    def choose(self, request: AttachRequest) -> Rule:
+        """The rule for ``request``; EACCES with a log line saying who and why if none."""
+        misses = []
         for rule in self.rules:
-            if rule.matches(request):
-                log.info("attach by %s uname=%r n_uname=%d aname=%r uid=%d: namespace %r (%s)",
-                         request.peer, request.uname, _signed(request.n_uname), request.aname,
-                         request.cred.uid, rule.namespace.name, rule.name)
-                return rule.namespace
-        log.warning("attach refused for %s uname=%r aname=%r: no policy matches",
-                    request.peer, request.uname, request.aname)
+            missed = rule.match.failed_key(request)
+            if missed is None:
+                return rule
+            misses.append(f"{rule.name}: {missed}")
+        log.warning("attach refused for %s: no policy matches (%s)", request,
+                    "; ".join(misses) or "no policies")
         raise OSError(errno.EACCES, f"no namespace for aname {request.aname!r}")
 
+    def select(self, request: AttachRequest) -> Namespace:
+        """The namespace for ``request`` when the rule holds a ready Namespace."""
+        rule = self.choose(request)
+        if not isinstance(rule.namespace, Namespace):
+            raise TypeError(f"rule {rule.name} builds its namespace: use Policy.attach")
+        ns = rule.namespace.view(rule.read_only, rule.idmap)
+        _log_attach(request, rule, ns, request.cred)
+        return ns
 
-def _signed(n_uname: int) -> int:
-    return -1 if n_uname == 0xFFFFFFFF else n_uname
+    async def attach(self, request: AttachRequest, context: ConnectionContext) -> Selection:
+        """Choose the rule, map the credential, build or find the namespace."""
+        rule = self.choose(request)
+        cred = rule.idmap.cred(request.cred)
+        provider = rule.namespace
+        base = (provider if isinstance(provider, Namespace)
+                else await provider.namespace_for(request, cred, context))
+        ns = base.view(rule.read_only, rule.idmap)
+        context.uses(self)
+        _log_attach(request, rule, ns, cred)
+        return Selection(rule, ns, cred, rule.limits)
+
+    def msize_cap(self, peer: Peer, server_max: int) -> int:
+        """The msize a connection may negotiate: the largest any rule it could
+        attach through allows (its attaches are limited again per rule)."""
+        caps = [rule.limits.max_msize or server_max for rule in self.rules
+                if rule.match.failed_peer_key(peer) is None]
+        return min(server_max, max(caps, default=server_max))
+
+    def retire(self) -> None:
+        """A reload replaced this policy: close its resources once no connection uses them."""
+        self.retired = True
+
+    async def release(self) -> None:
+        self.users -= 1
+        if self.retired and self.users <= 0:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.resources is not None:
+            resources, self.resources = self.resources, None
+            await resources.close()
+
+
+def _log_attach(request: AttachRequest, rule: Rule, ns: Namespace, cred: Cred) -> None:
+    extra = "" if rule.idmap.identity else f", {rule.idmap.describe()}"
+    log.info("attach by %s: namespace %r (policy %r%s%s) as uid=%d gid=%d", request, ns.name,
+             rule.name, ", read-only" if rule.read_only else "", extra, cred.uid, cred.gid)

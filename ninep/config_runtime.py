@@ -1,0 +1,241 @@
+"""A Config made live: backends opened, namespaces built per attach, a Policy to serve.
+
+Each shared mount has one instance (per expansion of its placeholders) for
+every connection; connection-scoped mounts get a fresh instance per
+connection, closed when it goes. A reload hands identical shared instances
+over to the new policy, so a RAM disk survives a SIGHUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import pwd
+from collections.abc import Mapping
+from typing import Any
+
+from backends.registry import BackendConfigError, open_backend
+from vfs.namespace import Namespace
+from vfs.node import Backend, Cred
+from vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname
+
+from .config import Config, MountConfig, NamespaceConfig, expand
+
+__all__ = ["BackendPool", "NamespacePlan", "build_policy", "placeholder_values"]
+
+log = logging.getLogger(__name__)
+
+NONUNAME = 0xFFFFFFFF
+MAX_EXPANSIONS = 10000  # distinct placeholder values per namespace
+MAX_PRIVATE_EXPANSIONS = 256  # the same for one connection, in a namespace of private mounts
+_EXPANSIONS = "placeholder expansions"
+Values = tuple[tuple[str, str], ...]
+
+
+def _key(namespace: str, mount: MountConfig, source: str, options: object) -> str:
+    """Which shared instance a mount uses: each mount of each namespace has its own
+    (two namespaces declaring a RAM disk get two disks), per expansion of its
+    placeholders; a reload that keeps the mount as it was keeps the instance."""
+    return json.dumps([namespace, mount.path, mount.backend, source, options, mount.read_only],
+                      sort_keys=True, default=str)
+
+
+class BackendPool:
+    """The shared backend instances of one policy, by (kind, source, options, ro)."""
+
+    def __init__(self, previous: BackendPool | None = None) -> None:
+        self.instances: dict[str, Backend] = {}
+        self._borrowed: dict[str, Backend] = {}
+        self._previous = previous
+        self.closed = False
+
+    async def get(self, key: str, mount: MountConfig, source: str,
+                  options: Mapping[str, object]) -> Backend:
+        backend = self.instances.get(key)
+        if backend is not None:
+            return backend
+        previous = self._previous
+        if previous is not None and not previous.closed and key in previous.instances:
+            backend = previous.instances.pop(key)  # taken over: the old policy won't close it
+            self._borrowed[key] = backend
+        else:
+            backend = await open_backend(mount.backend, source, options, mount.read_only,
+                                         where=mount.where)
+        self.instances[key] = backend
+        return backend
+
+    def commit(self) -> None:
+        """The policy is in service: what it took over is its own now."""
+        self._borrowed.clear()
+
+    async def abort(self) -> None:
+        """The policy failed to build: give back what was taken over, close the rest."""
+        if self._previous is not None:
+            self._previous.instances.update(self._borrowed)
+        for key in self._borrowed:
+            del self.instances[key]
+        self._borrowed.clear()
+        await self.close()
+
+    async def close(self) -> None:
+        self.closed = True
+        instances, self.instances = list(self.instances.values()), {}
+        for backend in instances:
+            try:
+                await backend.close()
+            except Exception:
+                log.exception("error while closing a backend")
+
+
+def placeholder_values(names: frozenset[str], request: AttachRequest, cred: Cred) -> Values:
+    """The values of the placeholders a namespace uses; EACCES when one could escape
+    its directory (a '/', '..', NUL) or is unknown."""
+    out = []
+    for name in sorted(names):
+        if name == "uid":
+            value = str(cred.uid)
+        elif name == "gid":
+            value = str(cred.gid)
+        elif name == "aname":
+            value = normal_aname(request.aname)
+        else:
+            value = request.uname or _user_name(request.n_uname)
+        if not value or value in (".", "..") or "/" in value or "\0" in value:
+            log.warning("attach refused for %s: {%s} would be %r", request, name, value)
+            raise OSError(errno.EACCES, f"{{{name}}} may not be {value!r}")
+        out.append((name, value))
+    return tuple(out)
+
+
+def _user_name(uid: int) -> str:
+    if uid == NONUNAME:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return ""
+
+
+class NamespacePlan:
+    """One configured namespace: builds (and caches) the Namespace of an attach."""
+
+    def __init__(self, config: NamespaceConfig, pool: BackendPool) -> None:
+        self.name = config.name
+        self.config = config
+        self.pool = pool
+        self.names = frozenset().union(*(m.placeholders for m in config.mounts))
+        self.private = any(m.scope == "connection" for m in config.mounts)
+        self._shared: dict[Values, asyncio.Future[Namespace]] = {}
+        self._expansions = 0
+
+    async def prepare(self) -> None:
+        """Open what can be opened now, so a bad mount stops the server before it listens.
+        Connection-scoped mounts are opened once as a probe and closed again."""
+        if self.names:
+            # built per attach: open now what has no placeholder (kinds and sources of
+            # the rest were checked while parsing)
+            for mount in self.config.mounts:
+                if not mount.placeholders:
+                    await self._open_alone(mount)
+            return
+        if not self.private:
+            await self.namespace_for_values((), ConnectionContext())
+            return
+        probe = ConnectionContext()
+        try:
+            await self.namespace_for_values((), probe)
+        finally:
+            await probe.close()
+
+    async def _open_alone(self, mount: MountConfig) -> None:
+        source = str(expand(mount.source, {}))  # "{{" is a literal brace
+        options = expand(dict(mount.options), {})
+        assert isinstance(options, dict)
+        if mount.scope == "shared":
+            await self.pool.get(_key(self.name, mount, source, options), mount, source,
+                                options)
+            return
+        backend = await open_backend(mount.backend, source, options, mount.read_only,
+                                     where=mount.where)
+        await backend.close()
+
+    async def namespace_for(self, request: AttachRequest, cred: Cred,
+                            context: ConnectionContext) -> Namespace:
+        values = placeholder_values(self.names, request, cred) if self.names else ()
+        try:
+            return await self.namespace_for_values(values, context)
+        except BackendConfigError as exc:
+            log.warning("attach refused for %s: %s", request, exc)
+            raise OSError(errno.EACCES, str(exc)) from None
+
+    async def namespace_for_values(self, values: Values, context: ConnectionContext) -> Namespace:
+        cache: dict[Any, asyncio.Future[Namespace]] = (
+            context.items if self.private else self._shared)  # type: ignore[assignment]
+        key: object = (id(self), values) if self.private else values
+        future = cache.get(key)
+        if future is None:
+            self._count_expansion(values, context)
+            future = asyncio.ensure_future(self._build(dict(values), context))
+            cache[key] = future
+        try:
+            return await asyncio.shield(future)
+        except BaseException:
+            if cache.get(key) is future and future.done():
+                del cache[key]  # a failed build is retried by the next attach
+            raise
+
+    def _count_expansion(self, values: Values, context: ConnectionContext) -> None:
+        """Each distinct set of placeholder values costs backend instances: a client
+        inventing unames must not grow the server without bound."""
+        if not values:
+            return
+        counter = (_EXPANSIONS, id(self))
+        count = self._expansions if not self.private else context.items.get(counter, 0)
+        assert isinstance(count, int)
+        if count >= (MAX_PRIVATE_EXPANSIONS if self.private else MAX_EXPANSIONS):
+            log.warning("namespace %r: %d distinct placeholder values already; refusing more",
+                        self.name, count)
+            raise OSError(errno.EACCES, "too many distinct placeholder values")
+        if self.private:
+            context.items[counter] = count + 1
+        else:
+            self._expansions += 1
+
+    async def _build(self, values: Mapping[str, str], context: ConnectionContext) -> Namespace:
+        mounts: list[tuple[str, Backend, bool]] = []
+        for mount in self.config.mounts:
+            source = str(expand(mount.source, values))
+            options = expand(dict(mount.options), values)
+            assert isinstance(options, dict)
+            if mount.scope == "connection":
+                backend = await open_backend(mount.backend, source, options, mount.read_only,
+                                             where=mount.where)
+                context.on_close(backend.close)
+            else:
+                backend = await self.pool.get(_key(self.name, mount, source, options), mount, source,
+                                              options)
+            mounts.append((mount.path, backend, mount.read_only))
+        try:
+            return await Namespace.build(mounts, name=self.name)
+        except ValueError as exc:
+            raise BackendConfigError(f"{self.config.where}: mounts: {exc}") from None
+
+
+async def build_policy(config: Config, previous: Policy | None = None) -> Policy:
+    """Open the config's shared backends and return its Policy; BackendConfigError
+    (naming the file, the table and the key) if any mount cannot be opened."""
+    old_pool = previous.resources if previous is not None else None
+    pool = BackendPool(old_pool if isinstance(old_pool, BackendPool) else None)
+    try:
+        plans = {name: NamespacePlan(ns, pool) for name, ns in config.namespaces.items()}
+        for plan in plans.values():
+            await plan.prepare()
+    except BaseException:
+        await pool.abort()
+        raise
+    rules = [Rule(plans[p.namespace], name=p.name, match=p.match, read_only=p.read_only,
+                  idmap=p.idmap, limits=p.limits) for p in config.policies]
+    return Policy(rules, authorized_keys=config.authorized_keys, resources=pool,
+                  source=str(config.path))

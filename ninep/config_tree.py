@@ -1,0 +1,66 @@
+"""``ninep check-config``: a validated configuration described, each namespace as a tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfs.policy import Policy
+
+from .config import Config, MountConfig, NamespaceConfig
+
+__all__ = ["describe_config", "namespace_tree"]
+
+
+@dataclass
+class _Node:
+    mount: MountConfig | None = None
+    children: dict[str, _Node] = field(default_factory=dict)
+
+
+def namespace_tree(ns: NamespaceConfig) -> list[str]:
+    """The mount tree of ``ns``, one line per directory or mount, like tree(1)."""
+    root = _Node()
+    for mount in ns.mounts:
+        node = root
+        for part in [p for p in mount.path.split("/") if p]:
+            node = node.children.setdefault(part, _Node())
+        node.mount = mount
+    lines = ["/" + (f"  {root.mount.describe()}" if root.mount else "  (directory)")]
+    _render(root, "", lines)
+    return lines
+
+
+def _render(node: _Node, prefix: str, lines: list[str]) -> None:
+    names = sorted(node.children)
+    for index, name in enumerate(names):
+        child = node.children[name]
+        last = index == len(names) - 1
+        label = f"  {child.mount.describe()}" if child.mount else ""
+        lines.append(f"{prefix}{'└── ' if last else '├── '}{name}{label}")
+        _render(child, prefix + ("    " if last else "│   "), lines)
+
+
+def describe_config(config: Config, policy: Policy) -> list[str]:
+    """What check-config prints: listeners, then each policy in the order it is tried."""
+    lines = [f"{config.path}: valid: {len(config.listeners)} listener(s), "
+             f"{len(config.namespaces)} namespace(s), {len(config.policies)} policies"]
+    lines += [f"listen {address}" + (f" (mode {address.mode:04o})" if address.mode else "")
+              for address in config.listeners]
+    if config.authorized_keys is not None:
+        lines.append(f"authorized keys: {config.authorized_keys}")
+    for order, rule in enumerate(policy.rules, start=1):
+        extras = []
+        if rule.read_only:
+            extras.append("read-only")
+        if not rule.idmap.identity:
+            extras.append(rule.idmap.describe())
+        limits = [f"{k}={getattr(rule.limits, k)}" for k in ("max_fids", "max_msize",
+                                                            "max_inflight")
+                  if getattr(rule.limits, k) is not None]
+        extras += limits
+        lines.append("")
+        lines.append(f"policy {rule.name!r} (tried {order}; match {rule.match.describe()}) -> "
+                     f"namespace {rule.namespace.name!r}"
+                     + (f" [{'; '.join(extras)}]" if extras else ""))
+        lines += ["  " + line for line in namespace_tree(config.namespaces[rule.namespace.name])]
+    return lines

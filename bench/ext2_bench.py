@@ -14,6 +14,7 @@ Run from the repository root: ``python bench/ext2_bench.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import socket
@@ -71,8 +72,7 @@ def diodcat(addr: str, size: int, msize: int) -> float:
     """MiB/s of one diodcat of x/big.bin, timed around the process."""
     start = time.perf_counter()
     done = subprocess.run(["diodcat", "-s", addr, "-m", str(msize), "-a", "",
-                           f"x/{FILE_NAME}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=600)
+                           f"x/{FILE_NAME}"], capture_output=True, timeout=600)
     wall = time.perf_counter() - start
     if done.returncode != 0 or len(done.stdout) != size:
         raise SystemExit(f"diodcat from {addr}: status {done.returncode}, "
@@ -82,11 +82,8 @@ def diodcat(addr: str, size: int, msize: int) -> float:
 
 def other_backend(args: argparse.Namespace, export: Path) -> tuple[str, str, Path]:
     """(label, mount spec, tree to run the server from) to compare ext2 against."""
-    try:
-        import backends.passthrough  # noqa: F401, PLC0415
+    if importlib.util.find_spec("backends.passthrough") is not None:
         return "passthrough", f"passthrough:{export}", ROOT
-    except ImportError:
-        pass
     if args.passthrough_tree:
         return "passthrough", f"passthrough:{export}", Path(args.passthrough_tree)
     return "ram (passthrough not available)", "ram", ROOT

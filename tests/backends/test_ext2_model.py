@@ -150,6 +150,9 @@ async def _session(data: st.DataObject, layout: Layout, image: Path) -> None:
             op, args = _draw_op(data, dirs, files)
             if features == "rev0" and "xattr" in op:
                 continue  # revision 0 has no extended attributes
+            if data.draw(st.integers(0, 9)) == 0:  # now and then: written back, read anew
+                await ext2.close()
+                ext2 = open_image(image)
             want = await _apply(ram, op, args)
             got = await _apply(ext2, op, args)
             assert got == want, (op, args["path"], want, got)

@@ -91,6 +91,7 @@ class FileSystem:
         self.dirs: dict[int, Directory] = {}
         self.want_extra = struct.unpack_from("<H", sb.raw, 350)[0] or 32
         self.timer: asyncio.TimerHandle | None = None
+        self.soon = False  # a checkpoint is queued for the next turn of the event loop
         self.releasing: dict[int, Inode] = {}  # big files being freed in steps
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
@@ -372,18 +373,30 @@ class FileSystem:
     # --- checkpoints ----------------------------------------------------------
 
     def schedule(self) -> None:
-        if len(self.dirty_inodes) + len(self.image.dirty) > _DIRTY_LIMIT:
-            self.checkpoint(durable=False)
+        """Arrange a checkpoint: soon, or at once after this call when much is dirty.
+
+        Never now: the caller may be half way through an operation, and a
+        checkpoint must only see whole ones (they never await half way).
+        """
+        over = len(self.dirty_inodes) + len(self.image.dirty) > _DIRTY_LIMIT
+        if self.closed or (self.timer is not None and not (over and not self.soon)):
             return
-        if self.timer is None and not self.closed:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if over and not self.soon:
+            self.soon = True
+            loop.call_soon(self._timed_checkpoint)
+        if self.timer is None:
             self.timer = loop.call_later(CHECKPOINT_SECONDS, self._timed_checkpoint)
 
     def _timed_checkpoint(self) -> None:
-        self.timer = None
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.soon = None, False
+        if self.closed:
+            return
         try:
             self.checkpoint(durable=False)
         except OSError:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -320,3 +322,21 @@ async def test_first_xattr_turns_on_ext_attr_and_revision_0_has_none(tmp_path: P
     assert exc.value.errno == errno.EOPNOTSUPP
     await fs.close()
     assert_clean(old)
+
+
+async def test_checkpoints_come_after_whole_operations(tmp_path: Path) -> None:
+    import asyncio
+
+    from backends.ext2 import fs as fsmod
+    image = mkfs(tmp_path / "fs.img", "32M", 4096, 128, inodes=8192)
+    fs = open_image(image)
+    for i in range(fsmod._DIRTY_LIMIT + 10):  # a dirty inode each
+        await make_file(fs.root, f"f{i}")
+    assert fs.fs.dirty_inodes, "a checkpoint ran in the middle of the event loop's turn"
+    await asyncio.sleep(0)  # the queued checkpoint runs now
+    assert not fs.fs.dirty_inodes and not fs.fs.image.dirty
+    assert debugfs_cat(image, "f7") == b""  # on disk while the image is still open
+    assert "f7" in subprocess.run(["debugfs", "-R", "ls /", str(image)], capture_output=True,
+                                  text=True, env={**os.environ, "PATH": "/usr/sbin:/sbin"}).stdout
+    await fs.close()
+    assert_clean(image)

@@ -443,6 +443,7 @@ class FileSystem:
             self.alloc.release_pending()
             image.write_dirty(BITMAP)
             self._write_groups_and_super()
+        image.trim()
         if durable:
             os.fsync(image.fd)
 

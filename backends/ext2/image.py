@@ -8,7 +8,7 @@ import os
 __all__ = ["BITMAP", "META", "Image"]
 
 BITMAP, META = 0, 1  # dirty classes, written in this order at a checkpoint
-_CACHE_LIMIT = 32768  # clean metadata blocks kept before the cache is trimmed
+_CACHE_BYTES = 64 << 20  # metadata cached before clean blocks are dropped
 
 
 class Image:
@@ -49,8 +49,6 @@ class Image:
         buf = self.cache.get(n)
         if buf is None:
             self.check_block(n)
-            if len(self.cache) >= _CACHE_LIMIT:
-                self.trim()
             buf = self.cache[n] = bytearray(self.pread(n * self.block_size, self.block_size))
         return buf
 
@@ -71,8 +69,11 @@ class Image:
         self.additions.discard(n)
 
     def trim(self) -> None:
-        for n in [n for n in self.cache if n not in self.dirty]:
-            del self.cache[n]
+        """Drop clean blocks when the cache is over its size; only between operations,
+        since callers hold block buffers across calls."""
+        if len(self.cache) * self.block_size >= _CACHE_BYTES:
+            for n in [n for n in self.cache if n not in self.dirty]:
+                del self.cache[n]
 
     def write_dirty(self, kind: int, removals: bool | None = None,
                     additions: bool | None = None) -> int:

@@ -63,8 +63,11 @@ class Ext2Node(Node):
     def _attr(self) -> Attr:
         i = self.inode
         rdev = decode_rdev(i.block) if stat.S_ISCHR(i.mode) or stat.S_ISBLK(i.mode) else 0
-        return Attr(i.ino, i.mode, i.uid, i.gid, i.links, i.size, i.atime_ns, i.mtime_ns,
-                    i.ctime_ns, rdev, i.blocks, self.fs.block_size, i.crtime_ns, i.generation)
+        a, m, c = i.atime_ns, i.mtime_ns, i.ctime_ns
+        if i.extra_isize < 16:  # whole seconds on disk: report what a remount will show
+            a, m, c = a - a % 10**9, m - m % 10**9, c - c % 10**9
+        return Attr(i.ino, i.mode, i.uid, i.gid, i.links, i.size, a, m, c, rdev, i.blocks,
+                    self.fs.block_size, i.crtime_ns, i.generation)
 
     def _writable(self) -> None:
         if self.fs.read_only:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import errno
 import struct
+from collections import OrderedDict
 
 from .image import Image
 from .inode import Inode
@@ -17,6 +18,7 @@ _HEADER = struct.Struct("<HHHH4x")  # magic, entries, max, depth
 _LEAF = struct.Struct("<IHHI")  # first logical block, length, start hi, start lo
 _INDEX = struct.Struct("<IIH2x")  # first logical block, child lo, child hi
 _INIT_MAX_LEN = 32768  # longer lengths mark unwritten extents (read as zeros)
+_CACHED = 4096  # inodes whose extents are kept
 
 Extent = tuple[int, int, int]  # first logical block, length, first physical block (0: zeros)
 
@@ -26,7 +28,7 @@ class ExtentMap:
 
     def __init__(self, image: Image) -> None:
         self.image = image
-        self.cache: dict[int, tuple[Inode, list[Extent], list[int]]] = {}
+        self.cache: OrderedDict[int, tuple[Inode, list[Extent], list[int]]] = OrderedDict()
 
     def _extents(self, inode: Inode) -> tuple[list[Extent], list[int]]:
         hit = self.cache.get(inode.ino)
@@ -36,6 +38,8 @@ class ExtentMap:
             self._walk(root, found, 0)
             found.sort()
             hit = self.cache[inode.ino] = (inode, found, [e[0] for e in found])
+            if len(self.cache) > _CACHED:
+                self.cache.popitem(last=False)
         return hit[1], hit[2]
 
     def _walk(self, node: bytes | bytearray, out: list[Extent], level: int) -> None:

@@ -20,6 +20,8 @@ import random
 import stat
 import struct
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 
 from .alloc import Allocator
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 2.0  # dirty metadata is written back at most this long after a change
 ROOT_INO = 2
 _DIRTY_LIMIT = 4096  # dirty inodes + blocks that force a checkpoint at once
+_RECENT = 65536  # inodes kept in memory beyond those in use
+_DIRS_CACHED = 4096  # directories whose name index is kept
 FREE_STEP = 32768  # blocks freed per event-loop turn when a big file goes away
 
 
@@ -86,9 +90,12 @@ class FileSystem:
         self.alloc = Allocator(self.image, sb, self.groups)
         self.bmap = BlockMap(self.image, self.alloc)
         self.filetype = sb.has(incompat=INCOMPAT_FILETYPE)
-        self.inodes: dict[int, Inode] = {}
-        self.dirty_inodes: set[int] = set()
-        self.dirs: dict[int, Directory] = {}
+        # Inodes in use anywhere (a Node, a Directory, the dirty set) stay in ``inodes``;
+        # ``recent`` keeps the last _RECENT more; the rest are read again when needed.
+        self.inodes: weakref.WeakValueDictionary[int, Inode] = weakref.WeakValueDictionary()
+        self.recent: OrderedDict[int, Inode] = OrderedDict()
+        self.dirty_inodes: dict[int, Inode] = {}
+        self.dirs: OrderedDict[int, Directory] = OrderedDict()
         self.want_extra = struct.unpack_from("<H", sb.raw, 350)[0] or 32
         self.timer: asyncio.TimerHandle | None = None
         self.soon = False  # a checkpoint is queued for the next turn of the event loop
@@ -164,11 +171,19 @@ class FileSystem:
         if node is None:
             raw = self.image.pread(self._inode_offset(ino), self.inode_size)
             node = self.inodes[ino] = Inode(ino, raw)
+        self._remember(node)
         return node
+
+    def _remember(self, inode: Inode) -> None:
+        recent = self.recent
+        recent[inode.ino] = inode
+        recent.move_to_end(inode.ino)
+        if len(recent) > _RECENT:
+            recent.popitem(last=False)
 
     def dirty(self, inode: Inode) -> None:
         if self.inodes.get(inode.ino) is inode:
-            self.dirty_inodes.add(inode.ino)
+            self.dirty_inodes[inode.ino] = inode
             self.schedule()
 
     def new_inode(self, parent: Inode, mode: int, uid: int, gid: int) -> Inode:
@@ -182,6 +197,7 @@ class FileSystem:
         inode.atime_ns = inode.mtime_ns = inode.ctime_ns = inode.crtime_ns = now
         inode.generation = random.getrandbits(32)
         self.inodes[ino] = inode
+        self._remember(inode)
         self.dirs.pop(ino, None)
         self.dirty(inode)
         return inode
@@ -201,6 +217,7 @@ class FileSystem:
         if d is None or d.inode is not inode:
             d = self.dirs[inode.ino] = Directory(inode, self.image, self.bmap, self.filetype,
                                                  self.dirty)
+        self.dirs.move_to_end(inode.ino)
         return d
 
     def goal(self, inode: Inode) -> int:
@@ -429,25 +446,27 @@ class FileSystem:
         self.sb.set("wtime", int(time.time()))
         image.write_dirty(BITMAP)
         self._write_groups_and_super()
-        dirty = sorted(self.dirty_inodes)
-        self.dirty_inodes.clear()
-        early = [ino for ino in dirty if self.inodes[ino].links < self.inodes[ino].disk_links]
-        self._write_inodes(early)
+        inodes, self.dirty_inodes = self.dirty_inodes, {}
+        dirty = sorted(inodes)
+        early = [ino for ino in dirty if inodes[ino].links < inodes[ino].disk_links]
+        self._write_inodes(early, inodes)
         image.write_dirty(META, removals=False)
         image.write_dirty(META, removals=True, additions=True)
         image.write_moves()
         image.write_dirty(META, removals=True)
         done = set(early)
-        self._write_inodes([ino for ino in dirty if ino not in done])
+        self._write_inodes([ino for ino in dirty if ino not in done], inodes)
         if self.alloc.has_pending():
             self.alloc.release_pending()
             image.write_dirty(BITMAP)
             self._write_groups_and_super()
         image.trim()
+        while len(self.dirs) > _DIRS_CACHED:  # between operations: nobody holds one now
+            self.dirs.popitem(last=False)
         if durable:
             os.fsync(image.fd)
 
-    def _write_inodes(self, inos: list[int]) -> None:
+    def _write_inodes(self, inos: list[int], inodes: dict[int, Inode]) -> None:
         """Write inodes (sorted numbers), one pwrite per run of neighbours in a table."""
         i = 0
         while i < len(inos):
@@ -455,7 +474,7 @@ class FileSystem:
             while j < len(inos) and inos[j] == inos[j - 1] + 1 \
                     and (inos[j] - 1) % self.ipg and j - i < 1024:
                 j += 1
-            run = [self.inodes[ino] for ino in inos[i:j]]
+            run = [inodes[ino] for ino in inos[i:j]]
             self.image.pwrite(self._inode_offset(inos[i]), b"".join(n.pack() for n in run))
             for inode in run:
                 inode.disk_links = inode.links

@@ -54,6 +54,7 @@ class Inode:
     """Decoded inode fields; ``pack`` folds them back into ``raw``."""
 
     __slots__ = (
+        "__weakref__",
         "atime_ns",
         "block",
         "blocks",

@@ -18,6 +18,7 @@ from ext2util import e2fsck, mkfs, open_image, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backends.ext2 import fs as fs_module
 from backends.ext2 import image as image_module
 from backends.ram import RamBackend
 from vfs.node import Backend, Node, SetAttr
@@ -138,8 +139,11 @@ def _draw_op(data: st.DataObject, dirs: list[tuple[str, ...]],
 
 async def _session(data: st.DataObject, layout: Layout, image: Path) -> None:
     block, inode, features = layout
-    # Sometimes a metadata cache of nothing: every checkpoint drops every clean block.
-    image_module._CACHE_BYTES = data.draw(st.sampled_from([0, 64 << 20]))
+    # Sometimes caches of nothing: every checkpoint drops every clean block, directory
+    # index and unused inode.
+    tiny = data.draw(st.booleans())
+    image_module._CACHE_BYTES = 0 if tiny else 64 << 20
+    fs_module._RECENT, fs_module._DIRS_CACHED = (1, 0) if tiny else (65536, 4096)
     if features == "rev0":  # revision 0: 128-byte inodes, no features at all
         mkfs(image, "8M", block, 128, rev=0)
     else:
@@ -182,3 +186,4 @@ def test_ext2_agrees_with_ram_model(data: st.DataObject, layout: Layout) -> None
             asyncio.run(_session(data, layout, Path(scratch) / "fs.img"))
     finally:
         image_module._CACHE_BYTES = 64 << 20
+        fs_module._RECENT, fs_module._DIRS_CACHED = 65536, 4096

@@ -32,6 +32,7 @@ from ninep.messages import (
     encode,
 )
 
+from .auth import KeyLike, authenticate
 from .errors import ProtocolError, VersionError
 from .fid import Fid
 from .tree import Tree
@@ -185,8 +186,21 @@ class Client:
         self._framer.msize = reply.msize
 
     async def attach(self, uname: str = "", aname: str = "", n_uname: int = NONUNAME, *,
-                     afid: int = NOFID, gid: int | None = None, proc_id: int | None = None) -> Tree:
-        """Tattach a new root fid; returns the path-based API rooted there."""
+                     afid: int = NOFID, gid: int | None = None, proc_id: int | None = None,
+                     key: KeyLike | None = None) -> Tree:
+        """Tattach a new root fid; returns the path-based API rooted there.
+
+        With ``key`` (an Ed25519 private key or its file), Tauth proves it first
+        (docs/auth.md); a refused key raises OSError(EACCES).
+        """
+        if key is not None and afid == NOFID:
+            afid = await authenticate(self, key, uname, aname, n_uname)
+            if afid != NOFID:
+                try:
+                    return await self.attach(uname, aname, n_uname, afid=afid, gid=gid,
+                                             proc_id=proc_id)
+                finally:
+                    self.spawn_clunk(afid)  # the attach holds the proof now
         number, reply = await self.call_with_newfid(
             lambda fid: Tattach(fid, afid, uname, aname, n_uname),
             bound=lambda r: isinstance(r, Rattach))

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     serve.set_defaults(func=_serve)
+    from .certs import add_cert_commands
+    from .mount_helper import add_mount_command
+
+    add_cert_commands(sub)
+    add_mount_command(sub)
     try:
         from clients.cli import add_client_commands
     except ImportError:  # pragma: no cover - the client is part of the distribution

@@ -299,6 +299,7 @@ class Connection(asyncio.Protocol):
         if self.session.fids:
             old = self.session
             self.session = Session(self._policy, self._locks, old.peer, old.conn_id, self._limits)
+            self.session.auth_proofs = old.auth_proofs  # the kernel's Tversion after ninep mount
             self._loop.create_task(old.clunk_all())
 
     # --- output and flow control -------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from .namespace import Namespace
 from .node import Cred
@@ -38,6 +39,7 @@ class AttachRequest:
     aname: str
     n_uname: int
     cred: Cred
+    key_ids: frozenset[str] = frozenset()  # proven through Tauth: fingerprint and comment
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +61,11 @@ def _normal_aname(aname: str) -> str:
 class Policy:
     """An ordered list of rules; no match is EACCES, never a default with more rights."""
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], authorized_keys: Path | None = None,
+                 wants_auth: bool = False) -> None:
         self.rules = rules
+        self.authorized_keys = authorized_keys  # the Tauth key list (ninep/auth.py)
+        self.wants_auth = wants_auth  # True iff some rule matches on a key
 
     def select(self, request: AttachRequest) -> Namespace:
         for rule in self.rules:

@@ -35,6 +35,7 @@ def load_key(key: KeyLike) -> Ed25519PrivateKey:
     if isinstance(key, Ed25519PrivateKey):
         return key
     data = Path(key).read_bytes()
+    loaded: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:
             loaded = serialization.load_ssh_private_key(data, None)

@@ -34,7 +34,7 @@ def load_key(key: KeyLike) -> Ed25519PrivateKey:
     """An Ed25519 private key: given, or read from an OpenSSH or PKCS#8 PEM file (unencrypted)."""
     if isinstance(key, Ed25519PrivateKey):
         return key
-    data = Path(key).read_bytes()
+    data = Path(key).expanduser().read_bytes()
     loaded: object
     try:
         if b"OPENSSH PRIVATE KEY" in data:

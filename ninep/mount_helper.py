@@ -231,10 +231,10 @@ def _pump_once(sel: selectors.BaseSelector, tls: socket.socket, plain: socket.so
     pending = (isinstance(tls, ssl.SSLSocket) and tls.pending() > 0
                and len(to_plain) < RELAY_BUFFER)
     ready = {key.fileobj: events for key, events in sel.select(0 if pending else None)}
-    if pending or ready.get(tls, 0) & selectors.EVENT_READ:
-        if not _read_into(tls, to_plain):
-            _flush(plain, to_plain)
-            return False
+    tls_readable = pending or ready.get(tls, 0) & selectors.EVENT_READ
+    if tls_readable and not _read_into(tls, to_plain):
+        _flush(plain, to_plain)
+        return False
     if ready.get(plain, 0) & selectors.EVENT_READ and not _read_into(plain, to_tls):
         _flush(tls, to_tls)
         return False
@@ -345,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
         endpoint = parse_endpoint(args.server)
         if not args.tls and (args.ca or args.cert or args.key):
             raise ValueError("--ca, --cert and --key need --tls")
-        flags, _ = mount_options(0, args.aname, args.uname, args.options)  # check early
+        mount_options(0, args.aname, args.uname, args.options)  # bad -o fails before connecting
         tls = tls_context(args.ca, args.cert, args.key) if args.tls else None
         sock = connect(endpoint, tls, args.server_name)
         if args.auth_key is not None:

@@ -99,6 +99,19 @@ def test_challenge_layout_is_as_documented() -> None:
     assert decode_challenge(data) == c
 
 
+def test_response_layout_is_as_documented() -> None:
+    key = Ed25519PrivateKey.generate()
+    blob = public_key_blob(key.public_key())
+    assert blob[:19] == b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" and len(blob) == 51
+    resp = encode_response(blob, b"S" * 64)
+    assert len(resp) == 135 and resp[:16] == b"ninep-auth1-resp"
+    assert resp[16:18] == (51).to_bytes(2, "little") and resp[18:69] == blob
+    assert resp[69:71] == (64).to_bytes(2, "little") and resp[71:] == b"S" * 64
+    assert signed_message(b"C", blob) == b"ninep-auth1-sign" + b"C" + resp[16:69]
+    status = Status(True, "SHA256:abc").encode()
+    assert status == b"ninep-auth1-stat" + b"\x00" + b"\x0a\x00" + b"SHA256:abc"
+
+
 @pytest.mark.parametrize("cut", [0, 15, 16, 47, 90, 96])
 def test_truncated_messages_are_rejected(cut: int) -> None:
     data = Challenge(bytes(32), bytes(32), 1, 2, "u", "aname").encode()

@@ -167,7 +167,7 @@ def test_tls_relay_carries_the_kernel_session(server: AuthServer, pki: Path,
     authenticate(sock, str(server.alice_file), "root", "secret")
     kernel_end, pid = spawn_relay(sock)
     try:
-        flags, data = mount_options(kernel_end.fileno(), "secret", "", "")
+        _, data = mount_options(kernel_end.fileno(), "secret", "", "")
         assert f"rfdno={kernel_end.fileno()},wfdno={kernel_end.fileno()}" in data
         peer = _as_kernel(kernel_end, n_uname=0)  # root may write the RAM root
         assert _read_file(peer, SECRET_FILE) == b"secret\n"

@@ -1,0 +1,70 @@
+"""Tests for backends/registry.py: --mount parsing, option helpers, one place for config errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.ram import RamBackend
+from backends.registry import (
+    BackendConfigError,
+    open_backend,
+    option_bool,
+    option_int,
+    option_str,
+    parse_mount,
+)
+
+
+def test_parse_mount_kind_source_options_and_ro() -> None:
+    spec = parse_mount("/data=tar:/srv/a:b.tar,lenient=true,ro")
+    assert (spec.path, spec.kind, spec.source, spec.read_only) == ("/data", "tar", "/srv/a:b.tar",
+                                                                   True)
+    assert dict(spec.options) == {"lenient": "true"}
+    assert parse_mount("/=ram").options == {} and not parse_mount("/=ram,rw").read_only
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("data=ram", "expected /PATH=KIND"),
+    ("/data", "expected /PATH=KIND"),
+    ("/x=nosuch:/a", "unknown backend 'nosuch'"),
+    ("/x=ram,,ro", "empty option"),
+])
+def test_parse_mount_errors_name_the_value(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as exc:
+        parse_mount(text)
+    assert repr(text) in str(exc.value)
+
+
+async def test_open_backend_checks_source_and_leftover_options() -> None:
+    backend = await open_backend("ram", "", {"size": "1M", "inodes": "10"})
+    assert isinstance(backend, RamBackend)
+    assert (backend.size_limit, backend.inode_limit) == (1 << 20, 10)
+    with pytest.raises(BackendConfigError, match="here: backend 'ram' takes no source"):
+        await open_backend("ram", "/x", where="here")
+    with pytest.raises(BackendConfigError, match="needs a source"):
+        await open_backend("passthrough", "")
+    with pytest.raises(BackendConfigError, match="unknown option 'colour' for backend 'ram'"):
+        await open_backend("ram", "", {"colour": "blue"})
+    with pytest.raises(BackendConfigError, match="unknown backend 'nfs'"):
+        await open_backend("nfs")
+    with pytest.raises(BackendConfigError, match=r"option mode='9': expected octal"):
+        await open_backend("ram", "", {"mode": "9"})
+
+
+def test_option_helpers_convert_and_complain() -> None:
+    options: dict[str, object] = {"n": "4K", "b": "off", "s": "x", "i": 7, "t": True}
+    assert option_int(options, "n", None) == 4096
+    assert option_int(options, "i", None) == 7
+    assert option_bool(options, "b", True) is False
+    assert option_bool(options, "t", False) is True
+    assert option_str(options, "s", "", choices=("x", "y")) == "x"
+    assert options == {}
+    assert option_int(options, "absent", 3) == 3
+    with pytest.raises(BackendConfigError, match="expected an integer"):
+        option_int({"n": "lots"}, "n", None)
+    with pytest.raises(BackendConfigError, match="must be at least 1"):
+        option_int({"n": 0}, "n", None, minimum=1)
+    with pytest.raises(BackendConfigError, match="expected true or false"):
+        option_bool({"b": "maybe"}, "b", False)
+    with pytest.raises(BackendConfigError, match="expected one of x, y"):
+        option_str({"s": "z"}, "s", "x", choices=("x", "y"))

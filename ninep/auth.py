@@ -68,6 +68,7 @@ STATUS_ACCEPTED, STATUS_REFUSED = 0, 1
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _PROCESS_SECRET = os.urandom(32)  # connection nonces are unpredictable across restarts
 _aqid_paths = itertools.count(1)
+MAX_PROOFS = 64  # distinct (aname, uname, n_uname, key) proofs one connection keeps
 _AFID_NAMESPACE = Namespace("afid")  # an afid points at an empty, read-only directory
 _NO_CRED = Cred(m.NONUNAME, m.NONUNAME, frozenset())
 
@@ -354,8 +355,16 @@ def attach_key_ids(session: Session, msg: m.Tattach) -> frozenset[str]:
 
 def record_attach(session: Session, msg: m.Tattach, key_ids: frozenset[str]) -> None:
     """Remember a key proven through an afid for later NOFID attaches on this connection."""
-    if msg.afid != m.NOFID and key_ids:
-        session.auth_proofs.append(ConnectionProof(msg.aname, msg.uname, msg.n_uname, key_ids))
+    if msg.afid == m.NOFID or not key_ids:
+        return
+    proof = ConnectionProof(msg.aname, msg.uname, msg.n_uname, key_ids)
+    if proof in session.auth_proofs:
+        return
+    if len(session.auth_proofs) >= MAX_PROOFS:  # a client attaching in a loop stays bounded
+        log.warning("%s: more than %d proofs on one connection; not kept for NOFID attaches",
+                    session.peer, MAX_PROOFS)
+        return
+    session.auth_proofs.append(proof)
 
 
 @dataclass(frozen=True, slots=True)

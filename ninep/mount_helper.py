@@ -307,6 +307,7 @@ def spawn_relay(tls: socket.socket) -> tuple[socket.socket, int]:
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
+            _close_all_but(tls.fileno(), relay_end.fileno())
             relay(tls, relay_end)
         except BaseException:
             code = 1
@@ -314,6 +315,16 @@ def spawn_relay(tls: socket.socket) -> tuple[socket.socket, int]:
     relay_end.close()
     tls.close()  # the child has its own copy
     return kernel_end, pid
+
+
+def _close_all_but(*keep: int) -> None:
+    """Drop every inherited fd above stdio except ``keep``: a relay holding a copy of
+    some other socket (the caller's, a listener) would keep that connection open."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
 # --- the command line ----------------------------------------------------------------

@@ -312,3 +312,21 @@ def test_server_without_key_policies_needs_no_auth(ninep_server: RunningServer) 
         assert isinstance(peer.rpc(m.Tattach(FID, m.NOFID, "root", "", 0)), m.Rattach)
     finally:
         peer.close()
+
+
+def test_repeated_attaches_keep_one_proof(server: AuthServer, peers: list[RawPeer]) -> None:
+    peer = connect(server, peers)
+    assert isinstance(peer.rpc(m.Twrite(AFID, 0, response(server.alice, start(peer)))),
+                      m.Rwrite)
+    for fid in range(10, 20):
+        assert isinstance(attach(peer, fid=fid), m.Rattach)
+    session = next(iter(_sessions(server.running)))
+    assert len(session.auth_proofs) == 1
+
+
+def _sessions(running: RunningServer) -> list[object]:
+    """The live sessions, found through the garbage collector (test introspection only)."""
+    import gc
+
+    from ninep.session import Session
+    return [o for o in gc.get_objects() if isinstance(o, Session) and o.fids]

@@ -224,3 +224,49 @@ def test_cli_runs_up_to_mount_and_cleans_up(server: AuthServer, pki: Path, tls_p
     assert "mount " in err and ("9p module" in err or "not permitted" in err)
     assert main(["mount", "--ca", "x", "127.0.0.1:1", str(tmp_path)]) == 1
     assert "need --tls" in capsys.readouterr().err
+
+
+def test_relay_ends_when_the_server_goes_away(pki: Path) -> None:
+    """A TLS peer that echoes 1 MiB and closes: the kernel's end sees all of it, then EOF."""
+    import threading
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "srv" / "server.crt", pki / "srv" / "server.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    size = 1 << 20
+
+    def echo_then_close() -> None:
+        conn, _ = listener.accept()
+        with ctx.wrap_socket(conn, server_side=True) as tls:
+            got = 0
+            while got < size:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                tls.sendall(chunk)
+                got += len(chunk)
+
+    thread = threading.Thread(target=echo_then_close)
+    thread.start()
+    try:
+        client = tls_context(str(pki / "ca" / "ca.crt"), None, None)
+        sock = connect(Endpoint("tcp", "127.0.0.1", listener.getsockname()[1]), client,
+                       "localhost")
+        kernel_end, pid = spawn_relay(sock)
+        payload = os.urandom(size)
+        writer = threading.Thread(target=kernel_end.sendall, args=(payload,))
+        writer.start()
+        kernel_end.settimeout(20)
+        received = bytearray()
+        while True:
+            chunk = kernel_end.recv(1 << 16)
+            if not chunk:
+                break
+            received += chunk
+        writer.join(10)
+        assert bytes(received) == payload
+        kernel_end.close()
+        assert _wait(pid) == 0
+    finally:
+        thread.join(10)
+        listener.close()

@@ -7,6 +7,7 @@ import errno
 import heapq
 import logging
 import os
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -149,16 +150,24 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, msize: int = DEFAULT_MSIZE, *, max_inflight: int = 1024,
-                      trace: Trace | None = None) -> Client:
-        """Connect to ``tcp://HOST:PORT`` or ``unix:///path`` and negotiate 9P2000.L."""
+                      trace: Trace | None = None, tls: ssl.SSLContext | None = None,
+                      server_hostname: str | None = None) -> Client:
+        """Connect to ``tcp://HOST:PORT`` or ``unix:///path`` and negotiate 9P2000.L.
+
+        With ``tls`` the connection is TLS (the server is verified as ``tls`` says;
+        ``server_hostname`` defaults to the URL's host, and is needed for unix://).
+        """
         scheme, where, port = parse_server_url(url)
         client = cls(msize, max_inflight=max_inflight, trace=trace)
         client.url = url
         loop = asyncio.get_running_loop()
+        name = (server_hostname or (where if scheme == "tcp" else None)) if tls else None
         if scheme == "tcp":
-            _, protocol = await loop.create_connection(lambda: _Protocol(client), where, port)
+            _, protocol = await loop.create_connection(lambda: _Protocol(client), where, port,
+                                                       ssl=tls, server_hostname=name)
         else:
-            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), where)
+            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), where,
+                                                            ssl=tls, server_hostname=name)
         client._protocol = protocol
         try:
             await client._negotiate(msize)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -268,10 +269,12 @@ class SyncClient(SyncTree):
 
     def __init__(self, url: str, *, aname: str = "", uname: str = "", n_uname: int = NONUNAME,
                  msize: int = DEFAULT_MSIZE, proc_id: int | None = None,
-                 key: KeyLike | None = None) -> None:
+                 key: KeyLike | None = None, tls: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None) -> None:
         runner = _LoopThread()
         try:
-            self.client: Client = runner.run(Client.connect(url, msize))
+            self.client: Client = runner.run(Client.connect(url, msize, tls=tls,
+                                                            server_hostname=server_hostname))
             tree = runner.run(self.client.attach(uname, aname, n_uname, proc_id=proc_id, key=key))
         except BaseException:
             if hasattr(self, "client"):

@@ -121,3 +121,39 @@ def test_client_refuses_a_challenge_for_another_attach(server: AuthServer) -> No
         answer_challenge(challenge, server.alice, "alice", "secret", 1000)
     with pytest.raises(ProtocolError):
         answer_challenge(challenge[:-1], server.alice, "root", "secret", 1000)
+
+
+async def test_tls_connection_with_client_certificate_and_key(server: AuthServer,
+                                                              tmp_path: Path) -> None:
+    """Client.connect(tls=...) to a TLS listener, then Tauth over it."""
+    import asyncio
+    import ssl
+
+    from ninep.certs import make_ca, make_client, make_server
+
+    make_ca(tmp_path / "ca")
+    make_server(tmp_path / "ca", tmp_path / "srv", "localhost")
+    make_client(tmp_path / "ca", tmp_path / "cli", "laptop")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "srv" / "server.crt", tmp_path / "srv" / "server.key")
+    server_ctx.load_verify_locations(tmp_path / "ca" / "ca.crt")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    running = server.running
+
+    async def listen() -> asyncio.AbstractServer:
+        return await asyncio.get_running_loop().create_server(
+            lambda: running.server.connection("tls"), "127.0.0.1", 0, ssl=server_ctx)
+
+    listener = running.call(listen())
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.crt"))
+        ctx.load_cert_chain(tmp_path / "cli" / "laptop.crt", tmp_path / "cli" / "laptop.key")
+        async with await Client.connect(f"tcp://127.0.0.1:{port}", tls=ctx,
+                                        server_hostname="localhost") as client:
+            tree = await client.attach("alice", "secret", 1000, key=server.alice)
+            assert await tree.read_bytes(SECRET_FILE) == b"secret\n"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await Client.connect(f"tcp://127.0.0.1:{port}", tls=ctx, server_hostname="other")
+    finally:
+        running.loop.call_soon_threadsafe(listener.close)

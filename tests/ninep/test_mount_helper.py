@@ -73,7 +73,7 @@ def tls_port(server: AuthServer, pki: Path) -> Iterator[int]:
 
     listener = running.call(listen())
     yield int(listener.sockets[0].getsockname()[1])
-    listener.close()
+    running.loop.call_soon_threadsafe(listener.close)
 
 
 def _client_tls(pki: Path) -> ssl.SSLContext:

@@ -284,21 +284,21 @@ class AuthExchange:
             raise OSError(errno.EACCES, "this afid has already been answered")
         self.state = AuthState.REFUSED  # until proven otherwise: one attempt per afid
         if offset != 0:
-            return _refuse(peer, f"response written at offset {offset}")
+            raise _refusal(peer, f"response written at offset {offset}")
         try:
             blob, signature = decode_response(data)
             raw = _raw_ed25519(blob)
         except ValueError as exc:
-            return _refuse(peer, str(exc))
+            raise _refusal(peer, str(exc)) from None
         keys = await asyncio.to_thread(load_authorized_keys, self.authorized_keys)
         key = keys.get(blob)
         if key is None:
-            return _refuse(peer, f"key {key_fingerprint(blob)} is not in {self.authorized_keys}")
+            raise _refusal(peer, f"key {key_fingerprint(blob)} is not in {self.authorized_keys}")
         try:
             ed25519.Ed25519PublicKey.from_public_bytes(raw).verify(
                 signature, signed_message(self.encoded, blob))
         except InvalidSignature:
-            return _refuse(peer, f"bad signature for key {key.fingerprint}")
+            raise _refusal(peer, f"bad signature for key {key.fingerprint}") from None
         self.state, self.key = AuthState.ACCEPTED, key
         log.info("%s: Tauth proved key %s (%s) for uname=%r aname=%r", peer, key.fingerprint,
                  key.comment or "no comment", self.challenge.uname, self.challenge.aname)
@@ -312,9 +312,10 @@ class AuthExchange:
         return self.key.key_ids
 
 
-def _refuse(peer: object, reason: str) -> int:
+def _refusal(peer: object, reason: str) -> OSError:
+    """Log why an afid was refused; the client learns only EACCES."""
     log.warning("%s: Tauth refused: %s", peer, reason)
-    raise OSError(errno.EACCES, reason)
+    return OSError(errno.EACCES, reason)
 
 
 def connection_nonce(conn_id: int) -> bytes:

@@ -156,12 +156,19 @@ def authenticate(sock: socket.socket, key: str, uname: str = "root", aname: str 
     wire.rpc(m.Tauth(afid, uname, aname, n_uname))
     challenge = wire.rpc(m.Tread(afid, 0, 4096))
     assert isinstance(challenge, m.Rread)
-    wire.rpc(m.Twrite(afid, 0, answer_challenge(bytes(challenge.data), private, uname, aname,
-                                                n_uname)))
+    response = answer_challenge(bytes(challenge.data), private, uname, aname, n_uname)
+    try:
+        wire.rpc(m.Twrite(afid, 0, response))
+    except PermissionError:
+        raise PermissionError(errno.EACCES, f"the server refused the key {key}") from None
     status_reply = wire.rpc(m.Tread(afid, 0, 4096))
     assert isinstance(status_reply, m.Rread)
     status = decode_status(bytes(status_reply.data))
-    wire.rpc(m.Tattach(fid, afid, uname, aname, n_uname))
+    try:
+        wire.rpc(m.Tattach(fid, afid, uname, aname, n_uname))
+    except PermissionError:
+        raise PermissionError(errno.EACCES, f"the key {status.fingerprint} was accepted, but "
+                              f"no policy gives it aname {aname!r}") from None
     wire.rpc(m.Tclunk(fid))
     wire.rpc(m.Tclunk(afid))
     return status.fingerprint

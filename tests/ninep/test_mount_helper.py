@@ -156,8 +156,11 @@ def test_unix_socket_without_auth_cannot_reach_the_key_namespace(server: AuthSer
 
 def test_wrong_auth_key_fails_before_mounting(server: AuthServer) -> None:
     sock = connect(Endpoint("tcp", "127.0.0.1", server.running.port))
-    with sock, pytest.raises(PermissionError):
+    with sock, pytest.raises(PermissionError, match="refused the key"):
         authenticate(sock, str(server.mallory_file), "root", "secret")
+    sock = connect(Endpoint("tcp", "127.0.0.1", server.running.port))
+    with sock, pytest.raises(PermissionError, match="no policy gives it aname 'elsewhere'"):
+        authenticate(sock, str(server.alice_file), "root", "elsewhere")
 
 
 def test_tls_relay_carries_the_kernel_session(server: AuthServer, pki: Path,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ninep import messages as m
 from ninep.auth import (
@@ -330,3 +332,39 @@ def _sessions(running: RunningServer) -> list[object]:
 
     from ninep.session import Session
     return [o for o in gc.get_objects() if isinstance(o, Session) and o.fids]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.one_of(st.binary(max_size=300),
+                      st.binary(max_size=200).map(lambda b: b"ninep-auth1-resp" + b)))
+def test_any_garbage_response_is_eacces(tmp_path_factory: pytest.TempPathFactory,
+                                        data: bytes) -> None:
+    import asyncio
+
+    from ninep.auth import AuthExchange
+
+    keys = tmp_path_factory.getbasetemp() / "no_keys"
+    exchange = AuthExchange(Challenge(bytes(32), bytes(32), 1, 0, "u", "a"), keys)
+    with pytest.raises(PermissionError):
+        asyncio.run(exchange.write(0, data, "peer"))
+    assert decode_status(exchange.read(0, 4096)) == Status(False, "")
+
+
+def test_key_policy_without_a_keys_file_refuses_tauth() -> None:
+    from backends.ram import RamBackend
+    from tests.conftest import start_server
+    from vfs.namespace import Namespace
+    from vfs.policy import Policy, Rule
+
+    async def policy() -> Policy:
+        ns = await Namespace.build([("/", RamBackend(), False)])
+        return Policy([Rule(ns)], authorized_keys=None, wants_auth=True)
+
+    running = start_server(policy)
+    peer = RawPeer(("127.0.0.1", running.port))
+    try:
+        assert isinstance(peer.rpc(m.Tversion(65536, "9P2000.L"), tag=m.NOTAG), m.Rversion)
+        assert errno_of(peer.rpc(m.Tauth(AFID, "u", "", 0))) == errno.EACCES
+    finally:
+        peer.close()
+        running.stop()

@@ -352,13 +352,14 @@ def test_any_garbage_response_is_eacces(tmp_path_factory: pytest.TempPathFactory
 
 def test_key_policy_without_a_keys_file_refuses_tauth() -> None:
     from backends.ram import RamBackend
+    from tests.auth_policy import key_policy, key_rule
     from tests.conftest import start_server
     from vfs.namespace import Namespace
-    from vfs.policy import Policy, Rule
+    from vfs.policy import Policy
 
     async def policy() -> Policy:
         ns = await Namespace.build([("/", RamBackend(), False)])
-        return Policy([Rule(ns)], authorized_keys=None, wants_auth=True)
+        return key_policy([key_rule(ns, None, "some-key")], None)
 
     running = start_server(policy)
     peer = RawPeer(("127.0.0.1", running.port))

@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "policy's namespace")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check_config)
+    from .certs import add_cert_commands
+    from .mount_helper import add_mount_command
+
+    add_cert_commands(sub)
+    add_mount_command(sub)
     try:
         from clients.cli import add_client_commands
     except ImportError:  # pragma: no cover - the client is part of the distribution

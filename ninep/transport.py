@@ -340,6 +340,7 @@ class Connection(asyncio.Protocol):
         if self.session.fids:
             old = self.session
             self.session = self._new_session(old.peer, old.conn_id)
+            self.session.auth_proofs = old.auth_proofs  # the kernel's Tversion after ninep mount
             self._loop.create_task(old.clunk_all())
 
     # --- output and flow control -------------------------------------------

@@ -1,0 +1,99 @@
+"""The descriptor budget: O_PATH descriptors of nodes, closed least recently used first."""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Protocol
+
+__all__ = ["FdBox", "FdTable", "Reopenable"]
+
+log = logging.getLogger(__name__)
+
+#: descriptors one operation may open before the next trim (a create opens two)
+HEADROOM = 4
+
+
+class FdBox:
+    """A node's descriptor, shared with its finalizer; -1 while closed by the budget."""
+
+    __slots__ = ("__weakref__", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+
+class Reopenable(Protocol):
+    def can_close(self) -> bool:
+        """True when the descriptor may be closed now and reopened by name later."""
+        ...
+
+
+class FdTable:
+    """Counts the descriptors the backend holds and keeps them under ``limit``.
+
+    Only node (O_PATH) descriptors are closed to make room, and only when their
+    node says it can reopen them: not the root, not pinned by an operation in a
+    thread, not unlinked, and still found under its recorded name. Open files
+    (handles) are never closed behind a client's back. Trimming happens at the
+    start of an operation, never inside one, so a descriptor fetched during an
+    operation stays valid until it ends.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._lru: OrderedDict[FdBox, weakref.ReferenceType[Reopenable]] = OrderedDict()
+        self._warned = False
+
+    def add_node_fd(self, owner: Reopenable, box: FdBox) -> None:
+        """Track ``box`` (just opened) for ``owner``; closed when ``owner`` is collected."""
+        self.count += 1
+        self._lru[box] = weakref.ref(owner)
+
+    def reopened(self, owner: Reopenable, box: FdBox) -> None:
+        self.add_node_fd(owner, box)
+
+    def touch(self, box: FdBox) -> None:
+        self._lru.move_to_end(box)
+
+    def release(self, box: FdBox) -> None:
+        """The owner is gone (or the backend closes): close its descriptor."""
+        if self._lru.pop(box, None) is not None or box.fd >= 0:
+            if box.fd >= 0:
+                os.close(box.fd)
+                self.count -= 1
+            box.fd = -1
+
+    def trim(self) -> None:
+        """Close reopenable descriptors, oldest use first, until there is headroom."""
+        target = self.limit - HEADROOM
+        if self.count <= target:
+            return
+        for box, ref in list(self._lru.items()):
+            if self.count <= target:
+                return
+            owner = ref()
+            if owner is None or box.fd < 0 or not owner.can_close():
+                continue
+            del self._lru[box]
+            os.close(box.fd)
+            box.fd = -1
+            self.count -= 1
+        if self.count > target and not self._warned:
+            self._warned = True
+            log.warning("descriptor budget of %d exceeded (%d open, none reopenable)",
+                        self.limit, self.count)
+
+    def opened_other(self) -> None:
+        """A handle's descriptor was opened (counted, never closed by the budget)."""
+        self.count += 1
+
+    def closed_other(self) -> None:
+        self.count -= 1
+
+    def close_all(self) -> None:
+        for box in list(self._lru):
+            self.release(box)

@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Callable
 
 from vfs.node import StatFs
 
@@ -60,7 +61,7 @@ class _StatfsBuf(ctypes.Structure):
                 ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
 
 
-def _load_fstatfs() -> ctypes._CFuncPtr | None:
+def _load_fstatfs() -> Callable[..., int] | None:
     if ctypes.sizeof(ctypes.c_long) != 8:
         return None  # the layout above is the 64-bit one
     try:
@@ -70,7 +71,7 @@ def _load_fstatfs() -> ctypes._CFuncPtr | None:
         return None
     func.argtypes = [ctypes.c_int, ctypes.POINTER(_StatfsBuf)]
     func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 _fstatfs = _load_fstatfs()

@@ -169,8 +169,10 @@ class PassthroughNode(Node):
 
     # --- names ---------------------------------------------------------------
 
-    def _dir_fd(self) -> int:
-        """This directory's descriptor, at the start of an operation."""
+    def _dir_fd(self, *names: str) -> int:
+        """This directory's descriptor at the start of an operation naming ``names``."""
+        for name in names:
+            _check_name(name)
         self._check_dir()
         return self._begin()
 
@@ -181,6 +183,8 @@ class PassthroughNode(Node):
     async def walk(self, name: str) -> Node:
         if name == "..":
             return self.parent or self  # never the host's '..'
+        if "/" in name or "\0" in name or name in ("", "."):
+            raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
         dfd = self._dir_fd()
         st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         node = self.fs.nodes.get((st.st_dev, st.st_ino))
@@ -276,7 +280,7 @@ class PassthroughNode(Node):
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(name)
         model = self.fs.model
         host_flags = host_open_flags(flags) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         fd = os.open(name, host_flags, model.host_mode(mode, False), dir_fd=dfd)
@@ -293,14 +297,14 @@ class PassthroughNode(Node):
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(name)
         os.mkdir(name, self.fs.model.host_mode(mode, True), dir_fd=dfd)
         self._changed()
         return self._finish_new(name, True, stat.S_IFDIR | mode, uid, gid, None)
 
     async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(name)
         mode = stat.S_IFLNK | 0o777
         if self.fs.model.specials_as_files:
             self._make_file(name, target.encode("utf-8", "surrogateescape"), mode, uid, gid, None)
@@ -311,7 +315,7 @@ class PassthroughNode(Node):
 
     async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(name)
         kind = stat.S_IFMT(mode)
         if kind in (0, stat.S_IFREG):
             mode, rdev = stat.S_IFREG | stat.S_IMODE(mode), 0
@@ -357,7 +361,7 @@ class PassthroughNode(Node):
 
     async def link(self, name: str, target: Node) -> None:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(name)
         source = self.fs.own_node(target)
         if source.host_type == stat.S_IFDIR or source.parent is None:
             raise OSError(errno.EPERM, "cannot link a directory")
@@ -372,7 +376,7 @@ class PassthroughNode(Node):
 
     async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(oldname, newname)
         target = self.fs.own_node(newdir)
         target._check_dir()
         ndfd = target.fd()  # a reopen here closes nothing: the budget trims between operations
@@ -386,7 +390,7 @@ class PassthroughNode(Node):
 
     async def unlink(self, name: str, is_dir: bool) -> None:
         self.fs.writable()
-        dfd = self._dir_fd()
+        dfd = self._dir_fd(name)
         try:
             if is_dir:
                 os.rmdir(name, dir_fd=dfd)
@@ -427,6 +431,12 @@ class PassthroughNode(Node):
             raise OSError(errno.EACCES, "user.virtfs.* belongs to the mapped-xattr model")
         path, follow = self.where()
         os.removexattr(path, name, follow_symlinks=follow)
+
+
+def _check_name(name: str) -> None:
+    """One entry's name, never a path: vfs/ checks this first, and so do we."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise OSError(errno.EINVAL, f"invalid file name {name!r}")
 
 
 def _when(value: int | None, current: int) -> int:

@@ -43,19 +43,22 @@ class PassthroughBackend(Backend):
         self.fds = FdTable(max_fds)
         st = os.fstat(root_fd)
         self.inodes = InodeMap(st.st_dev)
-        self.nodes: weakref.WeakValueDictionary[tuple[int, int], PassthroughNode] = \
-            weakref.WeakValueDictionary()
+        # the live node of each host file, so every fid on it shares one descriptor
+        self.nodes: dict[tuple[int, int], weakref.ReferenceType[PassthroughNode]] = {}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="passthrough")
         self.root = self._node(root_fd, st, None, "")
 
     def _node(self, fd: int, st: os.stat_result, parent: PassthroughNode | None,
               name: str) -> PassthroughNode:
-        box = FdBox(fd)
-        node = PassthroughNode(self, box, st, parent, name)
-        self.fds.add_node_fd(node, box)
-        weakref.finalize(node, self.fds.release, box)
-        self.nodes[node.key] = node
+        node = PassthroughNode(self, FdBox(fd), st, parent, name)
+        self.fds.add_node_fd(node.ref, node.box)
+        self.nodes[node.key] = node.ref
         return node
+
+    def live(self, key: tuple[int, int]) -> PassthroughNode | None:
+        """The node of host file ``key`` if some fid still holds one."""
+        ref = self.nodes.get(key)
+        return None if ref is None else ref()
 
     def adopt(self, fd: int, parent: PassthroughNode, name: str) -> PassthroughNode:
         """The node for the O_PATH descriptor ``fd`` just opened as ``name`` in ``parent``:
@@ -65,7 +68,7 @@ class PassthroughBackend(Backend):
         except OSError:
             os.close(fd)
             raise
-        node = self.nodes.get((st.st_dev, st.st_ino))
+        node = self.live((st.st_dev, st.st_ino))
         if node is not None:
             os.close(fd)
             node.parent, node.name = parent, name

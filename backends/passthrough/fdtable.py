@@ -19,7 +19,7 @@ HEADROOM = 4
 class FdBox:
     """A node's descriptor, shared with its finalizer; -1 while closed by the budget."""
 
-    __slots__ = ("__weakref__", "fd")
+    __slots__ = ("fd",)
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -48,23 +48,20 @@ class FdTable:
         self._lru: OrderedDict[FdBox, weakref.ReferenceType[Reopenable]] = OrderedDict()
         self._warned = False
 
-    def add_node_fd(self, owner: Reopenable, box: FdBox) -> None:
-        """Track ``box`` (just opened) for ``owner``; closed when ``owner`` is collected."""
+    def add_node_fd(self, owner: weakref.ReferenceType[Reopenable], box: FdBox) -> None:
+        """Track ``box`` (just opened) for the node ``owner`` refers to."""
         self.count += 1
-        self._lru[box] = weakref.ref(owner)
-
-    def reopened(self, owner: Reopenable, box: FdBox) -> None:
-        self.add_node_fd(owner, box)
+        self._lru[box] = owner
 
     def touch(self, box: FdBox) -> None:
         self._lru.move_to_end(box)
 
     def release(self, box: FdBox) -> None:
         """The owner is gone (or the backend closes): close its descriptor."""
-        if self._lru.pop(box, None) is not None or box.fd >= 0:
-            if box.fd >= 0:
-                os.close(box.fd)
-                self.count -= 1
+        self._lru.pop(box, None)
+        if box.fd >= 0:
+            os.close(box.fd)
+            self.count -= 1
             box.fd = -1
 
     def trim(self) -> None:

@@ -7,6 +7,7 @@ import errno
 import os
 import stat
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
@@ -48,6 +49,14 @@ class PassthroughNode(Node):
         self.pins = 0  # operations in a thread that use the descriptor
         self.listing: DirListing | None = None
         self._mapped: tuple[int, Mapped] | None = None  # (st_ctime_ns, xattrs) cache
+        self.ref = weakref.ref(self)
+
+    def __del__(self) -> None:
+        # the last fid let go: forget the node and close its descriptor
+        fs = self.fs
+        if fs.nodes.get(self.key) is self.ref:
+            del fs.nodes[self.key]
+        fs.fds.release(self.box)
 
     # --- descriptors ---------------------------------------------------------
 
@@ -66,7 +75,7 @@ class PassthroughNode(Node):
             os.close(fd)
             raise OSError(errno.ESTALE, f"{self.name!r} was replaced on the host")
         box.fd = fd
-        self.fs.fds.reopened(self, box)
+        self.fs.fds.add_node_fd(self.ref, box)
         return fd
 
     def can_close(self) -> bool:
@@ -185,13 +194,8 @@ class PassthroughNode(Node):
             return self.parent or self  # never the host's '..'
         if "/" in name or "\0" in name or name in ("", "."):
             raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
-        dfd = self._dir_fd()
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        node = self.fs.nodes.get((st.st_dev, st.st_ino))
-        if node is not None:
-            node.parent, node.name = self, name  # where it is now (hard links: any name)
-            return node
-        return self._adopt(name)
+        fd = os.open(name, O_PATH_FLAGS, dir_fd=self._dir_fd())
+        return self.fs.adopt(fd, self, name)  # the live node if a fid holds this file already
 
     def _adopt(self, name: str) -> PassthroughNode:
         fd = os.open(name, O_PATH_FLAGS, dir_fd=self.fd())
@@ -384,7 +388,7 @@ class PassthroughNode(Node):
         os.rename(oldname, newname, src_dir_fd=dfd, dst_dir_fd=ndfd)
         self._changed()
         target._changed()
-        moved = self.fs.nodes.get((st.st_dev, st.st_ino))
+        moved = self.fs.live((st.st_dev, st.st_ino))
         if moved is not None and moved.parent is self and moved.name == oldname:
             moved.parent, moved.name = target, newname
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["FdBox", "FdTable", "Reopenable"]
@@ -31,6 +31,10 @@ class Reopenable(Protocol):
         ...
 
 
+#: a weak reference to the node owning a descriptor
+OwnerRef = Callable[[], Reopenable | None]
+
+
 class FdTable:
     """Counts the descriptors the backend holds and keeps them under ``limit``.
 
@@ -45,10 +49,10 @@ class FdTable:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
-        self._lru: OrderedDict[FdBox, weakref.ReferenceType[Reopenable]] = OrderedDict()
+        self._lru: OrderedDict[FdBox, OwnerRef] = OrderedDict()
         self._warned = False
 
-    def add_node_fd(self, owner: weakref.ReferenceType[Reopenable], box: FdBox) -> None:
+    def add_node_fd(self, owner: OwnerRef, box: FdBox) -> None:
         """Track ``box`` (just opened) for the node ``owner`` refers to."""
         self.count += 1
         self._lru[box] = owner

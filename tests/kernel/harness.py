@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import guest
+from .backends import BackendStore, TarEntry, seed_manifest
 from .trace import TraceRelay
 
 __all__ = [
@@ -82,7 +83,8 @@ def _scenarios(cache: str, *, heavy: Iterable[str] = (),
     """The scenarios for a share: ``only`` (default: all) less the heavy ones not in
     ``heavy``, less those needing a page cache when ``cache`` is none."""
     heavy = set(heavy)
-    wanted = set(ALL_SCENARIOS if only is None else only) - (HEAVY - heavy) | heavy
+    generic = {name for name in ALL_SCENARIOS if not name.startswith("ro_")}
+    wanted = set(generic if only is None else only) - (HEAVY - heavy) | heavy
     if cache == "none":
         wanted -= NEEDS_CACHE
     if _ONLY:
@@ -101,6 +103,7 @@ class Share:
     access: str
     scenarios: tuple[str, ...]
     peer: str | None = None  # another share of the same tree (cross-connection checks)
+    base: str = ""  # a backend's mount point in the server's namespace: scenarios run there
 
     @property
     def options(self) -> str:
@@ -119,11 +122,14 @@ class BootPlan:
     shares: tuple[Share, ...]
     restart: str | None
     timeout: float
+    backends: bool = False  # the server also mounts the BackendStore (ext2, passthrough, tar)
 
     def check_ids(self) -> list[str]:
         ids = [f"{s.name}/{c}" for s in self.shares for c in s.checks]
         if self.restart:
             ids.append(f"{self.restart}/server_restart")
+        if self.backends:
+            ids.append(f"{self.name}/{E2FSCK_CHECK}")
         return ids
 
 
@@ -132,6 +138,12 @@ LIGHT_FD = ("file_size_0", "file_size_4097", "file_size_5m", "append", "truncate
             "name_255", "name_too_long", "hardlink", "symlinks", "rename_over_file",
             "access_uids", "eacces", "setgid_dir", "flock", "fcntl_locks", "df_statfs",
             "fio_verify_seq", "fio_verify_rand", "inode_stable", "erofs", "mmap")
+
+#: What the ext2 and passthrough shares run: the light scenarios that do not need the
+#: share's own top (erofs uses the RAM share's /ro).
+BACKEND = tuple(name for name in LIGHT_FD if name not in ("erofs", "mmap"))
+#: The host-side check after a backend boot: e2fsck -fn of the image the guest wrote.
+E2FSCK_CHECK = "ext2_image_e2fsck_clean"
 
 BOOTS: tuple[BootPlan, ...] = (
     BootPlan("tcp", (
@@ -146,6 +158,13 @@ BOOTS: tuple[BootPlan, ...] = (
               _scenarios("none", heavy=("ls_10000",), only=LIGHT_FD), peer="fd_mmap_1m_client"),
         Share("fd_mmap_1m_client", "fd", "mmap", MIB, "client", _scenarios("mmap", only=LIGHT_FD)),
     ), restart="fd_none_8k_user", timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800))),
+    BootPlan("backends", (
+        Share("tcp_ext2_1m_user", "tcp", "none", MIB, "user", _scenarios("none", only=BACKEND),
+              base="ext2"),
+        Share("tcp_pt_1m_user", "tcp", "none", MIB, "user", _scenarios("none", only=BACKEND),
+              base="pt"),
+        Share("tcp_tar_64k_user", "tcp", "loose", 64 * KIB, "user", ("ro_tree",), base="tar"),
+    ), restart=None, timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)), backends=True),
 )
 
 
@@ -161,8 +180,10 @@ def all_checks() -> list[tuple[str, str]]:
 class ServerProcess:
     """``python -m ninep serve`` on 127.0.0.1 (TCP) and a UNIX socket, restartable."""
 
-    def __init__(self, workdir: Path, log_level: str | None = None) -> None:
+    def __init__(self, workdir: Path, log_level: str | None = None,
+                 extra_args: Iterable[str] = ()) -> None:
         self.workdir = workdir
+        self.extra_args = list(extra_args)
         # a short path: sun_path holds 107 bytes, and the cache may live deep
         self.sockdir = Path(tempfile.mkdtemp(prefix="ninep-kernel-"))
         self.socket = self.sockdir / "9p.sock"
@@ -175,7 +196,8 @@ class ServerProcess:
     def start(self) -> None:
         argv = [sys.executable, "-m", "ninep", "serve",
                 "--listen", f"tcp://127.0.0.1:{self.port}", "--listen", f"unix://{self.socket}",
-                "--mount", "/=ram", "--mount", "/ro=ram,ro", "--log-level", self.log_level]
+                "--mount", "/=ram", "--mount", "/ro=ram,ro", *self.extra_args,
+                "--log-level", self.log_level]
         self.starts += 1
         with open(self.log_path, "ab") as logf:
             logf.write(f"=== start {self.starts}: {' '.join(argv)}\n".encode())
@@ -250,6 +272,7 @@ class BootOutcome:
     boot: guest.BootResult | None = None
     server_log: str = ""
     rundir: Path | None = None
+    expected_tree: list[TarEntry] = field(default_factory=list)  # the tar share's content
 
     def result(self, check: str) -> CheckResult:
         if check in self.results:
@@ -276,7 +299,7 @@ def _config_layer(plan: BootPlan, port: int) -> Callable[[guest.CpioWriter], Non
         for i, share in enumerate(plan.shares):
             port_name = f"ninep{i}" if share.transport == "fd" else "-"
             lines.append(f"{share.name} {share.transport} {port_name} {share.options} "
-                         f"{share.peer or '-'} {' '.join(share.scenarios)}")
+                         f"{share.peer or '-'} {share.base or '-'} {' '.join(share.scenarios)}")
         w.file("run/ninep/mounts", ("\n".join(lines) + "\n").encode())
     return fill
 
@@ -364,7 +387,11 @@ def run_boot(plan: BootPlan, image: guest.GuestImage, rundir: Path) -> BootOutco
     outcome = BootOutcome(plan, rundir=rundir)
     shutil.rmtree(rundir, ignore_errors=True)
     rundir.mkdir(parents=True)
-    server = ServerProcess(rundir)
+    store = BackendStore(rundir / "store") if plan.backends else None
+    if store is not None:
+        store.create()
+        outcome.expected_tree = seed_manifest(store.seed)
+    server = ServerProcess(rundir, extra_args=store.mount_args() if store else ())
     with open(rundir / "console.log", "w") as console:
         try:
             _boot_into(outcome, image, server, console)
@@ -373,6 +400,12 @@ def run_boot(plan: BootPlan, image: guest.GuestImage, rundir: Path) -> BootOutco
         finally:
             server.close()
             outcome.server_log = server.log_tail()
+    if store is not None:
+        clean, report = store.e2fsck()
+        check = f"{plan.name}/{E2FSCK_CHECK}"
+        outcome.results[check] = CheckResult(check, clean, report)
+        if clean:
+            store.remove()
     return outcome
 
 

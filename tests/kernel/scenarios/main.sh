@@ -26,6 +26,7 @@ share_env() {
     opts=$4
     NAME=$1 TRANSPORT=$2 MNT=/mnt/$1 PEER=""
     [ "$5" != - ] && PEER=/mnt/$5
+    [ "$6" != - ] && MNT=$MNT/$6  # a backend share: the scenarios run in that mount
     CACHE=none MSIZE="" ACCESS=client
     for o in $(echo "$opts" | tr , ' '); do
         case $o in
@@ -54,14 +55,18 @@ check_mount() {
     esac
 }
 
-# One scenario, in a fresh directory SHARE.SCENARIO at the top of the share.
+# One scenario, in a fresh directory SHARE.SCENARIO at the top of the share
+# (ro_* scenarios, for read-only shares, run at the top itself).
 scenario() {
     share_env "$1"
     W=$MNT/$1.$2
     [ -n "$PEER" ] && PEER=$PEER/$1.$2
     T0=$(cut -d' ' -f1 /proc/uptime)
     export W PEER T0
-    mkdir "$W" || { echo "FAIL: mkdir $W"; return 1; }
+    case $2 in
+    ro_*) W=$MNT ;;
+    *) mkdir "$W" || { echo "FAIL: mkdir $W"; return 1; } ;;
+    esac
     # (only the scenario's shell has its cwd in the share, so that it can remount it)
     sh -c "set -e; . /run/ninep/lib.sh; for f in /run/ninep/scenarios/*.sh; do . \$f; done
            cd \"\$W\"; sc_$2"
@@ -88,7 +93,7 @@ done
 exec 9<&-
 
 exec 9</run/ninep/mounts
-while read -r name transport port opts peer scenarios <&9; do
+while read -r name transport port opts peer base scenarios <&9; do
     for s in $scenarios; do
         run_check "$name" "$s" /run/ninep/main.sh --check scenario "$name" "$s"
     done

@@ -1,7 +1,7 @@
 #!/bin/sh
 # mount.sh mount|umount NAME: (un)mount one configured share at /mnt/NAME.
 #
-# /run/ninep/mounts has one line per share: NAME TRANSPORT PORT OPTIONS PEER SCENARIOS...
+# /run/ninep/mounts has one line per share: NAME TRANSPORT PORT OPTIONS PEER BASE SCENARIOS...
 # TRANSPORT tcp: the server at 10.0.2.2:$SERVER_PORT through QEMU user networking.
 # TRANSPORT fd: the virtio-serial port /dev/virtio-ports/PORT (QEMU relays it to the
 # server's UNIX socket). trans=fd cannot use the port directly (virtio_console has no

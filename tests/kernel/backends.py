@@ -1,0 +1,126 @@
+"""The storage the kernel suite's backend shares serve: an ext2 image, a host directory, a tar.
+
+The server under test mounts them at /ext2, /pt and /tar of its namespace; the
+backend shares run the scenarios there (Share.base). After the boot the host
+judges what the guest left behind: ``e2fsck -fn`` on the image, and the tar
+tree the guest listed against the archive's own content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["BackendStore", "TarEntry", "parse_manifest", "seed_manifest"]
+
+#: When the seed tree was "made": every entry gets this mtime.
+SEED_MTIME = 1_600_000_000
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One line of a tree manifest: what the guest's ``ls`` and ``md5sum`` saw."""
+
+    kind: str  # "F", "D" or "L"
+    path: str
+    detail: str  # F: "size mode uid gid mtime nlink md5"; D: "mode uid gid"; L: target
+
+
+def _write_seed(root: Path) -> None:
+    files = {
+        "README": b"served from a gzip'd tar archive\n",
+        "empty": b"",
+        "bin/big.bin": hashlib.sha256(b"seed").digest() * (8 * 1024 * 1024 // 32 + 3),
+        "deep/" + "/".join(f"level{i}" for i in range(12)) + "/leaf.txt": b"deep\n",
+        "long/" + "n" * 150 + ".txt": b"a name longer than ustar's 100 bytes\n",
+    }
+    for i in range(300):
+        files[f"many/file{i:04d}"] = f"{i}\n".encode() * (i + 1)
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(0o644)
+    (root / "bin" / "tool").write_bytes(b"#!/bin/sh\necho tool\n")
+    (root / "bin" / "tool").chmod(0o755)
+    os.link(root / "README", root / "README.hardlink")
+    (root / "link-to-readme").symlink_to("README")
+    (root / "dangling").symlink_to("/nonexistent/target")
+    (root / "private").mkdir(mode=0o700)
+    (root / "private" / "secret").write_bytes(b"for uid 1234 only\n")
+    (root / "private" / "secret").chmod(0o600)
+    for path in (root / "private", root / "private" / "secret"):
+        os.chown(path, 1234, 1234)
+    for path in sorted(root.rglob("*"), reverse=True):
+        os.utime(path, (SEED_MTIME, SEED_MTIME), follow_symlinks=False)
+
+
+def seed_manifest(root: Path) -> list[TarEntry]:
+    """The manifest the guest should print for the seed tree at ``root``."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        rel = "./" + str(path.relative_to(root))
+        st = path.lstat()
+        if path.is_symlink():
+            out.append(TarEntry("L", rel, os.readlink(path)))
+        elif path.is_dir():
+            out.append(TarEntry("D", rel, f"{st.st_mode & 0o7777:o} {st.st_uid} {st.st_gid}"))
+        else:
+            md5 = hashlib.md5(path.read_bytes()).hexdigest()
+            out.append(TarEntry("F", rel, f"{st.st_size} {st.st_mode & 0o7777:o} {st.st_uid} "
+                                          f"{st.st_gid} {int(st.st_mtime)} {st.st_nlink} {md5}"))
+    return out
+
+
+def parse_manifest(output: str) -> list[TarEntry]:
+    """The ``@@TREE`` lines a guest scenario printed."""
+    out = []
+    for line in output.splitlines():
+        if line.startswith("@@TREE "):
+            kind, _, rest = line[len("@@TREE "):].partition(" ")
+            path, _, detail = rest.partition(" ")
+            out.append(TarEntry(kind, path, detail))
+    return sorted(out, key=lambda e: e.path)
+
+
+class BackendStore:
+    """Makes the image, directory and archive in ``workdir``; the server's --mount flags."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.image = workdir / "ext2.img"
+        self.export = workdir / "export"
+        self.seed = workdir / "seed"
+        self.archive = workdir / "seed.tar.gz"
+
+    def create(self) -> None:
+        self.export.mkdir(parents=True)
+        _write_seed(self.seed)
+        subprocess.run(["tar", "--format=pax", "-czf", str(self.archive), "-C", str(self.seed),
+                        "."], check=True, capture_output=True)
+        subprocess.run([_sbin("mke2fs"), "-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256",
+                        str(self.image), "512M"], check=True, capture_output=True)
+
+    def mount_args(self) -> list[str]:
+        return ["--mount", f"/ext2=ext2:{self.image}",
+                "--mount", f"/pt=passthrough:{self.export}",
+                "--mount", f"/tar=tar:{self.archive}"]
+
+    def e2fsck(self) -> tuple[bool, str]:
+        """``e2fsck -fn`` of the image after the server closed it."""
+        result = subprocess.run([_sbin("e2fsck"), "-fn", str(self.image)],
+                                capture_output=True, text=True)
+        return result.returncode == 0, result.stdout + result.stderr
+
+    def remove(self) -> None:
+        shutil.rmtree(self.seed, ignore_errors=True)
+        shutil.rmtree(self.export, ignore_errors=True)
+        self.image.unlink(missing_ok=True)
+
+
+def _sbin(tool: str) -> str:
+    return shutil.which(tool) or f"/usr/sbin/{tool}"

@@ -37,6 +37,7 @@ class PassthroughBackend(Backend):
                  max_fds: int, threads: int = DEFAULT_THREADS) -> None:
         self.path = path
         self.model = model
+        self.mapped = model.specials_as_files  # attributes come from user.virtfs.* xattrs
         self.read_only = read_only
         self.closed = False
         self.nowait_reads = True  # cleared if the host filesystem refuses RWF_NOWAIT

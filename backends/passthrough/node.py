@@ -110,15 +110,20 @@ class PassthroughNode(Node):
     # --- attributes ----------------------------------------------------------
 
     def _attr(self, st: os.stat_result) -> Attr:
-        mode, uid, gid, rdev = st.st_mode, st.st_uid, st.st_gid, st.st_rdev
-        if self.fs.model.specials_as_files:
-            mapped = self._mapped_of(st)
-            mode = mode if mapped.mode is None else mapped.mode
-            uid = uid if mapped.uid is None else mapped.uid
-            gid = gid if mapped.gid is None else mapped.gid
-            rdev = rdev if mapped.rdev is None else mapped.rdev
-        return Attr(self.ino, mode, uid, gid, st.st_nlink, st.st_size, st.st_atime_ns,
-                    st.st_mtime_ns, st.st_ctime_ns, rdev, st.st_blocks, st.st_blksize)
+        if self.fs.mapped:
+            return self._mapped_attr(st)
+        return Attr(self.ino, st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_size,
+                    st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_rdev, st.st_blocks,
+                    st.st_blksize)
+
+    def _mapped_attr(self, st: os.stat_result) -> Attr:
+        mapped = self._mapped_of(st)
+        return Attr(self.ino, st.st_mode if mapped.mode is None else mapped.mode,
+                    st.st_uid if mapped.uid is None else mapped.uid,
+                    st.st_gid if mapped.gid is None else mapped.gid,
+                    st.st_nlink, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
+                    st.st_rdev if mapped.rdev is None else mapped.rdev, st.st_blocks,
+                    st.st_blksize)
 
     def _mapped_of(self, st: os.stat_result) -> Mapped:
         cached = self._mapped
@@ -132,8 +137,11 @@ class PassthroughNode(Node):
         return self._attr(os.fstat(self.fd())).mode
 
     def peek_attr(self) -> Attr | None:
+        fd = self.box.fd
+        if fd < 0:
+            return None  # closed by the budget: the general path reopens it
         try:
-            return self._attr(os.fstat(self.fd()))
+            return self._attr(os.fstat(fd))
         except OSError:
             return None  # the general path reports the error
 

@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,52 @@ def test_a_bad_source_is_one_line_at_start(source: str, needle: str) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and source in lines[0] and needle in lines[0], result.stderr
+
+
+needs_setpriv = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                                   reason="needs root and setpriv to run a server as nobody")
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@needs_setpriv
+def test_an_unreadable_source_is_one_line_at_start() -> None:
+    private = Path(tempfile.mkdtemp(prefix="ninep-private-"))
+    try:
+        private.chmod(0o700)
+        result = subprocess.run([*NOBODY, sys.executable, "-m", "ninep", "serve", "--listen",
+                                 "tcp://127.0.0.1:1", "--mount", f"/data=passthrough:{private}"],
+                                capture_output=True, text=True, timeout=30, check=False)
+    finally:
+        private.rmdir()
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"ninep serve: --mount '/data=passthrough:{private}': "
+                                     f"passthrough source {private}: cannot read it")
+
+
+@needs_setpriv
+def test_an_unprivileged_server_defaults_to_mapped_xattr() -> None:
+    export = Path(tempfile.mkdtemp(prefix="ninep-export-"))
+    try:
+        export.chmod(0o777)
+        port = free_port()
+        proc = subprocess.Popen([*NOBODY, sys.executable, "-m", "ninep", "serve", "--listen",
+                                 f"tcp://127.0.0.1:{port}", "--mount",
+                                 f"/data=passthrough:{export}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for_port(port, proc)
+            with SyncClient(f"tcp://127.0.0.1:{port}", uname="root", n_uname=0) as client:
+                client.write_bytes("data/f", b"x")
+                client.chown("data/f", 1234, 5678)  # stored, though the server is nobody
+                st = client.stat("data/f")
+                assert (st.st_uid, st.st_gid) == (1234, 5678)
+        finally:
+            stop(proc)
+        host = os.stat(export / "f")
+        assert (host.st_uid, host.st_mode) == (65534, 0o100600)
+        assert struct.unpack("<I", os.getxattr(export / "f", "user.virtfs.uid"))[0] == 1234
+    finally:
+        shutil.rmtree(export)
 
 
 @pytest.fixture

@@ -28,7 +28,23 @@ DEFAULT_THREADS = 4
 
 class PassthroughBackend(Backend):
     """A host directory. vfs/ checks permissions against the attributes this backend
-    reports (the host's under ``passthrough``, the stored ones under ``mapped-xattr``)."""
+    reports (the host's under ``passthrough``, the stored ones under ``mapped-xattr``).
+
+    Confinement: every name is resolved by one ``openat``/``*at`` call relative to
+    a directory descriptor, never following a symlink, and a name holding '/' or
+    being '.'/'..' is refused here too. '..' is the parent recorded at walk time,
+    never the host's. Objects are reopened through /proc/self/fd only for
+    non-symlinks, so the magic link lands on the very inode walked to (even
+    moved or unlinked) and never follows further. Hard links are made by name,
+    without following. Device nodes are served but never opened on the host.
+
+    What this means for host-side changes: a fid keeps the object it walked to,
+    as an open descriptor on a local disk does, so a directory moved out of the
+    export by someone on the host stays usable through fids that already hold
+    it (its '..' still leads back into the export); nothing else outside becomes
+    reachable. A node whose descriptor the budget closed is reopened by its
+    recorded name; if the host renamed it meanwhile, that fid gets ESTALE.
+    """
 
     kind = "passthrough"
     keeps_ownership = True

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backends.passthrough import PassthroughBackend, PassthroughNode
 from backends.passthrough.hostcalls import host_open_flags
@@ -396,5 +398,45 @@ async def test_read_only_export_refuses_changes_and_creates_nothing(tmp_path: Pa
         await _raises(errno.EROFS, f.open(O_WRONLY))
         await _raises(errno.EROFS, fs.root.mkdir("d", 0o755, 0, 0))
         assert sorted(os.listdir(tmp_path)) == ["f"]
+    finally:
+        await fs.close()
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["create", "unlink", "page"]),
+                          st.integers(0, 59), st.booleans()), min_size=1, max_size=40))
+async def test_readdir_cookies_hold_under_any_interleaving(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int, bool]]) -> None:
+    root = tmp_path_factory.mktemp("cookies")
+    for i in range(0, 60, 2):
+        (root / f"n{i}").write_bytes(b"")
+    fs = await opened(root)
+    try:
+        existed = set(os.listdir(root))
+        seen: list[str] = []
+        cookie = 0
+        done = False
+        for op, n, by_host in [*steps, ("page", 0, False)] + [("page", 0, False)] * 60:
+            name = f"n{n}"
+            if op == "create" and not (root / name).exists():
+                if by_host:
+                    (root / name).write_bytes(b"")
+                else:
+                    await make(fs.root, name)
+            elif op == "unlink" and (root / name).exists():
+                existed.discard(name)  # only names that existed throughout must be listed
+                if by_host:
+                    os.unlink(root / name)
+                else:
+                    await fs.root.unlink(name, False)
+            elif op == "page" and not done:
+                batch = await fs.root.readdir(cookie, 7)
+                done = not batch
+                seen += [e.name for e in batch]
+                cookie = batch[-1].cookie if batch else cookie
+        assert done
+        assert len(seen) == len(set(seen)), "an entry was listed twice"
+        assert existed <= set(seen), f"skipped: {sorted(existed - set(seen))}"
     finally:
         await fs.close()

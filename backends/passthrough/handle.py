@@ -55,22 +55,27 @@ class FileHandle(Handle):
         if offset < 0 or size < 0:
             raise OSError(errno.EINVAL, "negative offset or size")
         buf = bytearray(size)  # a fresh buffer per reply: uvloop sends it without copying
-        got = self._read_cached(buf, offset) if self.seekable else 0
-        if got < size and not (self.seekable and got and self._at_eof(offset + got)):
+        got = self._read_cached(buf, offset) if self.seekable else -1
+        if got < 0:
+            got = await self._in_thread(self._read_blocking, buf, 0, offset)
+        elif got < size and not self._at_eof(offset + got):
             got += await self._in_thread(self._read_blocking, buf, got, offset)
         return memoryview(buf)[:got] if got < size else memoryview(buf)
 
     def _read_cached(self, buf: bytearray, offset: int) -> int:
-        if not self.fs.nowait_reads or not buf:
+        """What the page cache holds at ``offset`` (0 only at end of file), or -1."""
+        if not buf:
             return 0
+        if not self.fs.nowait_reads:
+            return -1
         try:
             return os.preadv(self.fd, [buf], offset, NOWAIT)
         except BlockingIOError:
-            return 0  # not cached: read in a thread
+            return -1  # not cached: read in a thread
         except OSError as exc:
             if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
                 self.fs.nowait_reads = False  # a filesystem without RWF_NOWAIT
-                return 0
+                return -1
             raise
 
     def _at_eof(self, end: int) -> bool:

@@ -157,8 +157,10 @@ class PassthroughNode(Node):
         model = self.fs.model
         if changes.uid is not None or changes.gid is not None:
             model.chown(where, changes.uid, changes.gid)
+            self._mapped = None  # ctime may not move within one timestamp tick
         if changes.mode is not None:
             model.chmod(where, changes.mode, self.served_mode())
+            self._mapped = None
         if changes.atime_ns is not None or changes.mtime_ns is not None:
             st = os.fstat(self.fd())
             os.utime(where[0], ns=(_when(changes.atime_ns, st.st_atime_ns),

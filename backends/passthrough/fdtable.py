@@ -51,6 +51,7 @@ class FdTable:
         self.count = 0
         self._lru: OrderedDict[FdBox, OwnerRef] = OrderedDict()
         self._warned = False
+        self._floor = 0  # no trimming until this many are open (after a fruitless pass)
 
     def add_node_fd(self, owner: OwnerRef, box: FdBox) -> None:
         """Track ``box`` (just opened) for the node ``owner`` refers to."""
@@ -66,24 +67,36 @@ class FdTable:
         if box.fd >= 0:
             os.close(box.fd)
             self.count -= 1
+            self._floor = max(self._floor - 1, 0)
             box.fd = -1
 
     def trim(self) -> None:
-        """Close reopenable descriptors, oldest use first, until there is headroom."""
+        """Close reopenable descriptors, oldest use first, until there is headroom.
+
+        Descriptors that cannot be closed now go to the young end (a second
+        chance), and after a pass that freed too little, trimming waits until
+        HEADROOM more are open, so a full budget never costs a scan per call.
+        """
         target = self.limit - HEADROOM
-        if self.count <= target:
+        if self.count <= max(target, self._floor):
             return
-        for box, ref in list(self._lru.items()):
-            if self.count <= target:
-                return
+        evict: list[FdBox] = []
+        keep: list[FdBox] = []
+        for box, ref in self._lru.items():
+            if len(evict) >= self.count - target:
+                break
             owner = ref()
-            if owner is None or box.fd < 0 or not owner.can_close():
-                continue
+            if owner is not None and box.fd >= 0:
+                (evict if owner.can_close() else keep).append(box)
+        for box in keep:
+            self._lru.move_to_end(box)
+        for box in evict:
             del self._lru[box]
             os.close(box.fd)
             box.fd = -1
             self.count -= 1
-        if self.count > target and not self._warned:
+        self._floor = self.count + HEADROOM if self.count > target else 0
+        if self._floor and not self._warned:
             self._warned = True
             log.warning("descriptor budget of %d exceeded (%d open, none reopenable)",
                         self.limit, self.count)
@@ -94,6 +107,7 @@ class FdTable:
 
     def closed_other(self) -> None:
         self.count -= 1
+        self._floor = max(self._floor - 1, 0)
 
     def close_all(self) -> None:
         for box in list(self._lru):

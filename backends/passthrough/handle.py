@@ -13,6 +13,7 @@ from .hostcalls import NOWAIT
 
 if TYPE_CHECKING:
     from .backend import PassthroughBackend
+    from .node import PassthroughNode
 
 __all__ = ["DirHandle", "FileHandle"]
 
@@ -34,8 +35,11 @@ class FileHandle(Handle):
     by a thread is closed only when the last such use ends.
     """
 
-    def __init__(self, fs: PassthroughBackend, fd: int, accmode: int, seekable: bool) -> None:
+    def __init__(self, fs: PassthroughBackend, node: PassthroughNode, fd: int, accmode: int,
+                 seekable: bool) -> None:
         self.fs = fs
+        self.node = node
+        node.pins += 1  # an open file's node keeps its descriptor (getattr after unlink)
         self.fd = fd
         self.readable = accmode in (os.O_RDONLY, os.O_RDWR)
         self.writable = accmode in (os.O_WRONLY, os.O_RDWR)
@@ -130,3 +134,4 @@ class FileHandle(Handle):
             os.close(self.fd)
             self.fd = -1
             self.fs.fds.closed_other()
+            self.node.pins -= 1

@@ -276,7 +276,7 @@ class PassthroughNode(Node):
                 self.pins -= 1
         else:
             fd = _open_retry_noatime(path, host_flags)
-        return FileHandle(self.fs, fd, host_flags & os.O_ACCMODE, kind == stat.S_IFREG)
+        return FileHandle(self.fs, self, fd, host_flags & os.O_ACCMODE, kind == stat.S_IFREG)
 
     def _check_openable(self, kind: int) -> None:
         if kind == stat.S_IFLNK:
@@ -307,7 +307,7 @@ class PassthroughNode(Node):
             raise
         finally:
             self._changed()
-        return node, FileHandle(self.fs, fd, host_flags & os.O_ACCMODE, True)
+        return node, FileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, True)
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         self.fs.writable()
@@ -395,6 +395,7 @@ class PassthroughNode(Node):
         target._check_dir()
         ndfd = target.fd()  # a reopen here closes nothing: the budget trims between operations
         st = os.stat(oldname, dir_fd=dfd, follow_symlinks=False)
+        target._hold_victim(ndfd, newname)  # the file replaced, if any
         os.rename(oldname, newname, src_dir_fd=dfd, dst_dir_fd=ndfd)
         self._changed()
         target._changed()
@@ -405,6 +406,7 @@ class PassthroughNode(Node):
     async def unlink(self, name: str, is_dir: bool) -> None:
         self.fs.writable()
         dfd = self._dir_fd(name)
+        self._hold_victim(dfd, name)
         try:
             if is_dir:
                 os.rmdir(name, dir_fd=dfd)
@@ -412,6 +414,20 @@ class PassthroughNode(Node):
                 os.unlink(name, dir_fd=dfd)
         finally:
             self._changed()
+
+    def _hold_victim(self, dfd: int, name: str) -> None:
+        """Before ``name`` may lose its last link: a fid's node of it whose descriptor the
+        budget closed reopens it now, as it could not by name afterwards."""
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            return  # the unlink or rename reports it
+        victim = self.fs.live((st.st_dev, st.st_ino))
+        if victim is not None and victim.box.fd < 0:
+            try:
+                victim.fd()
+            except OSError:
+                pass
 
     # --- extended attributes -------------------------------------------------
 

@@ -468,3 +468,48 @@ async def test_cold_reads_go_to_a_thread_but_end_of_file_does_not(
     assert bytes(await handle.read(4096, 65536)) == data[4096:4096 + 65536]
     assert hops, "a read of uncached data ran on the event loop"
     await handle.close()
+
+
+async def test_a_budget_full_of_unlinked_files_recovers_once_they_are_gone(
+        tmp_path: Path) -> None:
+    for i in range(20):
+        (tmp_path / f"gone{i}").write_bytes(b"")
+        (tmp_path / f"kept{i}").write_bytes(b"")
+        (tmp_path / f"fresh{i}").write_bytes(b"")
+    fs = await opened(tmp_path, max_fds=8)
+    try:
+        gone = [await fs.root.walk(f"gone{i}") for i in range(20)]
+        assert any(isinstance(g, PassthroughNode) and g.box.fd < 0 for g in gone)
+        for i in range(20):  # through the backend: each held node is reopened first
+            await fs.root.unlink(f"gone{i}", False)
+        kept = [await fs.root.walk(f"kept{i}") for i in range(20)]
+        assert fs.fds.count > 8  # over budget: unlinked files are never closed
+        for node in gone:
+            assert (await node.getattr()).nlink == 0
+        del gone, node
+        for node in kept:  # each still works (reopened by name when it was closed)
+            assert (await node.getattr()).nlink == 1
+        more = [await fs.root.walk(f"fresh{i}") for i in range(20)]
+        assert fs.fds.count <= 8 + 4  # trimming resumed once the unlinked files were let go
+        assert len(more) == 20
+    finally:
+        await fs.close()
+
+
+async def test_an_open_file_keeps_its_node_descriptor_under_a_tiny_budget(
+        tmp_path: Path) -> None:
+    (tmp_path / "open").write_bytes(b"data")
+    for i in range(30):
+        (tmp_path / f"f{i}").write_bytes(b"")
+    fs = await opened(tmp_path, max_fds=8)
+    try:
+        node = await fs.root.walk("open")
+        handle = await node.open(O_RDONLY)
+        others = [await fs.root.walk(f"f{i}") for i in range(30)]
+        os.unlink(tmp_path / "open")  # by the host: no chance to reopen it first
+        assert (await node.getattr()).nlink == 0  # open-unlink: the fid still works
+        assert bytes(await handle.read(0, 10)) == b"data"
+        await handle.close()
+        assert len(others) == 30
+    finally:
+        await fs.close()

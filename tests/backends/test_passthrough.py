@@ -517,3 +517,29 @@ async def test_an_open_file_keeps_its_node_descriptor_under_a_tiny_budget(
         assert len(others) == 30
     finally:
         await fs.close()
+
+
+@needs_root
+async def test_a_second_filesystem_below_the_export_gets_its_own_inode_numbers(
+        tmp_path: Path) -> None:
+    sub = tmp_path / "tmpfs"
+    sub.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(sub)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (sub / "f").write_bytes(b"")
+        seen = []
+        for _ in range(2):  # and the same numbers after a restart
+            fs = await opened(tmp_path)
+            mounted = await fs.root.walk("tmpfs")
+            inner = await mounted.walk("f")
+            seen.append(((await mounted.getattr()).ino, (await inner.getattr()).ino,
+                         (await fs.root.getattr()).ino))
+            await fs.close()
+        assert seen[0] == seen[1]
+        assert len(set(seen[0])) == 3 and all(0 < n < 2**48 for n in seen[0])
+        assert seen[0][0] & (2**40 - 1) == os.stat(sub).st_ino  # the host number, in a slot
+        assert seen[0][0] >> 40 != 0 and seen[0][2] >> 40 == 0
+    finally:
+        subprocess.run(["umount", str(sub)], check=False)

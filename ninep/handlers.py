@@ -104,7 +104,8 @@ async def walk(session: Session, msg: m.Twalk) -> m.Message:
     return m.Rwalk(tuple(qids))
 
 
-_RGETATTR = struct.Struct("<QBIQIII" + "Q" * 15)  # the Rgetattr body (PROTOCOL.md)
+# the Rgetattr body (PROTOCOL.md); the seconds of times are signed (before 1970)
+_RGETATTR = struct.Struct("<QBIQIII" + "Q" * 5 + "qQ" * 4 + "QQ")
 _RGETATTR_FRAME = struct.Struct("<IBH" + _RGETATTR.format[1:])  # the same with its header
 RGETATTR_SIZE = m.HEADER_SIZE + _RGETATTR.size
 _NS = 1_000_000_000

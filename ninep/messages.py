@@ -88,10 +88,11 @@ class Encoded:
         self.body = body
 
 
-# Layout letters: b u8, h u16, i u32, q u64, s string, Q qid, D data
-# (count[4] + bytes), S stat (n[2] + bytes), W names (n[2] + strings),
-# X qids (n[2] + qids). A D field must come last.
-_FIXED = {"b": "B", "h": "H", "i": "I", "q": "Q"}
+# Layout letters: b u8, h u16, i u32, q u64, t s64 (seconds of a time:
+# Linux reads and writes them signed, before 1970 is negative), s string,
+# Q qid, D data (count[4] + bytes), S stat (n[2] + bytes), W names (n[2] +
+# strings), X qids (n[2] + qids). A D field must come last.
+_FIXED = {"b": "B", "h": "H", "i": "I", "q": "Q", "t": "q"}
 
 MESSAGE_TYPES: dict[int, type[Message]] = {}
 _M = TypeVar("_M", bound=Message)
@@ -221,7 +222,7 @@ class Tgetattr(Message):
     request_mask: int
 
 
-@_message(25, "qQiii" + "q" * 15)
+@_message(25, "qQiii" + "q" * 5 + "tq" * 4 + "qq")
 class Rgetattr(Message):
     valid: int
     qid: Qid
@@ -245,7 +246,7 @@ class Rgetattr(Message):
     data_version: int
 
 
-@_message(26, "iiiiiqqqqq")
+@_message(26, "iiiiiqtqtq")
 class Tsetattr(Message):
     fid: int
     valid: int

@@ -155,7 +155,7 @@ class Namespace:
         an existing mount (which must exist there)."""
         parts = [p for p in path.split("/") if p]
         dev = len(self.mounts)
-        mount = Mount("/" + "/".join(parts), backend, read_only, dev=dev)
+        mount = Mount("/" + "/".join(parts), backend, read_only or backend.read_only, dev=dev)
         if not parts:
             if self.mounts:
                 raise ValueError("/ must be mounted first")

@@ -324,6 +324,9 @@ class Backend:
 
     kind: ClassVar[str] = "backend"
     keeps_ownership: ClassVar[bool] = True
+    #: Cannot change at all (a tar archive, an image opened read-only): vfs/ mounts it
+    #: read-only, so every change is EROFS before any permission check, as on Linux.
+    read_only: bool = False
     root: Node
 
     async def close(self) -> None:

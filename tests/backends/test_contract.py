@@ -374,7 +374,7 @@ async def test_read_only_serves_the_seed_tree(ro: Backend) -> None:
         assert attr.mtime_ns // 10**9 == 1_600_000_000
     for rel, target in SEED_SYMLINKS.items():
         assert await (await walk(ro.root, rel)).readlink() == target
-    first, second = (await (await walk(ro.root, p)).getattr() for p in SEED_HARDLINK)
+    first, second = [await (await walk(ro.root, p)).getattr() for p in SEED_HARDLINK]
     assert first.ino == second.ino and first.nlink == second.nlink == 2
     top = {e.name: e.dtype for e in await list_all(ro.root, chunk=2)}
     assert {k: v for k, v in top.items() if k != "lost+found"} == {

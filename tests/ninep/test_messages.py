@@ -376,6 +376,7 @@ LETTER_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "h": st.integers(0, 0xFFFF),
     "i": st.integers(0, 0xFFFFFFFF),
     "q": st.integers(0, 0xFFFFFFFFFFFFFFFF),
+    "t": st.integers(-(1 << 63), (1 << 63) - 1),
     "s": _names(),
     "Q": _QIDS,
     "D": st.binary(max_size=300),
@@ -394,6 +395,15 @@ def message_strategy(cls: type[Message]) -> st.SearchStrategy[Message]:
 
 ANY_MESSAGE = st.sampled_from(sorted(MESSAGE_TYPES)).flatmap(
     lambda t: message_strategy(MESSAGE_TYPES[t]))
+
+
+def test_times_before_1970_are_signed_on_the_wire() -> None:
+    """Linux reads and writes the seconds of Rgetattr/Tsetattr times as s64."""
+    msg = m.Tsetattr(1, 0x30, 0, 0, 0, 0, -14_182_940, 5, -1, 0)
+    frame = encode(7, msg)
+    assert decode(memoryview(bytearray(frame))) == (7, msg)
+    atime_sec = frame[7 + 4 * 5 + 8:][:8]  # after the header, five u32 and the size
+    assert atime_sec == (-14_182_940).to_bytes(8, "little", signed=True)
 
 
 def test_layout_letters_are_all_known() -> None:

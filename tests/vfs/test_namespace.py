@@ -78,6 +78,19 @@ async def test_mount_over_a_directory_of_another_backend() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_backend_that_cannot_change_is_mounted_read_only() -> None:
+    frozen = RamBackend(root_mode=0o755)
+    frozen.add_file("file", b"x")
+    frozen.read_only = True  # as a tar archive is: EROFS comes before EACCES, as on Linux
+    ns = await Namespace.build([("/", frozen, False)])
+    assert ns.mounts[0].read_only
+    for cred in (ROOT, ALICE):
+        with pytest.raises(OSError) as info:
+            await ns.create(ns.root(), "new", 1, 0o644, 0, cred)
+        assert info.value.errno == errno.EROFS
+
+
+@pytest.mark.asyncio
 async def test_a_missing_mount_point_is_made_in_a_writable_backend_only() -> None:
     outer = RamBackend()
     ns = await Namespace.build([("/", outer, False), ("/new/x", RamBackend(), False)])

@@ -24,6 +24,7 @@ __all__ = ["PassthroughBackend", "UnownedPassthroughBackend", "open_backend"]
 
 T = TypeVar("T")
 DEFAULT_THREADS = 4
+PIPE_THREADS = 16
 
 
 class PassthroughBackend(Backend):
@@ -63,6 +64,10 @@ class PassthroughBackend(Backend):
         # the live node of each host file, so every fid on it shares one descriptor
         self.nodes: dict[tuple[int, int], weakref.ReferenceType[PassthroughNode]] = {}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="passthrough")
+        # FIFOs and sockets may wait for ever for the other end: their own threads,
+        # so they never hold up reads and writes of files
+        self._pipe_pool = ThreadPoolExecutor(max_workers=PIPE_THREADS,
+                                             thread_name_prefix="passthrough-pipe")
         self.root = self._node(root_fd, st, None, "")
 
     def _node(self, fd: int, st: os.stat_result, parent: PassthroughNode | None,
@@ -105,11 +110,16 @@ class PassthroughBackend(Backend):
         """Run a call that may block in the backend's thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
+    async def in_pipe_thread(self, func: Callable[..., T], *args: object) -> T:
+        """Run a call on a FIFO, which may wait for its other end indefinitely."""
+        return await asyncio.get_running_loop().run_in_executor(self._pipe_pool, func, *args)
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pipe_pool.shutdown(wait=False, cancel_futures=True)
         self.fds.close_all()
 
 

@@ -116,7 +116,9 @@ class FileHandle(Handle):
     async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
         self._busy += 1
         try:
-            return await self.fs.in_thread(func, *args)
+            if self.seekable:
+                return await self.fs.in_thread(func, *args)
+            return await self.fs.in_pipe_thread(func, *args)
         finally:
             self._busy -= 1
             if self._closing and not self._busy:

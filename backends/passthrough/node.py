@@ -271,7 +271,7 @@ class PassthroughNode(Node):
         if kind == stat.S_IFIFO:
             self.pins += 1
             try:  # opening a FIFO waits for the other end
-                fd = await self.fs.in_thread(_open_retry_noatime, path, host_flags)
+                fd = await self.fs.in_pipe_thread(_open_retry_noatime, path, host_flags)
             finally:
                 self.pins -= 1
         else:

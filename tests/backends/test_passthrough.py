@@ -3,6 +3,7 @@ statfs, open flags, host changes seen through readdir, and start-up errors."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -543,3 +544,31 @@ async def test_a_second_filesystem_below_the_export_gets_its_own_inode_numbers(
         assert seen[0][0] >> 40 != 0 and seen[0][2] >> 40 == 0
     finally:
         subprocess.run(["umount", str(sub)], check=False)
+
+
+async def test_reads_waiting_on_fifos_do_not_hold_up_file_reads(
+        export: tuple[Path, PassthroughBackend]) -> None:
+    root, fs = export
+    os.mkfifo(root / "fifo")
+    data = os.urandom(65536)
+    (root / "file").write_bytes(data)
+    writer = os.open(root / "fifo", os.O_RDWR | os.O_NONBLOCK)  # a writer that stays silent
+    try:
+        fifo = await fs.root.walk("fifo")
+        readers = [await fifo.open(O_RDONLY) for _ in range(6)]  # more than the file threads
+        waiting = [asyncio.ensure_future(r.read(0, 100)) for r in readers]
+        await asyncio.sleep(0.1)
+        assert not any(w.done() for w in waiting)
+        fd = os.open(root / "file", os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # a cold read: a file thread
+        os.close(fd)
+        handle = await (await fs.root.walk("file")).open(O_RDONLY)
+        assert bytes(await asyncio.wait_for(handle.read(0, 65536), 10)) == data
+        await handle.close()
+        os.write(writer, b"y" * 600)
+        assert [bytes(b) for b in await asyncio.wait_for(asyncio.gather(*waiting), 10)] == \
+            [b"y" * 100] * 6
+        for r in readers:
+            await r.close()
+    finally:
+        os.close(writer)

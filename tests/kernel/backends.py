@@ -1,9 +1,10 @@
 """The storage the kernel suite's backend shares serve: an ext2 image, a host directory, a tar.
 
-The server under test mounts them at /ext2, /pt and /tar of its namespace; the
-backend shares run the scenarios there (Share.base). After the boot the host
-judges what the guest left behind: ``e2fsck -fn`` on the image, and the tar
-tree the guest listed against the archive's own content.
+The server under test mounts them at /ext2, /pt and /tar of its namespace, and an
+overlay (a RAM upper over the same archive) at /ovl; the backend shares run the
+scenarios there (Share.base). After the boot the host judges what the guest left
+behind: ``e2fsck -fn`` on the image, the archive's bytes unchanged by the overlay,
+and (test_kernel.py) the tar tree the guest listed against the archive's content.
 """
 
 from __future__ import annotations
@@ -90,36 +91,51 @@ def parse_manifest(output: str) -> list[TarEntry]:
 class BackendStore:
     """Makes the image, directory and archive in ``workdir``; the server's --mount flags."""
 
+    #: What the host checks after the boot (host_checks).
+    HOST_CHECKS = ("ext2_image_e2fsck_clean", "tar_archive_unchanged")
+
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.image = workdir / "ext2.img"
         self.export = workdir / "export"
         self.seed = workdir / "seed"
         self.archive = workdir / "seed.tar.gz"
+        self.archive_sha256 = ""
 
     def create(self) -> None:
         self.export.mkdir(parents=True)
         _write_seed(self.seed)
         subprocess.run(["tar", "--format=pax", "-czf", str(self.archive), "-C", str(self.seed),
                         "."], check=True, capture_output=True)
+        self.archive_sha256 = _sha256(self.archive)
         subprocess.run([_sbin("mke2fs"), "-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256",
                         str(self.image), "512M"], check=True, capture_output=True)
 
     def mount_args(self) -> list[str]:
         return ["--mount", f"/ext2=ext2:{self.image}",
                 "--mount", f"/pt=passthrough:{self.export}",
-                "--mount", f"/tar=tar:{self.archive}"]
+                "--mount", f"/tar=tar:{self.archive}",
+                "--mount", f"/ovl=overlay,lower=tar:{self.archive},upper=ram"]
 
-    def e2fsck(self) -> tuple[bool, str]:
-        """``e2fsck -fn`` of the image after the server closed it."""
-        result = subprocess.run([_sbin("e2fsck"), "-fn", str(self.image)],
-                                capture_output=True, text=True)
-        return result.returncode == 0, result.stdout + result.stderr
+    def host_checks(self) -> dict[str, tuple[bool, str]]:
+        """After the server stopped: (passed, report) for each of HOST_CHECKS."""
+        fsck = subprocess.run([_sbin("e2fsck"), "-fn", str(self.image)],
+                              capture_output=True, text=True)
+        now = _sha256(self.archive)
+        return {
+            "ext2_image_e2fsck_clean": (fsck.returncode == 0, fsck.stdout + fsck.stderr),
+            "tar_archive_unchanged": (now == self.archive_sha256,
+                                      f"sha256 {self.archive_sha256} before, {now} after"),
+        }
 
     def remove(self) -> None:
         shutil.rmtree(self.seed, ignore_errors=True)
         shutil.rmtree(self.export, ignore_errors=True)
         self.image.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _sbin(tool: str) -> str:

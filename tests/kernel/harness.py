@@ -83,7 +83,7 @@ def _scenarios(cache: str, *, heavy: Iterable[str] = (),
     """The scenarios for a share: ``only`` (default: all) less the heavy ones not in
     ``heavy``, less those needing a page cache when ``cache`` is none."""
     heavy = set(heavy)
-    generic = {name for name in ALL_SCENARIOS if not name.startswith("ro_")}
+    generic = {name for name in ALL_SCENARIOS if not name.startswith(("ro_", "ov_"))}
     wanted = set(generic if only is None else only) - (HEAVY - heavy) | heavy
     if cache == "none":
         wanted -= NEEDS_CACHE
@@ -129,7 +129,7 @@ class BootPlan:
         if self.restart:
             ids.append(f"{self.restart}/server_restart")
         if self.backends:
-            ids.append(f"{self.name}/{E2FSCK_CHECK}")
+            ids += [f"{self.name}/{check}" for check in BackendStore.HOST_CHECKS]
         return ids
 
 
@@ -142,8 +142,9 @@ LIGHT_FD = ("file_size_0", "file_size_4097", "file_size_5m", "append", "truncate
 #: What the ext2 and passthrough shares run: the light scenarios that do not need the
 #: share's own top (erofs uses the RAM share's /ro).
 BACKEND = tuple(name for name in LIGHT_FD if name not in ("erofs", "mmap"))
-#: The host-side check after a backend boot: e2fsck -fn of the image the guest wrote.
-E2FSCK_CHECK = "ext2_image_e2fsck_clean"
+#: What the overlay share runs besides ov_copy_up (in fresh upper-only directories).
+OVERLAY = ("file_size_5m", "truncate", "open_unlink", "readdir_concurrent", "hardlink",
+           "symlinks", "rename_over_file", "access_uids", "fcntl_locks", "inode_stable")
 
 BOOTS: tuple[BootPlan, ...] = (
     BootPlan("tcp", (
@@ -164,6 +165,8 @@ BOOTS: tuple[BootPlan, ...] = (
         Share("tcp_pt_1m_user", "tcp", "none", MIB, "user", _scenarios("none", only=BACKEND),
               base="pt"),
         Share("tcp_tar_64k_user", "tcp", "loose", 64 * KIB, "user", ("ro_tree",), base="tar"),
+        Share("tcp_ovl_1m_user", "tcp", "none", MIB, "user",
+              ("ov_copy_up", *_scenarios("none", only=OVERLAY)), base="ovl"),
     ), restart=None, timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)), backends=True),
 )
 
@@ -401,10 +404,11 @@ def run_boot(plan: BootPlan, image: guest.GuestImage, rundir: Path) -> BootOutco
             server.close()
             outcome.server_log = server.log_tail()
     if store is not None:
-        clean, report = store.e2fsck()
-        check = f"{plan.name}/{E2FSCK_CHECK}"
-        outcome.results[check] = CheckResult(check, clean, report)
-        if clean:
+        verdicts = store.host_checks()
+        for name, (passed, report) in verdicts.items():
+            check = f"{plan.name}/{name}"
+            outcome.results[check] = CheckResult(check, passed, report)
+        if all(passed for passed, _ in verdicts.values()):
             store.remove()
     return outcome
 

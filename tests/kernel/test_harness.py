@@ -43,7 +43,7 @@ def test_the_matrix_is_covered() -> None:
     assert {s.transport for s in shares} == {"tcp", "fd"}
     assert all(b.restart for b in BOOTS if not b.backends)
     assert len({s.name for s in shares}) == len(shares)
-    assert {s.base for s in shares} == {"", "ext2", "pt", "tar"}
+    assert {s.base for s in shares} == {"", "ext2", "pt", "tar", "ovl"}
 
 
 def test_parse_console() -> None:

@@ -56,7 +56,7 @@ check_mount() {
 }
 
 # One scenario, in a fresh directory SHARE.SCENARIO at the top of the share
-# (ro_* scenarios, for read-only shares, run at the top itself).
+# (ro_* and ov_* scenarios, for the tar and overlay shares, run at the top itself).
 scenario() {
     share_env "$1"
     W=$MNT/$1.$2
@@ -64,7 +64,7 @@ scenario() {
     T0=$(cut -d' ' -f1 /proc/uptime)
     export W PEER T0
     case $2 in
-    ro_*) W=$MNT ;;
+    ro_* | ov_*) W=$MNT ;;
     *) mkdir "$W" || { echo "FAIL: mkdir $W"; return 1; } ;;
     esac
     # (only the scenario's shell has its cwd in the share, so that it can remount it)

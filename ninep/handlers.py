@@ -136,7 +136,7 @@ def rgetattr_frame(tag: int, qid_type: int, qid_path: int, a: Attr) -> bytes:
 async def getattr(session: Session, msg: m.Tgetattr) -> m.Message | m.Encoded:
     fid = session.fid(msg.fid)
     loc = fid.loc
-    a = await loc.node.getattr()
+    a = await fid.ns.getattr(loc)  # owners as the client knows them (the policy's id map)
     return m.Encoded(m.Rgetattr.type, rgetattr_body(qid_type(a.mode), loc.mount.qid_path(a.ino), a))
 
 

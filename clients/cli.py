@@ -42,6 +42,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uid", type=int, default=NONUNAME, dest="n_uname",
                         help="numeric user id sent in Tattach (n_uname)")
     parser.add_argument("--msize", type=int, default=DEFAULT_MSIZE, help="largest message size")
+    parser.add_argument("--key", default=os.environ.get("NINEP_KEY"), metavar="FILE",
+                        help="Ed25519 private key proved through Tauth (or set NINEP_KEY)")
 
 
 # --- verbs ------------------------------------------------------------------
@@ -258,6 +260,8 @@ def run_command(handler: Handler, args: argparse.Namespace) -> int:
         return 130
     except ProtocolError as exc:
         _error(f"{args.server}: {exc}")
+    except ValueError as exc:  # e.g. a --key file that holds no Ed25519 key
+        _error(str(exc))
     except OSError as exc:
         if exc.filename is None:
             _error(f"{args.server}: {exc.strerror or exc}")
@@ -277,7 +281,7 @@ async def _session(handler: Handler, args: argparse.Namespace) -> int:
             raise
         raise OSError(exc.errno, f"cannot connect: {exc.strerror or exc}") from None
     async with client:
-        tree = await client.attach(args.uname, args.aname, args.n_uname)
+        tree = await client.attach(args.uname, args.aname, args.n_uname, key=args.key)
         return await handler(tree, args)
 
 

@@ -7,6 +7,7 @@ import errno
 import heapq
 import logging
 import os
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from ninep.messages import (
     encode,
 )
 
+from .auth import KeyLike, authenticate
 from .errors import ProtocolError, VersionError
 from .fid import Fid
 from .tree import Tree
@@ -148,16 +150,24 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, msize: int = DEFAULT_MSIZE, *, max_inflight: int = 1024,
-                      trace: Trace | None = None) -> Client:
-        """Connect to ``tcp://HOST:PORT`` or ``unix:///path`` and negotiate 9P2000.L."""
+                      trace: Trace | None = None, tls: ssl.SSLContext | None = None,
+                      server_hostname: str | None = None) -> Client:
+        """Connect to ``tcp://HOST:PORT`` or ``unix:///path`` and negotiate 9P2000.L.
+
+        With ``tls`` the connection is TLS (the server is verified as ``tls`` says;
+        ``server_hostname`` defaults to the URL's host, and is needed for unix://).
+        """
         scheme, where, port = parse_server_url(url)
         client = cls(msize, max_inflight=max_inflight, trace=trace)
         client.url = url
         loop = asyncio.get_running_loop()
+        name = (server_hostname or (where if scheme == "tcp" else None)) if tls else None
         if scheme == "tcp":
-            _, protocol = await loop.create_connection(lambda: _Protocol(client), where, port)
+            _, protocol = await loop.create_connection(lambda: _Protocol(client), where, port,
+                                                       ssl=tls, server_hostname=name)
         else:
-            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), where)
+            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), where,
+                                                            ssl=tls, server_hostname=name)
         client._protocol = protocol
         try:
             await client._negotiate(msize)
@@ -185,8 +195,21 @@ class Client:
         self._framer.msize = reply.msize
 
     async def attach(self, uname: str = "", aname: str = "", n_uname: int = NONUNAME, *,
-                     afid: int = NOFID, gid: int | None = None, proc_id: int | None = None) -> Tree:
-        """Tattach a new root fid; returns the path-based API rooted there."""
+                     afid: int = NOFID, gid: int | None = None, proc_id: int | None = None,
+                     key: KeyLike | None = None) -> Tree:
+        """Tattach a new root fid; returns the path-based API rooted there.
+
+        With ``key`` (an Ed25519 private key or its file), Tauth proves it first
+        (docs/auth.md); a refused key raises OSError(EACCES).
+        """
+        if key is not None and afid == NOFID:
+            afid = await authenticate(self, key, uname, aname, n_uname)
+            if afid != NOFID:
+                try:
+                    return await self.attach(uname, aname, n_uname, afid=afid, gid=gid,
+                                             proc_id=proc_id)
+                finally:
+                    self.spawn_clunk(afid)  # the attach holds the proof now
         number, reply = await self.call_with_newfid(
             lambda fid: Tattach(fid, afid, uname, aname, n_uname),
             bound=lambda r: isinstance(r, Rattach))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 from ninep.messages import NONUNAME
 
+from .auth import KeyLike
 from .client import DEFAULT_MSIZE, Client
 from .files import RemoteFile, TextFile
 from .results import DirEntry, LockInfo, StatfsResult, StatResult
@@ -266,11 +268,14 @@ class SyncClient(SyncTree):
     """
 
     def __init__(self, url: str, *, aname: str = "", uname: str = "", n_uname: int = NONUNAME,
-                 msize: int = DEFAULT_MSIZE, proc_id: int | None = None) -> None:
+                 msize: int = DEFAULT_MSIZE, proc_id: int | None = None,
+                 key: KeyLike | None = None, tls: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None) -> None:
         runner = _LoopThread()
         try:
-            self.client: Client = runner.run(Client.connect(url, msize))
-            tree = runner.run(self.client.attach(uname, aname, n_uname, proc_id=proc_id))
+            self.client: Client = runner.run(Client.connect(url, msize, tls=tls,
+                                                            server_hostname=server_hostname))
+            tree = runner.run(self.client.attach(uname, aname, n_uname, proc_id=proc_id, key=key))
         except BaseException:
             if hasattr(self, "client"):
                 runner.run(self.client.close())
@@ -285,9 +290,9 @@ class SyncClient(SyncTree):
         self.close()
 
     def attach(self, uname: str = "", aname: str = "", n_uname: int = NONUNAME, *,
-               proc_id: int | None = None) -> SyncTree:
+               proc_id: int | None = None, key: KeyLike | None = None) -> SyncTree:
         """Another attach on the same connection."""
-        tree = self._run(self.client.attach(uname, aname, n_uname, proc_id=proc_id))
+        tree = self._run(self.client.attach(uname, aname, n_uname, proc_id=proc_id, key=key))
         return SyncTree(self._runner, tree)
 
     def close(self) -> None:

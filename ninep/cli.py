@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "policy's namespace")
     check.add_argument("file", type=Path)
     check.set_defaults(func=_check_config)
+    from .certs import add_cert_commands
+    from .mount_helper import add_mount_command
+
+    add_cert_commands(sub)
+    add_mount_command(sub)
     try:
         from clients.cli import add_client_commands
     except ImportError:  # pragma: no cover - the client is part of the distribution
@@ -139,9 +145,15 @@ async def _policy(specs: list[MountSpec], config: Config | None) -> Policy:
 async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
                config: Config | None = None) -> None:
     server = Server(await _policy(specs, config), limits, config.path if config else None)
+    # The start-up objects (a tar index of 100,000 members, ...) live as long as the
+    # server: keep them out of the collector's full passes (0.4 s pauses otherwise).
+    gc.freeze()
     loop = asyncio.get_running_loop()
     if [a.kind for a in listens] == ["stdio"]:
-        await server.serve_stdio()
+        try:
+            await server.serve_stdio()
+        finally:
+            await server.policy.close()
         return
     if any(a.kind == "stdio" for a in listens):
         raise ValueError("a stdio listener cannot be combined with others")
@@ -161,6 +173,7 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
     await stop.wait()
     log.info("stopping")
     await server.close()
+    await server.policy.close()  # backends write back and close (an ext2 image is marked clean)
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from backends.ram import RamBackend
 from backends.synthetic import NullFile, SyntheticBackend, ZeroFile
 from vfs.namespace import Namespace
@@ -9,6 +11,8 @@ from vfs.node import Backend
 from vfs.policy import Policy, Rule
 
 __all__ = ["DEFAULT_README", "ctl_namespace", "default_policy"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_README = """\
 This is ninep, a 9P2000.L file server.
@@ -42,4 +46,20 @@ async def default_policy(mounts: list[tuple[str, Backend, bool]] | None = None) 
     return Policy([
         Rule(await ctl_namespace(), frozenset({"ctl"}), name="ctl"),
         Rule(main, None, name="default"),
-    ])
+    ], resources=_Backends([backend for _, backend, _ in mounts]))
+
+
+class _Backends:
+    """The command line's backends, closed when the server stops (an ext2 image is
+    marked clean then)."""
+
+    def __init__(self, backends: list[Backend]) -> None:
+        self.backends = backends
+
+    async def close(self) -> None:
+        backends, self.backends = self.backends, []
+        for backend in reversed(backends):
+            try:
+                await backend.close()
+            except Exception:
+                log.exception("error while closing the %s backend", backend.kind)

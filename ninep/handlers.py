@@ -16,6 +16,7 @@ from vfs.namespace import Location, qid_type
 from vfs.node import UTIME_NOW, Attr, SetAttr
 from vfs.policy import AttachRequest
 
+from . import auth
 from . import messages as m
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
@@ -57,23 +58,24 @@ async def _qid(fid: Fid, loc: Location | None = None) -> m.Qid:
 @handles(m.Tattach)
 async def attach(session: Session, msg: m.Tattach) -> m.Message:
     session.check_new_fid(msg.fid)
-    if msg.afid != m.NOFID:
-        raise OSError(errno.EACCES, "authentication is not configured")
+    key_ids = auth.attach_key_ids(session, msg)
     cred = resolve_cred(msg.uname, msg.n_uname)
     chosen = await session.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
-                                                cred))
+                                                cred, key_ids))
     fid = Fid(chosen.namespace, chosen.namespace.root(), chosen.cred)
     qid = await _qid(fid)
     session.bind(msg.fid, fid)
+    auth.record_attach(session, msg, key_ids)
     return m.Rattach(qid)
 
 
 @handles(m.Tauth)
-async def auth(session: Session, msg: m.Tauth) -> m.Message:
-    # No key-based policy exists yet: answer "authentication not required" the
-    # way diod does (Rlerror ENOENT), which diod's npclient and others take as
-    # "attach with afid = NOFID".
-    raise OSError(errno.ENOENT, "authentication not required")
+async def tauth(session: Session, msg: m.Tauth) -> m.Message:
+    # Without a key-based policy, answer "authentication not required" the way
+    # diod does (Rlerror ENOENT): clients then attach with afid = NOFID.
+    if not session.policy.wants_auth:
+        raise OSError(errno.ENOENT, "authentication not required")
+    return auth.begin(session, msg)
 
 
 @handles(m.Twalk)
@@ -134,7 +136,7 @@ def rgetattr_frame(tag: int, qid_type: int, qid_path: int, a: Attr) -> bytes:
 async def getattr(session: Session, msg: m.Tgetattr) -> m.Message | m.Encoded:
     fid = session.fid(msg.fid)
     loc = fid.loc
-    a = await loc.node.getattr()
+    a = await fid.ns.getattr(loc)  # owners as the client knows them (the policy's id map)
     return m.Encoded(m.Rgetattr.type, rgetattr_body(qid_type(a.mode), loc.mount.qid_path(a.ino), a))
 
 
@@ -285,6 +287,8 @@ async def read(session: Session, msg: m.Tread) -> m.Message:
     count = min(msg.count, session.msize - m.HEADER_SIZE - 4)
     if fid.xattr_value is not None:
         return m.Rread(fid.xattr_value[msg.offset:msg.offset + count])
+    if fid.auth is not None:
+        return m.Rread(fid.auth.read(msg.offset, count))
     if fid.handle is None:
         raise OSError(errno.EBADF, f"fid {msg.fid} is not open")
     if fid.flags & O_ACCMODE == O_WRONLY:
@@ -297,6 +301,8 @@ async def write(session: Session, msg: m.Twrite) -> m.Message:
     fid = session.fid(msg.fid)
     if fid.xattr_write is not None:
         return m.Rwrite(_xattr_append(fid.xattr_write, msg.offset, msg.data))
+    if fid.auth is not None:
+        return m.Rwrite(await fid.auth.write(msg.offset, bytes(msg.data), session.peer))
     if fid.handle is None:
         raise OSError(errno.EBADF, f"fid {msg.fid} is not open")
     if fid.flags & O_ACCMODE not in (O_WRONLY, O_RDWR):

@@ -8,7 +8,7 @@ import logging
 import os
 import pwd
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from vfs.locks import LockManager
 from vfs.namespace import Location, Namespace
@@ -16,6 +16,9 @@ from vfs.node import Cred, Handle
 from vfs.policy import AttachRequest, ConnectionContext, Limits, Peer, Policy, Selection
 
 from . import messages as m
+
+if TYPE_CHECKING:
+    from .auth import AuthExchange, ConnectionProof
 
 __all__ = [
     "HANDLERS",
@@ -62,6 +65,7 @@ class Fid:
     name: str = ""
     xattr_value: bytes | None = None  # a Txattrwalk fid: the value to read
     xattr_write: XattrWrite | None = None
+    auth: AuthExchange | None = None  # a Tauth afid: the exchange (ninep/auth.py)
 
     def clone(self) -> Fid:
         return Fid(self.ns, self.loc, self.cred, parent=self.parent, name=self.name)
@@ -139,6 +143,7 @@ class Session:
         self.msize = limits.max_msize
         self.versioned = False
         self.fids: dict[int, Fid] = {}
+        self.auth_proofs: list[ConnectionProof] = []  # kept across Tversion (ninep/auth.py)
         self.context = context or ConnectionContext()
 
     @property

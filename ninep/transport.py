@@ -241,8 +241,8 @@ class Connection(asyncio.Protocol):
         frame, with no message objects (the hottest request of all)."""
         assert self.session is not None
         fid = self.session.fids.get(_U32.unpack_from(frame, m.HEADER_SIZE)[0])
-        if fid is None or tag in self._inflight:
-            return False  # the general path gives the errors
+        if fid is None or tag in self._inflight or fid.ns.idmap is not None:
+            return False  # the general path gives the errors (and maps owners)
         loc = fid.loc
         attr = loc.node.peek_attr()
         if attr is None:
@@ -340,6 +340,7 @@ class Connection(asyncio.Protocol):
         if self.session.fids:
             old = self.session
             self.session = self._new_session(old.peer, old.conn_id)
+            self.session.auth_proofs = old.auth_proofs  # the kernel's Tversion after ninep mount
             self._loop.create_task(old.clunk_all())
 
     # --- output and flow control -------------------------------------------

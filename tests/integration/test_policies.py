@@ -329,6 +329,8 @@ def test_an_id_range_maps_the_attach_and_the_files_it_creates(served: Configured
     assert isinstance(peer.rpc(m.Tlcreate(2, "mapped-file", 0o1, 0o644, 1001)), m.Rlcreate)
     docs = served.call(_docs_owner(served, "mapped-file"))
     assert docs == (501001, 501001)
+    attr = peer.rpc(m.Tgetattr(2, 0x7FF))  # the client sees its own ids back
+    assert isinstance(attr, m.Rgetattr) and (attr.uid, attr.gid) == (1001, 1001)
     # root is outside the client range: it becomes the anonymous id, never server root
     assert isinstance(peer.rpc(m.Tattach(3, m.NOFID, "", "mapped", 0)), m.Rattach)
     peer.rpc(m.Twalk(3, 4, ()))

@@ -1,0 +1,114 @@
+"""The descriptor budget: O_PATH descriptors of nodes, closed least recently used first."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["FdBox", "FdTable", "Reopenable"]
+
+log = logging.getLogger(__name__)
+
+#: descriptors one operation may open before the next trim (a create opens two)
+HEADROOM = 4
+
+
+class FdBox:
+    """A node's descriptor, shared with its finalizer; -1 while closed by the budget."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+
+class Reopenable(Protocol):
+    def can_close(self) -> bool:
+        """True when the descriptor may be closed now and reopened by name later."""
+        ...
+
+
+#: a weak reference to the node owning a descriptor
+OwnerRef = Callable[[], Reopenable | None]
+
+
+class FdTable:
+    """Counts the descriptors the backend holds and keeps them under ``limit``.
+
+    Only node (O_PATH) descriptors are closed to make room, and only when their
+    node says it can reopen them: not the root, not pinned by an operation in a
+    thread, not unlinked, and still found under its recorded name. Open files
+    (handles) are never closed behind a client's back. Trimming happens at the
+    start of an operation, never inside one, so a descriptor fetched during an
+    operation stays valid until it ends.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._lru: OrderedDict[FdBox, OwnerRef] = OrderedDict()
+        self._warned = False
+        self._floor = 0  # no trimming until this many are open (after a fruitless pass)
+
+    def add_node_fd(self, owner: OwnerRef, box: FdBox) -> None:
+        """Track ``box`` (just opened) for the node ``owner`` refers to."""
+        self.count += 1
+        self._lru[box] = owner
+
+    def touch(self, box: FdBox) -> None:
+        self._lru.move_to_end(box)
+
+    def release(self, box: FdBox) -> None:
+        """The owner is gone (or the backend closes): close its descriptor."""
+        self._lru.pop(box, None)
+        if box.fd >= 0:
+            os.close(box.fd)
+            self.count -= 1
+            self._floor = max(self._floor - 1, 0)
+            box.fd = -1
+
+    def trim(self) -> None:
+        """Close reopenable descriptors, oldest use first, until there is headroom.
+
+        Descriptors that cannot be closed now go to the young end (a second
+        chance), and after a pass that freed too little, trimming waits until
+        HEADROOM more are open, so a full budget never costs a scan per call.
+        """
+        target = self.limit - HEADROOM
+        if self.count <= max(target, self._floor):
+            return
+        evict: list[FdBox] = []
+        keep: list[FdBox] = []
+        for box, ref in self._lru.items():
+            if len(evict) >= self.count - target:
+                break
+            owner = ref()
+            if owner is not None and box.fd >= 0:
+                (evict if owner.can_close() else keep).append(box)
+        for box in keep:
+            self._lru.move_to_end(box)
+        for box in evict:
+            del self._lru[box]
+            os.close(box.fd)
+            box.fd = -1
+            self.count -= 1
+        self._floor = self.count + HEADROOM if self.count > target else 0
+        if self._floor and not self._warned:
+            self._warned = True
+            log.warning("descriptor budget of %d exceeded (%d open, none reopenable)",
+                        self.limit, self.count)
+
+    def opened_other(self) -> None:
+        """A handle's descriptor was opened (counted, never closed by the budget)."""
+        self.count += 1
+
+    def closed_other(self) -> None:
+        self.count -= 1
+        self._floor = max(self._floor - 1, 0)
+
+    def close_all(self) -> None:
+        for box in list(self._lru):
+            self.release(box)

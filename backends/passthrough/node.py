@@ -1,0 +1,495 @@
+"""A host object below the export, held by an O_PATH descriptor and resolved by name only
+relative to its parent's descriptor, never following a symlink."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+
+from .handle import DirHandle, FileHandle
+from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, proc_path
+from .listing import DirListing, scan_directory, stamp_of
+from .ownership import Mapped, Where
+
+if TYPE_CHECKING:
+    from .backend import PassthroughBackend
+    from .fdtable import FdBox
+
+__all__ = ["PassthroughNode"]
+
+_O_ACCMODE, _O_TRUNC = 0o3, 0o1000  # 9P2000.L values
+_INLINE_SCAN_BYTES = 16 * 4096  # a directory this small is listed without a thread hop
+_SPECIAL = {stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK}
+
+
+class PassthroughNode(Node):
+    """One host file, directory, symlink or special file.
+
+    ``parent`` and ``name`` are where the node was last seen; they let the
+    descriptor budget close the descriptor and reopen it later, and give '..'
+    without asking the host (whose '..' may lead out of the export after a
+    directory was moved away). The root has no parent.
+    """
+
+    def __init__(self, fs: PassthroughBackend, box: FdBox, st: os.stat_result,
+                 parent: PassthroughNode | None, name: str) -> None:
+        self.fs = fs
+        self.box = box
+        self.key = (st.st_dev, st.st_ino)
+        self.host_type = stat.S_IFMT(st.st_mode)
+        self.ino = fs.inodes(st.st_dev, st.st_ino)
+        self.parent = parent
+        self.name = name
+        self.pins = 0  # operations in a thread that use the descriptor
+        self.listing: DirListing | None = None
+        self._mapped: tuple[int, Mapped] | None = None  # (st_ctime_ns, xattrs) cache
+        self.ref = weakref.ref(self)
+
+    def __del__(self) -> None:
+        # the last fid let go: forget the node and close its descriptor
+        fs = self.fs
+        if fs.nodes.get(self.key) is self.ref:
+            del fs.nodes[self.key]
+        fs.fds.release(self.box)
+
+    # --- descriptors ---------------------------------------------------------
+
+    def fd(self) -> int:
+        """The O_PATH descriptor, reopened by name if the budget closed it."""
+        box = self.box
+        if box.fd >= 0:
+            self.fs.fds.touch(box)
+            return box.fd
+        parent = self.parent
+        if parent is None or self.fs.closed:
+            raise OSError(errno.EBADF, "the backend is closed")
+        fd = os.open(self.name, O_PATH_FLAGS, dir_fd=parent.fd())
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != self.key:
+            os.close(fd)
+            raise OSError(errno.ESTALE, f"{self.name!r} was replaced on the host")
+        box.fd = fd
+        self.fs.fds.add_node_fd(self.ref, box)
+        return fd
+
+    def can_close(self) -> bool:
+        """For the budget: closable when it can be reopened by name, and not unlinked."""
+        parent = self.parent
+        if parent is None or self.pins:
+            return False
+        try:
+            if os.fstat(self.box.fd).st_nlink == 0:
+                return False
+            if parent.box.fd >= 0:
+                st = os.stat(self.name, dir_fd=parent.box.fd, follow_symlinks=False)
+                return (st.st_dev, st.st_ino) == self.key
+        except OSError:
+            return False
+        return True
+
+    def where(self) -> Where:
+        """How path-based calls name this object: never through a symlink."""
+        if self.host_type == stat.S_IFLNK and self.parent is not None:
+            return f"{proc_path(self.parent.fd())}/{self.name}", False
+        return proc_path(self.fd()), True
+
+    def _begin(self) -> int:
+        self.fs.fds.trim()
+        return self.fd()
+
+    def _changed(self) -> None:
+        if self.listing is not None:
+            self.listing.invalidate()
+
+    # --- attributes ----------------------------------------------------------
+
+    def _attr(self, st: os.stat_result) -> Attr:
+        if self.fs.mapped:
+            return self._mapped_attr(st)
+        return Attr(self.ino, st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_size,
+                    st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_rdev, st.st_blocks,
+                    st.st_blksize)
+
+    def _mapped_attr(self, st: os.stat_result) -> Attr:
+        mapped = self._mapped_of(st)
+        return Attr(self.ino, st.st_mode if mapped.mode is None else mapped.mode,
+                    st.st_uid if mapped.uid is None else mapped.uid,
+                    st.st_gid if mapped.gid is None else mapped.gid,
+                    st.st_nlink, st.st_size, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
+                    st.st_rdev if mapped.rdev is None else mapped.rdev, st.st_blocks,
+                    st.st_blksize)
+
+    def _mapped_of(self, st: os.stat_result) -> Mapped:
+        cached = self._mapped
+        if cached is not None and cached[0] == st.st_ctime_ns:
+            return cached[1]  # any xattr change moves ctime
+        mapped = self.fs.model.mapped(self.where(), self.host_type == stat.S_IFLNK)
+        self._mapped = (st.st_ctime_ns, mapped)
+        return mapped
+
+    def served_mode(self) -> int:
+        return self._attr(os.fstat(self.fd())).mode
+
+    def peek_attr(self) -> Attr | None:
+        fd = self.box.fd
+        if fd < 0:
+            return None  # closed by the budget: the general path reopens it
+        try:
+            return self._attr(os.fstat(fd))
+        except OSError:
+            return None  # the general path reports the error
+
+    async def getattr(self) -> Attr:
+        return self._attr(os.fstat(self._begin()))
+
+    async def setattr(self, changes: SetAttr) -> None:
+        self.fs.writable()
+        self._begin()
+        if changes.size is not None:
+            await self._truncate(changes.size)
+        where = self.where()
+        model = self.fs.model
+        if changes.uid is not None or changes.gid is not None:
+            model.chown(where, changes.uid, changes.gid)
+            self._mapped = None  # ctime may not move within one timestamp tick
+        if changes.mode is not None:
+            model.chmod(where, changes.mode, self.served_mode())
+            self._mapped = None
+        if changes.atime_ns is not None or changes.mtime_ns is not None:
+            st = os.fstat(self.fd())
+            os.utime(where[0], ns=(_when(changes.atime_ns, st.st_atime_ns),
+                                   _when(changes.mtime_ns, st.st_mtime_ns)),
+                     follow_symlinks=where[1])
+        elif changes.ctime and changes.size is None:
+            try:  # a chown to the same owner is how Linux touches ctime alone
+                os.chown(where[0], -1, -1, follow_symlinks=where[1])
+            except OSError:
+                pass
+
+    async def _truncate(self, size: int) -> None:
+        if self.host_type == stat.S_IFDIR:
+            raise OSError(errno.EISDIR, "is a directory")
+        if self.host_type != stat.S_IFREG:
+            raise OSError(errno.EINVAL, "not a regular file")
+        self.pins += 1
+        try:  # freeing the blocks of a large file can take a while
+            await self.fs.in_thread(os.truncate, proc_path(self.fd()), size)
+        finally:
+            self.pins -= 1
+
+    async def statfs(self) -> StatFs:
+        return host_statfs(self._begin())
+
+    # --- names ---------------------------------------------------------------
+
+    def _dir_fd(self, *names: str) -> int:
+        """This directory's descriptor at the start of an operation naming ``names``."""
+        for name in names:
+            _check_name(name)
+        self._check_dir()
+        return self._begin()
+
+    def _check_dir(self) -> None:
+        if self.host_type != stat.S_IFDIR:
+            raise OSError(errno.ENOTDIR, "not a directory")
+
+    async def walk(self, name: str) -> Node:
+        if name == "..":
+            return self.parent or self  # never the host's '..'
+        if "/" in name or "\0" in name or name in ("", "."):
+            raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
+        fd = os.open(name, O_PATH_FLAGS, dir_fd=self._dir_fd())
+        return self.fs.adopt(fd, self, name)  # the live node if a fid holds this file already
+
+    def _adopt(self, name: str) -> PassthroughNode:
+        fd = os.open(name, O_PATH_FLAGS, dir_fd=self.fd())
+        return self.fs.adopt(fd, self, name)
+
+    async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        dfd = self._dir_fd()
+        listing = self.listing
+        if listing is None:
+            listing = self.listing = DirListing()
+        st = os.fstat(dfd)
+        stamp = stamp_of(st)
+        if listing.stamp != stamp:
+            generation = listing.generation
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
+            try:
+                mapped = self.fs.model.specials_as_files
+                if st.st_size <= _INLINE_SCAN_BYTES:
+                    scanned = scan_directory(fd, mapped)
+                else:
+                    scanned = await self.fs.in_thread(scan_directory, fd, mapped)
+            finally:
+                os.close(fd)
+            dev, inodes = st.st_dev, self.fs.inodes
+            # a change made by this backend during the scan leaves the snapshot stale
+            listing.rebuild(scanned, lambda ino: inodes(dev, ino),
+                            stamp if listing.generation == generation else None)
+        return listing.after(cookie, count)
+
+    async def readlink(self) -> str:
+        fd = self._begin()
+        if self.host_type == stat.S_IFLNK:
+            return os.readlink("", dir_fd=fd)  # readlinkat on the O_PATH descriptor itself
+        if self.host_type == stat.S_IFREG and stat.S_ISLNK(self.served_mode()):
+            return self._read_mapped_link()
+        raise OSError(errno.EINVAL, "not a symlink")
+
+    def _read_mapped_link(self) -> str:
+        """mapped-xattr keeps a symlink as a regular file holding the target (as QEMU)."""
+        fd = os.open(proc_path(self.fd()), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 65536)
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", "surrogateescape")
+
+    # --- opening -------------------------------------------------------------
+
+    async def open(self, flags: int) -> Handle:
+        accmode = flags & _O_ACCMODE
+        writes = accmode != 0 or bool(flags & _O_TRUNC)
+        if writes:
+            self.fs.writable()
+        self._begin()
+        kind = self.host_type
+        if kind == stat.S_IFDIR:
+            if writes:
+                raise OSError(errno.EISDIR, "is a directory")
+            return DirHandle()
+        self._check_openable(kind)
+        host_flags = host_open_flags(flags)
+        path = proc_path(self.fd())  # the very object walked to, even if moved since
+        if kind == stat.S_IFIFO:
+            self.pins += 1
+            try:  # opening a FIFO waits for the other end
+                fd = await self.fs.in_pipe_thread(_open_retry_noatime, path, host_flags)
+            finally:
+                self.pins -= 1
+        else:
+            fd = _open_retry_noatime(path, host_flags)
+        return FileHandle(self.fs, self, fd, host_flags & os.O_ACCMODE, kind == stat.S_IFREG)
+
+    def _check_openable(self, kind: int) -> None:
+        if kind == stat.S_IFLNK:
+            raise OSError(errno.ELOOP, "is a symbolic link")
+        if kind in (stat.S_IFCHR, stat.S_IFBLK):
+            # as a nodev mount: a device node inside the export must not open a host device
+            raise OSError(errno.EACCES, "device nodes are not opened on the host")
+        if kind == stat.S_IFSOCK:
+            raise OSError(errno.ENXIO, "cannot open a socket")
+        if self.fs.model.specials_as_files and stat.S_ISLNK(self.served_mode()):
+            raise OSError(errno.ELOOP, "is a symbolic link")
+
+    # --- creation ------------------------------------------------------------
+
+    async def create(self, name: str, flags: int, mode: int, uid: int,
+                     gid: int) -> tuple[Node, Handle]:
+        self.fs.writable()
+        dfd = self._dir_fd(name)
+        model = self.fs.model
+        host_flags = host_open_flags(flags) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(name, host_flags, model.host_mode(mode, False), dir_fd=dfd)
+        try:
+            model.own_new(fd, stat.S_IFREG | mode, uid, gid)
+            node = self.fs.adopt(os.open(proc_path(fd), os.O_PATH | os.O_CLOEXEC), self, name)
+        except BaseException:
+            os.close(fd)
+            _remove_quietly(dfd, name, False)
+            raise
+        finally:
+            self._changed()
+        return node, FileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, True)
+
+    async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        self.fs.writable()
+        dfd = self._dir_fd(name)
+        os.mkdir(name, self.fs.model.host_mode(mode, True), dir_fd=dfd)
+        self._changed()
+        return self._finish_new(name, True, stat.S_IFDIR | mode, uid, gid, None)
+
+    async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        self.fs.writable()
+        dfd = self._dir_fd(name)
+        mode = stat.S_IFLNK | 0o777
+        if self.fs.model.specials_as_files:
+            self._make_file(name, target.encode("utf-8", "surrogateescape"), mode, uid, gid, None)
+            return self._adopt(name)
+        os.symlink(target, name, dir_fd=dfd)
+        self._changed()
+        return self._finish_new(name, False, mode, uid, gid, None)
+
+    async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        self.fs.writable()
+        dfd = self._dir_fd(name)
+        kind = stat.S_IFMT(mode)
+        if kind in (0, stat.S_IFREG):
+            mode, rdev = stat.S_IFREG | stat.S_IMODE(mode), 0
+        elif kind not in _SPECIAL:
+            raise OSError(errno.EINVAL, "mknod makes FIFOs, sockets and device nodes")
+        if self.fs.model.specials_as_files:
+            # QEMU's mapped-xattr: a regular file carrying the type, mode and rdev
+            self._make_file(name, b"", mode, uid, gid, rdev)
+            return self._adopt(name)
+        os.mknod(name, self.fs.model.host_mode(mode, False) | stat.S_IFMT(mode), rdev,
+                 dir_fd=dfd)
+        self._changed()
+        return self._finish_new(name, False, mode, uid, gid, rdev)
+
+    def _finish_new(self, name: str, is_dir: bool, mode: int, uid: int, gid: int,
+                    rdev: int | None) -> Node:
+        """Give a just-made object its owner and mode; remove it if that fails."""
+        try:
+            node = self._adopt(name)
+            self.fs.model.own_new(node.where(), mode, uid, gid, rdev)
+        except BaseException:
+            _remove_quietly(self.fd(), name, is_dir)
+            raise
+        return node
+
+    def _make_file(self, name: str, data: bytes, mode: int, uid: int, gid: int,
+                   rdev: int | None) -> None:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     self.fs.model.host_mode(mode, False), dir_fd=self.fd())
+        self._changed()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            self.fs.model.own_new(fd, mode, uid, gid, rdev)
+        except BaseException:
+            _remove_quietly(self.fd(), name, False)
+            raise
+        finally:
+            os.close(fd)
+
+    # --- links, renames, removal ---------------------------------------------
+
+    async def link(self, name: str, target: Node) -> None:
+        self.fs.writable()
+        dfd = self._dir_fd(name)
+        source = self.fs.own_node(target)
+        if source.host_type == stat.S_IFDIR or source.parent is None:
+            raise OSError(errno.EPERM, "cannot link a directory")
+        # By name, never following: linkat through /proc would follow a symlink's target
+        # and could link a file from outside the export. The name must still be this file.
+        sfd = source.parent.fd()
+        st = os.stat(source.name, dir_fd=sfd, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) != source.key:
+            raise OSError(errno.ENOENT, "the file has no name left in the export")
+        os.link(source.name, name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+        self._changed()
+
+    async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
+        self.fs.writable()
+        dfd = self._dir_fd(oldname, newname)
+        target = self.fs.own_node(newdir)
+        target._check_dir()
+        ndfd = target.fd()  # a reopen here closes nothing: the budget trims between operations
+        st = os.stat(oldname, dir_fd=dfd, follow_symlinks=False)
+        target._hold_victim(ndfd, newname)  # the file replaced, if any
+        os.rename(oldname, newname, src_dir_fd=dfd, dst_dir_fd=ndfd)
+        self._changed()
+        target._changed()
+        moved = self.fs.live((st.st_dev, st.st_ino))
+        if moved is not None and moved.parent is self and moved.name == oldname:
+            moved.parent, moved.name = target, newname
+
+    async def unlink(self, name: str, is_dir: bool) -> None:
+        self.fs.writable()
+        dfd = self._dir_fd(name)
+        self._hold_victim(dfd, name)
+        try:
+            if is_dir:
+                os.rmdir(name, dir_fd=dfd)
+            else:
+                os.unlink(name, dir_fd=dfd)
+        finally:
+            self._changed()
+
+    def _hold_victim(self, dfd: int, name: str) -> None:
+        """Before ``name`` may lose its last link: a fid's node of it whose descriptor the
+        budget closed reopens it now, as it could not by name afterwards."""
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            return  # the unlink or rename reports it
+        victim = self.fs.live((st.st_dev, st.st_ino))
+        if victim is not None and victim.box.fd < 0:
+            try:
+                victim.fd()
+            except OSError:
+                pass
+
+    # --- extended attributes -------------------------------------------------
+
+    async def xattr_get(self, name: str) -> bytes:
+        self._begin()
+        if self.fs.model.hides(name):
+            raise OSError(errno.ENODATA, "no such attribute", name)
+        path, follow = self.where()
+        return os.getxattr(path, name, follow_symlinks=follow)
+
+    async def xattr_list(self) -> list[str]:
+        self._begin()
+        path, follow = self.where()
+        hides = self.fs.model.hides
+        return [n for n in os.listxattr(path, follow_symlinks=follow) if not hides(n)]
+
+    async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
+        self.fs.writable()
+        self._begin()
+        if flags & ~(os.XATTR_CREATE | os.XATTR_REPLACE):
+            raise OSError(errno.EINVAL, "bad xattr flags")
+        if self.fs.model.hides(name):
+            raise OSError(errno.EACCES, "user.virtfs.* belongs to the mapped-xattr model")
+        path, follow = self.where()
+        os.setxattr(path, name, bytes(value), flags, follow_symlinks=follow)
+
+    async def xattr_remove(self, name: str) -> None:
+        self.fs.writable()
+        self._begin()
+        if self.fs.model.hides(name):
+            raise OSError(errno.EACCES, "user.virtfs.* belongs to the mapped-xattr model")
+        path, follow = self.where()
+        os.removexattr(path, name, follow_symlinks=follow)
+
+
+def _check_name(name: str) -> None:
+    """One entry's name, never a path: vfs/ checks this first, and so do we."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise OSError(errno.EINVAL, f"invalid file name {name!r}")
+
+
+def _when(value: int | None, current: int) -> int:
+    if value is None:
+        return current
+    return time.time_ns() if value == UTIME_NOW else value
+
+
+def _open_retry_noatime(path: str, flags: int) -> int:
+    """Open; O_NOATIME needs ownership or CAP_FOWNER, so without them it is dropped."""
+    try:
+        return os.open(path, flags)
+    except PermissionError:
+        if not flags & getattr(os, "O_NOATIME", 0):
+            raise
+        return os.open(path, flags & ~os.O_NOATIME)
+
+
+def _remove_quietly(dfd: int, name: str, is_dir: bool) -> None:
+    try:
+        if is_dir:
+            os.rmdir(name, dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
+    except OSError:
+        pass

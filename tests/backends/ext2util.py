@@ -14,7 +14,7 @@ import pytest
 from backends.ext2 import Ext2Backend
 from vfs.node import Node
 
-__all__ = ["debugfs_cat", "dumpe2fs", "e2fsck", "mkfs", "snapshot", "tool"]
+__all__ = ["debugfs_cat", "dumpe2fs", "e2fsck", "mkfs", "open_image", "snapshot", "tool"]
 
 ENV = {**os.environ, "E2FSPROGS_FAKE_TIME": "1600000000"}
 

@@ -130,3 +130,34 @@ def test_kill_during_writes_then_e2fsck_repairs(tmp_path: Path, round_: int) -> 
     assert code == 0, out
     for path, data in synced.items():
         assert debugfs_cat(image, path) == data, path
+
+
+def test_concurrent_clients_leave_a_clean_image(tmp_path: Path) -> None:
+    image = mkfs(tmp_path / "fs.img", "128M", 1024)
+    errors: list[BaseException] = []
+
+    def client(url: str, n: int) -> None:
+        rng = random.Random(n)
+        try:
+            with SyncClient(url, n_uname=0) as fs:
+                fs.mkdir(f"img/c{n}")
+                for i in range(40):
+                    data = rng.randbytes(rng.choice([10, 3000, 70_000, 2_000_000]))
+                    fs.write_bytes(f"img/c{n}/f{i}", data)
+                    assert fs.read_bytes(f"img/c{n}/f{i}") == data
+                    if i % 4 == 3 and (i - 2) % 9:
+                        fs.remove(f"img/c{n}/f{i - 2}")
+                    if i % 9 == 0:
+                        fs.rename(f"img/c{n}/f{i}", f"img/c{(n + 1) % 6}-moved-{n}-{i}")
+        except BaseException as exc:  # reported below, with the thread's name
+            errors.append(exc)
+
+    with serve(image) as (_, url):
+        threads = [threading.Thread(target=client, args=(url, n)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+    assert not errors, errors
+    code, out = e2fsck(image)
+    assert code == 0, out

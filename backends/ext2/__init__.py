@@ -37,6 +37,7 @@ class Ext2Backend(Backend):
     def __init__(self, path: str, read_only: bool = False, force: bool = False,
                  hide_lost_found: bool = True) -> None:
         self.fs = FileSystem(path, read_only, force)
+        self.read_only = self.fs.read_only  # vfs/ answers EROFS before any permission check
         self.nodes = NodeTable(self.fs, hide_lost_found)
         self.root: Ext2Node = self.nodes.node(ROOT_INO)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,20 +15,10 @@ from backends.ram import RamBackend
 from ninep.auth import key_fingerprint, public_key_blob
 from tests.conftest import RunningServer, start_server
 from vfs.namespace import Namespace
-from vfs.policy import AttachRequest, Policy, Rule
+from vfs.policy import Match, Policy, Rule
 
 SECRET_FILE = "only-for-alice"
 PUBLIC_FILE = "for-everyone"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRule(Rule):
-    """A stand-in for the config engineer's key match: the rule needs ``key_id`` proven."""
-
-    key_id: str = ""
-
-    def matches(self, request: AttachRequest) -> bool:
-        return self.key_id in request.key_ids and Rule.matches(self, request)
 
 
 @dataclass
@@ -48,20 +38,11 @@ class AuthServer:
 
 
 def key_rule(ns: Namespace, anames: frozenset[str] | None, key_id: str) -> Rule:
-    """A rule needing ``key_id``: the config engineer's Match(key=...) once merged,
-    else the stand-in above."""
-    try:
-        from vfs.policy import Match  # type: ignore[attr-defined]
-    except ImportError:
-        return KeyRule(ns, anames, name="alice-key", key_id=key_id)
-    return Rule(ns, anames, name="alice-key", match=Match(key=frozenset({key_id})))  # type: ignore[call-arg]
+    """A rule needing the Tauth-proven key ``key_id`` (a fingerprint or a comment)."""
+    return Rule(ns, anames, name="alice-key", match=Match(key=frozenset({key_id})))
 
 
 def key_policy(rules: list[Rule], keys: Path | None) -> Policy:
-    try:
-        from vfs.policy import Match  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return Policy(rules, authorized_keys=keys, wants_auth=True)
     return Policy(rules, authorized_keys=keys)  # wants_auth follows from the rules
 
 
@@ -79,7 +60,7 @@ def _write_private(path: Path, key: Ed25519PrivateKey) -> Path:
     return path
 
 
-def auth_server(tmp: Path) -> Iterator[AuthServer]:
+def auth_server(tmp: Path) -> Generator[AuthServer, None, None]:
     """Yield a server: aname "secret" needs alice's key (by comment), "public" is open."""
     alice, mallory = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     keys = tmp / "authorized_keys"

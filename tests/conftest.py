@@ -62,8 +62,12 @@ def start_server(make_policy: Callable[[], Awaitable[Policy]],
 
     loop = uvloop.new_event_loop()
     ready = threading.Event()
-    thread = threading.Thread(target=lambda: (asyncio.set_event_loop(loop), ready.set(),
-                                              loop.run_forever()), daemon=True)
+    def run_loop() -> None:
+        asyncio.set_event_loop(loop)
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run_loop, daemon=True)
     thread.start()
     ready.wait()
     sockdir = tempfile.mkdtemp(prefix="ninep-test-")

@@ -27,7 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _is_kernel_item(item: pytest.Item) -> bool:
     """The tests that boot the guest (test_harness.py's unit tests do not)."""
-    return Path(str(item.path)).resolve() == HERE / "test_kernel.py"
+    return Path(str(item.path)).resolve() in (HERE / "test_kernel.py",
+                                               HERE / "test_mount_helper.py")
 
 
 @pytest.hookimpl(tryfirst=True)

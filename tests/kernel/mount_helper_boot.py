@@ -1,13 +1,12 @@
-#!/usr/bin/env python3
 """Boot the kernel-test guest once and run ``ninep mount`` in it against a real server.
 
-A manual check (about 90 s under TCG), not part of the test suite; it shows what
-tests/kernel needs to test ``ninep mount`` end to end: a layer holding this
+About 90 s under TCG (test_mount_helper.py). The guest gets a layer holding this
 host's Python runtime (scripts/mount-helper-files, at the same paths, plus the
-ldd closure), the keys and certificates, and a server with a key policy and a
-TLS listener. Exit status 0 when every check in the guest passed.
+ldd closure), the keys and certificates; the server has a key policy and a TLS
+listener. Each guest check prints ``ok: ...`` or ``FAILED: ...``; the guest's exit
+status is 0 when every check passed. Also runnable by hand:
 
-    .venv/bin/python scripts/guest-mount-demo
+    .venv/bin/python -m tests.kernel.mount_helper_boot
 """
 
 from __future__ import annotations
@@ -18,14 +17,15 @@ import ssl
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from ninep.certs import make_ca, make_client, make_server
+from tests.auth_policy import AuthServer, auth_server
 
-from ninep.certs import make_ca, make_client, make_server  # noqa: E402
-from tests.auth_policy import AuthServer, auth_server  # noqa: E402
-from tests.kernel import guest  # noqa: E402
+from . import guest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GUEST_SCRIPT = """#!/bin/sh
 PY={python}
@@ -85,7 +85,8 @@ def _tls_listener(server: AuthServer, pki: Path) -> int:
     return int(running.call(listen()).sockets[0].getsockname()[1])
 
 
-def main() -> int:
+def run(on_line: Callable[[str], None] | None = None) -> guest.BootResult:
+    """Make the keys, start the servers, boot the guest; what the guest printed."""
     work = Path(tempfile.mkdtemp(prefix="ninep-guest-mount-"))
     try:
         pki = work / "pki"
@@ -95,14 +96,15 @@ def main() -> int:
         servers = auth_server(work)
         server = next(servers)
         try:
-            return _boot(server, _tls_listener(server, pki), pki, work)
+            return _boot(server, _tls_listener(server, pki), pki, work, on_line)
         finally:
             servers.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _boot(server: AuthServer, tls_port: int, pki: Path, work: Path) -> int:
+def _boot(server: AuthServer, tls_port: int, pki: Path, work: Path,
+          on_line: Callable[[str], None] | None) -> guest.BootResult:
     files, python, pythonpath = _runtime_files()
     script = GUEST_SCRIPT.format(python=python, pythonpath=pythonpath,
                                  port=server.running.port, tls_port=tls_port)
@@ -121,10 +123,10 @@ def _boot(server: AuthServer, tls_port: int, pki: Path, work: Path) -> int:
     initrd = guest.make_initrd(image, layer, work / "initrd.cpio")
     command = guest.qemu_command(image, initrd, extra=[
         "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="])
-    result = guest.boot(["nice", "-n", "10", *command], 600, on_line=print)  # shared machine
-    print(f"guest exit status {result.exit_status}, {result.wall:.0f} s")
-    return 0 if result.exit_status == 0 else 1
+    return guest.boot(["nice", "-n", "10", *command], 600, on_line=on_line)  # shared machine
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    outcome = run(on_line=print)
+    print(f"guest exit status {outcome.exit_status}, {outcome.wall:.0f} s")
+    sys.exit(0 if outcome.exit_status == 0 else 1)

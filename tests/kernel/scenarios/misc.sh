@@ -7,7 +7,8 @@ sc_df_statfs() {
     [ "$5" -le "$2" ] || fail "free blocks $5 > total $2"
     line=$(df -k "$MNT" | tail -n1)
     note "df: $line"
-    set -- $(stat -f -c '%b %S %a %f' "$MNT") $line
+    # df reports the kernel's mount (of a backend share: the share's top, /mnt/$NAME)
+    set -- $(stat -f -c '%b %S %a %f' "/mnt/$NAME") $line
     expect_eq "$6" $(($1 * $2 / 1024)) "df total KiB = blocks * bsize / 1024"
     expect_eq "$8" $(($3 * $2 / 1024)) "df available KiB = bavail * bsize / 1024"
     expect_eq "$7" $((($1 - $4) * $2 / 1024)) "df used KiB = (blocks - bfree) * bsize / 1024"

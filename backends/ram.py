@@ -9,7 +9,6 @@ import stat
 import time
 
 from vfs.node import (
-    UTIME_NOW,
     Attr,
     Backend,
     DirEntry,
@@ -17,6 +16,7 @@ from vfs.node import (
     Node,
     SetAttr,
     StatFs,
+    apply_setattr,
     dtype_of_mode,
 )
 
@@ -72,33 +72,10 @@ class RamNode(Node):
                     a.data_version)
 
     async def setattr(self, changes: SetAttr) -> None:
-        a = self.attr
         now = time.time_ns()
-        changed = changes.ctime
         if changes.size is not None:  # first: it is the only change that can fail
             self.truncate(changes.size, now)
-            changed = True
-        if changes.uid is not None or changes.gid is not None:
-            a.uid = a.uid if changes.uid is None else changes.uid
-            a.gid = a.gid if changes.gid is None else changes.gid
-            if stat.S_ISREG(a.mode):
-                # Linux kills setuid on chown, and setgid only when group-exec is set
-                # (setgid without it marks mandatory locking, not privilege).
-                a.mode &= ~stat.S_ISUID
-                if a.mode & stat.S_IXGRP:
-                    a.mode &= ~stat.S_ISGID
-            changed = True
-        if changes.mode is not None:
-            a.mode = stat.S_IFMT(a.mode) | (changes.mode & 0o7777)
-            changed = True
-        if changes.atime_ns is not None:
-            a.atime_ns = now if changes.atime_ns == UTIME_NOW else changes.atime_ns
-            changed = True
-        if changes.mtime_ns is not None:
-            a.mtime_ns = now if changes.mtime_ns == UTIME_NOW else changes.mtime_ns
-            changed = True
-        if changed:
-            a.ctime_ns = now
+        apply_setattr(self.attr, changes, now, changed=changes.size is not None)
 
     def truncate(self, size: int, now: int) -> None:
         raise OSError(errno.EINVAL, "not a regular file")

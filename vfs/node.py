@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import stat
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 __all__ = [
     "DT_BLK",
@@ -40,6 +40,7 @@ __all__ = [
     "ReadOnlyNode",
     "SetAttr",
     "StatFs",
+    "apply_setattr",
     "dtype_of_mode",
 ]
 
@@ -135,6 +136,45 @@ class StatFs:
     fsid: int = 0
     namelen: int = 255
     fstype: int = V9FS_MAGIC
+
+
+class Stamped(Protocol):
+    """What apply_setattr changes: an Attr, or a backend's own inode record."""
+
+    mode: int
+    uid: int
+    gid: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def apply_setattr(target: Stamped, changes: SetAttr, now: int, changed: bool = False) -> None:
+    """Apply the owner, mode and time changes of ``changes`` as Linux does, and touch
+    ctime if anything changed (``changed``: the caller already changed something, the
+    size). The size itself is the backend's to apply, first (it is what can fail)."""
+    changed = changed or changes.ctime
+    if changes.uid is not None or changes.gid is not None:
+        target.uid = target.uid if changes.uid is None else changes.uid
+        target.gid = target.gid if changes.gid is None else changes.gid
+        if stat.S_ISREG(target.mode):
+            # Linux kills setuid on chown, and setgid only when group-exec is set
+            # (setgid without it marks mandatory locking, not privilege).
+            target.mode &= ~stat.S_ISUID
+            if target.mode & stat.S_IXGRP:
+                target.mode &= ~stat.S_ISGID
+        changed = True
+    if changes.mode is not None:
+        target.mode = stat.S_IFMT(target.mode) | (changes.mode & 0o7777)
+        changed = True
+    if changes.atime_ns is not None:
+        target.atime_ns = now if changes.atime_ns == UTIME_NOW else changes.atime_ns
+        changed = True
+    if changes.mtime_ns is not None:
+        target.mtime_ns = now if changes.mtime_ns == UTIME_NOW else changes.mtime_ns
+        changed = True
+    if changed:
+        target.ctime_ns = now
 
 
 class Handle:

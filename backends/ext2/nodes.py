@@ -9,7 +9,7 @@ import struct
 import time
 import weakref
 
-from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setattr
 
 from . import attrs
 from .dirops import Ext2DirOps
@@ -90,25 +90,7 @@ class Ext2Node(Node):
             await self._shrink_in_steps(changes.size)
             self.fs.truncate(i, changes.size)
             changed = True
-        if changes.uid is not None or changes.gid is not None:
-            i.uid = i.uid if changes.uid is None else changes.uid
-            i.gid = i.gid if changes.gid is None else changes.gid
-            if stat.S_ISREG(i.mode):  # Linux clears setuid, and setgid with group-exec
-                i.mode &= ~stat.S_ISUID
-                if i.mode & stat.S_IXGRP:
-                    i.mode &= ~stat.S_ISGID
-            changed = True
-        if changes.mode is not None:
-            i.mode = stat.S_IFMT(i.mode) | (changes.mode & 0o7777)
-            changed = True
-        if changes.atime_ns is not None:
-            i.atime_ns = now if changes.atime_ns == UTIME_NOW else changes.atime_ns
-            changed = True
-        if changes.mtime_ns is not None:
-            i.mtime_ns = now if changes.mtime_ns == UTIME_NOW else changes.mtime_ns
-            changed = True
-        if changed:
-            i.ctime_ns = now
+        apply_setattr(i, changes, now, changed)
         self.fs.dirty(i)
 
     async def _shrink_in_steps(self, size: int) -> None:

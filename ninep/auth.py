@@ -28,6 +28,7 @@ from vfs.namespace import Namespace
 from vfs.node import Cred
 
 from . import messages as m
+from .constants import QTAUTH
 
 if TYPE_CHECKING:
     from .session import Session
@@ -63,7 +64,6 @@ RESPONSE_MAGIC = b"ninep-auth1-resp"
 STATUS_MAGIC = b"ninep-auth1-stat"
 SIGN_CONTEXT = b"ninep-auth1-sign"
 ED25519 = b"ssh-ed25519"
-QTAUTH = 0x08
 STATUS_ACCEPTED, STATUS_REFUSED = 0, 1
 _U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _PROCESS_SECRET = os.urandom(32)  # connection nonces are unpredictable across restarts

@@ -18,21 +18,34 @@ from vfs.policy import AttachRequest
 
 from . import auth
 from . import messages as m
+from .constants import (
+    AT_REMOVEDIR,
+    GETATTR_ALL,
+    LOCK_BLOCKED,
+    LOCK_FLAG_BLOCK,
+    LOCK_SUCCESS,
+    O_ACCMODE,
+    O_DIRECTORY,
+    O_RDWR,
+    O_WRONLY,
+    SETATTR_ATIME,
+    SETATTR_ATIME_SET,
+    SETATTR_CTIME,
+    SETATTR_GID,
+    SETATTR_MODE,
+    SETATTR_MTIME,
+    SETATTR_MTIME_SET,
+    SETATTR_SIZE,
+    SETATTR_UID,
+)
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
 __all__ = ["GETATTR_VALID", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK", "LOCK_SUCCESS", "MAXWELEM", "RGETATTR_SIZE",
            "rgetattr_body", "rgetattr_frame"]
 
 MAXWELEM = 16
-GETATTR_VALID = 0x3FFF  # BASIC | BTIME | GEN | DATA_VERSION
-O_ACCMODE, O_WRONLY, O_RDWR, O_DIRECTORY = 3, 1, 2, 0o200000
-AT_REMOVEDIR = 0x200
-LOCK_SUCCESS, LOCK_BLOCKED = 0, 1
-LOCK_FLAG_BLOCK = 1
+GETATTR_VALID = GETATTR_ALL  # BASIC | BTIME | GEN | DATA_VERSION
 XATTR_SIZE_MAX = 65536
-# setattr valid bits (PROTOCOL.md)
-SA_MODE, SA_UID, SA_GID, SA_SIZE = 0x1, 0x2, 0x4, 0x8
-SA_ATIME, SA_MTIME, SA_CTIME, SA_ATIME_SET, SA_MTIME_SET = 0x10, 0x20, 0x40, 0x80, 0x100
 
 
 def _open_fid(session: Session, number: int) -> Fid:
@@ -149,13 +162,13 @@ def _setattr_changes(msg: m.Tsetattr) -> SetAttr:
         return sec * 1_000_000_000 + nsec if valid & set_bit else UTIME_NOW
 
     return SetAttr(
-        mode=msg.mode & 0o7777 if valid & SA_MODE else None,
-        uid=msg.uid if valid & SA_UID else None,
-        gid=msg.gid if valid & SA_GID else None,
-        size=msg.size if valid & SA_SIZE else None,
-        atime_ns=when(SA_ATIME, SA_ATIME_SET, msg.atime_sec, msg.atime_nsec),
-        mtime_ns=when(SA_MTIME, SA_MTIME_SET, msg.mtime_sec, msg.mtime_nsec),
-        ctime=bool(valid & SA_CTIME),
+        mode=msg.mode & 0o7777 if valid & SETATTR_MODE else None,
+        uid=msg.uid if valid & SETATTR_UID else None,
+        gid=msg.gid if valid & SETATTR_GID else None,
+        size=msg.size if valid & SETATTR_SIZE else None,
+        atime_ns=when(SETATTR_ATIME, SETATTR_ATIME_SET, msg.atime_sec, msg.atime_nsec),
+        mtime_ns=when(SETATTR_MTIME, SETATTR_MTIME_SET, msg.mtime_sec, msg.mtime_nsec),
+        ctime=bool(valid & SETATTR_CTIME),
     )
 
 

@@ -23,6 +23,7 @@ from vfs.policy import ConnectionContext, Peer, Policy
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
+from .constants import LOCK_FLAG_BLOCK
 from .framing import Framer
 from .handlers import rgetattr_frame
 from .messages import DecodeError
@@ -39,7 +40,6 @@ _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
 _conn_ids = itertools.count(1)
 _background: set[asyncio.Task[None]] = set()
 MIN_MSIZE = 4096
-LOCK_BLOCK = 1
 
 
 @types.coroutine
@@ -270,7 +270,7 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             self._send(tag, session.error_reply(exc, msg))
             return
-        cancellable = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_BLOCK)
+        cancellable = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_FLAG_BLOCK)
         task = self._loop.create_task(_as_task(coro, first, session, msg))
         request = _Request(tag, task, cancellable, self._generation)
         self._inflight[tag] = request

@@ -12,9 +12,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
+from ninep.constants import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK
+
 __all__ = ["OFFSET_MAX", "RDLCK", "UNLCK", "WRLCK", "FileLocks", "Lock", "LockManager", "Owner"]
 
-RDLCK, WRLCK, UNLCK = 0, 1, 2
+RDLCK, WRLCK, UNLCK = LOCK_RDLCK, LOCK_WRLCK, LOCK_UNLCK
 OFFSET_MAX = 2**64 - 1
 
 Owner = tuple[int, str, int]  # (connection id, client_id, proc_id)

@@ -13,6 +13,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from ninep.constants import QTDIR, QTFILE, QTSYMLINK
 from ninep.messages import Qid
 
 from .idmap import IdMap
@@ -44,7 +45,6 @@ __all__ = [
     "validate_name",
 ]
 
-QTDIR, QTSYMLINK, QTFILE = 0x80, 0x02, 0x00
 DOT_COOKIES = 2  # namespace cookies 1 and 2 follow "." and ".."; backend cookie c is c + 2
 NAME_MAX = 255
 _O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC = 3, 1, 2, 0o1000

@@ -19,6 +19,8 @@ import stat
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from ninep.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK
+
 __all__ = [
     "DT_BLK",
     "DT_CHR",
@@ -44,7 +46,6 @@ __all__ = [
     "dtype_of_mode",
 ]
 
-DT_FIFO, DT_CHR, DT_DIR, DT_BLK, DT_REG, DT_LNK, DT_SOCK = 1, 2, 4, 6, 8, 10, 12
 V9FS_MAGIC = 0x01021997
 UTIME_NOW = -1  # SetAttr.atime_ns / mtime_ns: "the server's current time"
 

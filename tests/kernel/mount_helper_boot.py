@@ -71,6 +71,16 @@ def _runtime_files() -> tuple[list[str], str, str]:
     return sorted(set(files) | libs), python, pythonpath
 
 
+#: The guest mounts a tmpfs on /tmp: host files from there (a checkout or a venv in
+#: /tmp) go here instead, and PYTHONPATH follows them.
+_GUEST_TMP = "/var/lib/ninep-host-tmp"
+
+
+def _guest_path(path: str) -> str:
+    """Where a host file lives in the guest: the same path, unless /tmp hides it."""
+    return _GUEST_TMP + path if path.startswith("/tmp/") else path
+
+
 def _tls_listener(server: AuthServer, pki: Path) -> int:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(pki / "srv" / "server.crt", pki / "srv" / "server.key")
@@ -106,12 +116,15 @@ def run(on_line: Callable[[str], None] | None = None) -> guest.BootResult:
 def _boot(server: AuthServer, tls_port: int, pki: Path, work: Path,
           on_line: Callable[[str], None] | None) -> guest.BootResult:
     files, python, pythonpath = _runtime_files()
+    if python.startswith("/tmp/"):
+        raise guest.GuestError(f"the interpreter {python} lives in /tmp, which the guest hides")
+    pythonpath = ":".join(_guest_path(entry) for entry in pythonpath.split(":"))
     script = GUEST_SCRIPT.format(python=python, pythonpath=pythonpath,
                                  port=server.running.port, tls_port=tls_port)
 
     def layer(w: guest.CpioWriter) -> None:
         for path in files:
-            w.copy(path.lstrip("/"), path)
+            w.copy(_guest_path(path).lstrip("/"), path)
         w.file("run/main.sh", script.encode(), 0o755)
         keys = {"alice": server.alice_file, "mallory": server.mallory_file,
                 "ca.crt": pki / "ca" / "ca.crt", "laptop.crt": pki / "cli" / "laptop.crt",

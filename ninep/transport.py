@@ -241,12 +241,13 @@ class Connection(asyncio.Protocol):
         frame, with no message objects (the hottest request of all)."""
         assert self.session is not None
         fid = self.session.fids.get(_U32.unpack_from(frame, m.HEADER_SIZE)[0])
-        if fid is None or tag in self._inflight or fid.ns.idmap is not None:
-            return False  # the general path gives the errors (and maps owners)
+        if fid is None or tag in self._inflight:
+            return False  # the general path gives the errors
         loc = fid.loc
         attr = loc.node.peek_attr()
         if attr is None:
             return False
+        attr = fid.ns.client_attr(attr)
         transport = self.transport
         if transport is not None and not self._closing:
             transport.write(rgetattr_frame(tag, qid_type(attr.mode), loc.mount.qid_path(attr.ino),

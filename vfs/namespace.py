@@ -260,7 +260,11 @@ class Namespace:
         return Qid(qid_type(attr.mode), 0, loc.mount.qid_path(attr.ino))
 
     async def getattr(self, loc: Location) -> Attr:
-        attr = await loc.node.getattr()
+        return self.client_attr(await loc.node.getattr())
+
+    def client_attr(self, attr: Attr) -> Attr:
+        """``attr`` with owners as the client knows them (this view's id map); a new
+        object when they differ, so a backend's live attributes are never changed."""
         return attr if self.idmap is None else self.idmap.attr_out(attr)
 
     # --- walking ---------------------------------------------------------

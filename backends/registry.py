@@ -15,7 +15,8 @@ option left over is reported by the registry as unknown.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from vfs.node import Backend
@@ -26,12 +27,15 @@ __all__ = [
     "BackendKind",
     "MountSpec",
     "Options",
+    "close_backends",
     "open_backend",
     "option_bool",
     "option_int",
     "option_str",
     "parse_mount",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Backend options as given: strings from the command line, TOML values from a config file.
 Options = dict[str, object]
@@ -111,6 +115,15 @@ async def open_backend(kind: str, source: str = "", options: Mapping[str, object
     return backend
 
 
+async def close_backends(backends: Iterable[Backend]) -> None:
+    """Close each of ``backends`` in turn; a failure is logged and the rest still close."""
+    for backend in backends:
+        try:
+            await backend.close()
+        except Exception:
+            log.exception("error while closing the %s backend", backend.kind)
+
+
 def option_str(options: Options, name: str, default: str,
                choices: tuple[str, ...] | None = None) -> str:
     """Take option ``name`` as a string, one of ``choices`` when given."""
@@ -126,13 +139,11 @@ def option_int(options: Options, name: str, default: int | None,
                minimum: int = 0) -> int | None:
     """Take option ``name`` as an integer (suffixes K, M, G, T accepted) >= ``minimum``."""
     value = options.pop(name, default)
-    if value is None or isinstance(value, bool):
-        if value is None:
-            return None
-        raise BackendConfigError(f"option {name}={value!r}: expected an integer")
+    if value is None:
+        return None
     if isinstance(value, str):
         value = _parse_size(name, value)
-    if not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int):
         raise BackendConfigError(f"option {name}={value!r}: expected an integer")
     if value < minimum:
         raise BackendConfigError(f"option {name}={value}: must be at least {minimum}")

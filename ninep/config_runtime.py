@@ -16,7 +16,7 @@ import pwd
 from collections.abc import Mapping
 from typing import Any
 
-from backends.registry import BackendConfigError, open_backend
+from backends.registry import BackendConfigError, close_backends, open_backend
 from vfs.namespace import Namespace
 from vfs.node import Backend, Cred
 from vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname
@@ -82,11 +82,7 @@ class BackendPool:
     async def close(self) -> None:
         self.closed = True
         instances, self.instances = list(self.instances.values()), {}
-        for backend in instances:
-            try:
-                await backend.close()
-            except Exception:
-                log.exception("error while closing a backend")
+        await close_backends(instances)
 
 
 def placeholder_values(names: frozenset[str], request: AttachRequest, cred: Cred) -> Values:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from backends.ram import RamBackend
+from backends.registry import close_backends
 from backends.synthetic import NullFile, SyntheticBackend, ZeroFile
 from vfs.namespace import Namespace
 from vfs.node import Backend
 from vfs.policy import Policy, Rule
 
 __all__ = ["DEFAULT_README", "ctl_namespace", "default_policy"]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_README = """\
 This is ninep, a 9P2000.L file server.
@@ -58,8 +55,4 @@ class _Backends:
 
     async def close(self) -> None:
         backends, self.backends = self.backends, []
-        for backend in reversed(backends):
-            try:
-                await backend.close()
-            except Exception:
-                log.exception("error while closing the %s backend", backend.kind)
+        await close_backends(reversed(backends))

@@ -53,7 +53,6 @@ class BackendKind:
     name: str
     factory: str  # "module:function"
     source: str  # "required", "optional" or "none"
-    summary: str
 
     def load(self) -> Factory:
         module_name, _, attr = self.factory.partition(":")
@@ -61,29 +60,19 @@ class BackendKind:
         return factory
 
 
+#: What each kind serves and takes: docs/backends.md.
 KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
-    BackendKind("ram", "backends.ram:open_backend", "none",
-                "a writable file system in memory (like tmpfs)"),
-    BackendKind("passthrough", "backends.passthrough:open_backend", "required",
-                "a host directory; nothing above it is reachable"),
-    BackendKind("tar", "backends.tar:open_backend", "required",
-                "a tar archive (plain, gzip, bzip2, xz), read-only"),
-    BackendKind("ext2", "backends.ext2:open_backend", "required",
-                "an ext2 image file, read-write"),
-    BackendKind("overlay", "backends.overlay:open_backend", "none",
-                "a writable upper layer over a read-only lower one"),
-    BackendKind("null", "backends.synthetic:open_null", "none",
-                "one file that reads as empty and swallows writes"),
-    BackendKind("zero", "backends.synthetic:open_zero", "none",
-                "one file that reads as endless zeros"),
-    BackendKind("inline", "backends.synthetic:open_inline", "optional",
-                "one read-only file holding the source text"),
-    BackendKind("symlink", "backends.synthetic:open_symlink", "required",
-                "a symbolic link whose target is the source"),
-    BackendKind("random", "backends.synthetic:open_random", "none",
-                "one file that reads as endless random bytes"),
-    BackendKind("clock", "backends.synthetic:open_clock", "none",
-                "one file holding the server's current time"),
+    BackendKind("ram", "backends.ram:open_backend", "none"),
+    BackendKind("passthrough", "backends.passthrough:open_backend", "required"),
+    BackendKind("tar", "backends.tar:open_backend", "required"),
+    BackendKind("ext2", "backends.ext2:open_backend", "required"),
+    BackendKind("overlay", "backends.overlay:open_backend", "none"),
+    BackendKind("null", "backends.synthetic:open_null", "none"),
+    BackendKind("zero", "backends.synthetic:open_zero", "none"),
+    BackendKind("inline", "backends.synthetic:open_inline", "optional"),
+    BackendKind("symlink", "backends.synthetic:open_symlink", "required"),
+    BackendKind("random", "backends.synthetic:open_random", "none"),
+    BackendKind("clock", "backends.synthetic:open_clock", "none"),
 )}
 
 

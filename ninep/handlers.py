@@ -40,8 +40,7 @@ from .constants import (
 )
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
-__all__ = ["GETATTR_VALID", "LOCK_BLOCKED", "LOCK_FLAG_BLOCK", "LOCK_SUCCESS", "MAXWELEM", "RGETATTR_SIZE",
-           "rgetattr_body", "rgetattr_frame"]
+__all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "rgetattr_body", "rgetattr_frame"]
 
 MAXWELEM = 16
 GETATTR_VALID = GETATTR_ALL  # BASIC | BTIME | GEN | DATA_VERSION

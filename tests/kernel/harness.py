@@ -2,18 +2,21 @@
 
 The matrix of the issue (cache=none/loose/mmap, msize 8 KiB/1 MiB, access=user with two
 uids and access=client, TCP and the virtio-serial ``trans=fd`` share) is covered by a
-few *shares*, each one mount with its own options and connection, batched into two
-boots (one per transport) so the whole suite costs two TCG boots:
+few *shares*, each one mount with its own options and connection, batched into one
+boot per transport, plus a third boot for the other backends:
 
 - the primary share (cache=none, msize=1 MiB, access=user over TCP) runs every
   scenario but one, the heavy 64 MiB file and 5,000-entry ``rm -rf`` included;
 - the fd boot's primary share (cache=none, msize=8 KiB, access=user) runs the
   10,000-entry listing (many Treaddir round trips at 8 KiB) and the light scenarios;
 - the other shares run the light scenarios with their own options;
-- each boot ends with the server restarted under a mounted share.
+- the tcp and fd boots end with the server restarted under a mounted share;
+- the backends boot runs the light scenarios on ext2, passthrough and overlay
+  mounts (``Share.base``) and lists the tar mount, then the host checks the
+  image and the archive (backends.py).
 
-The two boots run at the same time (``NINEP_KERNEL_PARALLEL``), so the heavy
-scenarios are split between them to balance the guests' CPU time.
+Two boots run at a time (``NINEP_KERNEL_PARALLEL``), so the heavy scenarios are
+split between tcp and fd to balance the guests' CPU time.
 
 A scenario is a shell function ``sc_NAME`` in ``scenarios/*.sh``; each (share,
 scenario) pair is one pytest test named ``SHARE/SCENARIO``.

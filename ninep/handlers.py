@@ -40,11 +40,14 @@ from .constants import (
 )
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
-__all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "rgetattr_body", "rgetattr_frame"]
+__all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "rgetattr_body", "rgetattr_frame",
+           "walk_fid"]
 
 MAXWELEM = 16
 GETATTR_VALID = GETATTR_ALL  # BASIC | BTIME | GEN | DATA_VERSION
 XATTR_SIZE_MAX = 65536
+_U16 = struct.Struct("<H")
+_QID = struct.Struct("<BIQ")
 
 
 def _open_fid(session: Session, number: int) -> Fid:
@@ -91,31 +94,42 @@ async def tauth(session: Session, msg: m.Tauth) -> m.Message:
 
 
 @handles(m.Twalk)
-async def walk(session: Session, msg: m.Twalk) -> m.Message:
-    fid = session.fid(msg.fid)
-    if len(msg.wnames) > MAXWELEM:
-        raise OSError(errno.EINVAL, f"walk of {len(msg.wnames)} names (max {MAXWELEM})")
-    if msg.newfid != msg.fid:
-        session.check_new_fid(msg.newfid)
-    elif fid.handle is not None and msg.wnames:
+async def walk(session: Session, msg: m.Twalk) -> m.Encoded:
+    return await walk_fid(session, msg.fid, msg.newfid, msg.wnames)
+
+
+async def walk_fid(session: Session, number: int, newfid: int,
+                   wnames: tuple[str, ...]) -> m.Encoded:
+    """Twalk, for the decoded message and for the transport's raw path alike."""
+    fid = session.fid(number)
+    if len(wnames) > MAXWELEM:
+        raise OSError(errno.EINVAL, f"walk of {len(wnames)} names (max {MAXWELEM})")
+    if newfid != number:
+        session.check_new_fid(newfid)
+    elif fid.handle is not None and wnames:
         raise OSError(errno.EBUSY, "an open fid cannot walk itself")
-    loc, parent, name = fid.loc, fid.parent, fid.name
-    qids: list[m.Qid] = []
-    for index, wname in enumerate(msg.wnames):
+    ns, loc, parent, name = fid.ns, fid.loc, fid.parent, fid.name
+    qids: list[bytes] = []
+    for index, wname in enumerate(wnames):
         try:
-            step = await fid.ns.walk(loc, wname, fid.cred)
-            qids.append(fid.ns.qid(step, await step.node.getattr()))
+            step = await ns.walk(loc, wname, fid.cred)
+            mode, ino = await step.node.type_and_ino()
+            qids.append(_QID.pack(qid_type(mode), 0, step.mount.qid_path(ino)))
         except OSError:
             if index == 0:
                 raise
-            return m.Rwalk(tuple(qids))  # partial walk: newfid stays unbound
+            return _rwalk(qids)  # partial walk: newfid stays unbound
         parent, name, loc = loc, wname, step
-    new = Fid(fid.ns, loc, fid.cred, parent=parent, name=name)
-    if msg.newfid == msg.fid:
-        session.fids[msg.fid] = new
+    new = Fid(ns, loc, fid.cred, parent=parent, name=name)
+    if newfid == number:
+        session.fids[number] = new
     else:
-        session.bind(msg.newfid, new)
-    return m.Rwalk(tuple(qids))
+        session.bind(newfid, new)
+    return _rwalk(qids)
+
+
+def _rwalk(qids: list[bytes]) -> m.Encoded:
+    return m.Encoded(m.Rwalk.type, _U16.pack(len(qids)) + b"".join(qids))
 
 
 # the Rgetattr body (PROTOCOL.md); the seconds of times are signed (before 1970)

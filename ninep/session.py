@@ -211,12 +211,13 @@ class Session:
 
     # --- dispatch --------------------------------------------------------
 
-    def error_reply(self, exc: Exception, msg: m.Message) -> m.Rlerror:
+    def error_reply(self, exc: Exception, msg: m.Message | type[m.Message]) -> m.Rlerror:
         """The one place an exception becomes Rlerror: an OSError keeps its errno,
         anything else is a bug, logged with its traceback and answered EIO."""
         if isinstance(exc, OSError):
             return m.Rlerror(exc.errno or errno.EIO)
-        log.error("%s: %s failed", self.peer, type(msg).__name__, exc_info=exc)
+        kind = msg if isinstance(msg, type) else type(msg)
+        log.error("%s: %s failed", self.peer, kind.__name__, exc_info=exc)
         return m.Rlerror(errno.EIO)
 
 

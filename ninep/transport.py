@@ -25,7 +25,7 @@ from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
 from .constants import LOCK_FLAG_BLOCK
 from .framing import Framer
-from .handlers import rgetattr_frame
+from .handlers import rgetattr_frame, walk_fid
 from .messages import DecodeError
 from .session import HANDLERS, Reply, ServerLimits, Session
 
@@ -34,9 +34,14 @@ __all__ = ["Connection", "peer_of"]
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<IBH")
+_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
-_TGETATTR, _TWRITE = m.Tgetattr.type, m.Twrite.type
+_TGETATTR, _TWRITE, _TWALK, _TCLUNK = m.Tgetattr.type, m.Twrite.type, m.Twalk.type, m.Tclunk.type
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
+_TCLUNK_SIZE = m.HEADER_SIZE + 4
+_WALK_HEAD = struct.Struct("<IIH")  # fid, newfid, nwname
+_TWALK_SIZE = m.HEADER_SIZE + _WALK_HEAD.size  # with no names: a clone
+_RAW_TYPES = frozenset({_TGETATTR, _TWALK, _TCLUNK})
 _conn_ids = itertools.count(1)
 _background: set[asyncio.Task[None]] = set()
 MIN_MSIZE = 4096
@@ -62,7 +67,7 @@ def _resume(coro: Coroutine[Any, Any, Reply], first: Any) -> Generator[Any, Any,
 
 
 async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Session,
-                   msg: m.Message) -> Reply:
+                   msg: m.Message | type[m.Message]) -> Reply:
     try:
         return await _resume(coro, first)
     except Exception as exc:
@@ -210,7 +215,8 @@ class Connection(asyncio.Protocol):
     def _frame_received(self, frame: bytes) -> None:
         assert self.session is not None
         size, mtype, tag = _HEADER.unpack_from(frame, 0)
-        if mtype == _TGETATTR and size == _TGETATTR_SIZE and self._getattr_at_once(frame, tag):
+        raw = mtype in _RAW_TYPES and tag not in self._inflight
+        if raw and self._raw(mtype, frame, size, tag):
             return
         if mtype == m.Tversion.type:
             self._version(frame, size, tag)
@@ -236,13 +242,24 @@ class Connection(asyncio.Protocol):
             return
         self._start(tag, msg)
 
+    # Raw paths: the requests a listing sends per entry (Twalk of one name,
+    # Tgetattr, Tclunk) skip the message objects. Each answers True when it
+    # took the request; False sends it down the general path, which also
+    # gives every error and the replies to malformed frames.
+
+    def _raw(self, mtype: int, frame: bytes, size: int, tag: int) -> bool:
+        if mtype == _TGETATTR:
+            return size == _TGETATTR_SIZE and self._getattr_at_once(frame, tag)
+        if mtype == _TWALK:
+            return self._walk_raw(frame, size, tag)
+        return size == _TCLUNK_SIZE and self._clunk_at_once(frame, tag)
+
     def _getattr_at_once(self, frame: bytes, tag: int) -> bool:
-        """Tgetattr of a node whose attributes are at hand: answered from the raw
-        frame, with no message objects (the hottest request of all)."""
+        """Tgetattr of a node whose attributes are at hand."""
         assert self.session is not None
         fid = self.session.fids.get(_U32.unpack_from(frame, m.HEADER_SIZE)[0])
-        if fid is None or tag in self._inflight:
-            return False  # the general path gives the errors
+        if fid is None:
+            return False
         loc = fid.loc
         attr = loc.node.peek_attr()
         if attr is None:
@@ -254,6 +271,40 @@ class Connection(asyncio.Protocol):
                                            attr))
         return True
 
+    def _clunk_at_once(self, frame: bytes, tag: int) -> bool:
+        """Tclunk of a fid that holds nothing to close or apply."""
+        assert self.session is not None
+        fids = self.session.fids
+        number = _U32.unpack_from(frame, m.HEADER_SIZE)[0]
+        fid = fids.get(number)
+        if fid is None or fid.handle is not None or fid.xattr_write is not None:
+            return False
+        del fids[number]
+        transport = self.transport
+        if transport is not None and not self._closing:
+            transport.write(_HEADER.pack(m.HEADER_SIZE, m.Rclunk.type, tag))
+        return True
+
+    def _walk_raw(self, frame: bytes, size: int, tag: int) -> bool:
+        """Twalk of no name (a clone) or one name: decoded here, run like any handler."""
+        assert self.session is not None
+        if size < _TWALK_SIZE or not self.session.versioned:
+            return False
+        number, newfid, nwname = _WALK_HEAD.unpack_from(frame, m.HEADER_SIZE)
+        if nwname == 0:
+            names: tuple[str, ...] = ()
+            if size != _TWALK_SIZE:
+                return False
+        elif nwname == 1 and size >= _TWALK_SIZE + 2:
+            length = _U16.unpack_from(frame, _TWALK_SIZE)[0]
+            if size != _TWALK_SIZE + 2 + length:
+                return False
+            names = (str(frame[_TWALK_SIZE + 2:size], "utf-8", "surrogateescape"),)
+        else:
+            return False
+        self._run(tag, walk_fid(self.session, number, newfid, names), m.Twalk)
+        return True
+
     def _start(self, tag: int, msg: m.Message) -> None:
         """Run the handler inline; only if it waits does it get a Task."""
         session = self.session
@@ -262,7 +313,13 @@ class Connection(asyncio.Protocol):
         if handler is None:
             self._send(tag, m.Rlerror(errno.EOPNOTSUPP))
             return
-        coro = handler(session, msg)
+        self._run(tag, handler(session, msg), msg)
+
+    def _run(self, tag: int, coro: Coroutine[Any, Any, Reply],
+             msg: m.Message | type[m.Message]) -> None:
+        """Drive a request's coroutine inline until it waits, then by a Task."""
+        session = self.session
+        assert session is not None
         try:
             first = coro.send(None)
         except StopIteration as stop:

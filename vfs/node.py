@@ -215,6 +215,15 @@ class Node:
     async def getattr(self) -> Attr:
         raise NotImplementedError
 
+    async def type_and_ino(self) -> tuple[int, int]:
+        """The file type bits of the mode and the inode number: all a qid needs.
+
+        Both are fixed for the life of a node, so a backend that keeps them
+        answers without asking its storage (a walk's qid); the default asks.
+        """
+        a = await self.getattr()
+        return a.mode, a.ino
+
     def peek_attr(self) -> Attr | None:
         """The current attributes when they are at hand without waiting, else None.
 

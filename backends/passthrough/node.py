@@ -148,6 +148,12 @@ class PassthroughNode(Node):
     async def getattr(self) -> Attr:
         return self._attr(os.fstat(self._begin()))
 
+    async def type_and_ino(self) -> tuple[int, int]:
+        if self.fs.mapped:  # a stored mode may make a host file a symlink or a device
+            a = await self.getattr()
+            return a.mode, a.ino
+        return self.host_type, self.ino
+
     async def setattr(self, changes: SetAttr) -> None:
         self.fs.writable()
         self._begin()

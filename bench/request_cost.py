@@ -1,0 +1,168 @@
+"""Server CPU per request, in-process: frames fed to a Connection, replies dropped.
+
+No sockets and no client: this is the Python cost of decoding, handling and
+encoding one request (the part of a round trip that is ours alone), for the
+request mix of `diodls -l` (Twalk of one name, Tgetattr, Tclunk) and for a
+64 KiB Tread, on the RAM backend and on a passthrough export.
+
+    python bench/request_cost.py                # 5,000 entries, best of 5
+    python bench/request_cost.py --entries 2000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ninep import messages as m
+from ninep.defaults import default_policy
+from ninep.session import ServerLimits
+from ninep.transport import Connection
+from vfs.locks import LockManager
+
+
+class NullTransport:
+    """Counts the replies; keeps the last one for a check."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: bytes = b""
+
+    def write(self, data: Any) -> None:
+        self.count += 1
+        self.last = data
+
+    def writelines(self, parts: Any) -> None:
+        self.count += 1
+        self.last = b"".join(bytes(p) for p in parts)
+
+    def get_extra_info(self, key: str, default: Any = None) -> Any:
+        return default
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        raise RuntimeError("the server closed the connection")
+
+
+def reply_of(transport: NullTransport) -> m.Message:
+    return m.decode(bytes(transport.last))[1]
+
+
+async def measure(kind: str, source: str, entries: int, repeat: int) -> dict[str, float]:
+    from backends.registry import open_backend
+    backend = await open_backend(kind, source, {}, False)
+    policy = await default_policy([("/", backend, False)])
+    conn = Connection(policy, LockManager(), ServerLimits())
+    transport = NullTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(m.encode(m.NOTAG, m.Tversion(65536, "9P2000.L")))
+    conn.data_received(m.encode(1, m.Tattach(0, m.NOFID, "bench", "", 0)))
+    assert isinstance(reply_of(transport), m.Rattach), reply_of(transport)
+    conn.data_received(m.encode(1, m.Twalk(0, 1, ["d"])))
+    assert isinstance(reply_of(transport), m.Rwalk), reply_of(transport)
+    names = [f"f{i}" for i in range(entries)]
+    walks = [m.encode(1, m.Twalk(1, 2, [name])) for name in names]
+    getattr_frame = m.encode(1, m.Tgetattr(2, 0x3FFF))
+    clunk_frame = m.encode(1, m.Tclunk(2))
+    figures: dict[str, float] = {}
+    feed = conn.data_received
+    for label, frames in (
+        ("walk", [(w,) for w in walks]),
+        ("walk+getattr+clunk", [(w, getattr_frame, clunk_frame) for w in walks]),
+    ):
+        best = float("inf")
+        for _ in range(repeat):
+            count = transport.count
+            start = time.perf_counter()
+            for group in frames:
+                for frame in group:
+                    feed(frame)
+                if label == "walk":
+                    feed(clunk_frame)
+            await asyncio.sleep(0)  # any request that waited finishes here
+            elapsed = time.perf_counter() - start
+            sent = transport.count - count
+            assert sent == len(frames) * (2 if label == "walk" else 3), (label, sent)
+            best = min(best, elapsed)
+        per = len(frames) * (2 if label == "walk" else 3)
+        figures[f"{label}: us per request"] = best / per * 1e6
+    # reads: one open file, 64 KiB at a time
+    conn.data_received(m.encode(1, m.Twalk(0, 3, ["big"])))
+    conn.data_received(m.encode(1, m.Tlopen(3, os.O_RDONLY)))
+    assert isinstance(reply_of(transport), m.Rlopen), reply_of(transport)
+    reads = [m.encode(1, m.Tread(3, (i % 64) * 65536, 65536)) for i in range(2048)]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for frame in reads:
+            feed(frame)
+        await asyncio.sleep(0)
+        best = min(best, time.perf_counter() - start)
+    figures["read 64 KiB: us per request"] = best / len(reads) * 1e6
+    conn.connection_lost(None)
+    await conn.finished()
+    await policy.close()
+    return figures
+
+
+def populate(root: Path, entries: int) -> None:
+    (root / "d").mkdir()
+    for i in range(entries):
+        (root / "d" / f"f{i}").write_bytes(b"x")
+    (root / "big").write_bytes(os.urandom(64 * 65536))
+
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args()
+    if not args.no_uvloop:
+        try:
+            import uvloop
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            pass
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        populate(root, args.entries)
+        results = {"passthrough": asyncio.run(measure("passthrough", str(root), args.entries,
+                                                      args.repeat))}
+        tar = root.parent / (root.name + ".tar")
+        import subprocess
+        subprocess.run(["tar", "-cf", str(tar), "-C", str(root), "."], check=True)
+        try:
+            results["tar"] = asyncio.run(measure("tar", str(tar), args.entries, args.repeat))
+        finally:
+            tar.unlink()
+    print(f"server CPU per request, in-process, best of {args.repeat} "
+          f"({args.entries} entries)")
+    for backend, figures in results.items():
+        for label, value in figures.items():
+            print(f"  {backend:12} {label:38} {value:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

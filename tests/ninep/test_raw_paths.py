@@ -1,0 +1,116 @@
+"""The transport's raw paths (Twalk of 0-1 names, Tgetattr, Tclunk) answer exactly
+as the general path does: every scenario runs twice, byte for byte compared."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import struct
+
+import pytest
+
+from ninep import messages as m
+from ninep.constants import O_RDONLY
+from ninep.defaults import default_policy
+from ninep.transport import Connection
+from tests.ninep.test_robustness import connected
+from vfs.policy import Policy
+
+RAW_PATHS = ("_walk_raw", "_clunk_at_once", "_getattr_at_once")
+
+# (request frame, or a message to encode with tag 5); each scenario starts attached
+# as fid 1 at the root of the default namespace (a RAM disk holding README)
+SCENARIOS: dict[str, list[m.Message | bytes]] = {
+    "clone": [m.Twalk(1, 2, ()), m.Tgetattr(2, 0x3FFF), m.Tclunk(2), m.Tgetattr(2, 0x3FFF)],
+    "one name": [m.Twalk(1, 2, ("README",)), m.Tgetattr(2, 0x3FFF), m.Tclunk(2)],
+    "onto itself": [m.Twalk(1, 2, ()), m.Twalk(2, 2, ("README",)), m.Tgetattr(2, 0x3FFF)],
+    "missing": [m.Twalk(1, 2, ("nope",)), m.Tclunk(2)],
+    "unknown fid": [m.Twalk(9, 2, ("README",)), m.Tclunk(9)],
+    "newfid in use": [m.Twalk(1, 2, ()), m.Twalk(1, 2, ("README",))],
+    "NOFID": [m.Twalk(1, m.NOFID, ("README",))],
+    "bad names": [m.Twalk(1, 2, ("a/b",)), m.Twalk(1, 2, ("",)), m.Twalk(1, 2, ("..",)),
+                  m.Twalk(1, 3, (".",))],
+    "open fid walks itself": [m.Twalk(1, 2, ("README",)), m.Tlopen(2, O_RDONLY),
+                              m.Twalk(2, 2, ("x",)), m.Twalk(2, 2, ()), m.Tclunk(2)],
+    "walk from a file": [m.Twalk(1, 2, ("README",)), m.Twalk(2, 3, ("x",))],
+    "two names": [m.Twalk(1, 2, ("README", "x")), m.Twalk(1, 3, (".", "README"))],
+    # hand-made frames: one name whose length overruns, bytes left over,
+    # a name that is not UTF-8
+    "overrun": [struct.pack("<IBHIIHH", 19 + 3, m.Twalk.type, 5, 1, 2, 1, 9) + b"abc"],
+    "left over": [struct.pack("<IBHIIH", 17 + 2, m.Twalk.type, 5, 1, 2, 0) + b"zz"],
+    "name, left over": [struct.pack("<IBHIIHH", 19 + 6, m.Twalk.type, 5, 1, 2, 1, 6)
+                        + b"README", struct.pack("<IBHIIHH", 19 + 8, m.Twalk.type, 5, 1, 3, 1, 6)
+                        + b"READMEzz"],
+    "latin-1 name": [struct.pack("<IBHIIHH", 19 + 1, m.Twalk.type, 5, 1, 2, 1, 1) + b"\xe9"],
+    "short clunk": [struct.pack("<IBHH", 9, m.Tclunk.type, 5, 1)],
+}
+
+
+def _frame(item: m.Message | bytes) -> bytes:
+    return item if isinstance(item, bytes) else m.encode(5, item)
+
+
+async def _replies(policy: Policy, items: list[m.Message | bytes]) -> tuple[list[bytes], bool]:
+    conn, transport = await connected(policy)
+    first = len(transport.written)
+    for item in items:
+        conn.data_received(_frame(item))
+        await asyncio.sleep(0)
+    return transport.written[first:], transport.aborted
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_raw_and_general_paths_answer_alike(name: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[str] = []
+    for attr in RAW_PATHS:
+        real = getattr(Connection, attr)
+
+        def spy(self: Connection, *args: object, _real: object = real,
+                _attr: str = attr) -> bool:
+            took = _real(self, *args)  # type: ignore[operator]
+            if took:
+                taken.append(_attr)
+            return took
+        monkeypatch.setattr(Connection, attr, spy)
+    policy = await default_policy()  # one RAM disk for both runs: the same times
+    raw = await _replies(policy, SCENARIOS[name])
+    for attr in RAW_PATHS:
+        monkeypatch.setattr(Connection, attr, lambda self, *args: False)
+    general = await _replies(policy, SCENARIOS[name])
+    assert raw == general
+    if name in ("clone", "one name", "missing", "unknown fid"):
+        assert taken, "the raw paths were never taken"
+
+
+async def test_the_raw_paths_are_taken_and_answer_right() -> None:
+    conn, transport = await connected(await default_policy())
+    conn.data_received(m.encode(5, m.Twalk(1, 2, ("README",))))
+    conn.data_received(m.encode(6, m.Tclunk(2)))
+    conn.data_received(m.encode(7, m.Tclunk(2)))
+    walked, clunked, again = (m.decode(f) for f in transport.written[-3:])
+    assert walked[0] == 5 and isinstance(walked[1], m.Rwalk)
+    assert len(walked[1].qids) == 1 and walked[1].qids[0].type == 0
+    assert clunked == (6, m.Rclunk())
+    assert again == (7, m.Rlerror(errno.EBADF))
+
+
+async def test_clunk_of_an_open_fid_closes_its_handle() -> None:
+    conn, transport = await connected(await default_policy())
+    conn.data_received(m.encode(5, m.Twalk(1, 2, ("README",))))
+    conn.data_received(m.encode(5, m.Tlopen(2, O_RDONLY)))
+    assert conn.session is not None
+    handle = conn.session.fids[2].handle
+    assert handle is not None
+    closed: list[bool] = []
+    real_close = handle.close
+
+    async def close() -> None:
+        closed.append(True)
+        await real_close()
+    handle.close = close  # type: ignore[method-assign]
+    conn.data_received(m.encode(6, m.Tclunk(2)))
+    await asyncio.sleep(0)
+    assert m.decode(transport.written[-1]) == (6, m.Rclunk())
+    assert closed == [True]
+

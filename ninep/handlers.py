@@ -40,8 +40,8 @@ from .constants import (
 )
 from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
-__all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "rgetattr_body", "rgetattr_frame",
-           "walk_fid"]
+__all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "read_fid", "rgetattr_body",
+           "rgetattr_frame", "walk_fid"]
 
 MAXWELEM = 16
 GETATTR_VALID = GETATTR_ALL  # BASIC | BTIME | GEN | DATA_VERSION
@@ -309,17 +309,22 @@ async def statfs(session: Session, msg: m.Tstatfs) -> m.Message:
 
 @handles(m.Tread)
 async def read(session: Session, msg: m.Tread) -> m.Message:
-    fid = session.fid(msg.fid)
-    count = min(msg.count, session.msize - m.HEADER_SIZE - 4)
+    return await read_fid(session, msg.fid, msg.offset, msg.count)
+
+
+async def read_fid(session: Session, number: int, offset: int, count: int) -> m.Rread:
+    """Tread, for the decoded message and for the transport's raw path alike."""
+    fid = session.fid(number)
+    count = min(count, session.msize - m.HEADER_SIZE - 4)
     if fid.xattr_value is not None:
-        return m.Rread(fid.xattr_value[msg.offset:msg.offset + count])
+        return m.Rread(fid.xattr_value[offset:offset + count])
     if fid.auth is not None:
-        return m.Rread(fid.auth.read(msg.offset, count))
+        return m.Rread(fid.auth.read(offset, count))
     if fid.handle is None:
-        raise OSError(errno.EBADF, f"fid {msg.fid} is not open")
+        raise OSError(errno.EBADF, f"fid {number} is not open")
     if fid.flags & O_ACCMODE == O_WRONLY:
         raise OSError(errno.EBADF, "file is open for writing only")
-    return m.Rread(await fid.handle.read(msg.offset, count))
+    return m.Rread(await fid.handle.read(offset, count))
 
 
 @handles(m.Twrite)

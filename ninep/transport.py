@@ -25,7 +25,7 @@ from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
 from .constants import LOCK_FLAG_BLOCK
 from .framing import Framer
-from .handlers import rgetattr_frame, walk_fid
+from .handlers import read_fid, rgetattr_frame, walk_fid
 from .messages import DecodeError
 from .session import HANDLERS, Reply, ServerLimits, Session
 
@@ -37,11 +37,14 @@ _HEADER = struct.Struct("<IBH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TGETATTR, _TWRITE, _TWALK, _TCLUNK = m.Tgetattr.type, m.Twrite.type, m.Twalk.type, m.Tclunk.type
+_TREAD = m.Tread.type
+_READ_BODY = struct.Struct("<IQI")  # fid, offset, count
+_TREAD_SIZE = m.HEADER_SIZE + _READ_BODY.size
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
 _TCLUNK_SIZE = m.HEADER_SIZE + 4
 _WALK_HEAD = struct.Struct("<IIH")  # fid, newfid, nwname
 _TWALK_SIZE = m.HEADER_SIZE + _WALK_HEAD.size  # with no names: a clone
-_RAW_TYPES = frozenset({_TGETATTR, _TWALK, _TCLUNK})
+_RAW_TYPES = frozenset({_TGETATTR, _TWALK, _TCLUNK, _TREAD})
 _conn_ids = itertools.count(1)
 _background: set[asyncio.Task[None]] = set()
 MIN_MSIZE = 4096
@@ -252,6 +255,8 @@ class Connection(asyncio.Protocol):
             return size == _TGETATTR_SIZE and self._getattr_at_once(frame, tag)
         if mtype == _TWALK:
             return self._walk_raw(frame, size, tag)
+        if mtype == _TREAD:
+            return size == _TREAD_SIZE and self._read_raw(frame, tag)
         return size == _TCLUNK_SIZE and self._clunk_at_once(frame, tag)
 
     def _getattr_at_once(self, frame: bytes, tag: int) -> bool:
@@ -303,6 +308,16 @@ class Connection(asyncio.Protocol):
         else:
             return False
         self._run(tag, walk_fid(self.session, number, newfid, names), m.Twalk)
+        return True
+
+    def _read_raw(self, frame: bytes, tag: int) -> bool:
+        """Tread: decoded here, run like any handler."""
+        session = self.session
+        assert session is not None
+        if not session.versioned:
+            return False
+        number, offset, count = _READ_BODY.unpack_from(frame, m.HEADER_SIZE)
+        self._run(tag, read_fid(session, number, offset, count), m.Tread)
         return True
 
     def _start(self, tag: int, msg: m.Message) -> None:

@@ -1,4 +1,4 @@
-"""The transport's raw paths (Twalk of 0-1 names, Tgetattr, Tclunk) answer exactly
+"""The transport's raw paths (Twalk of 0-1 names, Tgetattr, Tclunk, Tread) answer exactly
 as the general path does: every scenario runs twice, byte for byte compared."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import struct
 import pytest
 
 from ninep import messages as m
-from ninep.constants import O_RDONLY
+from ninep.constants import O_RDONLY, O_WRONLY
 from ninep.defaults import default_policy
 from ninep.transport import Connection
 from tests.ninep.test_robustness import connected
 from vfs.policy import Policy
 
-RAW_PATHS = ("_walk_raw", "_clunk_at_once", "_getattr_at_once")
+RAW_PATHS = ("_walk_raw", "_clunk_at_once", "_getattr_at_once", "_read_raw")
 
 # (request frame, or a message to encode with tag 5); each scenario starts attached
 # as fid 1 at the root of the default namespace (a RAM disk holding README)
@@ -33,6 +33,11 @@ SCENARIOS: dict[str, list[m.Message | bytes]] = {
     "open fid walks itself": [m.Twalk(1, 2, ("README",)), m.Tlopen(2, O_RDONLY),
                               m.Twalk(2, 2, ("x",)), m.Twalk(2, 2, ()), m.Tclunk(2)],
     "walk from a file": [m.Twalk(1, 2, ("README",)), m.Twalk(2, 3, ("x",))],
+    "reads": [m.Twalk(1, 2, ("README",)), m.Tread(2, 0, 10), m.Tlopen(2, O_RDONLY),
+              m.Tread(2, 0, 10), m.Tread(2, 5, 1 << 20), m.Tread(2, 1 << 40, 10), m.Tread(9, 0, 1),
+              m.Tread(1, 0, 10)],
+    "read of a write-only fid": [m.Twalk(1, 2, ("README",)), m.Tlopen(2, O_WRONLY),
+                                 m.Tread(2, 0, 10)],
     "two names": [m.Twalk(1, 2, ("README", "x")), m.Twalk(1, 3, (".", "README"))],
     # hand-made frames: one name whose length overruns, bytes left over,
     # a name that is not UTF-8
@@ -43,6 +48,7 @@ SCENARIOS: dict[str, list[m.Message | bytes]] = {
                         + b"READMEzz"],
     "latin-1 name": [struct.pack("<IBHIIHH", 19 + 1, m.Twalk.type, 5, 1, 2, 1, 1) + b"\xe9"],
     "short clunk": [struct.pack("<IBHH", 9, m.Tclunk.type, 5, 1)],
+    "long read": [struct.pack("<IBHIQIB", 24, m.Tread.type, 5, 1, 0, 10, 0)],
 }
 
 
@@ -79,7 +85,7 @@ async def test_raw_and_general_paths_answer_alike(name: str,
         monkeypatch.setattr(Connection, attr, lambda self, *args: False)
     general = await _replies(policy, SCENARIOS[name])
     assert raw == general
-    if name in ("clone", "one name", "missing", "unknown fid"):
+    if name in ("clone", "one name", "missing", "unknown fid", "reads"):
         assert taken, "the raw paths were never taken"
 
 

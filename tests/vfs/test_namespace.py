@@ -241,6 +241,13 @@ async def test_permissions_for_the_attaching_uid() -> None:
     with pytest.raises(OSError) as info:
         await ns.walk(home, "public", BOB)  # no search permission on the directory
     assert info.value.errno == errno.EACCES
+    await ns.setattr(home, SetAttr(mode=0o000), ALICE)
+    assert (await ns.walk(home, "public", ROOT)).node is public.node  # root searches anyway
+    for who in (ROOT, ALICE):  # a file is no directory, whoever walks (ENOTDIR before EACCES)
+        await ns.setattr(public, SetAttr(mode=0o000), ROOT)
+        with pytest.raises(OSError) as info:
+            await ns.walk(public, "x", who)
+        assert info.value.errno == errno.ENOTDIR
 
 
 @pytest.mark.asyncio

@@ -8,6 +8,7 @@ import random
 import stat
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -74,15 +75,11 @@ async def test_backend_identity_and_root() -> None:
 
 
 @ASYNC
-async def test_getattr_returns_fresh_copy_and_is_fast(fs: RamBackend) -> None:
+async def test_getattr_returns_a_fresh_copy(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f", b"x")
     first = await node.getattr()
     first.size = 999
     assert (await node.getattr()).size == 1
-    start = time.perf_counter()
-    for _ in range(50_000):
-        await node.getattr()
-    assert time.perf_counter() - start < 2.0  # about 1 µs each on a slow machine
 
 
 @ASYNC
@@ -183,12 +180,11 @@ async def test_sparse_file_at_one_tebibyte(fs: RamBackend) -> None:
 async def test_big_sequential_read_is_fast(fs: RamBackend) -> None:
     node = await make_file(fs.root, "big", bytes(range(256)) * (64 * 4096))  # 64 MiB
     handle = await node.open(O_RDONLY)
-    start = time.perf_counter()
     total = 0
     while chunk := await handle.read(total, 1 << 20):
+        assert len(chunk) == 1 << 20 and bytes(chunk[:256]) == bytes(range(256))
         total += len(chunk)
-    assert total == 64 << 20
-    assert time.perf_counter() - start < 2.0  # a Python byte loop would take minutes
+    assert total == 64 << 20  # (its speed is bench/'s business, not a test's)
     await handle.close()
 
 
@@ -353,6 +349,16 @@ async def test_readdir_lists_with_types_and_resumes(fs: RamBackend) -> None:
     await raises(errno.ENOTDIR, file_node.readdir(0, 10))
 
 
+class _CountingDict(dict[int, Any]):
+    """A directory's entry table that counts the lookups a listing makes."""
+
+    gets = 0
+
+    def get(self, key: int, default: Any = None) -> Any:
+        self.gets += 1
+        return super().get(key, default)
+
+
 @ASYNC
 async def test_readdir_stable_under_concurrent_changes() -> None:
     fs = RamBackend()
@@ -364,8 +370,9 @@ async def test_readdir_stable_under_concurrent_changes() -> None:
     created: list[str] = []
     seen: list[str] = []
     cookie = 0
-    start = time.perf_counter()
     chunks = 0
+    lookups = _CountingDict(d.by_seq)
+    d.by_seq = lookups
     while batch := await d.readdir(cookie, 200):
         seen.extend(e.name for e in batch)
         cookie = batch[-1].cookie
@@ -378,12 +385,12 @@ async def test_readdir_stable_under_concurrent_changes() -> None:
             name = f"new{len(created)}"
             await d.mknod(name, stat.S_IFREG | 0o644, 0, 0, 0)
             created.append(name)
-    elapsed = time.perf_counter() - start
     assert len(seen) == len(set(seen)), "an entry was listed twice"
     survivors = {f"f{i:05}" for i in range(10_000)} - removed
     assert survivors <= set(seen), "an entry that existed throughout was skipped"
     assert set(seen) <= {f"f{i:05}" for i in range(10_000)} | set(created)
-    assert elapsed < 2.0  # chunks resume by bisect, not a scan from the start
+    # chunks resume by bisect, not by a scan from the start (~250,000 lookups)
+    assert lookups.gets <= 10_000 + len(created)
     assert set(await names(d)) == survivors | set(created)
 
 

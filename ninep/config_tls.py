@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,21 +12,6 @@ from vfs.policy import CertIdentity
 __all__ = ["CLIENT_CERT_MODES", "TlsConfig", "cert_identity", "make_server_context"]
 
 CLIENT_CERT_MODES = ("none", "optional", "required")
-
-log = logging.getLogger(__name__)
-
-
-class _LoggedSSLObject(ssl.SSLObject):
-    """asyncio drops a failed server handshake silently (debug level): say why here."""
-
-    def do_handshake(self) -> None:
-        try:
-            super().do_handshake()
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise
-        except ssl.SSLError as exc:
-            log.warning("TLS handshake refused: %s", exc.reason or exc)
-            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +30,6 @@ def make_server_context(tls: TlsConfig) -> ssl.SSLContext:
     the certificate chain, and client verification as configured. Raises OSError or
     ssl.SSLError when a file is missing or does not hold what it should."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.sslobject_class = _LoggedSSLObject
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(tls.cert, tls.key)
     if tls.client_ca is not None:

@@ -124,7 +124,7 @@ async def walk_fid(session: Session, number: int, newfid: int,
     if newfid == number:
         session.fids[number] = new
     else:
-        session.bind(newfid, new)
+        session.bind(newfid, new)  # checked again: another request may have taken it meanwhile
     return _rwalk(qids)
 
 

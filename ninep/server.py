@@ -9,7 +9,7 @@ import os
 import socket
 import ssl
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -95,34 +95,68 @@ def systemd_sockets() -> list[tuple[str, socket.socket]]:
 
 @dataclass(eq=False)
 class _TlsListener:
-    """A TLS listening socket. A reload serves it with a fresh SSLContext from the same
-    files: a new asyncio server on a dup of the socket, then the old one closes
-    (connections already made keep going)."""
+    """A TLS listening socket with its own accept loop, so that a refused handshake is
+    logged with the peer's address (asyncio's TLS servers drop it silently). A reload
+    swaps the SSLContext for new connections; connections made keep going."""
 
     server: Server
     tls: TlsConfig
     sock: socket.socket
-    current: asyncio.AbstractServer | None = None
+    context: ssl.SSLContext
+    accepting: asyncio.Task[None] | None = None
+    handshakes: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def start(self, context: ssl.SSLContext) -> asyncio.AbstractServer:
+    HANDSHAKE_TIMEOUT = 30.0
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self.accepting = asyncio.get_running_loop().create_task(self._accept())
+
+    async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
-        srv = await loop.create_server(lambda: self.server.connection("tls"),
-                                       sock=self.sock.dup(), ssl=context,
-                                       ssl_handshake_timeout=30)
-        old, self.current = self.current, srv
-        if old is not None:
-            old.close()
-        return srv
+        while True:
+            try:
+                conn, address = await loop.sock_accept(self.sock)
+            except OSError as exc:  # out of descriptors, ...: try again shortly
+                log.warning("tls listener %s: accept failed: %s", self.tls.cert, exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._handshake(conn, address, self.context))
+            self.handshakes.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, address: object,
+                         context: ssl.SSLContext) -> None:
+        where = (f"{address[0]}:{address[1]}" if isinstance(address, tuple)
+                 else str(address or "unknown peer"))
+        if conn.family in (socket.AF_INET, socket.AF_INET6):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: self.server.connection("tls"), conn, ssl=context,
+                ssl_handshake_timeout=self.HANDSHAKE_TIMEOUT)
+        except ssl.SSLError as exc:
+            log.warning("%s: TLS handshake refused: %s", where, exc.reason or exc)
+            conn.close()
+        except (OSError, TimeoutError) as exc:  # gone, or too slow
+            log.warning("%s: TLS handshake failed: %s", where, exc or type(exc).__name__)
+            conn.close()
 
     async def reload(self) -> None:
         try:
-            context = make_server_context(self.tls)
+            self.context = make_server_context(self.tls)
         except (OSError, ssl.SSLError) as exc:
             log.error("TLS reload of %s failed, keeping the old certificate: %s",
                       self.tls.cert, exc)
             return
-        await self.start(context)
         log.info("TLS certificate %s reloaded", self.tls.cert)
+
+    async def close(self) -> None:
+        tasks = [t for t in (self.accepting, *self.handshakes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.sock.close()
 
 
 class Server:
@@ -153,7 +187,7 @@ class Server:
             assert address.tls is not None
             sock = socket.create_server((address.host, address.port),
                                         family=_family(address.host))
-            srv = await self._listen_tls(sock, address.tls)
+            self._listen_tls(sock, address.tls)
             bound = [f"tls://{sock.getsockname()[0]}:{sock.getsockname()[1]}"]
         elif address.kind == "tcp":
             srv = await loop.create_server(lambda: self.connection("tcp"), address.host,
@@ -169,15 +203,15 @@ class Server:
         else:
             raise ValueError(f"listener {address}: serve stdio with Server.serve_stdio")
         if address.kind != "tls":
-            self._servers.append(srv)  # a TLS listener's server changes with each reload
+            self._servers.append(srv)
         for where in bound:
             log.info("listening on %s", where)
         return bound
 
-    async def _listen_tls(self, sock: socket.socket, tls: TlsConfig) -> asyncio.AbstractServer:
-        listener = _TlsListener(self, tls, sock)
+    def _listen_tls(self, sock: socket.socket, tls: TlsConfig) -> None:
+        listener = _TlsListener(self, tls, sock, make_server_context(tls))
         self._tls.append(listener)
-        return await listener.start(make_server_context(tls))
+        listener.start()
 
     async def _listen_inherited(self, address: ListenAddress) -> list[str]:
         loop = asyncio.get_running_loop()
@@ -188,20 +222,19 @@ class Server:
                              "(LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES)")
         bound = []
         for name, sock in socks:
-            srv: asyncio.AbstractServer
             if sock.family == socket.AF_UNIX:
                 srv = await loop.create_unix_server(lambda: self.connection("unix"), sock=sock)
+                self._servers.append(srv)
                 where = f"unix://{sock.getsockname()} (systemd {name})"
             elif address.tls is not None:
-                srv = await self._listen_tls(sock, address.tls)
+                self._listen_tls(sock, address.tls)
                 host, port = sock.getsockname()[:2]
                 where = f"tls://{host}:{port} (systemd {name})"
             else:
                 srv = await loop.create_server(lambda: self.connection("tcp"), sock=sock)
+                self._servers.append(srv)
                 host, port = sock.getsockname()[:2]
                 where = f"tcp://{host}:{port} (systemd {name})"
-            if address.tls is None or sock.family == socket.AF_UNIX:
-                self._servers.append(srv)
             log.info("listening on %s", where)
             bound.append(where)
         return bound
@@ -244,13 +277,12 @@ class Server:
         return True
 
     async def close(self) -> None:
-        servers = self._servers + [t.current for t in self._tls if t.current is not None]
-        for srv in servers:
+        for srv in self._servers:
             srv.close()
-        for srv in servers:
+        for srv in self._servers:
             await srv.wait_closed()
         for listener in self._tls:
-            listener.sock.close()
+            await listener.close()
         self._servers.clear()
         self._tls.clear()
         for path in self._unix_paths:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -250,7 +252,21 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(
     with caplog.at_level("WARNING"), pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         peer = tls_peer(served.port("tls"), pki, "mallory")
         attach(peer)  # TLS 1.3: the client learns of the refusal at its first read
-    assert any("TLS handshake refused: CERTIFICATE_VERIFY_FAILED" in r.getMessage()
+    assert any(re.match(r"127\.0\.0\.1:\d+: TLS handshake refused: CERTIFICATE_VERIFY_FAILED",
+                        r.getMessage()) for r in caplog.records)
+
+
+def test_plain_9p_on_the_tls_port_is_refused_and_logged_with_the_peer(
+        served: ConfiguredServer, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        raw = socket.create_connection(("127.0.0.1", served.port("tls")), timeout=10)
+        raw.sendall(m.encode(m.NOTAG, m.Tversion(65536, "9P2000.L")))
+        assert raw.recv(100) == b""  # closed, without a 9P answer
+        where = "127.0.0.1:%d" % raw.getsockname()[1]
+        raw.close()
+        peer = tls_peer(served.port("tls"), pki, "alice")  # the listener goes on serving
+        assert isinstance(attach(peer), m.Rattach)
+    assert any(r.getMessage().startswith(f"{where}: TLS handshake refused: ")
                for r in caplog.records)
 
 

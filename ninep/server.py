@@ -18,7 +18,7 @@ from vfs.policy import Policy
 
 from .config_tls import TlsConfig, make_server_context
 from .session import ServerLimits
-from .transport import Connection
+from .transport import Connection, address_text
 from .transport_stdio import serve_pipes
 
 __all__ = ["ListenAddress", "Server", "parse_listen", "systemd_sockets"]
@@ -117,9 +117,9 @@ class _TlsListener:
         while True:
             try:
                 conn, address = await loop.sock_accept(self.sock)
-            except OSError as exc:  # out of descriptors, ...: try again shortly
+            except OSError as exc:  # out of descriptors, ...: try again in a second
                 log.warning("tls listener %s: accept failed: %s", self.tls.cert, exc)
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)
                 continue
             task = loop.create_task(self._handshake(conn, address, self.context))
             self.handshakes.add(task)  # the loop holds tasks weakly
@@ -127,8 +127,7 @@ class _TlsListener:
 
     async def _handshake(self, conn: socket.socket, address: object,
                          context: ssl.SSLContext) -> None:
-        where = (f"{address[0]}:{address[1]}" if isinstance(address, tuple)
-                 else str(address or "unknown peer"))
+        where = address_text(address)
         if conn.family in (socket.AF_INET, socket.AF_INET6):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -141,6 +140,9 @@ class _TlsListener:
         except (OSError, TimeoutError) as exc:  # gone, or too slow
             log.warning("%s: TLS handshake failed: %s", where, exc or type(exc).__name__)
             conn.close()
+        except BaseException:  # the server stops
+            conn.close()
+            raise
 
     async def reload(self) -> None:
         try:

@@ -29,7 +29,7 @@ from .handlers import read_fid, rgetattr_frame, walk_fid
 from .messages import DecodeError
 from .session import HANDLERS, Reply, ServerLimits, Session
 
-__all__ = ["Connection", "peer_of"]
+__all__ = ["Connection", "address_text", "peer_of"]
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,15 @@ def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
     if ssl_object is not None:
         from .config_tls import cert_identity
         cert = cert_identity(ssl_object.getpeercert(binary_form=True))
+    return Peer(kind, address_text(address), cert=cert)
+
+
+def address_text(address: object) -> str:
+    """A socket address as logs and policies show it: HOST:PORT, [V6]:PORT, a path."""
     if isinstance(address, tuple):
         host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
-        return Peer(kind, f"{host}:{address[1]}", cert=cert)
-    return Peer(kind, str(address or "local"), cert=cert)
+        return f"{host}:{address[1]}"
+    return str(address or "local")
 
 
 class Connection(asyncio.Protocol):

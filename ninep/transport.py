@@ -251,9 +251,10 @@ class Connection(asyncio.Protocol):
         self._start(tag, msg)
 
     # Raw paths: the requests a listing sends per entry (Twalk of one name,
-    # Tgetattr, Tclunk) skip the message objects. Each answers True when it
-    # took the request; False sends it down the general path, which also
-    # gives every error and the replies to malformed frames.
+    # Tgetattr, Tclunk), and Tread, skip the message objects. Each answers
+    # True when it took the request; False sends it down the general path,
+    # which also gives the replies to malformed frames. Twalk and Tread run
+    # the general path's own routine (walk_fid, read_fid), errors included.
 
     def _raw(self, mtype: int, frame: bytes, size: int, tag: int) -> bool:
         if mtype == _TGETATTR:

@@ -262,7 +262,7 @@ def test_plain_9p_on_the_tls_port_is_refused_and_logged_with_the_peer(
         raw = socket.create_connection(("127.0.0.1", served.port("tls")), timeout=10)
         raw.sendall(m.encode(m.NOTAG, m.Tversion(65536, "9P2000.L")))
         assert raw.recv(100) == b""  # closed, without a 9P answer
-        where = "127.0.0.1:%d" % raw.getsockname()[1]
+        where = f"127.0.0.1:{raw.getsockname()[1]}"
         raw.close()
         peer = tls_peer(served.port("tls"), pki, "alice")  # the listener goes on serving
         assert isinstance(attach(peer), m.Rattach)

@@ -7,7 +7,8 @@
   flex_bg, and ext3's journal while it needs no recovery). Serves ext4 images
   (extents, 64bit, checksums unverified) read-only; other features are refused,
   by name.
-- A read-write open locks the image (flock), marks it not clean and bumps the
+- A read-write open locks the image (flock), refuses an image attached to a
+  loop device (the kernel takes no flock), marks it not clean and bumps the
   mount count; ``close`` (or interpreter exit) writes back and marks it clean.
   A not-clean image opens read-write only with ``force=true``.
 - The root's lost+found is left out of listings (``lost_found=true`` lists it).

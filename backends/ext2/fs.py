@@ -42,7 +42,7 @@ from .layout import (
     unsupported_features,
 )
 
-__all__ = ["CHECKPOINT_SECONDS", "FREE_STEP", "Ext2Error", "FileSystem"]
+__all__ = ["CHECKPOINT_SECONDS", "FREE_STEP", "Ext2Error", "FileSystem", "loop_devices_of"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SECONDS = 2.0  # dirty metadata is written back at most this long after a change
@@ -65,6 +65,41 @@ def _lock(fd: int, path: str, exclusive: bool) -> None:
         raise Ext2Error(f"{path}: the image is in use by another process (locked)") from None
 
 
+def loop_devices_of(fd: int, sys_block: str = "/sys/block") -> list[str]:
+    """The loop devices backed by the file open as ``fd`` (the kernel may have one
+    mounted; it takes no flock, so the lock cannot keep it out)."""
+    st = os.fstat(fd)
+    found = []
+    try:
+        names = sorted(os.listdir(sys_block))
+    except OSError:
+        return []
+    for name in names:
+        try:
+            with open(os.path.join(sys_block, name, "loop", "backing_file")) as f:
+                backing = f.read().rstrip("\n")
+            other = os.stat(backing.removesuffix(" (deleted)"))
+        except OSError:
+            continue  # not a loop device, detached, or its file is gone
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            found.append(f"/dev/{name}")
+    return found
+
+
+def _check_no_loop(fd: int, path: str, read_only: bool) -> None:
+    loops = loop_devices_of(fd)
+    if not loops:
+        return
+    where = ", ".join(loops)
+    if read_only:
+        log.warning("%s: the image is attached to %s; if the kernel writes to it, what is "
+                    "served may be inconsistent", path, where)
+        return
+    os.close(fd)
+    raise Ext2Error(f"{path}: the image is attached to {where} (the kernel may have it "
+                    "mounted); detach it with 'losetup -d' or serve it read-only (,ro)")
+
+
 class FileSystem:
     """The shared state of one image: superblock, groups, caches, allocator, block map."""
 
@@ -75,6 +110,7 @@ class FileSystem:
         except OSError as exc:
             raise Ext2Error(f"{path}: cannot open the image: {exc.strerror}") from None
         _lock(fd, path, not read_only)
+        _check_no_loop(fd, path, read_only)
         try:
             self.sb = self._read_superblock(fd)
             self._check(force)

@@ -260,6 +260,46 @@ async def test_mount_state_lock_and_force(image: Path) -> None:
     assert_clean(image)
 
 
+def test_loop_devices_of_an_image_are_found_by_inode(image: Path, tmp_path: Path) -> None:
+    from backends.ext2.fs import loop_devices_of
+    sys_block = tmp_path / "sys-block"
+    other = tmp_path / "other.img"
+    other.write_bytes(b"")
+    link = tmp_path / "link.img"
+    link.hardlink_to(image)  # the kernel shows the path it was given: any name of the file
+    for name, backing in [("loop0", other), ("loop3", link), ("loop5", image),
+                          ("loop7", tmp_path / "gone.img"), ("vda", None)]:
+        (sys_block / name).mkdir(parents=True)
+        if backing is not None:
+            (sys_block / name / "loop").mkdir()
+            (sys_block / name / "loop" / "backing_file").write_text(f"{backing}\n")
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        assert loop_devices_of(fd, str(sys_block)) == ["/dev/loop3", "/dev/loop5"]
+        assert loop_devices_of(fd, str(tmp_path / "nowhere")) == []
+    finally:
+        os.close(fd)
+
+
+async def test_an_image_on_a_kernel_loop_device_is_refused_for_writing(image: Path) -> None:
+    attach = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                            text=True)
+    if attach.returncode != 0:
+        pytest.skip(f"no loop device here: {attach.stderr.strip()}")
+    device = attach.stdout.strip()
+    try:
+        from backends.registry import BackendConfigError, open_backend
+        with pytest.raises(BackendConfigError, match=f"attached to {device}.*losetup -d"):
+            await open_backend("ext2", str(image), {}, False)
+        ro = await open_backend("ext2", str(image), {}, True)  # read-only: a warning
+        await ro.close()
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+    fs = await open_backend("ext2", str(image), {}, False)  # detached: served again
+    await fs.close()
+    assert_clean(image)
+
+
 def test_backend_class_is_exported() -> None:
     assert Ext2Backend.kind == "ext2"
 

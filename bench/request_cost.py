@@ -45,6 +45,9 @@ class NullTransport:
         self.count += 1
         self.last = b"".join(bytes(p) for p in parts)
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def get_extra_info(self, key: str, default: Any = None) -> Any:
         return default
 

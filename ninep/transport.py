@@ -17,6 +17,7 @@ import types
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator
 
+from vfs.buffers import give
 from vfs.locks import LockManager
 from vfs.namespace import qid_type
 from vfs.policy import ConnectionContext, Peer, Policy
@@ -430,7 +431,10 @@ class Connection(asyncio.Protocol):
             return
         if type(reply) is m.Rread:
             # header and payload leave in one writev, without joining them
-            transport.writelines((m.rread_header(tag, len(reply.data)), reply.data))
+            data = reply.data
+            transport.writelines((m.rread_header(tag, len(data)), data))
+            if not transport.get_write_buffer_size():
+                give(data)  # sent in full: nobody holds the buffer any more
             return
         transport.write(m.encode(tag, reply))
 

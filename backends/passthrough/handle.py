@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from vfs.buffers import take
 from vfs.node import Handle
 
 from .hostcalls import NOWAIT
@@ -58,15 +59,15 @@ class FileHandle(Handle):
         self._check(self.readable, "reading")
         if offset < 0 or size < 0:
             raise OSError(errno.EINVAL, "negative offset or size")
-        buf = bytearray(size)  # a fresh buffer per reply: uvloop sends it without copying
+        buf = take(size)  # given back by the transport once the reply left in full
         got = self._read_cached(buf, offset) if self.seekable else -1
         if got < 0:
             got = await self._in_thread(self._read_blocking, buf, 0, offset)
         elif got < size and not self._at_eof(offset + got):
             got += await self._in_thread(self._read_blocking, buf, got, offset)
-        return memoryview(buf)[:got] if got < size else memoryview(buf)
+        return buf[:got] if got < size else buf
 
-    def _read_cached(self, buf: bytearray, offset: int) -> int:
+    def _read_cached(self, buf: memoryview, offset: int) -> int:
         """What the page cache holds at ``offset`` (0 only at end of file), or -1."""
         if not buf:
             return 0
@@ -85,8 +86,8 @@ class FileHandle(Handle):
     def _at_eof(self, end: int) -> bool:
         return end >= os.fstat(self.fd).st_size
 
-    def _read_blocking(self, buf: bytearray, start: int, offset: int) -> int:
-        view = memoryview(buf)[start:]
+    def _read_blocking(self, buf: memoryview, start: int, offset: int) -> int:
+        view = buf[start:]
         if not self.seekable:
             return os.readv(self.fd, [view])
         done = 0

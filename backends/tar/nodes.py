@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
+from vfs.buffers import take
 from vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
 
 from .source import ArchiveSource
@@ -75,7 +76,7 @@ class TarFile(TarNode):
         self.volume.source.check()
         return TarFileHandle(self)
 
-    def read_bytes(self, offset: int, size: int) -> bytes:
+    def read_bytes(self, offset: int, size: int) -> bytes | memoryview:
         if offset < 0 or size < 0:
             raise OSError(errno.EINVAL, "negative offset or size")
         source = self.volume.source
@@ -84,10 +85,10 @@ class TarFile(TarNode):
         if size <= 0:
             return b""
         if self.sparse is None:
-            data = source.read(self.data_offset + offset, size)
-            if len(data) != size:
+            view = take(size)  # given back by the transport once the reply left in full
+            if source.read_into(view, self.data_offset + offset) != size:
                 raise OSError(errno.EIO, "the archive is shorter than when it was mounted")
-            return data
+            return view
         parts = []
         for _, length, stored in self.sparse.pieces(offset, size):
             if stored < 0:
@@ -106,7 +107,7 @@ class TarFileHandle(Handle):
     def __init__(self, node: TarFile) -> None:
         self.node = node
 
-    async def read(self, offset: int, size: int) -> bytes:
+    async def read(self, offset: int, size: int) -> bytes | memoryview:
         return self.node.read_bytes(offset, size)
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:

@@ -38,6 +38,9 @@ class FakeTransport:
     def writelines(self, parts: Any) -> None:
         self.written.append(b"".join(bytes(p) for p in parts))
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # what it was given is copied at once
+
     def abort(self) -> None:
         self.aborted = True
 

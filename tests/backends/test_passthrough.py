@@ -558,7 +558,7 @@ async def test_a_second_filesystem_below_the_export_gets_its_own_inode_numbers(
 
 
 async def test_reads_waiting_on_fifos_do_not_hold_up_file_reads(
-        export: tuple[Path, PassthroughBackend]) -> None:
+        export: tuple[Path, PassthroughBackend], monkeypatch: pytest.MonkeyPatch) -> None:
     root, fs = export
     os.mkfifo(root / "fifo")
     data = os.urandom(65536)
@@ -570,11 +570,25 @@ async def test_reads_waiting_on_fifos_do_not_hold_up_file_reads(
         waiting = [asyncio.ensure_future(r.read(0, 100)) for r in readers]
         await asyncio.sleep(0.1)
         assert not any(w.done() for w in waiting)
-        fd = os.open(root / "file", os.O_RDONLY)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # a cold read: a file thread
-        os.close(fd)
+        real_preadv = os.preadv
+        hops: list[str] = []
+        real_in_thread = fs.in_thread
+
+        def cold(fd: int, buffers: list[memoryview], offset: int, flags: int = 0) -> int:
+            if flags & NOWAIT:  # the host says "not cached": the read needs a file thread
+                raise BlockingIOError(errno.EAGAIN, "not cached")
+            return real_preadv(fd, buffers, offset, flags)
+
+        async def counting(func: object, *args: object) -> object:
+            hops.append(getattr(func, "__name__", "?"))
+            return await real_in_thread(func, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "preadv", cold)
+        monkeypatch.setattr(fs, "in_thread", counting)
         handle = await (await fs.root.walk("file")).open(O_RDONLY)
         assert bytes(await asyncio.wait_for(handle.read(0, 65536), 10)) == data
+        assert hops == ["_read_blocking"], "the file read did not go to a file thread"
+        monkeypatch.setattr(os, "preadv", real_preadv)
         await handle.close()
         os.write(writer, b"y" * 600)
         assert [bytes(b) for b in await asyncio.wait_for(asyncio.gather(*waiting), 10)] == \

@@ -1,9 +1,10 @@
 """Reusable read buffers: a backend reads file data into one, the transport sends
 it and gives it back.
 
-A fresh ``bytearray`` per Tread costs a malloc and a memset of the whole size
-(for 1 MiB replies also page faults), so backends take a buffer here and read
-into it (``os.preadv``). The transport gives it back only when the reply left
+A fresh ``bytearray`` per Tread costs a malloc and a memset of the whole size,
+so a backend that must read into a buffer (passthrough: ``os.preadv`` with
+RWF_NOWAIT) takes one here. (``os.pread`` returns bytes that were never
+zeroed: tar reads that way, and gains nothing from the pool.) The transport gives it back only when the reply left
 in full at once (the transport's write buffer is empty right after the
 write): uvloop keeps a reference to a view it could not send yet, and reusing
 such a buffer would change the bytes in flight. A buffer not given back is

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 
-from vfs.buffers import take
 from vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
 
 from .source import ArchiveSource
@@ -76,7 +75,7 @@ class TarFile(TarNode):
         self.volume.source.check()
         return TarFileHandle(self)
 
-    def read_bytes(self, offset: int, size: int) -> bytes | memoryview:
+    def read_bytes(self, offset: int, size: int) -> bytes:
         if offset < 0 or size < 0:
             raise OSError(errno.EINVAL, "negative offset or size")
         source = self.volume.source
@@ -85,10 +84,10 @@ class TarFile(TarNode):
         if size <= 0:
             return b""
         if self.sparse is None:
-            view = take(size)  # given back by the transport once the reply left in full
-            if source.read_into(view, self.data_offset + offset) != size:
+            data = source.read(self.data_offset + offset, size)
+            if len(data) != size:
                 raise OSError(errno.EIO, "the archive is shorter than when it was mounted")
-            return view
+            return data
         parts = []
         for _, length, stored in self.sparse.pieces(offset, size):
             if stored < 0:
@@ -107,7 +106,7 @@ class TarFileHandle(Handle):
     def __init__(self, node: TarFile) -> None:
         self.node = node
 
-    async def read(self, offset: int, size: int) -> bytes | memoryview:
+    async def read(self, offset: int, size: int) -> bytes:
         return self.node.read_bytes(offset, size)
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:

@@ -154,16 +154,6 @@ class ArchiveSource:
         """Up to ``size`` bytes at ``offset`` (short only at the end)."""
         return os.pread(self.data_fd, size, offset)
 
-    def read_into(self, view: memoryview, offset: int) -> int:
-        """Fill ``view`` from ``offset``; the count read (short only at the end)."""
-        done = 0
-        while done < len(view):
-            got = os.preadv(self.data_fd, [view[done:]], offset + done)
-            if got == 0:
-                break
-            done += got
-        return done
-
     def read_headers(self, offset: int, size: int) -> bytes:
         """``read`` through a read-ahead window: headers of small members share one pread."""
         start = offset - self._window_start

@@ -4,7 +4,6 @@ in full, and a reused buffer never shows old bytes."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,14 +45,9 @@ def tree(root: Path) -> Path:
     return root / "tree"
 
 
-@pytest.fixture(params=["passthrough", "tar"])
-def source(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
-    where = tree(tmp_path)
-    if request.param == "tar":
-        archive = tmp_path / "tree.tar"
-        subprocess.run(["tar", "-cf", str(archive), "-C", str(where), "."], check=True)
-        return "tar", archive
-    return "passthrough", where
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[str, Path]:
+    return "passthrough", tree(tmp_path)
 
 
 def read(conn: object, transport: FakeTransport, name: str, fid: int) -> bytes:

@@ -16,8 +16,7 @@ import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["ArchiveSource", "SourceError", "detect_compression"]
 
@@ -56,8 +55,9 @@ def detect_compression(head: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Identity:
+class _Identity(NamedTuple):
+    """What says the archive is still the one indexed (a tuple: compared on every read)."""
+
     dev: int
     ino: int
     size: int

@@ -270,6 +270,18 @@ def test_plain_9p_on_the_tls_port_is_refused_and_logged_with_the_peer(
                for r in caplog.records)
 
 
+def test_clients_stuck_before_their_handshake_hold_up_nobody(
+        served: ConfiguredServer, pki: Pki) -> None:
+    silent = [socket.create_connection(("127.0.0.1", served.port("tls")), timeout=10)
+              for _ in range(5)]  # connected, never a ClientHello
+    try:
+        peer = tls_peer(served.port("tls"), pki, "alice")
+        assert isinstance(attach(peer), m.Rattach)
+    finally:
+        for sock in silent:
+            sock.close()
+
+
 def test_two_anames_two_namespaces_and_an_unknown_aname_is_refused(
         served: ConfiguredServer) -> None:
     peer = tcp(served)

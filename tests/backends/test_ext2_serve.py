@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,36 +17,22 @@ import pytest
 from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs
 
 from clients.sync import SyncClient
+from tests.conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CRASH_ROUNDS = int(os.environ.get("NINEP_EXT2_CRASH_ROUNDS", "1"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(image: Path, options: str = "") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``python -m ninep serve --mount /img=ext2:IMAGE`` on a free port."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ninep", "serve", "--listen", f"tcp://127.0.0.1:{port}",
          "--mount", f"/img=ext2:{image}{options}"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "") \
-                        from None
-                time.sleep(0.05)
+        wait_for_port(port, proc, timeout=30)
         yield proc, f"tcp://127.0.0.1:{port}"
     finally:
         if proc.poll() is None:

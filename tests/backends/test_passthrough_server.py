@@ -21,8 +21,7 @@ import pytest
 
 from backends.registry import open_backend
 from clients import Client, SyncClient
-from tests.conftest import RunningServer, start_server
-from tests.ninep.test_cli import free_port, wait_for_port
+from tests.conftest import RunningServer, free_port, start_server, wait_for_port
 from vfs.namespace import Namespace
 from vfs.policy import Policy, Rule
 

@@ -7,11 +7,9 @@ import datetime
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from test_tar_support import GNU_TAR, gnu_tar, make_tree
 
 from clients.sync import SyncClient
+from tests.conftest import free_port, wait_for_port
 
 
 @dataclass(frozen=True)
@@ -63,12 +62,6 @@ def tar_listing(archive: Path) -> list[Listed]:
     return listed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     """A tree, its GNU tar archive (pax, xattrs, sparse), and a server serving it at /t."""
@@ -78,21 +71,13 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     archive = tmp_path / "tree.tar.xz"
     gnu_tar("--format=pax", "--xattrs", "--xattrs-include=*", "--sparse", "-cJf", archive,
             "-C", src, ".")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ninep", "serve", "--listen",
                              f"tcp://127.0.0.1:{port}", "--mount", "/=ram",
                              "--mount", f"/t=tar:{archive}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.05)
+        wait_for_port(port, proc, timeout=30)
         yield src, archive, f"tcp://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -146,7 +131,7 @@ def test_serve_refuses_a_damaged_archive_naming_file_and_offset(tmp_path: Path) 
     data[1024 + 3] ^= 0x40  # the second header's name: its checksum no longer matches
     archive.write_bytes(bytes(data))
     result = subprocess.run([sys.executable, "-m", "ninep", "serve", "--listen",
-                             f"tcp://127.0.0.1:{_free_port()}", "--mount", f"/t=tar:{archive}"],
+                             f"tcp://127.0.0.1:{free_port()}", "--mount", f"/t=tar:{archive}"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert str(archive) in result.stderr and "Traceback" not in result.stderr

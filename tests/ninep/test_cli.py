@@ -7,12 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from ninep import messages as m
-from tests.conftest import RawPeer
+from tests.conftest import RawPeer, free_port, wait_for_port
 
 
 def serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,24 +32,6 @@ def test_bad_arguments_exit_2_naming_what_was_wrong(args: list[str], needle: str
     result = serve(*args)
     assert result.returncode == 2
     assert needle in result.stderr and "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("the server did not start listening")
 
 
 def test_a_port_in_use_is_a_clear_error() -> None:

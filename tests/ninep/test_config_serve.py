@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from ninep import messages as m
-from tests.conftest import RawPeer
+from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.integration.policy_helpers import Pki, attach, make_pki, peer_on, read_file, tls_peer
-from tests.ninep.test_cli import free_port, wait_for_port
 
 NINEP = [sys.executable, "-m", "ninep"]
 

@@ -179,16 +179,21 @@ class Ext2DirOps:
     def unlink(self, name: str, is_dir: bool) -> None:
         self.node._writable()
         child = self._child(name)
-        if is_dir and not child.inode.is_dir:
-            raise OSError(errno.ENOTDIR, "not a directory", name)
-        if not is_dir and child.inode.is_dir:
-            raise OSError(errno.EISDIR, "is a directory", name)
-        if child.inode.is_dir and not self.fs.directory(child.inode).is_empty():
-            raise OSError(errno.ENOTEMPTY, "directory not empty", name)
+        self._check_removable(child, is_dir, name)
         now = time.time_ns()
         self.dir.remove(_name(name))
         self._drop(child, now)
         self._touch_dir(now)
+
+    def _check_removable(self, child: Ext2Node, as_dir: bool, name: str) -> None:
+        """``child`` may go as a directory (rmdir, a directory renamed over it) or as a
+        non-directory: its kind must match, and a directory must be empty."""
+        if as_dir and not child.inode.is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory", name)
+        if not as_dir and child.inode.is_dir:
+            raise OSError(errno.EISDIR, "is a directory", name)
+        if child.inode.is_dir and not self.fs.directory(child.inode).is_empty():
+            raise OSError(errno.ENOTEMPTY, "directory not empty", name)
 
     def _drop(self, child: Ext2Node, now: int) -> None:
         """``child`` lost a name in this directory: fix link counts, free it if unused."""
@@ -239,12 +244,7 @@ class Ext2DirOps:
             raise OSError(errno.EINVAL, "directory into its own subtree", newname)
         victim = None if hit is None else self.table.node(hit[0])
         if victim is not None:
-            if moving_dir and not victim.inode.is_dir:
-                raise OSError(errno.ENOTDIR, "not a directory", newname)
-            if not moving_dir and victim.inode.is_dir:
-                raise OSError(errno.EISDIR, "is a directory", newname)
-            if victim.inode.is_dir and not self.fs.directory(victim.inode).is_empty():
-                raise OSError(errno.ENOTEMPTY, "directory not empty", newname)
+            self._check_removable(victim, moving_dir, newname)
         elif moving_dir and dest.inode is not self.inode and dest.inode.links >= LINK_MAX:
             raise OSError(errno.EMLINK, "too many subdirectories", newname)
         now = time.time_ns()

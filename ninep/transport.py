@@ -277,10 +277,7 @@ class Connection(asyncio.Protocol):
         if attr is None:
             return False
         attr = fid.ns.client_attr(attr)
-        transport = self.transport
-        if transport is not None and not self._closing:
-            transport.write(rgetattr_frame(tag, qid_type(attr.mode), loc.mount.qid_path(attr.ino),
-                                           attr))
+        self._write(rgetattr_frame(tag, qid_type(attr.mode), loc.mount.qid_path(attr.ino), attr))
         return True
 
     def _clunk_at_once(self, frame: bytes, tag: int) -> bool:
@@ -292,9 +289,7 @@ class Connection(asyncio.Protocol):
         if fid is None or fid.handle is not None or fid.xattr_write is not None:
             return False
         del fids[number]
-        transport = self.transport
-        if transport is not None and not self._closing:
-            transport.write(_HEADER.pack(m.HEADER_SIZE, m.Rclunk.type, tag))
+        self._write(_HEADER.pack(m.HEADER_SIZE, m.Rclunk.type, tag))
         return True
 
     def _walk_raw(self, frame: bytes, size: int, tag: int) -> bool:
@@ -437,6 +432,12 @@ class Connection(asyncio.Protocol):
                 give(data)  # sent in full: nobody holds the buffer any more
             return
         transport.write(m.encode(tag, reply))
+
+    def _write(self, frame: bytes) -> None:
+        """A whole reply frame, unless the connection is gone or closing."""
+        transport = self.transport
+        if transport is not None and not self._closing:
+            transport.write(frame)
 
     def _protocol_error(self, reason: str) -> None:
         peer = self.session.peer if self.session else "unknown peer"

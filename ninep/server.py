@@ -138,7 +138,8 @@ class _TlsListener:
             log.warning("%s: TLS handshake refused: %s", where, exc.reason or exc)
             conn.close()
         except (OSError, TimeoutError) as exc:  # gone, or too slow
-            log.warning("%s: TLS handshake failed: %s", where, exc or type(exc).__name__)
+            log.warning("%s: TLS handshake failed: %s", where,
+                        _handshake_failure(exc, self.HANDSHAKE_TIMEOUT))
             conn.close()
         except BaseException:  # the server stops
             conn.close()
@@ -159,6 +160,21 @@ class _TlsListener:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.sock.close()
+
+
+def _handshake_failure(exc: BaseException, timeout: float) -> str:
+    """Why a handshake failed, never empty: a client that closes mid-handshake (as
+    one does that refuses our certificate without sending an alert) surfaces as a
+    bare ConnectionResetError(), and a timeout may come without a message."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, TimeoutError):
+        return f"no handshake within {timeout:g} s"
+    if isinstance(exc, ConnectionError):
+        return ("the client closed the connection during the handshake "
+                "(it may have refused the server's certificate)")
+    return type(exc).__name__
 
 
 class Server:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import logging
+import re
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,22 @@ def start_configured(path: Path) -> ConfiguredServer:
 
     server, bound = asyncio.run_coroutine_threadsafe(boot(), loop).result(30)
     return ConfiguredServer(server, loop, thread, bound)
+
+
+def wait_for_log(records: Callable[[], list[logging.LogRecord]], pattern: str,
+                 what: str = "") -> str:
+    """The first message that matches ``pattern`` (re.match), waited for: the server
+    logs from its own thread, after the client may already have seen the outcome.
+    The wait is a deadline for a hung server, not a bound on speed."""
+    deadline = time.monotonic() + 30
+    while True:
+        for record in list(records()):
+            message = record.getMessage()
+            if re.match(pattern, message):
+                return message
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no log line {what or pattern!r}")
+        time.sleep(0.02)
 
 
 def peer_on(sock: socket.socket) -> RawPeer:

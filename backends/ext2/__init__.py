@@ -13,7 +13,7 @@
   A not-clean image opens read-write only with ``force=true``.
 - The root's lost+found is left out of listings (``lost_found=true`` lists it).
 - Module map: layout (superblock, descriptors), inode, image (I/O and metadata
-  cache), alloc (bitmaps), bmap and extents (block maps), dirs and dirops
+  cache), image_lock (flock, loop devices), alloc (bitmaps), bmap and extents (block maps), dirs and dirops
   (directories), xattr and attrs (extended attributes), fs (checkpoints, file
   data), nodes (the Node/Handle contract).
 """

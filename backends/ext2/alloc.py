@@ -184,7 +184,15 @@ class Allocator:
         return bool(self.pending_blocks or self.pending_inodes)
 
     def release_pending(self) -> None:
-        """Clear the quarantined bits: their last users are on disk now."""
+        """Clear the quarantined bits: their last users are on disk now.
+
+        All or nothing: the bitmaps are read first (the only step that can fail),
+        so a failure leaves every bit quarantined, to be released next time.
+        """
+        for group in {self.group_of_block(n) for n in self.pending_blocks}:
+            self.image.block(self.groups[group].block_bitmap)
+        for group in {(ino - 1) // self.ipg for ino, _ in self.pending_inodes}:
+            self.image.block(self.groups[group].inode_bitmap)
         blocks, self.pending_blocks = sorted(self.pending_blocks), []
         i = 0
         while i < len(blocks):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import errno
-import fcntl
 import logging
 import os
 import random
@@ -29,6 +28,7 @@ from .attrs import drop_block
 from .bmap import BlockMap
 from .dirs import Directory
 from .image import BITMAP, META, Image
+from .image_lock import Ext2Error, check_no_loop, lock, loop_devices_of
 from .inode import Inode
 from .layout import (
     EXT2_MAGIC,
@@ -53,53 +53,6 @@ _DIRS_CACHED = 4096  # directories whose name index is kept
 FREE_STEP = 32768  # blocks freed per event-loop turn when a big file goes away
 
 
-class Ext2Error(ValueError):
-    """The image cannot be opened as asked; the message says why."""
-
-
-def _lock(fd: int, path: str, exclusive: bool) -> None:
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise Ext2Error(f"{path}: the image is in use by another process (locked)") from None
-
-
-def loop_devices_of(fd: int, sys_block: str = "/sys/block") -> list[str]:
-    """The loop devices backed by the file open as ``fd`` (the kernel may have one
-    mounted; it takes no flock, so the lock cannot keep it out)."""
-    st = os.fstat(fd)
-    found = []
-    try:
-        names = sorted(os.listdir(sys_block))
-    except OSError:
-        return []
-    for name in names:
-        try:
-            with open(os.path.join(sys_block, name, "loop", "backing_file")) as f:
-                backing = f.read().rstrip("\n")
-            other = os.stat(backing.removesuffix(" (deleted)"))
-        except OSError:
-            continue  # not a loop device, detached, or its file is gone
-        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-            found.append(f"/dev/{name}")
-    return found
-
-
-def _check_no_loop(fd: int, path: str, read_only: bool) -> None:
-    loops = loop_devices_of(fd)
-    if not loops:
-        return
-    where = ", ".join(loops)
-    if read_only:
-        log.warning("%s: the image is attached to %s; if the kernel writes to it, what is "
-                    "served may be inconsistent", path, where)
-        return
-    os.close(fd)
-    raise Ext2Error(f"{path}: the image is attached to {where} (the kernel may have it "
-                    "mounted); detach it with 'losetup -d' or serve it read-only (,ro)")
-
-
 class FileSystem:
     """The shared state of one image: superblock, groups, caches, allocator, block map."""
 
@@ -109,8 +62,8 @@ class FileSystem:
             fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
         except OSError as exc:
             raise Ext2Error(f"{path}: cannot open the image: {exc.strerror}") from None
-        _lock(fd, path, not read_only)
-        _check_no_loop(fd, path, read_only)
+        lock(fd, path, not read_only)
+        check_no_loop(fd, path, read_only)
         try:
             self.sb = self._read_superblock(fd)
             self._check(force)
@@ -138,6 +91,8 @@ class FileSystem:
         self.releasing: dict[int, Inode] = {}  # big files being freed in steps
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        self.failing = False  # the last write-back failed (logged once until one works)
+        self.fsync_failed = False  # data may be lost: never mark this image clean
         if not read_only:
             self._mount()
             # The server may stop without closing its backends: still leave the image clean.
@@ -431,7 +386,9 @@ class FileSystem:
         Never now: the caller may be half way through an operation, and a
         checkpoint must only see whole ones (they never await half way).
         """
-        over = len(self.dirty_inodes) + len(self.image.dirty) > _DIRTY_LIMIT
+        # While write-back fails, only the timer retries: not once per operation.
+        over = not self.failing \
+            and len(self.dirty_inodes) + len(self.image.dirty) > _DIRTY_LIMIT
         if self.closed or (self.timer is not None and not (over and not self.soon)):
             return
         try:
@@ -452,8 +409,10 @@ class FileSystem:
             return
         try:
             self.checkpoint(durable=False)
-        except OSError:
-            log.exception("ext2 %s: checkpoint failed", self.path)
+        except Exception as exc:  # logged by checkpoint; nothing may reach the event loop
+            log.debug("ext2 %s: write-back retried in %s s: %s", self.path,
+                      CHECKPOINT_SECONDS, exc)
+            self.schedule()  # everything is still dirty: try again later
 
     def _write_groups_and_super(self) -> None:
         if self.alloc.gd_dirty:
@@ -464,6 +423,43 @@ class FileSystem:
 
     def checkpoint(self, durable: bool) -> None:
         """Write all dirty metadata in crash-safe order; fsync the image if ``durable``.
+
+        All or nothing: any failure (an I/O error, an inode that cannot be
+        encoded) leaves everything that was dirty dirty, so each later
+        checkpoint, and each fsync, fails again until the fault is gone: an
+        fsync never answers success over data it did not write. The error is
+        logged once until a checkpoint succeeds; a non-OSError is raised as EIO.
+        """
+        if self.read_only:
+            return
+        saved = self.image.dirty_state(), dict(self.dirty_inodes), self.alloc.gd_dirty
+        try:
+            self._write_back(durable)
+        except Exception as exc:
+            blocks, inodes, gd_dirty = saved
+            self.image.keep_dirty(blocks)
+            self.dirty_inodes = {**inodes, **self.dirty_inodes}
+            self.alloc.gd_dirty = self.alloc.gd_dirty or gd_dirty
+            self._note_failure(exc)
+            if isinstance(exc, OSError):
+                raise
+            raise OSError(errno.EIO, f"write-back of the image failed: {exc!r}") from exc
+        if self.failing:
+            self.failing = False
+            log.warning("ext2 %s: write-back works again; nothing was lost", self.path)
+
+    def _note_failure(self, exc: Exception) -> None:
+        if self.failing:
+            log.debug("ext2 %s: write-back failed again: %s", self.path, exc)
+            return
+        self.failing = True
+        # Not an OSError: a bug, whose traceback is worth having once.
+        log.error("ext2 %s: write-back failed; the changes stay in memory and every "
+                  "fsync fails until a retry works: %s", self.path, exc,
+                  exc_info=None if isinstance(exc, OSError) else exc)
+
+    def _write_back(self, durable: bool) -> None:
+        """The writes of ``checkpoint``, in its order; dirty marks are not put back here.
 
         The order makes every prefix of these writes one e2fsck -p repairs:
         allocations in the bitmaps; inodes that lost links (a name still aimed at
@@ -476,33 +472,41 @@ class FileSystem:
         tests/backends/test_ext2_crash_points.py): its three blocks are at least
         written back to back, to keep the window to two pwrite calls.
         """
-        if self.read_only:
-            return
         image = self.image
+        inodes, self.dirty_inodes = self.dirty_inodes, {}
+        dirty = sorted(inodes)
+        # Encoded before anything is written: an inode that cannot be packed
+        # fails the checkpoint with the image untouched.
+        packed = {ino: inodes[ino].pack() for ino in dirty}
         self.sb.set("wtime", int(time.time()))
         image.write_dirty(BITMAP)
         self._write_groups_and_super()
-        inodes, self.dirty_inodes = self.dirty_inodes, {}
-        dirty = sorted(inodes)
         early = [ino for ino in dirty if inodes[ino].links < inodes[ino].disk_links]
-        self._write_inodes(early, inodes)
+        self._write_inodes(early, inodes, packed)
         image.write_dirty(META, removals=False)
         image.write_dirty(META, removals=True, additions=True)
         image.write_moves()
         image.write_dirty(META, removals=True)
         done = set(early)
-        self._write_inodes([ino for ino in dirty if ino not in done], inodes)
+        self._write_inodes([ino for ino in dirty if ino not in done], inodes, packed)
         if self.alloc.has_pending():
             self.alloc.release_pending()
             image.write_dirty(BITMAP)
             self._write_groups_and_super()
-        image.trim()
+        if durable:
+            try:
+                os.fsync(image.fd)
+            except OSError:
+                # Linux may drop the pages a failed fsync could not write (file data
+                # too, which is not kept here to write again): the image needs e2fsck.
+                self.fsync_failed = True
+                raise
+        image.trim()  # only now: a failure above needs every dirty block still cached
         while len(self.dirs) > _DIRS_CACHED:  # between operations: nobody holds one now
             self.dirs.popitem(last=False)
-        if durable:
-            os.fsync(image.fd)
 
-    def _write_inodes(self, inos: list[int], inodes: dict[int, Inode]) -> None:
+    def _write_inodes(self, inos: list[int], inodes: dict[int, Inode],
+                      packed: dict[int, bytes]) -> None:
         """Write inodes (sorted numbers), one pwrite per run of neighbours in a table."""
         i = 0
         while i < len(inos):
@@ -510,10 +514,10 @@ class FileSystem:
             while j < len(inos) and inos[j] == inos[j - 1] + 1 \
                     and (inos[j] - 1) % self.ipg and j - i < 1024:
                 j += 1
-            run = [inodes[ino] for ino in inos[i:j]]
-            self.image.pwrite(self._inode_offset(inos[i]), b"".join(n.pack() for n in run))
-            for inode in run:
-                inode.disk_links = inode.links
+            self.image.pwrite(self._inode_offset(inos[i]),
+                              b"".join(packed[ino] for ino in inos[i:j]))
+            for ino in inos[i:j]:
+                inodes[ino].disk_links = inodes[ino].links
             i = j
 
     def close(self) -> None:
@@ -530,9 +534,26 @@ class FileSystem:
             self.timer = None
         try:
             if not self.read_only:
-                self.checkpoint(durable=False)
-                self.sb.set("state", self.sb.get("state") | STATE_VALID)
-                self.image.pwrite(1024, self.sb.raw)
-                os.fsync(self.image.fd)
+                self._mark_clean()
         finally:
             os.close(self.image.fd)
+
+    def _mark_clean(self) -> None:
+        """The last checkpoint, durable, and only then the clean mark (as the kernel's
+        ext2_put_super): after any failure the image stays marked not clean."""
+        try:
+            self.checkpoint(durable=True)
+        except OSError as exc:
+            log.error("ext2 %s: closed with changes not written back (%s); the image "
+                      "stays marked not clean: run e2fsck -f on it", self.path, exc.strerror)
+            return
+        if self.fsync_failed:
+            log.error("ext2 %s: an fsync of the image failed earlier and data may be "
+                      "lost; the image stays marked not clean: run e2fsck -f on it", self.path)
+            return
+        try:
+            self.sb.set("state", self.sb.get("state") | STATE_VALID)
+            self.image.pwrite(1024, self.sb.raw)
+            os.fsync(self.image.fd)
+        except OSError as exc:
+            log.error("ext2 %s: could not mark the image clean: %s", self.path, exc.strerror)

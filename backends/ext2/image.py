@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import os
 
-__all__ = ["BITMAP", "META", "Image"]
+__all__ = ["BITMAP", "META", "DirtyBlocks", "Image"]
 
 BITMAP, META = 0, 1  # dirty classes, written in this order at a checkpoint
+# dirty blocks and their classes, removals, additions, moves
+DirtyBlocks = tuple[dict[int, int], set[int], set[int], list[int]]
 _CACHE_BYTES = 64 << 20  # metadata cached before clean blocks are dropped
 
 
@@ -74,6 +76,21 @@ class Image:
         if len(self.cache) * self.block_size >= _CACHE_BYTES:
             for n in [n for n in self.cache if n not in self.dirty]:
                 del self.cache[n]
+
+    def dirty_state(self) -> DirtyBlocks:
+        """What is dirty now, to put back with ``keep_dirty`` if a write-back fails."""
+        return dict(self.dirty), set(self.removals), set(self.additions), self.moves
+
+    def keep_dirty(self, saved: DirtyBlocks) -> None:
+        """After a failed write-back: every block dirty before it is dirty again (those
+        it did write are written again next time; the cache still holds them all)."""
+        dirty, removals, additions, moves = saved
+        for n, kind in dirty.items():
+            self.touch(n, kind)
+        self.removals |= removals
+        self.additions |= additions
+        if not self.moves:  # write_moves took them; nothing was noted since
+            self.moves = moves
 
     def write_dirty(self, kind: int, removals: bool | None = None,
                     additions: bool | None = None) -> int:

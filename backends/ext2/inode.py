@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import struct
@@ -43,8 +44,19 @@ def decode_rdev(blocks: list[int]) -> int:
 
 
 def encode_rdev(rdev: int) -> tuple[int, int]:
-    """(i_block[0], i_block[1]) for a device number, as the kernel's ext2 stores it."""
+    """(i_block[0], i_block[1]) for a device number, as the kernel's ext2 stores it.
+
+    EINVAL for a number the format cannot hold: the new encoding (the kernel's
+    new_encode_dev) fits a 12-bit major and a 20-bit minor, which is all a
+    Linux dev_t can name (glibc's mknod answers EINVAL for a dev_t wider than
+    32 bits, the kernel's new_valid_dev for the rest).
+    """
+    if not 0 <= rdev < 1 << 64:
+        raise OSError(errno.EINVAL, f"device number {rdev} out of range")
     major, minor = os.major(rdev), os.minor(rdev)
+    if major >= 1 << 12 or minor >= 1 << 20:
+        raise OSError(errno.EINVAL, f"device {major}:{minor} does not fit ext2's 12-bit "
+                      "major and 20-bit minor")
     if major < 256 and minor < 256:
         return (major << 8) | minor, 0
     return 0, (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)

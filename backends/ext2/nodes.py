@@ -225,9 +225,13 @@ class Ext2Node(Node):
             raise OSError(errno.EPERM, "mknod cannot make a directory", name)
         elif kind not in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK):
             raise OSError(errno.EINVAL, "unknown file type", name)
+        # Checked before anything changes: a number the inode cannot hold would
+        # otherwise only fail when the checkpoint packs it. Linux ignores the
+        # device number of anything but a device.
+        device = encode_rdev(rdev) if kind in (stat.S_IFCHR, stat.S_IFBLK) else None
         node = self._dir().make(name, kind | (mode & 0o7777), uid, gid)
-        if kind in (stat.S_IFCHR, stat.S_IFBLK):
-            node.inode.block[0], node.inode.block[1] = encode_rdev(rdev)
+        if device is not None:
+            node.inode.block[0], node.inode.block[1] = device
         return node
 
     async def link(self, name: str, target: Node) -> None:

@@ -1,0 +1,221 @@
+"""The ext2 backend against hostile requests and failing write-back, checked with e2fsprogs.
+
+A checkpoint that fails (a bad inode, an I/O error on the image) must leave
+every dirty item dirty, keep failing fsync until the fault is gone, and never
+let a clean shutdown mark a half-written image clean.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image
+
+from backends.ext2 import Ext2Backend
+from backends.ext2.fs import Ext2Error
+from backends.ext2.inode import Inode
+from vfs.node import Node
+
+O_RDWR = 2
+UID = GID = 1000
+
+
+async def make_file(directory: Node, name: str, data: bytes) -> Node:
+    node, handle = await directory.create(name, O_RDWR, 0o644, UID, GID)
+    await handle.write(0, data)
+    await handle.close()
+    return node
+
+
+async def fsync(node: Node) -> None:
+    handle = await node.open(O_RDWR)
+    try:
+        await handle.fsync(False)
+    finally:
+        await handle.close()
+
+
+def assert_clean(image: Path) -> None:
+    code, out = e2fsck(image)
+    assert code == 0, out
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    return mkfs(tmp_path / "fs.img", "16M", 1024, 256)
+
+
+def _fail_pack_of(monkeypatch: pytest.MonkeyPatch, ino: int) -> None:
+    """Make packing inode ``ino`` fail as an unencodable field does (struct.error)."""
+    real = Inode.pack
+
+    def pack(self: Inode) -> bytes:
+        if self.ino == ino:
+            raise struct.error("'I' format requires 0 <= number <= 4294967295")
+        return real(self)
+
+    monkeypatch.setattr(Inode, "pack", pack)
+
+
+# --- a checkpoint is all or nothing --------------------------------------------
+
+
+async def test_an_inode_that_cannot_be_packed_keeps_every_fsync_failing(
+        image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = open_image(image)
+    files = {f"f{i}": bytes([i]) * (1000 + 300 * i) for i in range(10)}
+    nodes = {name: await make_file(fs.root, name, data) for name, data in files.items()}
+    bad = (await nodes["f4"].getattr()).ino  # in the middle of the dirty set
+    with monkeypatch.context() as patch:
+        _fail_pack_of(patch, bad)
+        for _ in range(3):  # every fsync fails while the fault lasts, not only the first
+            with pytest.raises(OSError) as info:
+                await fsync(nodes["f7"])
+            assert info.value.errno == errno.EIO
+    await fsync(nodes["f7"])  # the fault is gone: everything is written now
+    await fs.close()
+    assert_clean(image)
+    again = open_image(image, read_only=True)
+    for name, data in files.items():
+        handle = await (await again.root.walk(name)).open(0)
+        assert bytes(await handle.read(0, len(data) + 1)) == data, name
+        await handle.close()
+    await again.close()
+
+
+async def test_an_image_write_that_fails_once_loses_nothing(
+        image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = open_image(image)
+    files = {f"g{i}": bytes([i + 1]) * (2000 + 100 * i) for i in range(12)}
+    nodes = {name: await make_file(fs.root, name, data) for name, data in files.items()}
+    ext2 = fs.fs
+    middle = (await nodes["g6"].getattr()).ino
+    target = ext2._inode_offset(middle)
+    real = ext2.image.pwrite
+    failures = []
+
+    def pwrite(offset: int, data: bytes | bytearray | memoryview) -> None:
+        if not failures and offset <= target < offset + len(data):
+            failures.append(offset)
+            raise OSError(errno.EIO, "injected: the inode table write failed")
+        real(offset, data)
+
+    monkeypatch.setattr(ext2.image, "pwrite", pwrite)
+    with pytest.raises(OSError) as info:
+        await fsync(nodes["g0"])
+    assert info.value.errno == errno.EIO and failures
+    await fsync(nodes["g0"])
+    await fs.close()
+    assert_clean(image)
+    for name, data in files.items():
+        assert debugfs_cat(image, name) == data, name
+
+
+async def test_a_close_after_a_failed_checkpoint_leaves_the_image_not_clean(
+        image: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    fs = open_image(image)
+    node = await make_file(fs.root, "late", b"x" * 5000)
+    _fail_pack_of(monkeypatch, (await node.getattr()).ino)
+    with caplog.at_level(logging.ERROR, logger="backends.ext2.fs"):
+        await fs.close()
+    assert dumpe2fs(image)["Filesystem state"] == "not clean"
+    assert any("not clean" in r.getMessage() for r in caplog.records), caplog.text
+    with pytest.raises(Ext2Error):
+        Ext2Backend(str(image))  # a read-write open wants e2fsck (or force=true) first
+
+
+async def test_the_timed_checkpoint_logs_a_failure_once_and_retries(
+        image: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    fs = open_image(image)
+    nodes = [await make_file(fs.root, f"t{i}", b"t" * (700 * i)) for i in range(6)]
+    ext2 = fs.fs
+    with monkeypatch.context() as patch, caplog.at_level(logging.DEBUG, "backends.ext2.fs"):
+        _fail_pack_of(patch, (await nodes[3].getattr()).ino)
+        for _ in range(5):  # the timer's callback: nothing may escape into the event loop
+            ext2._timed_checkpoint()
+            assert ext2.timer is not None  # another try is scheduled
+            assert len(ext2.dirty_inodes) >= len(nodes)
+    above_debug = [r for r in caplog.records if r.levelno > logging.DEBUG]
+    assert len(above_debug) == 1, caplog.text
+    ext2._timed_checkpoint()
+    assert not ext2.dirty_inodes
+    await fs.close()
+    assert_clean(image)
+
+
+async def test_a_failed_image_fsync_keeps_the_image_not_clean(
+        image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fs = open_image(image)
+    node = await make_file(fs.root, "synced", b"s" * 3000)
+
+    def fsync_fails(fd: int) -> None:
+        raise OSError(errno.EIO, "injected: fsync of the image failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("backends.ext2.fs.os.fsync", fsync_fails)
+        with pytest.raises(OSError):
+            await fsync(node)
+    await fsync(node)
+    await fs.close()
+    # Linux drops the pages of a failed fsync: data written before it may be gone,
+    # so the image must be checked before it is trusted again.
+    assert dumpe2fs(image)["Filesystem state"] == "not clean"
+
+
+# --- device numbers the format cannot hold -------------------------------------
+
+
+def makedev(major: int, minor: int) -> int:
+    """glibc's makedev for any 32-bit major and minor (os.makedev takes C ints)."""
+    return ((major & 0xFFFFF000) << 32) | ((major & 0xFFF) << 8) \
+        | ((minor & 0xFFFFFF00) << 12) | (minor & 0xFF)
+
+
+@pytest.mark.parametrize("major,minor", [(0x1000000, 0), (0x1000, 0), (0, 1 << 20),
+                                         (0x80000000, 5), (1, 0xFFFFFFFF),
+                                         (0xFFFFFFFF, 0xFFFFFFFF)])
+async def test_mknod_of_a_device_number_ext2_cannot_hold_is_einval(
+        image: Path, major: int, minor: int) -> None:
+    fs = open_image(image)
+    before = await make_file(fs.root, "before", b"b" * 4000)
+    with pytest.raises(OSError) as info:
+        await fs.root.mknod("dev", stat.S_IFCHR | 0o600, makedev(major, minor), UID, GID)
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(OSError):
+        await fs.root.walk("dev")  # nothing was made
+    after = await make_file(fs.root, "after", b"a" * 4000)
+    await fsync(before)
+    await fsync(after)
+    await fs.close()
+    assert_clean(image)
+    assert debugfs_cat(image, "before") == b"b" * 4000
+    assert debugfs_cat(image, "after") == b"a" * 4000
+
+
+@pytest.mark.parametrize("rdev", [-1, 1 << 64, 1 << 200])
+async def test_mknod_of_a_device_number_out_of_any_range_is_einval(image: Path,
+                                                                   rdev: int) -> None:
+    fs = open_image(image)
+    with pytest.raises(OSError) as info:
+        await fs.root.mknod("dev", stat.S_IFBLK | 0o600, rdev, UID, GID)
+    assert info.value.errno == errno.EINVAL
+    await fs.close()
+    assert_clean(image)
+
+
+async def test_the_largest_device_numbers_round_trip(image: Path) -> None:
+    fs = open_image(image)
+    rdev = os.makedev(0xFFF, 0xFFFFF)
+    await fs.root.mknod("big", stat.S_IFBLK | 0o600, rdev, UID, GID)
+    await fs.root.mknod("bad-ignored", stat.S_IFIFO | 0o600, 1 << 70, UID, GID)  # Linux
+    await fs.close()  # ignores the device number of a FIFO
+    assert_clean(image)
+    again = open_image(image, read_only=True)
+    assert (await (await again.root.walk("big")).getattr()).rdev == rdev
+    await again.close()

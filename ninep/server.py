@@ -145,15 +145,6 @@ class _TlsListener:
             conn.close()
             raise
 
-    async def reload(self) -> None:
-        try:
-            self.context = make_server_context(self.tls)
-        except (OSError, ssl.SSLError) as exc:
-            log.error("TLS reload of %s failed, keeping the old certificate: %s",
-                      self.tls.cert, exc)
-            return
-        log.info("TLS certificate %s reloaded", self.tls.cert)
-
     async def close(self) -> None:
         tasks = [t for t in (self.accepting, *self.handshakes) if t is not None]
         for task in tasks:
@@ -189,6 +180,7 @@ class Server:
         self._servers: list[asyncio.AbstractServer] = []
         self._tls: list[_TlsListener] = []
         self._unix_paths: list[str] = []
+        self._reloading = asyncio.Lock()
 
     def current_policy(self) -> Policy:
         return self.policy
@@ -268,21 +260,36 @@ class Server:
         await conn.finished()
 
     async def reload(self) -> bool:
-        """SIGHUP: re-read the config file. A valid one serves new attaches (current
-        ones keep their namespaces); an invalid one is logged and the old one kept."""
-        for listener in self._tls:
-            await listener.reload()
-        if self.config_path is None:
-            return False
+        """SIGHUP: re-read the TLS certificates and the config file. Everything is read
+        and checked before anything changes: a reload that fails anywhere is logged and
+        leaves the running configuration, certificates included, as it was."""
+        async with self._reloading:  # two quick SIGHUPs apply one after the other
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         from backends.registry import BackendConfigError
 
         from .config import load_config
         from .config_runtime import BackendPool, build_policy
         try:
-            config = load_config(self.config_path)
-            policy = await build_policy(config, self.policy)
-        except (BackendConfigError, OSError) as exc:
-            log.error("reload rejected, the running configuration stays: %s", exc)
+            contexts = [make_server_context(listener.tls) for listener in self._tls]
+        except (OSError, ssl.SSLError) as exc:
+            log.error("reload rejected, the running configuration and certificates stay: "
+                      "TLS: %s", exc)
+            return False
+        policy = None
+        if self.config_path is not None:
+            try:
+                config = load_config(self.config_path)
+                policy = await build_policy(config, self.policy)
+            except (BackendConfigError, OSError) as exc:
+                log.error("reload rejected, the running configuration and certificates "
+                          "stay: %s", exc)
+                return False
+        for listener, context in zip(self._tls, contexts, strict=True):
+            listener.context = context
+            log.info("TLS certificate %s reloaded", listener.tls.cert)
+        if policy is None:
             return False
         old, self.policy = self.policy, policy
         if isinstance(policy.resources, BackendPool):

@@ -154,6 +154,41 @@ def test_sighup_reloads_the_tls_certificate(tmp_path: Path,
     assert "TLS certificate" in err and "reloaded" in err
 
 
+def test_a_rejected_reload_changes_nothing_not_even_the_certificate(
+        tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    pki = make_pki(tmp_path)
+    port = free_port()
+    server_cert = tmp_path / "live.pem"
+    server_cert.write_bytes(pki.server_cert.read_bytes())
+    config = tmp_path / "ninep.toml"
+    listen = textwrap.dedent(f"""
+        [[listen]]
+        kind = "tls"
+        address = "127.0.0.1:{port}"
+        cert = "live.pem"
+        key = "{pki.server_key}"
+    """)
+    config.write_text(listen + namespaces("tls"))
+    proc = serve(procs, "--config", str(config))
+    log = StderrLines(proc)
+    wait_for_port(port, proc)
+
+    def served_cert() -> bytes:
+        peer = tls_peer(port, pki, None)
+        try:
+            return bytes(peer.sock.getpeercert(binary_form=True))  # type: ignore[attr-defined]
+        finally:
+            peer.close()
+
+    first = served_cert()
+    server_cert.write_bytes(_reissue(pki))  # a new certificate, and a config that is bad
+    config.write_text(listen + namespaces("tls").replace('backend = "ram"', 'backend = "nosuch"'))
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload rejected" in log.text(), "the rejection")
+    assert served_cert() == first
+    assert "reloaded" not in log.text()
+
+
 def _reissue(pki: Pki) -> bytes:
     """The server certificate signed again by the same CA (new serial, same key)."""
     import datetime

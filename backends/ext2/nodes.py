@@ -204,6 +204,15 @@ class Ext2Node(Node):
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         return self._dir().readdir(cookie, count)
 
+    async def listing_end(self) -> int:
+        """The directory's size: a cookie is an entry's byte position plus one, so no
+        entry now is above it, and a new one either fills a gap below it or goes
+        into a block appended past it (entries never move: a removal only merges
+        its record into the one before)."""
+        if not self.inode.is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return self.inode.size
+
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         node = self._dir().make(name, stat.S_IFREG | (mode & 0o7777), uid, gid)

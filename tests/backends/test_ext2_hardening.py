@@ -20,7 +20,7 @@ from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image
 from backends.ext2 import Ext2Backend
 from backends.ext2.fs import Ext2Error
 from backends.ext2.inode import Inode
-from vfs.node import Node
+from vfs.node import Cred, Node
 
 O_RDWR = 2
 UID = GID = 1000
@@ -219,3 +219,43 @@ async def test_the_largest_device_numbers_round_trip(image: Path) -> None:
     again = open_image(image, read_only=True)
     assert (await (await again.root.walk("big")).getattr()).rdev == rdev
     await again.close()
+
+
+# --- a listing ends (Node.listing_end) ------------------------------------------
+
+
+async def test_a_listing_ends_though_new_names_fill_gaps_and_new_blocks(image: Path) -> None:
+    # Cookies are byte positions: a new name may fill a gap left by an unlink, below
+    # or above the cursor, or go into a block appended past the end.
+    from vfs.namespace import Namespace
+
+    fs = open_image(image)
+    d = await fs.root.mkdir("d", 0o755, UID, GID)
+    names = [f"entry-with-a-long-name-{i:03d}" for i in range(90)]  # several 1 KiB blocks
+    for name in names:
+        await make_file(d, name, b"")
+    for name in names[::3]:
+        await d.unlink(name, False)
+    survivors = set(names) - set(names[::3])
+    size = (await d.getattr()).size
+    assert await d.listing_end() == size and size >= 4 * 1024
+    ns = await Namespace.build([("/", fs, False)])
+    loc = await ns.walk(ns.root(), "d", Cred(0, 0))
+    end = await ns.listing_end(loc)
+    seen: list[str] = []
+    cookie, made = 0, 0
+    while batch := await ns.readdir(loc, cookie, 5, end):
+        seen += [e.name for e in batch if e.name not in (".", "..")]
+        cookie = batch[-1].cookie
+        for _ in range(3):  # short names: they fit the gaps, before and after the cursor
+            await make_file(d, f"n{made}", b"")
+            made += 1
+        assert made < 600, "the listing did not end"
+    assert len(seen) == len(set(seen)), "an entry was listed twice"
+    assert survivors <= set(seen)
+    assert (await d.getattr()).size > size  # some new names went into new blocks
+    with pytest.raises(OSError) as info:
+        await (await d.walk(names[1])).listing_end()
+    assert info.value.errno == errno.ENOTDIR
+    await fs.close()
+    assert_clean(image)

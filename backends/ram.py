@@ -358,6 +358,9 @@ class RamDir(RamNode):
             a.atime_ns = time.time_ns()
         return out
 
+    async def listing_end(self) -> int:
+        return self.next_seq - 1  # every new entry, a rename's too, gets next_seq or above
+
     # --- entries ----------------------------------------------------------
 
     def check_new(self, name: str) -> None:

@@ -219,6 +219,9 @@ class StaticDir(ReadOnlyNode):
             raise OSError(errno.EISDIR, "is a directory")
         return Handle()
 
+    async def listing_end(self) -> None:
+        return None  # its children are fixed when it is made
+
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         names = list(self.children)[cookie:cookie + count]
         out = []

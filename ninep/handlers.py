@@ -46,6 +46,12 @@ __all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "read_fid", "rgetattr_b
 MAXWELEM = 16
 GETATTR_VALID = GETATTR_ALL  # BASIC | BTIME | GEN | DATA_VERSION
 XATTR_SIZE_MAX = 65536
+XATTR_NAME_MAX = 255
+_XATTR_FLAGS = 3  # XATTR_CREATE | XATTR_REPLACE
+LOFF_MAX = (1 << 63) - 1  # the largest loff_t: offsets and sizes above are negative to Linux
+_NO_ID = 0xFFFFFFFF  # (uid_t)-1: "leave unchanged" to chown, never an id to set
+# Linux's dev_t as MKDEV packs it (and glibc's mknod refuses a dev that does not fit it)
+_MAJOR_LIMIT, _MINOR_LIMIT = 1 << 12, 1 << 20
 _U16 = struct.Struct("<H")
 _QID = struct.Struct("<BIQ")
 
@@ -167,12 +173,22 @@ async def getattr(session: Session, msg: m.Tgetattr) -> m.Message | m.Encoded:
 
 
 def _setattr_changes(msg: m.Tsetattr) -> SetAttr:
+    """The changes of a Tsetattr, its numbers checked as Linux checks them."""
     valid = msg.valid
+    if valid & SETATTR_SIZE and msg.size > LOFF_MAX:
+        raise OSError(errno.EINVAL, "negative size")  # ftruncate with a negative length
+    if (valid & SETATTR_UID and msg.uid == _NO_ID) or (valid & SETATTR_GID and msg.gid == _NO_ID):
+        raise OSError(errno.EINVAL, "uid or gid -1")  # chown_common: !uid_valid
 
     def when(bit: int, set_bit: int, sec: int, nsec: int) -> int | None:
         if not valid & bit:
             return None
-        return sec * 1_000_000_000 + nsec if valid & set_bit else UTIME_NOW
+        if not valid & set_bit:
+            return UTIME_NOW
+        if nsec >= _NS:
+            raise OSError(errno.EINVAL, "nanoseconds out of range")  # utimensat
+        # the client's time64_t sent as u64 (v9fs casts it): signed; vfs/ clamps it
+        return (sec - (1 << 64) if sec > LOFF_MAX else sec) * _NS + nsec
 
     return SetAttr(
         mode=msg.mode & 0o7777 if valid & SETATTR_MODE else None,
@@ -232,6 +248,8 @@ async def symlink(session: Session, msg: m.Tsymlink) -> m.Message:
 @handles(m.Tmknod)
 async def mknod(session: Session, msg: m.Tmknod) -> m.Message:
     fid = session.fid(msg.dfid)
+    if msg.major >= _MAJOR_LIMIT or msg.minor >= _MINOR_LIMIT:
+        raise OSError(errno.EINVAL, f"device {msg.major}:{msg.minor} does not fit a dev_t")
     rdev = os.makedev(msg.major, msg.minor)
     loc = await fid.ns.mknod(fid.loc, msg.name, msg.mode, rdev, msg.gid, fid.cred)
     return m.Rmknod(await _qid(fid, loc))
@@ -316,6 +334,7 @@ async def read_fid(session: Session, number: int, offset: int, count: int) -> m.
     """Tread, for the decoded message and for the transport's raw path alike."""
     fid = session.fid(number)
     count = min(count, session.msize - m.HEADER_SIZE - 4)
+    _check_range(offset, count)
     if fid.xattr_value is not None:
         return m.Rread(fid.xattr_value[offset:offset + count])
     if fid.auth is not None:
@@ -330,6 +349,7 @@ async def read_fid(session: Session, number: int, offset: int, count: int) -> m.
 @handles(m.Twrite)
 async def write(session: Session, msg: m.Twrite) -> m.Message:
     fid = session.fid(msg.fid)
+    _check_range(msg.offset, len(msg.data))
     if fid.xattr_write is not None:
         return m.Rwrite(_xattr_append(fid.xattr_write, msg.offset, msg.data))
     if fid.auth is not None:
@@ -339,6 +359,20 @@ async def write(session: Session, msg: m.Twrite) -> m.Message:
     if fid.flags & O_ACCMODE not in (O_WRONLY, O_RDWR):
         raise OSError(errno.EBADF, "file is open for reading only")
     return m.Rwrite(await fid.handle.write(msg.offset, msg.data))
+
+
+def _check_range(offset: int, count: int) -> None:
+    """Linux's rw_verify_area: an offset or an end past the largest loff_t is EINVAL."""
+    if offset + count > LOFF_MAX:
+        raise OSError(errno.EINVAL, f"offset {offset} + {count} bytes past 2**63 - 1")
+
+
+def _check_xattr_name(name: str) -> None:
+    """What Linux's getxattr/setxattr refuse before any filesystem sees the name."""
+    if "\0" in name:  # a C string ends there; the host would act on a shorter name
+        raise OSError(errno.EINVAL, "NUL byte in an xattr name")
+    if len(name.encode("utf-8", "surrogateescape")) > XATTR_NAME_MAX:
+        raise OSError(errno.ERANGE, "xattr name longer than 255 bytes")
 
 
 def _xattr_append(pending: XattrWrite, offset: int, data: bytes | memoryview) -> int:
@@ -357,8 +391,12 @@ async def readdir(session: Session, msg: m.Treaddir) -> m.Message:
     used = 0
     cookie = msg.offset
     mount = fid.loc.mount
+    if fid.listing_end is None or cookie == 0:
+        # a listing ends at the entries that existed when it began (Node.listing_end)
+        fid.listing_end = await fid.ns.listing_end(fid.loc)
+    end = fid.listing_end
     while True:
-        entries = await fid.ns.readdir(fid.loc, cookie, max(count // 32, 8))
+        entries = await fid.ns.readdir(fid.loc, cookie, max(count // 32, 8), end)
         if not entries:
             break
         for entry in entries:
@@ -418,6 +456,7 @@ async def getlock(session: Session, msg: m.Tgetlock) -> m.Message:
 async def xattrwalk(session: Session, msg: m.Txattrwalk) -> m.Message:
     fid = session.fid(msg.fid)
     session.check_new_fid(msg.newfid)
+    _check_xattr_name(msg.name)
     if msg.name:
         value = await fid.ns.xattr_get(fid.loc, msg.name, fid.cred)
     else:
@@ -436,6 +475,9 @@ async def xattrcreate(session: Session, msg: m.Txattrcreate) -> m.Message:
         raise OSError(errno.E2BIG, f"xattr value of {msg.attr_size} bytes (max {XATTR_SIZE_MAX})")
     if not msg.name:
         raise OSError(errno.EINVAL, "empty xattr name")
+    _check_xattr_name(msg.name)
+    if msg.flags & ~_XATTR_FLAGS:
+        raise OSError(errno.EINVAL, f"xattr flags {msg.flags:#x}")
     if fid.loc.mount.read_only:
         raise OSError(errno.EROFS, "read-only file system")
     fid.xattr_write = XattrWrite(msg.name, msg.attr_size, msg.flags)

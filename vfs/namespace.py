@@ -11,7 +11,7 @@ import errno
 import itertools
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ninep.constants import QTDIR, QTFILE, QTSYMLINK
 from ninep.messages import Qid
@@ -19,6 +19,7 @@ from ninep.messages import Qid
 from .idmap import IdMap
 from .node import (
     DT_DIR,
+    UTIME_NOW,
     Attr,
     Backend,
     Cred,
@@ -34,6 +35,7 @@ from .perms import R_OK, W_OK, X_OK, check_access, check_owner, check_sticky
 
 __all__ = [
     "DOT_COOKIES",
+    "NO_LISTING_END",
     "QTDIR",
     "QTFILE",
     "QTSYMLINK",
@@ -46,7 +48,10 @@ __all__ = [
 ]
 
 DOT_COOKIES = 2  # namespace cookies 1 and 2 follow "." and ".."; backend cookie c is c + 2
+NO_LISTING_END = 1 << 64  # Namespace.listing_end of a directory that cannot grow
 NAME_MAX = 255
+PATH_MAX = 4096  # Linux's, counting the NUL: the longest symlink target is 4095 bytes
+_NS = 1_000_000_000
 _O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC = 3, 1, 2, 0o1000
 _SYNTHETIC_DEV = 0xFFFF
 
@@ -124,6 +129,9 @@ class SyntheticDir(ReadOnlyNode):
         if flags & _O_ACCMODE != 0:
             raise OSError(errno.EISDIR, "is a directory")
         return Handle()
+
+    async def listing_end(self) -> int | None:
+        return None  # mount points are added only while the namespace is built
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         names = list(self.children)
@@ -283,8 +291,10 @@ class Namespace:
                 check_access(attr, cred, X_OK)
         if name == "..":
             return await self._walk_up(loc, cred)
-        if name == "." or not name:
+        if name == ".":
             return loc
+        if not name:  # Linux's lookup of an empty path, and a path-based server's answer
+            raise OSError(errno.ENOENT, "empty name in walk")
         if "/" in name or "\0" in name:
             raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
         if mount is self._synthetic:
@@ -353,6 +363,7 @@ class Namespace:
     async def symlink(self, loc: Location, name: str, target: str, gid: int,
                       cred: Cred) -> Location:
         validate_name(name)
+        _check_symlink_target(target)
         await self._check_dir_write(loc, cred)
         return Location(loc.mount, await loc.node.symlink(name, target, cred.uid,
                                                           self._gid_in(gid)))
@@ -435,6 +446,7 @@ class Namespace:
         self._writable(loc)
         if self.idmap is not None:
             changes = self.idmap.setattr_in(changes)
+        changes = _clamp_times(changes, loc.mount.backend.time_range)
         if loc.mount.backend.keeps_ownership:
             await self._check_setattr(loc, changes, cred, open_for_write)
         await loc.node.setattr(changes)
@@ -454,7 +466,7 @@ class Namespace:
             check_access(attr, cred, W_OK)
         explicit = [t for t in (changes.atime_ns, changes.mtime_ns) if t is not None]
         if explicit and cred.uid not in (0, attr.uid):
-            if any(t >= 0 for t in explicit):
+            if any(t != UTIME_NOW for t in explicit):  # a time before 1970 too
                 raise OSError(errno.EPERM, "only the owner may set file times")
             check_access(attr, cred, W_OK)
 
@@ -486,8 +498,16 @@ class Namespace:
             else:
                 check_owner(attr, cred)
 
-    async def readdir(self, loc: Location, cookie: int, count: int) -> list[DirEntry]:
-        """Entries after the namespace cookie ``cookie``, "." and ".." first."""
+    async def listing_end(self, loc: Location) -> int:
+        """The namespace cookie a listing of ``loc`` started now ends at (Node.listing_end);
+        NO_LISTING_END for a directory that cannot grow."""
+        end = await loc.node.listing_end()
+        return NO_LISTING_END if end is None else end + DOT_COOKIES
+
+    async def readdir(self, loc: Location, cookie: int, count: int,
+                      end: int = NO_LISTING_END) -> list[DirEntry]:
+        """Entries after the namespace cookie ``cookie``, "." and ".." first, none whose
+        cookie is above ``end`` (from :meth:`listing_end` at the start of the listing)."""
         out: list[DirEntry] = []
         if cookie < DOT_COOKIES:
             attr = await loc.node.getattr()
@@ -495,6 +515,8 @@ class Namespace:
             out.extend(dots[cookie:])
             cookie = DOT_COOKIES
         for entry in await loc.node.readdir(cookie - DOT_COOKIES, max(count - len(out), 1)):
+            if entry.cookie + DOT_COOKIES > end:
+                break  # created after the listing began: cookies only grow from here on
             dtype = entry.dtype
             if self._covered:  # a mount point shows the type of what is mounted there
                 inner = self._covered.get((id(loc.mount), entry.ino))
@@ -505,6 +527,30 @@ class Namespace:
 
 
 _ROOT = Cred(0, 0)
+
+
+def _check_symlink_target(target: str) -> None:
+    """What Linux's symlink(2) refuses before any filesystem sees the target."""
+    if not target:
+        raise OSError(errno.ENOENT, "empty symlink target")
+    if "\0" in target:  # a C string ends there; diod and QEMU would store a shorter target
+        raise OSError(errno.EINVAL, "NUL byte in a symlink target")
+    if len(target.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        raise OSError(errno.ENAMETOOLONG, "symlink target longer than 4095 bytes")
+
+
+def _clamp_times(changes: SetAttr, time_range: tuple[int, int]) -> SetAttr:
+    """Explicit times clamped to what the backend can store, as Linux's
+    timestamp_truncate clamps them to a superblock's s_time_min/s_time_max."""
+    low, high = time_range[0] * _NS, time_range[1] * _NS + _NS - 1
+    atime, mtime = changes.atime_ns, changes.mtime_ns
+    if atime is not None and atime != UTIME_NOW:
+        atime = min(max(atime, low), high)
+    if mtime is not None and mtime != UTIME_NOW:
+        mtime = min(max(mtime, low), high)
+    if atime == changes.atime_ns and mtime == changes.mtime_ns:
+        return changes
+    return replace(changes, atime_ns=atime, mtime_ns=mtime)
 
 
 def _depth(path: str) -> int:

@@ -29,6 +29,8 @@ __all__ = [
     "DT_LNK",
     "DT_REG",
     "DT_SOCK",
+    "TIME64_MAX",
+    "TIME64_MIN",
     "UTIME_NOW",
     "V9FS_MAGIC",
     "Attr",
@@ -47,7 +49,10 @@ __all__ = [
 ]
 
 V9FS_MAGIC = 0x01021997
-UTIME_NOW = -1  # SetAttr.atime_ns / mtime_ns: "the server's current time"
+# SetAttr.atime_ns / mtime_ns: "the server's current time". Below any time a client can
+# send (signed 64-bit seconds), so a time just before 1970 is never taken for it.
+UTIME_NOW = -(1 << 96)
+TIME64_MIN, TIME64_MAX = -(1 << 63), (1 << 63) - 1  # Linux's time64_t, in seconds
 
 _DTYPES = {stat.S_IFIFO: DT_FIFO, stat.S_IFCHR: DT_CHR, stat.S_IFDIR: DT_DIR,
            stat.S_IFBLK: DT_BLK, stat.S_IFREG: DT_REG, stat.S_IFLNK: DT_LNK,
@@ -263,6 +268,23 @@ class Node:
         """
         raise OSError(errno.ENOTDIR, "not a directory")
 
+    async def listing_end(self) -> int | None:
+        """A cookie at or above the cookie of every entry now in this directory, such
+        that an entry created from now on gets a cookie above it (or, for backends
+        whose cookies are positions, may reuse a gap below it).
+
+        vfs/ asks at the start of a listing and lists no entry whose cookie is above
+        the answer, so a listing ends even while entries are being created between
+        its batches, as Linux's tmpfs does since the fix xfstests generic/736 tests.
+        None: this directory cannot grow during a listing (it never changes: tar,
+        static synthetic directories). Errno: ENOTDIR.
+
+        The default answers None, which is right only for directories that never
+        change: a backend whose directories change must override it (the backend
+        acceptance suite checks that a listing ends).
+        """
+        return None
+
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         """Create a regular file and open it with ``flags``. Errnos: EEXIST, ENOSPC."""
@@ -377,6 +399,9 @@ class Backend:
     #: Cannot change at all (a tar archive, an image opened read-only): vfs/ mounts it
     #: read-only, so every change is EROFS before any permission check, as on Linux.
     read_only: bool = False
+    #: The seconds a timestamp may take (Linux's s_time_min/s_time_max); vfs/ clamps the
+    #: times of a Tsetattr into it, as Linux clamps timestamps to a filesystem's range.
+    time_range: ClassVar[tuple[int, int]] = (TIME64_MIN, TIME64_MAX)
     root: Node
 
     async def close(self) -> None:

@@ -9,6 +9,10 @@ is copied up, deleted or re-created meanwhile; an upper-only name is listed
 by the second run, whose cookies the upper backend keeps stable. Resuming
 after any cookie thus lists no entry twice and skips none that existed
 throughout, without a snapshot.
+
+A listing ends (``listing_end``) at the upper directory's own end, moved into
+the upper run: the lower run never grows, and names created later fall in
+the upper run above it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .markers import WORK_DIR, is_whiteout, walk_or_none
 if TYPE_CHECKING:
     from .nodes import OverlayDir
 
-__all__ = ["UPPER_RUN", "CookieCodec", "read_merged"]
+__all__ = ["UPPER_RUN", "CookieCodec", "listing_end", "read_merged"]
 
 UPPER_RUN = 1 << 61  # cookies at or above: the upper run; below: the lower run
 _WIDE = 1 << 60  # a layer cookie at or above this goes through a table
@@ -67,6 +71,18 @@ async def read_merged(d: OverlayDir, cookie: int, count: int) -> list[DirEntry]:
     if d.upper is not None:
         await _upper_run(d, d.upper, cookie, count, out)
     return out
+
+
+async def listing_end(d: OverlayDir) -> int | None:
+    """Node.listing_end of ``d``: the upper layer's end in the upper run."""
+    if d.upper is None:  # every lower cookie is below; a copy-up's entries are above
+        return UPPER_RUN - 1
+    end = await d.upper.listing_end()
+    if end is None:
+        return None
+    if end >= _WIDE:  # wide cookies are numbered in order of first sight: no bound holds
+        return (1 << 62) - 1
+    return UPPER_RUN + end
 
 
 async def _lower_run(d: OverlayDir, lower: Node, cookie: int, count: int,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
-from .listing import CookieCodec, read_merged
+from .listing import CookieCodec, listing_end, read_merged
 from .markers import (
     WORK_DIR,
     is_private_xattr,
@@ -194,6 +194,9 @@ class OverlayDir(OverlayNode):
         if self.removed:  # as on Linux: a removed directory lists nothing, whatever lay below
             return []
         return await read_merged(self, cookie, count)
+
+    async def listing_end(self) -> int | None:
+        return await listing_end(self)
 
     async def is_empty(self) -> bool:
         """Empty as the client sees it (whiteouts do not count)."""

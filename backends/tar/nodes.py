@@ -165,6 +165,9 @@ class TarDir(TarNode):
             raise OSError(errno.ENOENT, "no such file or directory", name)
         return node
 
+    async def listing_end(self) -> None:
+        return None  # an archive never changes
+
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         # Nothing ever changes, so the index in the sorted list is a stable cookie.
         listing = self.listing

@@ -1,12 +1,22 @@
-"""Handler details that are not visible through a client: hot-path encodings."""
+"""Handler details that are not visible through a client: hot-path encodings, number checks."""
 
 from __future__ import annotations
 
+import errno
 import stat
+from collections.abc import Callable
 
 from ninep import messages as m
-from ninep.handlers import GETATTR_VALID, rgetattr_body, rgetattr_frame
-from vfs.node import Attr
+from ninep.constants import (
+    SETATTR_ATIME,
+    SETATTR_ATIME_SET,
+    SETATTR_MTIME,
+    SETATTR_MTIME_SET,
+    SETATTR_SIZE,
+    SETATTR_UID,
+)
+from ninep.handlers import GETATTR_VALID, _setattr_changes, rgetattr_body, rgetattr_frame
+from vfs.node import UTIME_NOW, Attr
 
 
 def test_packed_rgetattr_equals_the_generic_encoding() -> None:
@@ -22,3 +32,32 @@ def test_packed_rgetattr_equals_the_generic_encoding() -> None:
     assert fast == generic
     assert rgetattr_frame(7, 0, 0x1_0000_0000_004D, a) == generic
     assert m.decode(fast)[1] == m.decode(generic)[1]
+
+
+def _tsetattr(valid: int, size: int = 0, sec: int = 0, nsec: int = 0, uid: int = 0) -> m.Tsetattr:
+    return m.Tsetattr(1, valid, 0, uid, 0, size, sec, nsec, sec, nsec)
+
+
+def _errno(call: Callable[[], object]) -> int | None:
+    try:
+        call()
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def test_setattr_numbers_are_checked_as_linux_checks_them() -> None:
+    size, uid = SETATTR_SIZE, SETATTR_UID
+    times = SETATTR_ATIME | SETATTR_ATIME_SET | SETATTR_MTIME | SETATTR_MTIME_SET
+    # ftruncate with a negative length; utimensat with tv_nsec >= 10**9; chown to (uid_t)-1
+    assert _errno(lambda: _setattr_changes(_tsetattr(size, size=2**63))) == errno.EINVAL
+    assert _errno(lambda: _setattr_changes(_tsetattr(size, size=2**64 - 1))) == errno.EINVAL
+    assert _setattr_changes(_tsetattr(size, size=2**63 - 1)).size == 2**63 - 1
+    assert _errno(lambda: _setattr_changes(_tsetattr(times, nsec=10**9))) == errno.EINVAL
+    assert _errno(lambda: _setattr_changes(_tsetattr(uid, uid=2**32 - 1))) == errno.EINVAL
+    # seconds are the client's time64_t cast to u64: signed
+    before_1970 = _setattr_changes(_tsetattr(times, sec=2**64 - 1, nsec=999_999_999))
+    assert before_1970.atime_ns == before_1970.mtime_ns == -1
+    assert _setattr_changes(_tsetattr(times, sec=2**63)).mtime_ns == -(2**63) * 10**9
+    now = _setattr_changes(_tsetattr(SETATTR_ATIME, nsec=10**9))  # no _SET bit: "now"
+    assert now.atime_ns == UTIME_NOW

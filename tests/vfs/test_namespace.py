@@ -267,3 +267,71 @@ async def test_only_root_makes_device_nodes() -> None:
         await ns.mknod(ns.root(), "dev", stat.S_IFCHR | 0o600, 0x0101, 0, ALICE)
     assert info.value.errno == errno.EPERM
     await ns.mknod(ns.root(), "fifo", stat.S_IFIFO | 0o600, 0, 0, ALICE)
+
+
+async def _errno_of(coro: Any) -> int | None:
+    try:
+        await coro
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+@pytest.mark.asyncio
+async def test_an_empty_name_in_a_walk_is_enoent() -> None:
+    # a path-based server looks the empty name up and gets ENOENT, as Linux's lookup does
+    ns = await Namespace.build([("/", RamBackend(), False), ("/ctl", SyntheticBackend({}), False)])
+    for directory in (ns.root(), await walk_path(ns, "/ctl")):
+        assert await _errno_of(ns.walk(directory, "", ROOT)) == errno.ENOENT
+        assert await _errno_of(ns.walk(directory, "", ALICE)) == errno.ENOENT
+    assert (await ns.walk(ns.root(), ".", ROOT)) == ns.root()
+
+
+@pytest.mark.asyncio
+async def test_symlink_targets_are_checked_as_linux_symlink_checks_them() -> None:
+    ns = await Namespace.build([("/", RamBackend(), False)])
+    root = ns.root()
+    assert await _errno_of(ns.symlink(root, "nul", "a\0b", 0, ROOT)) == errno.EINVAL
+    assert await _errno_of(ns.symlink(root, "empty", "", 0, ROOT)) == errno.ENOENT
+    assert await _errno_of(ns.symlink(root, "long", "x" * 4096, 0, ROOT)) == errno.ENAMETOOLONG
+    longest = await ns.symlink(root, "longest", "x" * 4095, 0, ROOT)
+    assert await ns.readlink(longest, ROOT) == "x" * 4095
+    assert await names(ns, root) == [".", "..", "longest"]
+
+
+@pytest.mark.asyncio
+async def test_times_are_clamped_to_the_backends_range() -> None:
+    ram = RamBackend()
+    ram.time_range = (-(2**31), 2**31 - 1)  # type: ignore[misc]  # as ext2's 32-bit times
+    ns = await Namespace.build([("/", ram, False)])
+    f, _ = await ns.create(ns.root(), "f", 2, 0o644, 0, ROOT)
+    await ns.setattr(f, SetAttr(atime_ns=-(2**62) * 10**9, mtime_ns=2**62 * 10**9), ROOT)
+    attr = await f.node.getattr()
+    assert (attr.atime_ns, attr.mtime_ns) == (-(2**31) * 10**9, (2**31 - 1) * 10**9 + 999_999_999)
+    await ns.setattr(f, SetAttr(mtime_ns=-1), ROOT)  # just before 1970: a time, not "now"
+    assert (await f.node.getattr()).mtime_ns == -1
+
+
+@pytest.mark.asyncio
+async def test_only_the_owner_sets_a_time_before_1970() -> None:
+    ns = await Namespace.build([("/", RamBackend(root_mode=0o777), False)])
+    f, _ = await ns.create(ns.root(), "f", 2, 0o666, 1000, ALICE)
+    for when in (-1, -(10**18)):
+        assert await _errno_of(ns.setattr(f, SetAttr(mtime_ns=when), BOB)) == errno.EPERM
+    await ns.setattr(f, SetAttr(mtime_ns=-5), ALICE)
+    assert (await f.node.getattr()).mtime_ns == -5
+
+
+@pytest.mark.asyncio
+async def test_a_listing_ends_at_the_entries_of_its_start() -> None:
+    ram = RamBackend()
+    ns = await Namespace.build([("/", ram, False), ("/ctl", SyntheticBackend({}), False)])
+    for i in range(5):
+        await ns.create(ns.root(), f"f{i}", 2, 0o644, 0, ROOT)
+    end = await ns.listing_end(ns.root())
+    first = await ns.readdir(ns.root(), 0, 4, end)
+    await ns.create(ns.root(), "late", 2, 0o644, 0, ROOT)
+    rest = await ns.readdir(ns.root(), first[-1].cookie, 100, end)
+    listed = [e.name for e in first + rest]
+    assert listed == [".", "..", "ctl", "f0", "f1", "f2", "f3", "f4"]
+    assert "late" in await names(ns, ns.root())  # a listing begun afterwards has it

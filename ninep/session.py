@@ -66,6 +66,9 @@ class Fid:
     xattr_value: bytes | None = None  # a Txattrwalk fid: the value to read
     xattr_write: XattrWrite | None = None
     auth: AuthExchange | None = None  # a Tauth afid: the exchange (ninep/auth.py)
+    # where this fid's listing ends: a namespace cookie, recorded at its first Treaddir
+    # and at each Treaddir from offset 0 (Namespace.listing_end)
+    listing_end: int | None = None
 
     def clone(self) -> Fid:
         return Fid(self.ns, self.loc, self.cred, parent=self.parent, name=self.name)
@@ -205,6 +208,8 @@ class Session:
         for fid in fids:
             try:
                 await self.release(fid)
+            except OSError as exc:  # a client can cause these (a short xattr value): no traceback
+                log.debug("%s: clunking a fid at reset or disconnect: %s", self.peer, exc)
             except Exception:
                 log.exception("%s: error while clunking a fid", self.peer)
         self.locks.release_connection(self.conn_id)
@@ -226,6 +231,8 @@ async def _finish_xattr_write(fid: Fid, pending: XattrWrite) -> None:
 
     Size 0 removes it, as QEMU does: Linux's removexattr arrives as size 0
     with XATTR_REPLACE (ENODATA if absent); an empty value cannot be told apart.
+    Fewer bytes written than declared sets nothing and is EINVAL, as QEMU's
+    v9fs_xattr_fid_clunk answers when copied_len != len.
     """
     if len(pending.buf) != pending.size:
         raise OSError(errno.EINVAL, f"xattr {pending.name}: wrote {len(pending.buf)} of "

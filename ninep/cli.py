@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest msize offered (default 1 MiB)")
     serve.add_argument("--max-fids", type=int, default=_DEFAULTS.max_fids)
     serve.add_argument("--max-inflight", type=int, default=_DEFAULTS.max_inflight)
+    serve.add_argument("--handshake-timeout", type=float, metavar="SECONDS",
+                       default=_DEFAULTS.handshake_timeout,
+                       help="seconds a new connection has for its TLS handshake and then for "
+                            "its Tversion before it is closed (default "
+                            f"{_DEFAULTS.handshake_timeout:g}; a negotiated one may idle)")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     serve.set_defaults(func=_serve)
@@ -78,8 +83,12 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = None
+        if not 0 < args.handshake_timeout <= 3600:
+            raise ValueError(f"--handshake-timeout {args.handshake_timeout:g}: "
+                             "must be more than 0 and at most 3600 seconds")
         limits = ServerLimits(max_msize=args.msize, max_fids=args.max_fids,
-                              max_inflight=args.max_inflight)
+                              max_inflight=args.max_inflight,
+                              handshake_timeout=args.handshake_timeout)
         if args.config is not None:
             if args.mount:
                 raise ValueError("--mount and --config: put the mounts in the config file")

@@ -184,12 +184,14 @@ def _array(where: Where, data: Mapping[str, object], key: str) -> list[Mapping[s
 
 
 def _server_limits(where: Where, table: Mapping[str, object]) -> ServerLimits:
-    where.only(table, ("msize", "max_fids", "max_inflight"))
+    where.only(table, ("msize", "max_fids", "max_inflight", "handshake_timeout"))
     d = ServerLimits()
+    timeout = where.integer(table, "handshake_timeout", int(d.handshake_timeout), 1, 3600)
     return ServerLimits(
         max_msize=where.integer(table, "msize", d.max_msize, 4096, 1 << 26) or d.max_msize,
         max_fids=where.integer(table, "max_fids", d.max_fids, 1) or d.max_fids,
-        max_inflight=where.integer(table, "max_inflight", d.max_inflight, 1) or d.max_inflight)
+        max_inflight=where.integer(table, "max_inflight", d.max_inflight, 1) or d.max_inflight,
+        handshake_timeout=float(timeout or d.handshake_timeout))
 
 
 # --- listeners -------------------------------------------------------------

@@ -6,9 +6,15 @@ import struct
 
 from .messages import HEADER_SIZE, DecodeError
 
-__all__ = ["FrameTooLarge", "Framer"]
+__all__ = ["TVERSION_MAX", "FrameTooLarge", "Framer"]
 
 _SIZE = struct.Struct("<I")
+
+# The largest frame accepted before a session is negotiated: a Tversion is
+# size[4] type[1] tag[2] msize[4] version[2+n], 21 bytes for "9P2000.L"; 256
+# admits a version string of 243 bytes, and stops a peer that has not
+# negotiated from making the server buffer a frame of up to msize.
+TVERSION_MAX = 256
 
 
 class FrameTooLarge(DecodeError):

@@ -81,6 +81,9 @@ class ServerLimits:
     max_msize: int = 1 << 20
     max_fids: int = 16384
     max_inflight: int = 256
+    # seconds a new connection has for its TLS handshake, then again for a
+    # Tversion that opens a session (a negotiated connection may idle for ever)
+    handshake_timeout: float = 30.0
 
 
 Reply = m.Message | m.Encoded

@@ -17,15 +17,17 @@ import types
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator
 
+from vfs.budget import ConnectionAccount
 from vfs.buffers import give
 from vfs.locks import LockManager
 from vfs.namespace import qid_type
 from vfs.policy import ConnectionContext, Peer, Policy
+from vfs.request import RequestScope, enter, leave
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
 from .constants import LOCK_FLAG_BLOCK
-from .framing import Framer
+from .framing import TVERSION_MAX, Framer, FrameTooLarge
 from .handlers import read_fid, rgetattr_frame, walk_fid
 from .messages import DecodeError
 from .session import HANDLERS, Reply, ServerLimits, Session
@@ -81,15 +83,21 @@ async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Sessio
 class _Request:
     """A request that is waiting: its Task and the Tflush tags waiting on it."""
 
-    __slots__ = ("cancellable", "flushes", "generation", "tag", "task")
+    __slots__ = ("blocking_lock", "flushes", "generation", "scope", "tag", "task")
 
-    def __init__(self, tag: int, task: asyncio.Task[Reply], cancellable: bool,
-                 generation: int) -> None:
+    def __init__(self, tag: int, task: asyncio.Task[Reply], blocking_lock: bool,
+                 generation: int, scope: RequestScope) -> None:
         self.tag = tag
         self.task = task
         self.flushes: list[int] = []
-        self.cancellable = cancellable
+        self.blocking_lock = blocking_lock
         self.generation = generation
+        self.scope = scope
+
+    @property
+    def cancellable(self) -> bool:
+        """A blocked Tlock, or a backend wait declared safe to cancel (vfs.request)."""
+        return self.blocking_lock or self.scope.cancellable
 
 
 def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
@@ -130,7 +138,7 @@ class Connection(asyncio.Protocol):
         self._locks = locks
         self._limits = limits
         self._kind = kind
-        self._framer = Framer(limits.max_msize)
+        self._framer = Framer(TVERSION_MAX)  # msize applies once a Tversion negotiated it
         self._inflight: dict[int, _Request] = {}
         self._queued: deque[bytes] = deque()
         self._generation = 0
@@ -139,9 +147,11 @@ class Connection(asyncio.Protocol):
         self._closing = False
         self._lost = False
         self._early: list[bytes] = []  # data that came before connection_made (TLS, pipes)
+        self._version_timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.context = ConnectionContext()
+        self.account = ConnectionAccount("unknown peer")  # what its requests hold (vfs.budget)
         self._loop = asyncio.get_event_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
 
@@ -155,8 +165,10 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment] # uvloop's are not subclasses
         peer = peer_of(transport, self._kind)
         self.session = self._new_session(peer, next(_conn_ids))
+        self.account.peer = peer
         transport.set_write_buffer_limits(high=4 * self._limits.max_msize)  # type: ignore[attr-defined]
         log.debug("connection from %s", peer)
+        self._arm_version_timer()
         early, self._early = self._early, []
         for data in early:
             self.data_received(data)
@@ -172,13 +184,21 @@ class Connection(asyncio.Protocol):
             return
         try:
             frames = self._framer.feed(data)
+        except FrameTooLarge as exc:
+            before = "" if self.session.versioned else "before Tversion: "
+            self._protocol_error(f"{before}{exc}")
+            return
         except DecodeError as exc:
             self._protocol_error(str(exc))
             return
         for frame in frames:
             if self._closing:
                 return
-            if self._queued or len(self._inflight) >= self.session.limits.max_inflight:
+            # While the write buffer is over its high-water mark no request is
+            # started, even one that would answer inline (RAM reads): the rest of
+            # the chunk waits here as frames, and reading is paused.
+            if (self._queued or self._paused_by_writes
+                    or len(self._inflight) >= self.session.limits.max_inflight):
                 self._queued.append(frame)
                 self._pause(requests=True)
             else:
@@ -190,6 +210,8 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused_by_writes = False
+        if self._queued:
+            self._drain_queue()
         self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -197,6 +219,7 @@ class Connection(asyncio.Protocol):
             return  # stdio: both pipes report it
         self._lost = True
         self._closing = True
+        self._cancel_version_timer()
         self._generation += 1
         for request in list(self._inflight.values()):
             if request.cancellable:
@@ -337,6 +360,8 @@ class Connection(asyncio.Protocol):
         """Drive a request's coroutine inline until it waits, then by a Task."""
         session = self.session
         assert session is not None
+        scope = RequestScope(self.account)
+        token = enter(scope)  # backends see the connection; the Task inherits it
         try:
             first = coro.send(None)
         except StopIteration as stop:
@@ -345,9 +370,12 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             self._send(tag, session.error_reply(exc, msg))
             return
-        cancellable = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_FLAG_BLOCK)
-        task = self._loop.create_task(_as_task(coro, first, session, msg))
-        request = _Request(tag, task, cancellable, self._generation)
+        else:
+            task = self._loop.create_task(_as_task(coro, first, session, msg))
+        finally:
+            leave(token)
+        blocking_lock = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_FLAG_BLOCK)
+        request = _Request(tag, task, blocking_lock, self._generation, scope)
         self._inflight[tag] = request
         task.add_done_callback(lambda _t, r=request: self._finished(r))  # type: ignore[misc]
 
@@ -401,6 +429,7 @@ class Connection(asyncio.Protocol):
         self.session.msize = msize
         self.session.versioned = True
         self._framer.msize = msize
+        self._cancel_version_timer()  # a mounted client may then idle for hours
         self._send(tag, m.Rversion(msize, m.VERSION_9P2000L))
 
     def _reset_session(self) -> None:
@@ -412,6 +441,8 @@ class Connection(asyncio.Protocol):
                 request.task.cancel()
         self._inflight.clear()
         self.session.versioned = False
+        self._framer.msize = TVERSION_MAX
+        self._arm_version_timer()
         if self.session.fids:
             old = self.session
             self.session = self._new_session(old.peer, old.conn_id)
@@ -453,12 +484,34 @@ class Connection(asyncio.Protocol):
     def _drain_queue(self) -> None:
         assert self.session is not None
         limit = self.session.limits.max_inflight
-        while self._queued and len(self._inflight) < limit:
+        while self._queued and len(self._inflight) < limit and not self._paused_by_writes:
             if self._closing:
                 return
             self._frame_received(self._queued.popleft())
         if not self._queued and len(self._inflight) <= limit // 2:
             self._pause(requests=False)
+
+    def _arm_version_timer(self) -> None:
+        """Until a Tversion opens a session the connection has handshake_timeout
+        seconds: an unnegotiated peer holds a socket and buffers for nothing."""
+        if self._version_timer is None and not self._closing:
+            self._version_timer = self._loop.call_later(self._limits.handshake_timeout,
+                                                        self._version_timed_out)
+
+    def _cancel_version_timer(self) -> None:
+        if self._version_timer is not None:
+            self._version_timer.cancel()
+            self._version_timer = None
+
+    def _version_timed_out(self) -> None:
+        self._version_timer = None
+        if self._closing or self.transport is None:
+            return
+        peer = self.session.peer if self.session else "unknown peer"
+        log.warning("%s: no Tversion within %g s, closing the connection", peer,
+                    self._limits.handshake_timeout)
+        self._closing = True
+        self.transport.abort()
 
     def _update_reading(self) -> None:
         transport = self.transport

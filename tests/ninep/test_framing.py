@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ninep.framing import Framer, FrameTooLarge
+from ninep.framing import TVERSION_MAX, Framer, FrameTooLarge
 from ninep.messages import DecodeError
 
 # Hand-written frames of assorted sizes (bodies need not be valid messages:
@@ -154,3 +154,11 @@ def test_random_bytes_raise_only_decode_error(data: bytes, cuts: list[int]) -> N
             assert struct.unpack_from("<I", frame)[0] == len(frame)
     except DecodeError:
         pass
+
+
+def test_before_tversion_only_a_frame_a_tversion_can_be_is_accepted() -> None:
+    tversion = struct.pack("<IBHIH", TVERSION_MAX, 100, 0xFFFF, 8192, TVERSION_MAX - 13)
+    tversion += b"9P2000.L".ljust(TVERSION_MAX - 13, b"x")
+    assert Framer(TVERSION_MAX).feed(tversion) == [tversion]
+    with pytest.raises(FrameTooLarge):  # refused from the size field alone
+        Framer(TVERSION_MAX).feed(struct.pack("<I", TVERSION_MAX + 1))

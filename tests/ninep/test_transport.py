@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import struct
@@ -11,8 +12,11 @@ import pytest
 
 from ninep import messages as m
 from ninep.defaults import default_policy
+from ninep.framing import TVERSION_MAX
 from ninep.session import ServerLimits
+from ninep.transport import Connection
 from tests.conftest import RawPeer, RunningServer, start_server
+from vfs.locks import LockManager
 
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
 Connect = Callable[..., RawPeer]
@@ -273,3 +277,112 @@ def test_replies_out_of_order_while_one_waits(many_peers: list[RawPeer]) -> None
 def test_unix_socket_listener(raw_peer: Connect, ninep_server: RunningServer) -> None:
     peer = raw_peer(unix=True)
     assert isinstance(peer.handshake(), m.Rattach)
+
+
+# --- flow control: replies never pile up past the write buffer's mark ---------
+
+class _SlowTransport:
+    """A transport whose peer reads nothing until ``drain``: like asyncio's, it calls
+    pause_writing as soon as a write takes it over ``high`` bytes."""
+
+    def __init__(self, high: int) -> None:
+        self.high = high
+        self.buffered = 0
+        self.replies: list[bytes] = []
+        self.paused = False
+        self.reading = True
+        self.protocol: Connection | None = None
+
+    def write(self, data: bytes) -> None:
+        self.replies.append(bytes(data))
+        self.buffered += len(data)
+        if self.buffered > self.high and not self.paused:
+            self.paused = True
+            assert self.protocol is not None
+            self.protocol.pause_writing()
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.write(b"".join(bytes(p) for p in parts))
+
+    def drain(self) -> None:
+        self.buffered = 0
+        if self.paused:
+            self.paused = False
+            assert self.protocol is not None
+            self.protocol.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_extra_info(self, key: str, default: object = None) -> object:
+        return default
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def abort(self) -> None:
+        raise AssertionError("the connection was closed")
+
+
+async def _burst_while_the_peer_reads_nothing() -> None:
+    policy = await default_policy()
+    conn = Connection(policy, LockManager(), ServerLimits())
+    transport = _SlowTransport(high=2000)
+    transport.protocol = conn
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(m.encode(m.NOTAG, m.Tversion(8192, "9P2000.L"))
+                       + m.encode(1, m.Tattach(1, m.NOFID, "root", "", 0)))
+    assert isinstance(m.decode(transport.replies[-1])[1], m.Rattach)
+    transport.drain()
+    transport.replies.clear()
+    # 200 getattrs in one chunk, each answered inline (RAM): only as many replies
+    # as take the buffer over its mark are made; the rest wait, reading paused
+    conn.data_received(b"".join(m.encode(tag, m.Tgetattr(1, 0x7FF)) for tag in range(200)))
+    first = len(transport.replies)
+    assert 0 < first < 30 and not transport.reading
+    assert transport.buffered < transport.high + 200  # one reply over the mark at most
+    while transport.paused:
+        transport.drain()  # the peer reads: the queued requests are started, in order
+    assert [m.decode(r)[0] for r in transport.replies] == list(range(200))
+    assert transport.reading
+    conn.connection_lost(None)
+    await conn.finished()
+    await policy.close()
+
+
+def test_a_full_write_buffer_stops_requests_that_answer_inline() -> None:
+    asyncio.run(_burst_while_the_peer_reads_nothing())
+
+
+def test_a_frame_bigger_than_a_tversion_before_one_closes(
+        raw_peer: Connect, caplog: pytest.LogCaptureFixture) -> None:
+    peer = raw_peer(timeout=5)
+    with caplog.at_level(logging.WARNING, logger="ninep.transport"):
+        peer.send_raw(struct.pack("<IBH", TVERSION_MAX + 1, m.Tversion.type, m.NOTAG))
+        assert peer.closed_by_server()  # the body never came: refused from the size field
+    assert any("before Tversion" in r.message for r in caplog.records)
+    _still_serving(raw_peer)
+
+
+def test_the_largest_tversion_is_accepted_and_msize_applies_after(raw_peer: Connect) -> None:
+    peer = raw_peer()
+    version = "9P2000.L" + "x" * (TVERSION_MAX - 21)  # 243 bytes
+    frame = m.encode(m.NOTAG, m.Tversion(8192, version))
+    assert len(frame) == TVERSION_MAX
+    peer.send_raw(frame)
+    assert peer.recv() == (m.NOTAG, m.Rversion(8192, "9P2000.L"))
+    assert isinstance(peer.rpc(m.Tattach(1, m.NOFID, "root", "", 0)), m.Rattach)
+    assert isinstance(peer.rpc(m.Twalk(1, 2, ("x" * 255,))), m.Rlerror)  # 282 bytes: fine
+    # a refused Tversion leaves the session unnegotiated: the small bound again
+    assert lerror(peer.rpc(m.Tversion(2048, "9P2000.L"), m.NOTAG)) == errno.EINVAL
+    peer.send_raw(m.encode(1, m.Twalk(1, 2, ("x" * 255,))))
+    assert peer.closed_by_server()

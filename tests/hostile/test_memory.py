@@ -1,0 +1,160 @@
+"""Memory a connection can take in the transport, measured on a real ``ninep serve``.
+
+Each bound is a size from docs/architecture.md "Flow control" (the write
+buffer's high-water mark plus what requests in progress hold, per connection)
+with slack for the interpreter; the figures they replace are in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ninep import messages as m
+from tests.conftest import RawPeer
+from tests.hostile.serverproc import ServerProcess, serve_process
+
+MIB = 1 << 20
+O_RDWR = 2
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with serve_process([], tmp_path) as running:
+        yield running
+
+
+def _peers(server: ServerProcess, count: int, timeout: float = 30.0) -> list[RawPeer]:
+    return [RawPeer(server.address, timeout=timeout) for _ in range(count)]
+
+
+def _big_file(peer: RawPeer, msize: int, name: str) -> bytes:
+    """A RAM file of one msize of data, created and left open on fid 2."""
+    data = bytes(range(256)) * (msize // 256)
+    assert isinstance(peer.rpc(m.Twalk(1, 2, ())), m.Rwalk)
+    assert isinstance(peer.rpc(m.Tlcreate(2, name, O_RDWR, 0o644, 0)), m.Rlcreate)
+    step = msize - 23  # Twrite's header: size type tag fid offset count
+    for offset in range(0, len(data), step):
+        reply = peer.rpc(m.Twrite(2, offset, data[offset:offset + step]))
+        assert isinstance(reply, m.Rwrite)
+    return data
+
+
+def _still_answered(server: ServerProcess) -> None:
+    """Another client gets through the whole handshake and a Tgetattr."""
+    other = RawPeer(server.address, timeout=60)
+    try:
+        assert isinstance(other.handshake(msize=8192), m.Rattach)
+        assert isinstance(other.rpc(m.Tgetattr(1, 0x7FF)), m.Rgetattr)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(("connections", "msize", "burst"), [(1, MIB, 400), (3, 256 << 10, 800)],
+                         ids=["one-at-1MiB", "three-at-256KiB"])
+def test_a_burst_of_reads_never_read_back_takes_bounded_memory(
+        server: ServerProcess, connections: int, msize: int, burst: int) -> None:
+    # Before the fix each reply of a chunk was written inline whatever the write
+    # buffer held: 400 x 1 MiB grew the server by ~400 MiB (10,000 by 2.9 GB).
+    peers = _peers(server, connections)
+    expected = b""
+    for i, peer in enumerate(peers):
+        peer.handshake(msize=msize)
+        expected = _big_file(peer, msize, f"big{i}")
+        peer.rpc(m.Tread(2, 0, msize - 11))  # buffers and code paths warmed up
+    count = msize - 11  # a full Rread
+    expected = expected[:count]
+    before = server.rss_kib()
+    frames = b"".join(m.encode(tag, m.Tread(2, 0, count)) for tag in range(burst))
+    for peer in peers:
+        peer.send_raw(frames)  # and read nothing back for now
+    _still_answered(server)
+    peak_growth = server.status("VmHWM") - before
+    for peer in peers:  # every reply comes, whole and in any order, once read
+        tags = set()
+        for _ in range(burst):
+            tag, reply = peer.recv()
+            assert isinstance(reply, m.Rread) and reply.data == expected, tag
+            tags.add(tag)
+        assert tags == set(range(burst))
+    peak_growth = max(peak_growth, server.status("VmHWM") - before)
+    # per connection: 4 x msize of write buffer + one reply over it; 64 MiB is slack
+    assert peak_growth < 64 * 1024, f"the server grew by {peak_growth} KiB"
+    assert "Traceback" not in server.log_text()
+
+
+def test_large_headers_before_tversion_are_refused_at_the_size_field(
+        server: ServerProcess) -> None:
+    # Before Tversion only a frame a Tversion can be is accepted; a size field of
+    # 1 MiB used to be buffered in full (500 connections pinned 556 MB).
+    before = server.rss_kib()
+    peers = _peers(server, 100, timeout=10)
+    header = struct.pack("<IBH", MIB, m.Tversion.type, m.NOTAG)
+    body = bytes(MIB - len(header) - 1)  # stops one byte short of a whole frame
+    for peer in peers:
+        try:
+            peer.send_raw(header + body)
+        except OSError:  # refused as soon as the size field was read
+            pass
+    _still_answered(server)
+    growth = server.rss_kib() - before
+    assert growth < 16 * 1024, f"the server grew by {growth} KiB"
+    assert all(peer.closed_by_server() for peer in peers)
+    for peer in peers:
+        peer.close()
+    assert "before Tversion" in server.log_text()
+
+
+def test_a_tversion_of_normal_size_is_still_accepted(server: ServerProcess) -> None:
+    peer = RawPeer(server.address)
+    version = "9P2000.x" + "x" * 200  # refused by name, not by size
+    reply = peer.rpc(m.Tversion(8192, version), m.NOTAG)
+    assert isinstance(reply, m.Rversion) and reply.version == "unknown"
+    assert isinstance(peer.handshake(), m.Rattach)
+    peer.close()
+
+
+def _silent_and_chatty_are_closed(running: ServerProcess) -> None:
+    mounted = RawPeer(running.address, timeout=10)
+    assert isinstance(mounted.handshake(), m.Rattach)
+    silent = RawPeer(running.address, timeout=20)
+    chatty = RawPeer(running.address, timeout=20)  # talks, but never negotiates
+    chatty.send(1, m.Tattach(1, m.NOFID, "root", "", 0))
+    assert chatty.recv()[1] == m.Rlerror(errno.EPROTO)
+    assert silent.closed_by_server()
+    assert chatty.closed_by_server()
+    # a negotiated connection idle for longer than the timeout is not touched
+    assert isinstance(mounted.rpc(m.Tgetattr(1, 0x7FF)), m.Rgetattr)
+    log = running.log_text()
+    assert log.count("no Tversion within 1 s") == 2
+    assert f"127.0.0.1:{silent.sock.getsockname()[1]}" in log
+    for peer in (mounted, silent, chatty):
+        peer.close()
+
+
+def test_connections_that_never_negotiate_are_closed_after_the_timeout(
+        tmp_path: Path) -> None:
+    with serve_process(["--handshake-timeout", "1"], tmp_path) as running:
+        _silent_and_chatty_are_closed(running)
+
+
+def test_the_timeout_can_be_set_in_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text('[server]\nhandshake_timeout = 1\n\n'
+                      '[namespaces.scratch]\nmounts = [{ path = "/", backend = "ram" }]\n\n'
+                      '[[policy]]\nname = "anyone"\nnamespace = "scratch"\n')
+    with serve_process(["--config", str(config)], tmp_path) as running:
+        _silent_and_chatty_are_closed(running)
+
+
+def test_the_default_timeout_leaves_a_slow_client_time(server: ServerProcess) -> None:
+    peer = RawPeer(server.address, timeout=3)
+    assert not peer.closed_by_server()  # 3 s of silence: well inside the default
+    assert isinstance(peer.handshake(), m.Rattach)
+    peer.sock.shutdown(socket.SHUT_RDWR)
+    peer.close()

@@ -5,7 +5,10 @@ a directory being rewritten anyway. Instead each directory node numbers the
 names it has seen, 1, 2, 3..., and lists entries sorted by that number; a new
 name gets a number above all others. Resuming after cookie c lists the
 entries numbered above c, so no entry is listed twice and none that existed
-throughout is skipped, whatever was created or removed meanwhile.
+throughout is skipped, whatever was created or removed meanwhile. It also
+says where a listing ends (Node.listing_end): the last number handed out by
+the rescan that starts it, so names created later (numbered above it) never
+keep a listing going, as Linux's tmpfs since xfstests generic/736.
 
 The listing is a snapshot, rescanned when the directory's mtime/ctime/size/
 nlink change or when this backend changed it. The trade-offs: memory of one
@@ -99,6 +102,11 @@ class DirListing:
         self._entries = entries
         self._keys = [e.cookie for e in entries]
         self.stamp = stamp
+
+    @property
+    def last_cookie(self) -> int:
+        """The last number handed out (0 before any): a name first seen later gets more."""
+        return self._next - 1
 
     def after(self, cookie: int, count: int) -> list[DirEntry]:
         start = bisect.bisect_right(self._keys, cookie)

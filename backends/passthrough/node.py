@@ -218,6 +218,15 @@ class PassthroughNode(Node):
         return self.fs.adopt(fd, self, name)
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        return (await self._current_listing()).after(cookie, count)
+
+    async def listing_end(self) -> int:
+        # cookies are numbers in first-sight order: whatever a rescan after this finds
+        # new gets a number above the last one handed out now
+        return (await self._current_listing()).last_cookie
+
+    async def _current_listing(self) -> DirListing:
+        """This directory's listing, rescanned if the host directory changed."""
         dfd = self._dir_fd()
         listing = self.listing
         if listing is None:
@@ -239,7 +248,7 @@ class PassthroughNode(Node):
             # a change made by this backend during the scan leaves the snapshot stale
             listing.rebuild(scanned, lambda ino: inodes(dev, ino),
                             stamp if listing.generation == generation else None)
-        return listing.after(cookie, count)
+        return listing
 
     async def readlink(self) -> str:
         fd = self._begin()

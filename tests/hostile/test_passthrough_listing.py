@@ -25,7 +25,7 @@ def test_a_listing_ends_while_two_files_are_created_per_batch(tmp_path: Path) ->
         peer = RawPeer(server.address)
         try:
             assert isinstance(peer.handshake(fid=ROOT), m.Rattach)
-            assert isinstance(peer.rpc(m.Twalk(ROOT, DIR, ["d"])), m.Rwalk)
+            assert isinstance(peer.rpc(m.Twalk(ROOT, DIR, ("d",))), m.Rwalk)
             assert isinstance(peer.rpc(m.Tlopen(DIR, O_RDONLY)), m.Rlopen)
             seen: list[str] = []
             offset, made = 0, 0
@@ -38,7 +38,7 @@ def test_a_listing_ends_while_two_files_are_created_per_batch(tmp_path: Path) ->
                 seen += [e.name for e in entries if e.name not in (".", "..")]
                 offset = entries[-1].offset
                 for _ in range(2):  # each on a fid of its own, as a shell's `touch` would
-                    assert isinstance(peer.rpc(m.Twalk(ROOT, NEW, ["d"])), m.Rwalk)
+                    assert isinstance(peer.rpc(m.Twalk(ROOT, NEW, ("d",))), m.Rwalk)
                     created = peer.rpc(m.Tlcreate(NEW, f"new{made:05d}", O_RDWR, 0o644, 0))
                     assert isinstance(created, m.Rlcreate), created
                     assert isinstance(peer.rpc(m.Tclunk(NEW)), m.Rclunk)

@@ -10,10 +10,36 @@ from .extents import EXTENTS_FL, ExtentMap
 from .image import Image
 from .inode import Inode
 
-__all__ = ["BlockMap"]
+__all__ = ["BlockMap", "max_file_size"]
 
 _U32 = struct.Struct("<I")
 Leaf = list[int] | bytearray
+_MAX_LFS_FILESIZE = (1 << 63) - 1
+
+
+def max_file_size(block_size: int) -> int:
+    """The largest file the kernel's ext2 makes on this block size (its ext2_max_size).
+
+    The block tree's reach, or less where a dense file's data and indirect blocks
+    would overflow the 32-bit i_blocks (in 512-byte sectors; huge_file is not
+    written here): 4 KiB blocks stop near 2 TiB, not the tree's 4 TiB. A file
+    past it would read short through the kernel (s_maxbytes).
+    """
+    bits = block_size.bit_length() - 1
+    ppb = 1 << (bits - 2)
+    res = 12 + ppb + ppb ** 2 + ppb ** 3
+    upper = ((1 << 32) - 1) >> (bits - 9)
+    if res + 1 + (1 + ppb) + (1 + ppb + ppb * ppb) > upper:
+        res = upper
+        upper -= 12 + ppb
+        meta = 1  # the single indirect block
+        if upper < ppb * ppb:
+            meta += 1 + -(-upper // ppb)
+        else:
+            upper -= ppb * ppb
+            meta += 1 + ppb + 1 + -(-upper // ppb) + -(-upper // (ppb * ppb))
+        res -= meta
+    return min(res << bits, _MAX_LFS_FILESIZE)
 
 
 class BlockMap:
@@ -25,6 +51,7 @@ class BlockMap:
         self.per = per = bs // 4
         self.sectors = bs // 512
         self.max_blocks = 12 + per + per * per + per * per * per
+        self.max_size = max_file_size(bs)  # bytes: EFBIG past it
         self._unpack = struct.Struct(f"<{per}I").unpack_from
         self.extents = ExtentMap(image)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["Ext2DirOps"]
 
 LINK_MAX = 65000  # ext2's EXT2_LINK_MAX
+NAME_MAX = 255  # EXT2_NAME_LEN: a directory entry keeps a name's length in one byte
 FAST_SYMLINK_MAX = 59  # i_block holds 60 bytes; the kernel keeps a NUL
 _FT_OF_MODE = {stat.S_IFREG: 1, stat.S_IFDIR: 2, stat.S_IFCHR: 3, stat.S_IFBLK: 4,
                stat.S_IFIFO: 5, stat.S_IFSOCK: 6, stat.S_IFLNK: 7}
@@ -29,6 +30,18 @@ ROOT_INO = 2
 
 def _name(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
+
+
+def _check_name(raw: bytes) -> None:
+    """A name a directory entry may hold: what Linux's VFS lets reach ext2_add_link.
+
+    vfs/ checks names too; the backend checks again, since a longer name would
+    not fit its length byte and '/' or NUL would make an entry e2fsck rejects.
+    """
+    if raw in (b"", b".", b"..") or b"/" in raw or b"\0" in raw:
+        raise OSError(errno.EINVAL, "invalid file name", raw.decode("utf-8", "surrogateescape"))
+    if len(raw) > NAME_MAX:
+        raise OSError(errno.ENAMETOOLONG, "file name longer than 255 bytes")
 
 
 def _ft(mode: int) -> int:
@@ -74,6 +87,7 @@ class Ext2DirOps:
 
     def _check_new(self, name: bytes) -> None:
         self.node._writable()
+        _check_name(name)
         if self.inode.links == 0:  # Linux: creating in a removed directory is ENOENT
             raise OSError(errno.ENOENT, "directory was removed")
         if self.dir.get(name) is not None:
@@ -134,6 +148,8 @@ class Ext2DirOps:
         self._check_new(raw)
         if not data:
             raise OSError(errno.ENOENT, "empty symlink target", name)
+        if b"\0" in data:  # a C string ends there: Linux could never store one
+            raise OSError(errno.EINVAL, "NUL byte in a symlink target", name)
         if len(data) >= self.fs.block_size:
             raise OSError(errno.ENAMETOOLONG, "symlink target too long", name)
         inode = self.fs.new_inode(self.inode, stat.S_IFLNK | 0o777, uid, self._owner_gid(gid))
@@ -233,6 +249,7 @@ class Ext2DirOps:
         dest = Ext2DirOps(newdir)  # type: ignore[arg-type]
         node = self._child(oldname)
         old_raw, new_raw = _name(oldname), _name(newname)
+        _check_name(new_raw)
         hit = dest.dir.get(new_raw)
         if hit is not None and hit[0] == node.inode.ino:
             return  # the same name, or two hard links of one file: POSIX says do nothing

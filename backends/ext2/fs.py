@@ -29,9 +29,12 @@ from .bmap import BlockMap
 from .dirs import Directory
 from .image import BITMAP, META, Image
 from .image_lock import Ext2Error, check_no_loop, lock, loop_devices_of
-from .inode import Inode
+from .inode import Inode, check_id
 from .layout import (
     EXT2_MAGIC,
+    GOOD_OLD_FIRST_INO,
+    GOOD_OLD_INODE_SIZE,
+    GOOD_OLD_REV,
     INCOMPAT_FILETYPE,
     INCOMPAT_RECOVER,
     RO_COMPAT_LARGE_FILE,
@@ -178,6 +181,8 @@ class FileSystem:
             self.schedule()
 
     def new_inode(self, parent: Inode, mode: int, uid: int, gid: int) -> Inode:
+        check_id(uid)
+        check_id(gid)
         ino = self._retry(lambda: self.alloc.alloc_inode(parent.ino, stat.S_ISDIR(mode)))
         raw = bytearray(self.inode_size)
         if self.inode_size > 128:
@@ -245,7 +250,7 @@ class FileSystem:
             return 0
         end = offset + count
         bs = self.block_size
-        if end > self.bmap.max_blocks * bs:
+        if end > self.bmap.max_size:
             raise OSError(errno.EFBIG, "file too large for this block size")
         first, last = offset // bs, (end - 1) // bs
         if offset > inode.size:
@@ -317,13 +322,22 @@ class FileSystem:
                 self.image.pwrite(phys * bs + tail, bytes(bs - tail))
 
     def _note_large(self, size: int) -> None:
-        if size >= 2**31 and not self.sb.has(ro_compat=RO_COMPAT_LARGE_FILE):
-            self.sb.set("feature_ro_compat", self.sb.get("feature_ro_compat")
-                        | RO_COMPAT_LARGE_FILE)
+        sb = self.sb
+        if size < 2**31 or sb.has(ro_compat=RO_COMPAT_LARGE_FILE):
+            return
+        if sb.get("rev_level") == GOOD_OLD_REV:
+            # Revision 0 has no feature flags: move to revision 1 first, with the
+            # values revision 0 implies, as the kernel's ext2_update_dynamic_rev does.
+            log.warning("ext2 %s: updating to revision 1 for a file of 2 GiB or more",
+                        self.path)
+            sb.set("first_ino_raw", GOOD_OLD_FIRST_INO)
+            sb.set("inode_size_raw", GOOD_OLD_INODE_SIZE)
+            sb.set("rev_level", 1)
+        sb.set("feature_ro_compat", sb.get("feature_ro_compat") | RO_COMPAT_LARGE_FILE)
 
     def truncate(self, inode: Inode, size: int) -> None:
         bs = self.block_size
-        if size > self.bmap.max_blocks * bs:
+        if size > self.bmap.max_size:
             raise OSError(errno.EFBIG, "file too large for this block size")
         if size < inode.size:
             self.bmap.truncate(inode, -(-size // bs))

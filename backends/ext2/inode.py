@@ -7,7 +7,7 @@ import os
 import stat
 import struct
 
-__all__ = ["EXT2_INDEX_FL", "N_BLOCKS", "Inode", "decode_rdev", "encode_rdev"]
+__all__ = ["EXT2_INDEX_FL", "N_BLOCKS", "Inode", "check_id", "decode_rdev", "encode_rdev"]
 
 N_BLOCKS = 15  # 12 direct, single, double, triple indirect
 EXT2_INDEX_FL = 0x1000
@@ -18,6 +18,18 @@ _BASE = struct.Struct("<HHIIIIIHHII4x15II")  # mode..i_block..generation
 _TAIL = struct.Struct("<IIxxxxHHHH")  # file_acl, size_high, faddr, blocks_hi, acl_hi, uid/gid hi
 _EXTRA_TIMES = struct.Struct("<III")  # ctime_extra, mtime_extra, atime_extra (at 132)
 _CRTIME = struct.Struct("<II")  # crtime, crtime_extra (at 144)
+
+
+_NS = 1_000_000_000
+_S32_MIN, _S32_MAX = -(1 << 31), (1 << 31) - 1
+_EPOCHS = 3 << 32  # the extra fields' two epoch bits (ext4's EXT4_EXTRA_TIMESTAMP_MAX: 2446)
+_NO_ID = 0xFFFFFFFF  # Linux's INVALID_UID / INVALID_GID
+
+
+def check_id(value: int) -> None:
+    """EINVAL for an owner the inode cannot hold (two 16-bit halves), or Linux's -1."""
+    if not 0 <= value < _NO_ID:
+        raise OSError(errno.EINVAL, f"uid or gid {value} out of range")
 
 
 def _to_ns(lo: int, extra: int | None) -> int:
@@ -157,6 +169,15 @@ class Inode:
         if extra >= 24:
             _CRTIME.pack_into(raw, 144, *_from_ns(self.crtime_ns))
         return bytes(raw)
+
+    def clamp_times(self) -> None:
+        """Clamp atime and mtime to what this inode stores, as Linux's timestamp_truncate
+        clamps to s_time_min/s_time_max: signed 32-bit seconds, plus two epoch bits
+        where the inode has the extra time fields (else a far time would wrap)."""
+        low = _S32_MIN * _NS
+        high = (_S32_MAX + (_EPOCHS if self.extra_isize >= 16 else 0)) * _NS + _NS - 1
+        self.atime_ns = min(max(self.atime_ns, low), high)
+        self.mtime_ns = min(max(self.mtime_ns, low), high)
 
     @property
     def is_dir(self) -> bool:

@@ -14,7 +14,8 @@ from vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setatt
 from . import attrs
 from .dirops import Ext2DirOps
 from .fs import FREE_STEP, FileSystem
-from .inode import Inode, decode_rdev, encode_rdev
+from .inode import Inode, check_id, decode_rdev, encode_rdev
+from .xattr import split_name
 
 __all__ = ["EXT2_SUPER_MAGIC", "Ext2Handle", "Ext2Node", "NodeTable"]
 
@@ -78,6 +79,9 @@ class Ext2Node(Node):
     async def setattr(self, changes: SetAttr) -> None:
         self._writable()
         i = self.inode
+        for owner in (changes.uid, changes.gid):
+            if owner is not None:
+                check_id(owner)
         now = time.time_ns()
         changed = changes.ctime
         if changes.size is not None:
@@ -91,6 +95,7 @@ class Ext2Node(Node):
             self.fs.truncate(i, changes.size)
             changed = True
         apply_setattr(i, changes, now, changed)
+        i.clamp_times()
         self.fs.dirty(i)
 
     async def _shrink_in_steps(self, size: int) -> None:
@@ -172,6 +177,7 @@ class Ext2Node(Node):
         self._writable()
         if flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise OSError(errno.EINVAL, "bad xattr flags")
+        split_name(name)  # the name's errnos come first, as setxattr copies it first
         if len(value) > XATTR_SIZE_MAX:
             raise OSError(errno.E2BIG, "xattr value too large", name)
         current = attrs.load(self.fs, self.inode)
@@ -202,6 +208,8 @@ class Ext2Node(Node):
         return self._dir().walk(name)
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
+        if cookie < 0:  # a position in the directory: below 0 would index i_block from its end
+            raise OSError(errno.EINVAL, "negative directory cookie")
         return self._dir().readdir(cookie, count)
 
     async def listing_end(self) -> int:

@@ -22,17 +22,27 @@ _PREFIXES = [(2, "system.posix_acl_access", True), (3, "system.posix_acl_default
              (8, "system.richacl", True), (1, "user.", False), (4, "trusted.", False),
              (6, "security.", False), (7, "system.", False)]
 _BY_INDEX = {index: prefix for index, prefix, _ in _PREFIXES}
+XATTR_NAME_MAX = 255
 Attrs = dict[str, bytes]
 
 
 def split_name(name: str) -> tuple[int, bytes]:
-    """(name index, stored suffix) for a full attribute name; EOPNOTSUPP if no prefix fits."""
+    """(name index, stored suffix) for a full attribute name, with Linux's errnos:
+    ERANGE for an empty name or one over 255 bytes (setxattr's copy of the name),
+    EINVAL for a bare prefix (xattr_resolve_name) or a NUL (a C string ends
+    there), EOPNOTSUPP when no prefix fits."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if not raw or len(raw) > XATTR_NAME_MAX:
+        raise OSError(errno.ERANGE, "attribute name empty or longer than 255 bytes", name)
+    if "\0" in name:
+        raise OSError(errno.EINVAL, "NUL byte in an attribute name", name)
     for index, prefix, whole in _PREFIXES:
-        if (name == prefix) if whole else (name.startswith(prefix) and len(name) > len(prefix)):
-            suffix = name[len(prefix):].encode("utf-8", "surrogateescape")
-            if len(suffix) > 255:
-                raise OSError(errno.ERANGE, "attribute name too long", name)
-            return index, suffix
+        if whole and name == prefix:
+            return index, b""
+        if not whole and name.startswith(prefix):
+            if len(name) == len(prefix):
+                raise OSError(errno.EINVAL, "attribute name is only a prefix", name)
+            return index, raw[len(prefix):]
     raise OSError(errno.EOPNOTSUPP, "attribute namespace not supported", name)
 
 

@@ -20,7 +20,7 @@ from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image
 from backends.ext2 import Ext2Backend
 from backends.ext2.fs import Ext2Error
 from backends.ext2.inode import Inode
-from vfs.node import Cred, Node
+from vfs.node import Cred, Node, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000
@@ -257,5 +257,152 @@ async def test_a_listing_ends_though_new_names_fill_gaps_and_new_blocks(image: P
     with pytest.raises(OSError) as info:
         await (await d.walk(names[1])).listing_end()
     assert info.value.errno == errno.ENOTDIR
+    await fs.close()
+    assert_clean(image)
+
+
+# --- what a hostile client sends: every value checked before a struct or the image --
+
+
+@pytest.mark.parametrize("name,code", [("n" * 256, errno.ENAMETOOLONG),
+                                       ("é" * 128, errno.ENAMETOOLONG),
+                                       ("a/b", errno.EINVAL), ("a\0b", errno.EINVAL),
+                                       ("", errno.EINVAL), (".", errno.EINVAL),
+                                       ("..", errno.EINVAL)])
+async def test_names_a_directory_entry_cannot_hold_are_refused(image: Path, name: str,
+                                                               code: int) -> None:
+    fs = open_image(image)
+    root = fs.root
+    target = await make_file(root, "target", b"t")
+    attempts = [root.create(name, O_RDWR, 0o644, UID, GID), root.mkdir(name, 0o755, UID, GID),
+                root.symlink(name, "target", UID, GID),
+                root.mknod(name, stat.S_IFIFO | 0o644, 0, UID, GID), root.link(name, target),
+                root.rename("target", root, name)]
+    for attempt in attempts:
+        with pytest.raises(OSError) as info:
+            await attempt
+        assert info.value.errno == code
+    await fsync(target)
+    await fs.close()
+    assert_clean(image)
+    assert debugfs_cat(image, "target") == b"t"
+
+
+async def test_a_symlink_target_with_a_nul_is_einval(image: Path) -> None:
+    fs = open_image(image)
+    for target in ("a\0b", "x" * 100 + "\0"):  # a fast and a slow symlink
+        with pytest.raises(OSError) as info:
+            await fs.root.symlink("link", target, UID, GID)
+        assert info.value.errno == errno.EINVAL
+    await fs.close()
+    assert_clean(image)
+
+
+@pytest.mark.parametrize("owner", [-1, 0xFFFFFFFF, 1 << 32, 1 << 70])
+async def test_owners_an_inode_cannot_hold_are_einval(image: Path, owner: int) -> None:
+    fs = open_image(image)
+    node = await make_file(fs.root, "f", b"f")
+    refused = [fs.root.create("u", O_RDWR, 0o644, owner, GID),
+               fs.root.mkdir("d", 0o755, UID, owner),
+               node.setattr(SetAttr(uid=owner)), node.setattr(SetAttr(gid=owner, size=0))]
+    for attempt in refused:
+        with pytest.raises(OSError) as info:
+            await attempt
+        assert info.value.errno == errno.EINVAL
+    attr = await node.getattr()
+    assert (attr.uid, attr.gid, attr.size) == (UID, GID, 1)  # nothing changed
+    await node.setattr(SetAttr(uid=0xFFFFFFFE, gid=0x10000))  # the largest valid ones
+    await fs.close()
+    assert_clean(image)
+    again = open_image(image, read_only=True)
+    attr = await (await again.root.walk("f")).getattr()
+    assert (attr.uid, attr.gid) == (0xFFFFFFFE, 0x10000)
+    await again.close()
+
+
+NS = 1_000_000_000
+
+
+@pytest.mark.parametrize("inode_size,newest", [(256, (1 << 31) - 1 + (3 << 32)),
+                                               (128, (1 << 31) - 1)])
+async def test_times_past_what_the_inode_holds_are_clamped_not_wrapped(
+        tmp_path: Path, inode_size: int, newest: int) -> None:
+    image = mkfs(tmp_path / "fs.img", "16M", 1024, inode_size)
+    fs = open_image(image)
+    late = await make_file(fs.root, "late", b"")
+    early = await make_file(fs.root, "early", b"")
+    await late.setattr(SetAttr(atime_ns=(1 << 40) * NS, mtime_ns=(1 << 62) * NS + 5))
+    await early.setattr(SetAttr(atime_ns=-(1 << 40) * NS, mtime_ns=-(1 << 33) * NS))
+    await fs.close()
+    assert_clean(image)
+    again = open_image(image, read_only=True)
+    a = await (await again.root.walk("late")).getattr()
+    assert (a.atime_ns // NS, a.mtime_ns // NS) == (newest, newest)
+    a = await (await again.root.walk("early")).getattr()
+    assert (a.atime_ns // NS, a.mtime_ns // NS) == (-(1 << 31), -(1 << 31))
+    await again.close()
+
+
+async def test_readdir_from_a_negative_cookie_is_einval(image: Path) -> None:
+    fs = open_image(image)
+    await make_file(fs.root, "f", b"")
+    with pytest.raises(OSError) as info:
+        await fs.root.readdir(-1, 10)
+    assert info.value.errno == errno.EINVAL
+    await fs.close()
+
+
+async def test_files_end_where_linux_ext2_ends_them(tmp_path: Path) -> None:
+    # ext2_max_size: on 4 KiB blocks the 32-bit i_blocks stops a file near 2 TiB,
+    # before the block tree's 4 TiB; past it the kernel would read the file short.
+    image = mkfs(tmp_path / "fs.img", "32M", 4096, 256)
+    fs = open_image(image)
+    limit = 536346110 * 4096  # Linux's s_maxbytes for ext2 on 4 KiB blocks
+    node, handle = await fs.root.create("big", O_RDWR, 0o644, UID, GID)
+    with pytest.raises(OSError) as info:
+        await handle.write(limit, b"x")
+    assert info.value.errno == errno.EFBIG
+    with pytest.raises(OSError) as info:
+        await node.setattr(SetAttr(size=limit + 1))
+    assert info.value.errno == errno.EFBIG
+    with pytest.raises(OSError) as info:
+        await handle.write(1 << 63, b"x")
+    assert info.value.errno == errno.EFBIG
+    assert await handle.write(limit - 1, b"z") == 1
+    await handle.close()
+    assert (await node.getattr()).size == limit
+    await fs.close()
+    assert_clean(image)
+
+
+async def test_a_large_file_on_revision_0_moves_it_to_revision_1(tmp_path: Path) -> None:
+    # Revision 0 has no feature flags to say large_file: the kernel's ext2 moves the
+    # file system to revision 1 first (ext2_update_dynamic_rev), and so does this.
+    image = mkfs(tmp_path / "fs.img", "16M", 1024, rev=0)
+    fs = open_image(image)
+    _, handle = await fs.root.create("big", O_RDWR, 0o644, UID, GID)
+    await handle.write(2**31 + 5, b"x")
+    await handle.close()
+    await fs.close()
+    code, out = e2fsck(image)
+    assert code == 0 and "revision 0" not in out, out
+    header = dumpe2fs(image)
+    assert header["Filesystem revision #"].startswith("1")
+    assert "large_file" in header["Filesystem features"]
+    assert (header["Inode size"], header["First inode"]) == ("128", "11")
+
+
+@pytest.mark.parametrize("name,code", [("user." + "k" * 251, errno.ERANGE), ("", errno.ERANGE),
+                                       ("user.", errno.EINVAL), ("user.a\0b", errno.EINVAL),
+                                       ("nobody.k", errno.EOPNOTSUPP)])
+async def test_xattr_names_get_the_errnos_linux_gives(image: Path, name: str,
+                                                      code: int) -> None:
+    fs = open_image(image)
+    node = await make_file(fs.root, "f", b"")
+    for flags in (0, 2):  # XATTR_REPLACE: the name is checked before the lookup
+        with pytest.raises(OSError) as info:
+            await node.xattr_set(name, b"v", flags)
+        assert info.value.errno == code
+    await node.xattr_set("user." + "k" * 250, b"v", 0)  # 255 bytes: the longest
     await fs.close()
     assert_clean(image)

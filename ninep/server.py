@@ -106,7 +106,11 @@ class _TlsListener:
     accepting: asyncio.Task[None] | None = None
     handshakes: set[asyncio.Task[None]] = field(default_factory=set)
 
-    HANDSHAKE_TIMEOUT = 30.0
+    @property
+    def handshake_timeout(self) -> float:
+        """The server's limit (--handshake-timeout), which also bounds the wait for a
+        Tversion once the handshake is done (transport.py)."""
+        return self.server.limits.handshake_timeout
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -133,13 +137,13 @@ class _TlsListener:
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: self.server.connection("tls"), conn, ssl=context,
-                ssl_handshake_timeout=self.HANDSHAKE_TIMEOUT)
+                ssl_handshake_timeout=self.handshake_timeout)
         except ssl.SSLError as exc:
             log.warning("%s: TLS handshake refused: %s", where, exc.reason or exc)
             conn.close()
         except (OSError, TimeoutError) as exc:  # gone, or too slow
             log.warning("%s: TLS handshake failed: %s", where,
-                        _handshake_failure(exc, self.HANDSHAKE_TIMEOUT))
+                        _handshake_failure(exc, self.handshake_timeout))
             conn.close()
         except BaseException:  # the server stops
             conn.close()

@@ -10,14 +10,17 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ninep import messages as m
-from tests.conftest import RawPeer
+from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess, serve_process
+from tests.integration.policy_helpers import make_pki, tls_peer
 
 MIB = 1 << 20
 O_RDWR = 2
@@ -150,6 +153,35 @@ def test_the_timeout_can_be_set_in_the_config_file(tmp_path: Path) -> None:
                       '[[policy]]\nname = "anyone"\nnamespace = "scratch"\n')
     with serve_process(["--config", str(config)], tmp_path) as running:
         _silent_and_chatty_are_closed(running)
+
+
+def test_tls_handshakes_and_then_tversion_share_the_configured_timeout(
+        tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    port = free_port()
+    config = tmp_path / "tls.toml"
+    config.write_text(f'[server]\nhandshake_timeout = 1\n\n'
+                      f'[[listen]]\nkind = "tls"\naddress = "127.0.0.1:{port}"\n'
+                      f'cert = "{pki.server_cert}"\nkey = "{pki.server_key}"\n\n'
+                      '[namespaces.scratch]\nmounts = [{ path = "/", backend = "ram" }]\n\n'
+                      '[[policy]]\nname = "anyone"\nnamespace = "scratch"\n')
+    log = tmp_path / "tls.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ninep", "serve", "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, 30)
+        silent = RawPeer(("127.0.0.1", port), timeout=20)  # never starts its handshake
+        assert silent.closed_by_server()
+        secure = tls_peer(port, pki, None)  # handshakes, then says nothing
+        secure.sock.settimeout(20)
+        assert secure.closed_by_server()
+        text = log.read_text()
+        assert "TLS handshake failed: SSL handshake is taking longer than 1.0 seconds" in text
+        assert "no Tversion within 1 s" in text
+    finally:
+        proc.terminate()
+        proc.wait(20)
 
 
 def test_the_default_timeout_leaves_a_slow_client_time(server: ServerProcess) -> None:

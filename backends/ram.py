@@ -122,6 +122,8 @@ class RamNode(Node):
         """One name of this node went away."""
         self.attr.nlink -= 1
         self.attr.ctime_ns = now
+        if self.attr.nlink > 0:
+            self.fs.used_inodes -= 1  # the name's share of inode_limit (RamDir.link)
         self.release_if_unused()
 
     def release_if_unused(self) -> None:
@@ -461,6 +463,9 @@ class RamDir(RamNode):
         self.check_new(name)
         if target.attr.nlink == 0:  # Linux refuses to bring an unlinked file back
             raise OSError(errno.ENOENT, "file was unlinked", name)
+        # Each extra name counts as an inode, as tmpfs's shmem_link does: names cost
+        # memory too, and inode_limit bounds what a client can make.
+        self.fs.reserve_inode()
         now = time.time_ns()
         target.attr.nlink += 1
         target.attr.ctime_ns = now
@@ -567,10 +572,14 @@ class RamBackend(Backend):
 
     def take_inode(self) -> int:
         """A new inode number, or ENOSPC past inode_limit."""
+        self.reserve_inode()
+        return next(self._inos)
+
+    def reserve_inode(self) -> None:
+        """Count one more inode (or hard link), or ENOSPC past inode_limit."""
         if self.inode_limit is not None and self.used_inodes >= self.inode_limit:
             raise OSError(errno.ENOSPC, "no inodes left")
         self.used_inodes += 1
-        return next(self._inos)
 
     def reserve(self, nbytes: int) -> None:
         """Account ``nbytes`` more (or fewer, if negative), or ENOSPC past size_limit."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from backends.ram import RamBackend
 from backends.registry import close_backends
 from backends.synthetic import NullFile, SyntheticBackend, ZeroFile
@@ -9,14 +11,15 @@ from vfs.namespace import Namespace
 from vfs.node import Backend
 from vfs.policy import Policy, Rule
 
-__all__ = ["DEFAULT_README", "ctl_namespace", "default_policy"]
+__all__ = ["DEFAULT_README", "ctl_namespace", "default_policy", "default_ram", "default_ram_limits"]
 
 DEFAULT_README = """\
 This is ninep, a 9P2000.L file server.
 
 You are looking at its embedded default namespace: a writable RAM file
 system (like tmpfs). Anything you write here lives in the server's memory
-and is gone when the server stops.
+and is gone when the server stops. Like tmpfs, it holds at most half of the
+host's physical memory, in as many files as half its pages (df shows both).
 
 Mount it from Linux:
   mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=1048576 HOST /mnt
@@ -32,13 +35,29 @@ async def ctl_namespace() -> Namespace:
     return await Namespace.build([("/", backend, False)], name="ctl")
 
 
-async def default_policy(mounts: list[tuple[str, Backend, bool]] | None = None) -> Policy:
-    """aname "ctl": the synthetic files; any other aname: a RAM disk with a README,
-    or the mounts given on the command line."""
+def default_ram_limits() -> tuple[int, int]:
+    """The default RAM disk's bytes and inodes: tmpfs's own defaults (half of physical
+    memory, and half as many inodes as it has pages), so no client of the default
+    namespace can take the host's memory, and a host with more memory holds more."""
+    pages = os.sysconf("SC_PHYS_PAGES")
+    return pages * os.sysconf("SC_PAGE_SIZE") // 2, max(pages // 2, 1024)
+
+
+def default_ram(size_limit: int | None = None, inode_limit: int | None = None) -> RamBackend:
+    """The default namespace's RAM disk with its README; limits: default_ram_limits()."""
+    size, inodes = default_ram_limits()
+    ram = RamBackend(size_limit=size if size_limit is None else size_limit,
+                     inode_limit=inodes if inode_limit is None else inode_limit)
+    ram.add_file("README", DEFAULT_README.encode())
+    return ram
+
+
+async def default_policy(mounts: list[tuple[str, Backend, bool]] | None = None,
+                         ram: RamBackend | None = None) -> Policy:
+    """aname "ctl": the synthetic files; any other aname: ``ram`` (default_ram()) or
+    the mounts given on the command line."""
     if not mounts:
-        ram = RamBackend()
-        ram.add_file("README", DEFAULT_README.encode())
-        mounts = [("/", ram, False)]
+        mounts = [("/", ram or default_ram(), False)]
     main = await Namespace.build(mounts, name="default")
     return Policy([
         Rule(await ctl_namespace(), frozenset({"ctl"}), name="ctl"),

@@ -187,8 +187,8 @@ def _setattr_changes(msg: m.Tsetattr) -> SetAttr:
             return UTIME_NOW
         if nsec >= _NS:
             raise OSError(errno.EINVAL, "nanoseconds out of range")  # utimensat
-        # the client's time64_t sent as u64 (v9fs casts it): signed; vfs/ clamps it
-        return (sec - (1 << 64) if sec > LOFF_MAX else sec) * _NS + nsec
+        # sec: the client's time64_t, decoded signed; vfs/ clamps it to the backend's range
+        return sec * _NS + nsec
 
     return SetAttr(
         mode=msg.mode & 0o7777 if valid & SETATTR_MODE else None,

@@ -786,10 +786,18 @@ async def test_inode_limit() -> None:
     await raises(errno.ENOSPC, fs.root.symlink("c", "a", 0, 0))
     await raises(errno.ENOSPC, fs.root.mknod("c", stat.S_IFIFO, 0, 0, 0))
     assert fs.used_bytes == 0  # the refused symlink gave its bytes back
-    await fs.root.link("c", node)  # a hard link takes no inode
+    # a hard link counts as an inode, as in tmpfs (shmem_link): names cost memory too
+    await raises(errno.ENOSPC, fs.root.link("c", node))
     await fs.root.unlink("b", True)
+    await fs.root.link("c", node)
+    await raises(errno.ENOSPC, fs.root.mkdir("b2", 0o755, 0, 0))
+    await fs.root.unlink("a", False)  # the file keeps its name "c": one inode back
     await fs.root.mkdir("b2", 0o755, 0, 0)
-    assert await names(fs.root) == ["a", "c", "b2"]
+    assert await names(fs.root) == ["c", "b2"]
+    await fs.root.rename("c", fs.root, "d")  # a rename neither takes nor gives one
+    assert fs.used_inodes == 3
+    await fs.root.unlink("d", False)
+    assert fs.used_inodes == 2
 
 
 # --- open-unlink ---------------------------------------------------------------

@@ -125,6 +125,10 @@ class NamespacePlan:
         self.private = any(m.scope == "connection" for m in config.mounts)
         self._shared: dict[Values, asyncio.Future[Namespace]] = {}
         self._expansions = 0
+        # what a reload compares (vfs.policy.Policy.review): the same name is the same
+        # namespace; a mount path gone or made read-only narrows attaches made before
+        self.identity = config.name
+        self.mount_grants = {mount.path: mount.read_only for mount in config.mounts}
 
     async def prepare(self) -> None:
         """Open what can be opened now, so a bad mount stops the server before it listens.

@@ -9,6 +9,7 @@ import os
 import socket
 import ssl
 import stat
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -185,12 +186,15 @@ class Server:
         self._tls: list[_TlsListener] = []
         self._unix_paths: list[str] = []
         self._reloading = asyncio.Lock()
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     def current_policy(self) -> Policy:
         return self.policy
 
     def connection(self, kind: str) -> Connection:
-        return Connection(self.current_policy, self.locks, self.limits, kind)
+        conn = Connection(self.current_policy, self.locks, self.limits, kind)
+        self._connections.add(conn)  # a reload reviews its attaches
+        return conn
 
     async def listen(self, address: ListenAddress) -> list[str]:
         """Start listening; returns the bound addresses (the real port when 0 was asked)."""
@@ -298,11 +302,18 @@ class Server:
         old, self.policy = self.policy, policy
         if isinstance(policy.resources, BackendPool):
             policy.resources.commit()
+        narrowed = revoked = 0
+        for conn in list(self._connections):
+            if conn.session is not None:
+                made_read_only, made_stale = conn.session.review(policy)
+                narrowed += made_read_only
+                revoked += made_stale
         old.retire()
         if old.users <= 0:
             await old.close()
-        log.info("reloaded %s: %d policies; listeners change only with a restart",
-                 self.config_path, len(policy.rules))
+        log.info("reloaded %s: %d policies; attaches made before: %d made read-only, "
+                 "%d revoked; listeners change only with a restart",
+                 self.config_path, len(policy.rules), narrowed, revoked)
         return True
 
     async def close(self) -> None:

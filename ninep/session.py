@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import grp
 import logging
 import os
 import pwd
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from vfs.locks import LockManager
 from vfs.namespace import Location, Namespace
+from vfs.narrowed import STALE, ReadOnlyHandle, StaleHandle
 from vfs.node import Cred, Handle
-from vfs.policy import AttachRequest, ConnectionContext, Limits, Peer, Policy, Selection
+from vfs.policy import (
+    KEPT,
+    READ_ONLY,
+    REVOKED,
+    AttachRequest,
+    ConnectionContext,
+    Limits,
+    Peer,
+    Policy,
+    Rule,
+    Selection,
+    shown,
+)
 
 from . import messages as m
 
@@ -22,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HANDLERS",
+    "Attachment",
     "Fid",
     "Handler",
     "Reply",
@@ -72,6 +88,24 @@ class Fid:
 
     def clone(self) -> Fid:
         return Fid(self.ns, self.loc, self.cred, parent=self.parent, name=self.name)
+
+
+@dataclass(slots=True, eq=False)
+class Attachment:
+    """One Tattach as granted, kept while a fid uses its namespace view, so that a
+    reload can narrow it (Session.review)."""
+
+    request: AttachRequest
+    rule: Rule
+    read_only: bool
+    revoked: bool = False
+
+    def __str__(self) -> str:
+        request = self.request
+        n_uname = -1 if request.n_uname == m.NONUNAME else request.n_uname
+        return (f"the attach of uname={shown(request.uname)} n_uname={n_uname} "
+                f"aname={shown(request.aname)} to namespace {self.rule.namespace.name!r} "
+                f"(policy {self.rule.name!r})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +185,10 @@ class Session:
         self.fids: dict[int, Fid] = {}
         self.auth_proofs: list[ConnectionProof] = []  # kept across Tversion (ninep/auth.py)
         self.context = context or ConnectionContext()
+        # each attach's own namespace view -> what it was granted; an entry goes with
+        # the last fid that uses the view
+        self.attachments: weakref.WeakKeyDictionary[Namespace, Attachment] = (
+            weakref.WeakKeyDictionary())
 
     @property
     def policy(self) -> Policy:
@@ -161,9 +199,52 @@ class Session:
     async def select(self, request: AttachRequest) -> Selection:
         """The namespace, credential and limits of one attach; EACCES if no policy matches.
         The rule's limits tighten this connection's (they never loosen them)."""
-        selection = await self.policy.attach(request, self.context)
+        policy = self.policy
+        selection = await policy.attach(request, self.context)
+        # a view of its own: a reload that narrows this attach makes it read-only,
+        # which must not touch other attaches (a view costs one shallow copy)
+        selection = replace(selection, namespace=copy.copy(selection.namespace))
+        attachment = Attachment(request, selection.rule, selection.rule.read_only)
+        if self.policy is not policy:  # a reload came while the namespace was being built
+            review = self.policy.review(request, selection.rule, attachment.read_only)
+            if review.verdict == REVOKED:
+                log.warning("%s: attach refused: a reload came meanwhile and %s",
+                            self.peer, review.reason)
+                raise OSError(errno.EACCES, "no longer granted")
+            if review.verdict == READ_ONLY:
+                attachment.read_only = selection.namespace.read_only = True
         self._tighten(selection.limits)
+        self.attachments[selection.namespace] = attachment
         return selection
+
+    def review(self, policy: Policy) -> tuple[int, int]:
+        """A reload made ``policy`` current: narrow at once every attach whose rights
+        shrank (read-only on every fid and open file, or revoked: ESTALE), logging
+        each; one whose rights grew keeps its old ones until it attaches again.
+        Returns how many were made read-only and how many were revoked."""
+        narrowed = revoked = 0
+        for view, attachment in list(self.attachments.items()):
+            if attachment.revoked:
+                continue
+            review = policy.review(attachment.request, attachment.rule, attachment.read_only)
+            if review.verdict == KEPT:
+                continue
+            fids = [fid for fid in self.fids.values() if fid.ns is view]
+            if review.verdict == READ_ONLY:
+                attachment.read_only = view.read_only = True  # the view is this attach's own
+                for fid in fids:
+                    if fid.handle is not None:
+                        fid.handle = ReadOnlyHandle(fid.handle)
+                narrowed += 1
+            else:
+                attachment.revoked = True
+                for fid in fids:
+                    _revoke(fid)
+                revoked += 1
+            log.warning("%s: reload: %s is %s (%d fids): %s", self.peer, attachment,
+                        "read-only now" if review.verdict == READ_ONLY else "revoked",
+                        len(fids), review.reason)
+        return narrowed, revoked
 
     def _tighten(self, limits: Limits) -> None:
         current = self.limits
@@ -227,6 +308,16 @@ class Session:
         kind = msg if isinstance(msg, type) else type(msg)
         log.error("%s: %s failed", self.peer, kind.__name__, exc_info=exc)
         return m.Rlerror(errno.EIO)
+
+
+def _revoke(fid: Fid) -> None:
+    """Every later request on ``fid`` answers ESTALE, but Tclunk, which closes what it
+    held (a request already running may still be using its handle)."""
+    fid.loc = fid.parent = STALE
+    fid.xattr_value = None
+    fid.xattr_write = None
+    if fid.handle is not None:
+        fid.handle = StaleHandle(fid.handle)
 
 
 async def _finish_xattr_write(fid: Fid, pending: XattrWrite) -> None:

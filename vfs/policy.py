@@ -20,6 +20,10 @@ from .namespace import Namespace
 from .node import Cred
 
 __all__ = [
+    "KEPT",
+    "READ_ONLY",
+    "REVOKED",
+    "SHOWN_CHARS",
     "AttachRequest",
     "CertIdentity",
     "ConnectionContext",
@@ -28,8 +32,11 @@ __all__ = [
     "NamespaceProvider",
     "Peer",
     "Policy",
+    "Review",
     "Rule",
     "Selection",
+    "namespace_identity",
+    "shown",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,7 +99,18 @@ class AttachRequest:
     def __str__(self) -> str:
         n = -1 if self.n_uname == NONUNAME else self.n_uname
         keys = f" keys={sorted(self.key_ids)}" if self.key_ids else ""
-        return f"{self.peer} uname={self.uname!r} n_uname={n} aname={self.aname!r}{keys}"
+        return f"{self.peer} uname={shown(self.uname)} n_uname={n} aname={shown(self.aname)}{keys}"
+
+
+SHOWN_CHARS = 64
+
+
+def shown(text: str) -> str:
+    """A client's string for a log line: repr-escaped (no control characters reach
+    the log) and cut to SHOWN_CHARS characters, saying how much more there was."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}...(+{len(text) - SHOWN_CHARS} chars)"
 
 
 def normal_aname(aname: str) -> str:
@@ -269,6 +287,31 @@ class Selection:
     limits: Limits
 
 
+KEPT, READ_ONLY, REVOKED = "kept", "read-only", "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """What a reload leaves an attach: ``KEPT``, ``READ_ONLY`` or ``REVOKED``, and why."""
+
+    verdict: str
+    reason: str
+
+
+def namespace_identity(namespace: Namespace | NamespaceProvider) -> object:
+    """What makes two rules' namespaces the same across a reload: a provider's
+    ``identity`` (a config file's namespace: its name), else the object itself."""
+    return getattr(namespace, "identity", namespace)
+
+
+def _mount_grants(namespace: Namespace | NamespaceProvider) -> dict[str, bool]:
+    """Mount path -> read-only, as a provider declares them (``mount_grants``)."""
+    if isinstance(namespace, Namespace):
+        return {mount.path: mount.read_only for mount in namespace.mounts}
+    grants = getattr(namespace, "mount_grants", {})
+    return dict(grants)
+
+
 class Closable(Protocol):
     async def close(self) -> None: ...
 
@@ -291,17 +334,50 @@ class Policy:
         """True when some rule matches on a key proven by Tauth."""
         return any(rule.match.key is not None for rule in self.rules)
 
-    def choose(self, request: AttachRequest) -> Rule:
-        """The rule for ``request``; EACCES with a log line saying who and why if none."""
-        misses = []
+    def rule_for(self, request: AttachRequest) -> tuple[Rule | None, list[str]]:
+        """The rule for ``request`` (None if none), and per rule tried before, the
+        first key that failed; logs nothing."""
+        misses: list[str] = []
         for rule in self.rules:
             missed = rule.match.failed_key(request)
             if missed is None:
-                return rule
+                return rule, misses
             misses.append(f"{rule.name}: {missed}")
+        return None, misses
+
+    def choose(self, request: AttachRequest) -> Rule:
+        """The rule for ``request``; EACCES with a log line saying who and why if none."""
+        rule, misses = self.rule_for(request)
+        if rule is not None:
+            return rule
         log.warning("attach refused for %s: no policy matches (%s)", request,
                     "; ".join(misses) or "no policies")
         raise OSError(errno.EACCES, f"no namespace for aname {request.aname!r}")
+
+    def review(self, request: AttachRequest, rule: Rule, read_only: bool) -> Review:
+        """What an attach granted by ``rule`` of an earlier policy (read-only or not)
+        may keep under this one. Rights only shrink here: an attach that this policy
+        would give more keeps what it had until it attaches again."""
+        new, _ = self.rule_for(request)
+        if new is None:
+            return Review(REVOKED, "no policy matches it now")
+        if namespace_identity(new.namespace) != namespace_identity(rule.namespace):
+            return Review(REVOKED, f"policy {new.name!r} gives it namespace "
+                          f"{new.namespace.name!r} now")
+        if new.idmap != rule.idmap:
+            return Review(REVOKED, f"policy {new.name!r} maps its ids differently now")
+        before, now = _mount_grants(rule.namespace), _mount_grants(new.namespace)
+        gone = sorted(set(before) - set(now))
+        if gone:
+            return Review(REVOKED, f"namespace {new.namespace.name!r} no longer mounts "
+                          f"{', '.join(gone)}")
+        if not read_only and new.read_only:
+            return Review(READ_ONLY, f"policy {new.name!r} is read-only now")
+        if not read_only and any(now[path] and not before[path] for path in before):
+            return Review(READ_ONLY, f"namespace {new.namespace.name!r} mounts "
+                          f"{', '.join(p for p in before if now[p] and not before[p])} "
+                          "read-only now")
+        return Review(KEPT, "")
 
     def select(self, request: AttachRequest) -> Namespace:
         """The namespace for ``request`` when the rule holds a ready Namespace."""

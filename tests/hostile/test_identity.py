@@ -1,0 +1,135 @@
+"""Identity against a real ``ninep serve`` process: what a SIGHUP reload leaves the
+attaches made before it (narrowed at once, never widened)."""
+
+from __future__ import annotations
+
+import errno
+import signal
+import time
+from pathlib import Path
+
+from ninep import messages as m
+from ninep.constants import GETATTR_ALL
+from tests.conftest import RawPeer
+from tests.hostile.serverproc import ServerProcess, serve_process
+
+EROFS, ESTALE = m.Rlerror(errno.EROFS), m.Rlerror(errno.ESTALE)
+O_RDONLY, O_RDWR = 0, 2
+
+
+def ram(name: str, who: str = "") -> str:
+    who_mount = f', {{ path = "/who", backend = "inline", source = "{who}" }}' if who else ""
+    return (f'[namespaces.{name}]\nmounts = [{{ path = "/", backend = "ram", '
+            f'options = {{ mode = "1777" }} }}{who_mount}]\n')
+
+
+def policy(name: str, namespace: str, extra: str = "") -> str:
+    return f'[[policy]]\nname = "{name}"\nnamespace = "{namespace}"\n{extra}\n'
+
+
+def reload(server: ServerProcess, config: Path, text: str) -> None:
+    """Write the new config, SIGHUP, and wait for the server to say it reloaded."""
+    before = server.log_text().count("reloaded ")
+    config.write_text(text)
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30  # a hung server, not a speed bound
+    while server.log_text().count("reloaded ") == before:
+        assert time.monotonic() < deadline, server.log_text()
+        assert "reload rejected" not in server.log_text(), server.log_text()
+        time.sleep(0.02)
+
+
+def attached(server: ServerProcess, aname: str = "", fid: int = 1) -> RawPeer:
+    peer = RawPeer(server.address)
+    assert isinstance(peer.rpc(m.Tversion(65536, "9P2000.L"), tag=m.NOTAG), m.Rversion)
+    reply = peer.rpc(m.Tattach(fid, m.NOFID, "root", aname, 0))
+    assert isinstance(reply, m.Rattach), reply
+    return peer
+
+
+def create_open(peer: RawPeer, root: int, fid: int, name: str) -> None:
+    assert isinstance(peer.rpc(m.Twalk(root, fid, ())), m.Rwalk)
+    reply = peer.rpc(m.Tlcreate(fid, name, O_RDWR, 0o644, 0))
+    assert isinstance(reply, m.Rlcreate), reply
+
+
+def test_a_reload_that_makes_a_policy_read_only_narrows_open_fids_at_once(
+        tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text(ram("data") + policy("everyone", "data"))
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = attached(server)
+        create_open(peer, 1, 2, "open-before")
+        assert peer.rpc(m.Twrite(2, 0, b"before")) == m.Rwrite(6)
+
+        reload(server, config, ram("data") + policy("everyone", "data", "read_only = true"))
+        assert peer.rpc(m.Twrite(2, 0, b"after!")) == EROFS  # through a fid opened before
+        assert bytes(peer.rpc(m.Tread(2, 0, 100)).data) == b"before"  # type: ignore[attr-defined]
+        assert isinstance(peer.rpc(m.Twalk(1, 3, ())), m.Rwalk)
+        assert peer.rpc(m.Tlcreate(3, "new", O_RDWR, 0o644, 0)) == EROFS
+        assert peer.rpc(m.Tmkdir(1, "dir", 0o755, 0)) == EROFS
+        assert peer.rpc(m.Tunlinkat(1, "open-before", 0)) == EROFS
+        assert isinstance(peer.rpc(m.Tclunk(2)), m.Rclunk)
+        peer.close()
+        assert "is read-only now (2 fids): policy 'everyone' is read-only now" in \
+            server.log_text()
+
+
+def test_a_reload_that_removes_a_namespace_revokes_its_attaches_and_keeps_the_others(
+        tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    both = (ram("gone") + ram("kept") + policy("gone", "gone", 'match = { aname = "gone" }')
+            + policy("kept", "kept", 'match = { aname = "kept" }'))
+    config.write_text(both)
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = attached(server, "gone")
+        create_open(peer, 1, 2, "open-before")
+        assert isinstance(peer.rpc(m.Tattach(10, m.NOFID, "root", "kept", 0)), m.Rattach)
+
+        reload(server, config, ram("kept") + policy("kept", "kept", 'match = { aname = "kept" }'))
+        assert peer.rpc(m.Twrite(2, 0, b"after")) == ESTALE
+        assert peer.rpc(m.Tread(2, 0, 100)) == ESTALE
+        assert peer.rpc(m.Tgetattr(1, GETATTR_ALL)) == ESTALE
+        assert peer.rpc(m.Twalk(1, 3, ())) == m.Rwalk(())  # a clone is as stale as its fid
+        assert peer.rpc(m.Tlcreate(3, "new", O_RDWR, 0o644, 0)) == ESTALE
+        assert peer.rpc(m.Tmkdir(1, "dir", 0o755, 0)) == ESTALE
+        assert isinstance(peer.rpc(m.Tclunk(2)), m.Rclunk)  # closes what it held
+        # the other attach of the same connection keeps its namespace
+        assert isinstance(peer.rpc(m.Tmkdir(10, "dir", 0o755, 0)), m.Rmkdir)
+        peer.close()
+        assert "revoked (2 fids): no policy matches it now" in server.log_text()
+
+
+def test_an_address_matched_identity_moved_to_another_namespace_loses_the_old_one(
+        tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    local = 'match = { address = "127.0.0.0/8" }'
+    config.write_text(ram("one", "one") + ram("two", "two") + policy("local", "one", local))
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = attached(server)
+        assert isinstance(peer.rpc(m.Twalk(1, 2, ("who",))), m.Rwalk)
+        assert isinstance(peer.rpc(m.Tlopen(2, O_RDONLY)), m.Rlopen)
+
+        reload(server, config, ram("one", "one") + ram("two", "two") + policy("local", "two", local))
+        assert peer.rpc(m.Tread(2, 0, 100)) == ESTALE
+        assert peer.rpc(m.Twalk(1, 3, ("who",))) == ESTALE
+        fresh = attached(server)
+        assert isinstance(fresh.rpc(m.Twalk(1, 2, ("who",))), m.Rwalk)
+        assert isinstance(fresh.rpc(m.Tlopen(2, O_RDONLY)), m.Rlopen)
+        assert bytes(fresh.rpc(m.Tread(2, 0, 100)).data) == b"two\n"  # type: ignore[attr-defined]
+        fresh.close()
+        peer.close()
+        assert "policy 'local' gives it namespace 'two' now" in server.log_text()
+
+
+def test_rights_that_grow_wait_for_the_next_attach(tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text(ram("data") + policy("everyone", "data", "read_only = true"))
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = attached(server)
+        reload(server, config, ram("data") + policy("everyone", "data"))
+        assert peer.rpc(m.Tmkdir(1, "dir", 0o755, 0)) == EROFS
+        fresh = attached(server)
+        assert isinstance(fresh.rpc(m.Tmkdir(1, "dir", 0o755, 0)), m.Rmkdir)
+        fresh.close()
+        peer.close()

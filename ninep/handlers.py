@@ -52,6 +52,7 @@ LOFF_MAX = (1 << 63) - 1  # the largest loff_t: offsets and sizes above are nega
 _NO_ID = 0xFFFFFFFF  # (uid_t)-1: "leave unchanged" to chown, never an id to set
 # Linux's dev_t as MKDEV packs it (and glibc's mknod refuses a dev that does not fit it)
 _MAJOR_LIMIT, _MINOR_LIMIT = 1 << 12, 1 << 20
+_UMODE_MASK = 0o177777  # Linux's umode_t: file type and permission bits
 _U16 = struct.Struct("<H")
 _QID = struct.Struct("<BIQ")
 
@@ -251,7 +252,8 @@ async def mknod(session: Session, msg: m.Tmknod) -> m.Message:
     if msg.major >= _MAJOR_LIMIT or msg.minor >= _MINOR_LIMIT:
         raise OSError(errno.EINVAL, f"device {msg.major}:{msg.minor} does not fit a dev_t")
     rdev = os.makedev(msg.major, msg.minor)
-    loc = await fid.ns.mknod(fid.loc, msg.name, msg.mode, rdev, msg.gid, fid.cred)
+    mode = msg.mode & _UMODE_MASK  # mknod(2) takes a umode_t: bits above it never arrive
+    loc = await fid.ns.mknod(fid.loc, msg.name, mode, rdev, msg.gid, fid.cred)
     return m.Rmknod(await _qid(fid, loc))
 
 
@@ -427,11 +429,21 @@ async def _lock_key(fid: Fid) -> tuple[int, int]:
     return id(fid.loc.mount.backend), (await fid.loc.node.getattr()).ino
 
 
+def _check_lock_range(start: int, length: int) -> None:
+    """Linux's flock64_to_posix_lock: a negative start is EINVAL, an end past the
+    largest offset EOVERFLOW (length 0: to the end of the file)."""
+    if start > LOFF_MAX:
+        raise OSError(errno.EINVAL, f"lock start {start}")
+    if length > 0 and length - 1 > LOFF_MAX - start:
+        raise OSError(errno.EOVERFLOW, f"lock of {length} bytes at {start}")
+
+
 @handles(m.Tlock)
 async def lock(session: Session, msg: m.Tlock) -> m.Message:
     fid = session.fid(msg.fid)
     if msg.lock_type not in (0, 1, 2):
         raise OSError(errno.EINVAL, f"lock type {msg.lock_type}")
+    _check_lock_range(msg.start, msg.length)
     key = await _lock_key(fid)
     owner = (session.conn_id, msg.client_id, msg.proc_id)
     if msg.flags & LOCK_FLAG_BLOCK and msg.lock_type != UNLCK:
@@ -444,6 +456,9 @@ async def lock(session: Session, msg: m.Tlock) -> m.Message:
 @handles(m.Tgetlock)
 async def getlock(session: Session, msg: m.Tgetlock) -> m.Message:
     fid = session.fid(msg.fid)
+    if msg.lock_type not in (0, 1, 2):
+        raise OSError(errno.EINVAL, f"lock type {msg.lock_type}")
+    _check_lock_range(msg.start, msg.length)
     key = await _lock_key(fid)
     owner = (session.conn_id, msg.client_id, msg.proc_id)
     held = session.locks.test(key, msg.lock_type, msg.start, msg.length, owner)

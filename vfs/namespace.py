@@ -297,6 +297,9 @@ class Namespace:
             raise OSError(errno.ENOENT, "empty name in walk")
         if "/" in name or "\0" in name:
             raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
+        if len(name) > NAME_MAX // 4 and len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            # what Linux's lookup answers (simple_lookup) before any filesystem searches
+            raise OSError(errno.ENAMETOOLONG, "name longer than 255 bytes in walk")
         if mount is self._synthetic:
             assert isinstance(loc.node, SyntheticDir)
             child = loc.node.children.get(name)

@@ -102,6 +102,37 @@ def test_mknod_of_a_device_number_no_dev_t_holds_is_einval(peer: RawPeer, kind: 
 
 
 @pytest.mark.parametrize("kind", MOUNTS)
+def test_mknod_mode_bits_beyond_a_umode_t(peer: RawPeer, kind: str) -> None:
+    _at(peer, DIR, MOUNTS[kind])
+    # mknod(2) takes a umode_t: the type 0o170000 is none Linux knows (may_mknod)
+    assert _error(peer.rpc(m.Tmknod(DIR, "odd", 0xFFFFFFFF, 0, 0, 0))) == errno.EINVAL
+    fifo = peer.rpc(m.Tmknod(DIR, "fifo-high-bits", 0xFFFF0000 | S_IFIFO | 0o644, 0, 0, 0))
+    assert isinstance(fifo, m.Rmknod), fifo
+    assert not _exists(peer, MOUNTS[kind], "odd")
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
+def test_walk_of_a_name_longer_than_255_bytes(peer: RawPeer, kind: str) -> None:
+    _at(peer, DIR, MOUNTS[kind])
+    assert _error(peer.rpc(m.Twalk(DIR, NEW, ["n" * 256]))) == errno.ENAMETOOLONG
+    assert _error(peer.rpc(m.Twalk(DIR, NEW, ["é" * 128]))) == errno.ENAMETOOLONG
+    assert _error(peer.rpc(m.Twalk(DIR, NEW, ["n" * 255]))) == errno.ENOENT
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
+def test_lock_ranges_past_the_largest_offset(peer: RawPeer, kind: str) -> None:
+    _file(peer, NEW, MOUNTS[kind], "locks")
+    wrlck = 1
+    # flock64_to_posix_lock: a negative start is EINVAL, an end past OFFSET_MAX EOVERFLOW
+    assert _error(peer.rpc(m.Tlock(NEW, wrlck, 0, 2**63, 1, 1, "c"))) == errno.EINVAL
+    assert _error(peer.rpc(m.Tlock(NEW, wrlck, 0, 2**64 - 1, 0, 1, "c"))) == errno.EINVAL
+    assert _error(peer.rpc(m.Tlock(NEW, wrlck, 0, 10, LOFF_MAX, 1, "c"))) == errno.EOVERFLOW
+    assert _error(peer.rpc(m.Tgetlock(NEW, wrlck, 2**63, 0, 1, "c"))) == errno.EINVAL
+    whole = peer.rpc(m.Tlock(NEW, wrlck, 0, 10, LOFF_MAX - 9, 1, "c"))  # ends at OFFSET_MAX
+    assert isinstance(whole, m.Rlock) and whole.status == 0
+
+
+@pytest.mark.parametrize("kind", MOUNTS)
 def test_offsets_past_the_largest_loff_t(peer: RawPeer, kind: str) -> None:
     where = MOUNTS[kind]
     _file(peer, NEW, where, "offsets")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from backends.registry import BackendConfigError, MountSpec, parse_mount
+from vfs.budget import raise_descriptor_limit
 from vfs.policy import Policy
 
 from .server import ListenAddress, Server, parse_listen, systemd_sockets
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_descriptor_limit()  # before backends size their tables from the limit
     try:
         config = None
         if not 0 < args.handshake_timeout <= 3600:

@@ -1,0 +1,118 @@
+"""What the process's host descriptors allow: a total for all backends and a share per
+connection, so that one greedy client gets EMFILE and the others, and accept(2), go on."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import resource
+
+__all__ = ["BUDGET", "ConnectionAccount", "DescriptorBudget", "raise_descriptor_limit"]
+
+log = logging.getLogger(__name__)
+
+#: what a process with no limit (RLIM_INFINITY) is budgeted as
+UNLIMITED = 1 << 20
+#: what one open file costs its connection: its descriptor and its node's, which the
+#: backend cannot close while the file is open
+FILE_SHARE = 2
+
+
+class ConnectionAccount:
+    """What one connection holds: descriptors charged to it, FIFO opens it has waiting,
+    and whether its refusals were logged (once per connection, not per request)."""
+
+    __slots__ = ("fifo_waits", "held", "logged", "peer")
+
+    def __init__(self, peer: object) -> None:
+        self.peer = peer
+        self.held = 0
+        self.fifo_waits = 0
+        self.logged: set[str] = set()
+
+    def log_once(self, what: str, message: str, *args: object) -> None:
+        """A warning the first time this connection is refused ``what``."""
+        if what not in self.logged:
+            self.logged.add(what)
+            log.warning("%s: " + message, self.peer, *args)
+
+
+class DescriptorBudget:
+    """Descriptors backends hold for clients: open files and nodes' descriptors.
+
+    ``reserve`` is kept for what is not a client's file: listening and accepted
+    sockets, logs, images, pipes; ``total`` is what backends may hold in all (each
+    descriptor counted once), and ``per_connection`` what one connection's open
+    files may hold of it, each counted as FILE_SHARE.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.held = 0
+        self.configure(limit)
+
+    def configure(self, limit: int) -> None:
+        self.limit = limit
+        self.reserve = max(64, limit // 8)
+        self.total = max(16, limit - self.reserve)
+        self.per_connection = max(8, self.total // 4)
+
+    def check_open(self, account: ConnectionAccount | None) -> None:
+        """Before a file is opened for ``account`` (None: no connection, as in a test
+        calling a backend directly): EMFILE when this connection's share is spent, as
+        open(2) past RLIMIT_NOFILE; ENFILE when the total is, as past fs.file-max."""
+        if account is not None and account.held + FILE_SHARE > self.per_connection:
+            account.log_once("emfile", "%d descriptors held, the share of one connection: "
+                             "opens refused with EMFILE", account.held)
+            raise OSError(errno.EMFILE, "too many open files on this connection")
+        if self.held + 1 > self.total:
+            if account is not None:
+                account.log_once("enfile", "the server's %d descriptors for clients are "
+                                 "all held: opens refused with ENFILE", self.total)
+            raise OSError(errno.ENFILE, "too many open files in the server")
+
+    def file_opened(self, account: ConnectionAccount | None) -> None:
+        """An open file's descriptor now exists (checked by check_open before)."""
+        self.held += 1
+        if account is not None:
+            account.held += FILE_SHARE
+
+    def file_closed(self, account: ConnectionAccount | None) -> None:
+        self.held -= 1
+        if account is not None:
+            account.held -= FILE_SHARE
+
+    def node_opened(self) -> None:
+        """A node's descriptor (O_PATH, closed again by the backend when unused)."""
+        self.held += 1
+
+    def node_closed(self) -> None:
+        self.held -= 1
+
+    def full(self) -> bool:
+        return self.held >= self.total
+
+
+def _current_limit() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return UNLIMITED if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_descriptor_limit() -> int:
+    """At start-up: raise RLIMIT_NOFILE's soft limit to the hard one where allowed (as
+    systemd recommends for servers that need many descriptors), size BUDGET from the
+    result, and return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # a hard limit above fs.nr_open
+            log.debug("descriptor limit stays at %d: %s", soft, exc)
+    BUDGET.configure(_current_limit())
+    log.debug("descriptors: limit %d, %d kept for sockets and files of the server, %d for "
+             "clients' files, at most %d for one connection", BUDGET.limit, BUDGET.reserve,
+             BUDGET.total, BUDGET.per_connection)
+    return BUDGET.limit
+
+
+#: the process's budget, sized from the limit at import and again at start-up
+BUDGET = DescriptorBudget(_current_limit())

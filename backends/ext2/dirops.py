@@ -194,6 +194,10 @@ class Ext2DirOps:
 
     def unlink(self, name: str, is_dir: bool) -> None:
         self.node._writable()
+        if name in (".", ".."):  # they are entries here, but never ones to remove
+            # Linux: rmdir "." is EINVAL, rmdir ".." ENOTEMPTY, unlink of either EISDIR
+            code = (errno.EINVAL if name == "." else errno.ENOTEMPTY) if is_dir else errno.EISDIR
+            raise OSError(code, "cannot remove '.' or '..'", name)
         child = self._child(name)
         self._check_removable(child, is_dir, name)
         now = time.time_ns()
@@ -246,6 +250,8 @@ class Ext2DirOps:
         if getattr(newdir, "table", None) is not self.table:
             raise OSError(errno.EXDEV, "rename across filesystems", newname)
         self.node._writable()
+        if {oldname, newname} & {".", ".."}:  # Linux's renameat2: EBUSY
+            raise OSError(errno.EBUSY, "cannot rename '.' or '..'", oldname)
         dest = Ext2DirOps(newdir)  # type: ignore[arg-type]
         node = self._child(oldname)
         old_raw, new_raw = _name(oldname), _name(newname)

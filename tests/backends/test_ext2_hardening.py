@@ -34,7 +34,7 @@ async def make_file(directory: Node, name: str, data: bytes) -> Node:
 
 
 async def fsync(node: Node) -> None:
-    handle = await node.open(O_RDWR)
+    handle = await node.open(0)  # read-only: a directory too
     try:
         await handle.fsync(False)
     finally:
@@ -276,16 +276,38 @@ async def test_names_a_directory_entry_cannot_hold_are_refused(image: Path, name
     target = await make_file(root, "target", b"t")
     attempts = [root.create(name, O_RDWR, 0o644, UID, GID), root.mkdir(name, 0o755, UID, GID),
                 root.symlink(name, "target", UID, GID),
-                root.mknod(name, stat.S_IFIFO | 0o644, 0, UID, GID), root.link(name, target),
-                root.rename("target", root, name)]
+                root.mknod(name, stat.S_IFIFO | 0o644, 0, UID, GID), root.link(name, target)]
     for attempt in attempts:
         with pytest.raises(OSError) as info:
             await attempt
         assert info.value.errno == code
+    with pytest.raises(OSError) as info:
+        await root.rename("target", root, name)
+    assert info.value.errno == (errno.EBUSY if name in (".", "..") else code)  # renameat2
     await fsync(target)
     await fs.close()
     assert_clean(image)
     assert debugfs_cat(image, "target") == b"t"
+
+
+async def test_dot_and_dotdot_are_never_removed_or_renamed(image: Path) -> None:
+    # An empty directory's "." once went as if it were a child: its parent's link
+    # count fell below zero and no checkpoint could encode it again.
+    fs = open_image(image)
+    d = await fs.root.mkdir("d", 0o755, UID, GID)
+    e = await d.mkdir("e", 0o755, UID, GID)
+    refused = [(e.unlink(".", True), errno.EINVAL), (e.unlink("..", True), errno.ENOTEMPTY),
+               (e.unlink(".", False), errno.EISDIR), (e.unlink("..", False), errno.EISDIR),
+               (e.rename(".", d, "x"), errno.EBUSY), (e.rename("..", d, "y"), errno.EBUSY),
+               (d.rename("e", e, ".."), errno.EBUSY)]
+    for attempt, code in refused:
+        with pytest.raises(OSError) as info:
+            await attempt
+        assert info.value.errno == code
+    assert (await d.getattr()).nlink == 3
+    await fsync(fs.root)
+    await fs.close()
+    assert_clean(image)
 
 
 async def test_a_symlink_target_with_a_nul_is_einval(image: Path) -> None:

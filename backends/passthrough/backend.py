@@ -12,10 +12,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from vfs.budget import BUDGET
 from vfs.node import Backend, Node
 
 from ..registry import BackendConfigError, Options, option_int, option_str
 from .fdtable import FdBox, FdTable
+from .handle import FifoOpens
 from .inodes import InodeMap
 from .node import PassthroughNode
 from .ownership import MODELS, Ownership
@@ -24,7 +26,6 @@ __all__ = ["PassthroughBackend", "UnownedPassthroughBackend", "open_backend"]
 
 T = TypeVar("T")
 DEFAULT_THREADS = 4
-PIPE_THREADS = 16
 
 
 class PassthroughBackend(Backend):
@@ -64,10 +65,8 @@ class PassthroughBackend(Backend):
         # the live node of each host file, so every fid on it shares one descriptor
         self.nodes: dict[tuple[int, int], weakref.ReferenceType[PassthroughNode]] = {}
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="passthrough")
-        # FIFOs and sockets may wait for ever for the other end: their own threads,
-        # so they never hold up reads and writes of files
-        self._pipe_pool = ThreadPoolExecutor(max_workers=PIPE_THREADS,
-                                             thread_name_prefix="passthrough-pipe")
+        # a FIFO's open may wait for ever for the other end: bounded, cancellable
+        self.fifo_opens = FifoOpens()
         self.root = self._node(root_fd, st, None, "")
 
     def _node(self, fd: int, st: os.stat_result, parent: PassthroughNode | None,
@@ -95,6 +94,9 @@ class PassthroughBackend(Backend):
             os.close(fd)
             node.parent, node.name = parent, name
             return node
+        if BUDGET.full():  # nothing left to trim (the walk trimmed first): as fs.file-max
+            os.close(fd)
+            raise OSError(errno.ENFILE, "too many open files in the server")
         return self._node(fd, st, parent, name)
 
     def own_node(self, node: Node) -> PassthroughNode:
@@ -110,16 +112,12 @@ class PassthroughBackend(Backend):
         """Run a call that may block in the backend's thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
-    async def in_pipe_thread(self, func: Callable[..., T], *args: object) -> T:
-        """Run a call on a FIFO, which may wait for its other end indefinitely."""
-        return await asyncio.get_running_loop().run_in_executor(self._pipe_pool, func, *args)
-
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pipe_pool.shutdown(wait=False, cancel_futures=True)
+        await self.fifo_opens.close()  # while the nodes' descriptors still name the FIFOs
         self.fds.close_all()
 
 

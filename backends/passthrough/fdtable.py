@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from vfs.budget import BUDGET
+
 __all__ = ["FdBox", "FdTable", "Reopenable"]
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class FdTable:
     def add_node_fd(self, owner: OwnerRef, box: FdBox) -> None:
         """Track ``box`` (just opened) for the node ``owner`` refers to."""
         self.count += 1
+        BUDGET.node_opened()
         self._lru[box] = owner
 
     def touch(self, box: FdBox) -> None:
@@ -67,6 +70,7 @@ class FdTable:
         if box.fd >= 0:
             os.close(box.fd)
             self.count -= 1
+            BUDGET.node_closed()
             self._floor = max(self._floor - 1, 0)
             box.fd = -1
 
@@ -95,6 +99,7 @@ class FdTable:
             os.close(box.fd)
             box.fd = -1
             self.count -= 1
+            BUDGET.node_closed()
         self._floor = self.count + HEADROOM if self.count > target else 0
         if self._floor and not self._warned:
             self._warned = True
@@ -102,7 +107,8 @@ class FdTable:
                         self.limit, self.count)
 
     def opened_other(self) -> None:
-        """A handle's descriptor was opened (counted, never closed by the budget)."""
+        """A handle's descriptor was opened (counted, never closed by the budget; the
+        process-wide vfs.budget counts it for its connection)."""
         self.count += 1
 
     def closed_other(self) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from vfs.node import StatFs
 
-__all__ = ["NOWAIT", "O_PATH_FLAGS", "host_open_flags", "host_statfs", "proc_path"]
+__all__ = ["NOWAIT", "O_PATH_FLAGS", "host_open_flags", "host_statfs", "open_noatime",
+           "proc_path"]
 
 #: how every name below the export is resolved: never following a symlink
 O_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -49,6 +50,16 @@ def host_open_flags(dotl: int) -> int:
         if dotl & bit:
             flags |= host
     return flags
+
+
+def open_noatime(path: str, flags: int) -> int:
+    """Open; O_NOATIME needs ownership or CAP_FOWNER, so without them it is dropped."""
+    try:
+        return os.open(path, flags)
+    except PermissionError:
+        if not flags & getattr(os, "O_NOATIME", 0):
+            raise
+        return os.open(path, flags & ~os.O_NOATIME)
 
 
 class _StatfsBuf(ctypes.Structure):

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
-from .handle import DirHandle, FileHandle
-from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, proc_path
+from .handle import DirHandle, FileHandle, check_open
+from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, open_noatime, proc_path
 from .listing import DirListing, scan_directory, stamp_of
 from .ownership import Mapped, Where
 
@@ -282,15 +282,11 @@ class PassthroughNode(Node):
             return DirHandle()
         self._check_openable(kind)
         host_flags = host_open_flags(flags)
-        path = proc_path(self.fd())  # the very object walked to, even if moved since
-        if kind == stat.S_IFIFO:
-            self.pins += 1
-            try:  # opening a FIFO waits for the other end
-                fd = await self.fs.in_pipe_thread(_open_retry_noatime, path, host_flags)
-            finally:
-                self.pins -= 1
-        else:
-            fd = _open_retry_noatime(path, host_flags)
+        check_open()  # EMFILE/ENFILE before anything is opened (vfs.budget)
+        if kind == stat.S_IFIFO:  # may wait for the other end: bounded, cancellable
+            fd = await self.fs.fifo_opens.open(self, host_flags)
+        else:  # the very object walked to, even if moved since
+            fd = open_noatime(proc_path(self.fd()), host_flags)
         return FileHandle(self.fs, self, fd, host_flags & os.O_ACCMODE, kind == stat.S_IFREG)
 
     def _check_openable(self, kind: int) -> None:
@@ -312,6 +308,7 @@ class PassthroughNode(Node):
         dfd = self._dir_fd(name)
         model = self.fs.model
         host_flags = host_open_flags(flags) | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        check_open()
         fd = os.open(name, host_flags, model.host_mode(mode, False), dir_fd=dfd)
         try:
             model.own_new(fd, stat.S_IFREG | mode, uid, gid)
@@ -488,16 +485,6 @@ def _when(value: int | None, current: int) -> int:
     if value is None:
         return current
     return time.time_ns() if value == UTIME_NOW else value
-
-
-def _open_retry_noatime(path: str, flags: int) -> int:
-    """Open; O_NOATIME needs ownership or CAP_FOWNER, so without them it is dropped."""
-    try:
-        return os.open(path, flags)
-    except PermissionError:
-        if not flags & getattr(os, "O_NOATIME", 0):
-            raise
-        return os.open(path, flags & ~os.O_NOATIME)
 
 
 def _remove_quietly(dfd: int, name: str, is_dir: bool) -> None:

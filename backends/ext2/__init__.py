@@ -9,7 +9,8 @@
   by name.
 - A read-write open locks the image (flock), refuses an image attached to a
   loop device (the kernel takes no flock), marks it not clean and bumps the
-  mount count; ``close`` (or interpreter exit) writes back and marks it clean.
+  mount count; ``close`` (or interpreter exit) writes back and marks it clean
+  (not after a failed write-back: a checkpoint is all or nothing, see fs.py).
   A not-clean image opens read-write only with ``force=true``.
 - The root's lost+found is left out of listings (``lost_found=true`` lists it).
 - Module map: layout (superblock, descriptors), inode, image (I/O and metadata

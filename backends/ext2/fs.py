@@ -460,7 +460,7 @@ class FileSystem:
             raise OSError(errno.EIO, f"write-back of the image failed: {exc!r}") from exc
         if self.failing:
             self.failing = False
-            log.warning("ext2 %s: write-back works again; nothing was lost", self.path)
+            log.warning("ext2 %s: write-back works again", self.path)
 
     def _note_failure(self, exc: Exception) -> None:
         if self.failing:

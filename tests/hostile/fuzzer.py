@@ -565,7 +565,8 @@ class LogFinding:
     example: str = ""
 
     def describe(self, stats: FuzzStats | None = None) -> str:
-        where = f"{self.count} x {self.headline!r} raised at {self.last_frame}: {self.exception}"
+        where = (f"{self.count} x {self.headline!r} raised at {self.last_frame}: "
+                 f"{self.exception[:120]}")
         known = [stats.replay_of_port[p] for p in self.ports if stats and p in stats.replay_of_port]
         if known:
             where += f" (replay: python bench/fuzz.py {known[0]})"

@@ -180,6 +180,8 @@ class Ext2Node(Node):
         split_name(name)  # the name's errnos come first, as setxattr copies it first
         if len(value) > XATTR_SIZE_MAX:
             raise OSError(errno.E2BIG, "xattr value too large", name)
+        if len(value) > self.fs.block_size:  # Linux's ext2_xattr_set: one block at most
+            raise OSError(errno.ERANGE, "xattr value larger than a block", name)
         current = attrs.load(self.fs, self.inode)
         if name not in current and flags & XATTR_REPLACE:
             raise OSError(errno.ENODATA, "no such attribute", name)

@@ -428,3 +428,15 @@ async def test_xattr_names_get_the_errnos_linux_gives(image: Path, name: str,
     await node.xattr_set("user." + "k" * 250, b"v", 0)  # 255 bytes: the longest
     await fs.close()
     assert_clean(image)
+
+
+async def test_xattr_values_larger_than_a_block_are_erange(image: Path) -> None:
+    fs = open_image(image)  # 1 KiB blocks
+    node = await make_file(fs.root, "f", b"")
+    for size, code in ((1025, errno.ERANGE), (65536, errno.ERANGE), (65537, errno.E2BIG)):
+        with pytest.raises(OSError) as info:
+            await node.xattr_set("user.v", b"v" * size, 0)
+        assert info.value.errno == code, size
+    await node.xattr_set("user.v", b"v" * 900, 0)  # fits the block beside its entry
+    await fs.close()
+    assert_clean(image)

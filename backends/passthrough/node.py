@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
+from .containment import MoveWatch, check_contained, move_watch
 from .handle import DirHandle, FileHandle, check_open
 from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, open_noatime, proc_path
 from .listing import DirListing, scan_directory, stamp_of
@@ -50,6 +51,14 @@ class PassthroughNode(Node):
         self.listing: DirListing | None = None
         self._mapped: tuple[int, Mapped] | None = None  # (st_ctime_ns, xattrs) cache
         self.ref = weakref.ref(self)
+        # containment.py: the move epoch at which this directory was last proven below
+        # the export, and the inotify watch that tells when it moves
+        self.proven = -1
+        self.watcher: MoveWatch | None = None
+        self.watch = -1
+        if self.host_type == stat.S_IFDIR and parent is not None:
+            self.watcher = move_watch()
+            self.watch = self.watcher.watch(box.fd)
 
     def __del__(self) -> None:
         # the last fid let go: forget the node and close its descriptor
@@ -57,6 +66,8 @@ class PassthroughNode(Node):
         if fs.nodes.get(self.key) is self.ref:
             del fs.nodes[self.key]
         fs.fds.release(self.box)
+        if self.watcher is not None and self.watch >= 0:
+            self.watcher.unwatch(self.watch)
 
     # --- descriptors ---------------------------------------------------------
 
@@ -102,6 +113,15 @@ class PassthroughNode(Node):
     def _begin(self) -> int:
         self.fs.fds.trim()
         return self.fd()
+
+    def _begin_held(self) -> int:
+        """_begin for an operation on this object: its directory must still be in the export
+        (the object itself, for a directory)."""
+        fd = self._begin()
+        held = self if self.host_type == stat.S_IFDIR else self.parent
+        if held is not None:
+            check_contained(held)
+        return fd
 
     def _changed(self) -> None:
         if self.listing is not None:
@@ -156,7 +176,7 @@ class PassthroughNode(Node):
 
     async def setattr(self, changes: SetAttr) -> None:
         self.fs.writable()
-        self._begin()
+        self._begin_held()
         if changes.size is not None:
             await self._truncate(changes.size)
         where = self.where()
@@ -199,7 +219,9 @@ class PassthroughNode(Node):
         for name in names:
             _check_name(name)
         self._check_dir()
-        return self._begin()
+        fd = self._begin()
+        check_contained(self)  # a directory the host moved out lends no names outside
+        return fd
 
     def _check_dir(self) -> None:
         if self.host_type != stat.S_IFDIR:
@@ -274,7 +296,7 @@ class PassthroughNode(Node):
         writes = accmode != 0 or bool(flags & _O_TRUNC)
         if writes:
             self.fs.writable()
-        self._begin()
+        self._begin_held()
         kind = self.host_type
         if kind == stat.S_IFDIR:
             if writes:
@@ -393,6 +415,7 @@ class PassthroughNode(Node):
             raise OSError(errno.EPERM, "cannot link a directory")
         # By name, never following: linkat through /proc would follow a symlink's target
         # and could link a file from outside the export. The name must still be this file.
+        check_contained(source.parent)
         sfd = source.parent.fd()
         st = os.stat(source.name, dir_fd=sfd, follow_symlinks=False)
         if (st.st_dev, st.st_ino) != source.key:
@@ -405,6 +428,7 @@ class PassthroughNode(Node):
         dfd = self._dir_fd(oldname, newname)
         target = self.fs.own_node(newdir)
         target._check_dir()
+        check_contained(target)
         ndfd = target.fd()  # a reopen here closes nothing: the budget trims between operations
         st = os.stat(oldname, dir_fd=dfd, follow_symlinks=False)
         target._hold_victim(ndfd, newname)  # the file replaced, if any
@@ -444,21 +468,21 @@ class PassthroughNode(Node):
     # --- extended attributes -------------------------------------------------
 
     async def xattr_get(self, name: str) -> bytes:
-        self._begin()
+        self._begin_held()
         if self.fs.model.hides(name):
             raise OSError(errno.ENODATA, "no such attribute", name)
         path, follow = self.where()
         return os.getxattr(path, name, follow_symlinks=follow)
 
     async def xattr_list(self) -> list[str]:
-        self._begin()
+        self._begin_held()
         path, follow = self.where()
         hides = self.fs.model.hides
         return [n for n in os.listxattr(path, follow_symlinks=follow) if not hides(n)]
 
     async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
         self.fs.writable()
-        self._begin()
+        self._begin_held()
         if flags & ~(os.XATTR_CREATE | os.XATTR_REPLACE):
             raise OSError(errno.EINVAL, "bad xattr flags")
         if self.fs.model.hides(name):
@@ -468,7 +492,7 @@ class PassthroughNode(Node):
 
     async def xattr_remove(self, name: str) -> None:
         self.fs.writable()
-        self._begin()
+        self._begin_held()
         if self.fs.model.hides(name):
             raise OSError(errno.EACCES, "user.virtfs.* belongs to the mapped-xattr model")
         path, follow = self.where()

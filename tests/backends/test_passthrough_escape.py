@@ -204,3 +204,80 @@ async def test_client_cannot_read_through_symlinks(server: RunningServer,
         await remote.link("abs", "hard")  # Tlink of a symlink: the link itself
         assert os.path.islink(export / "hard")
         assert os.stat(outside / "secret").st_nlink == 1
+
+
+# --- a directory moved out of the export by the host -----------------------------------
+
+MODELS = ["passthrough", "mapped-xattr", "none"]
+
+
+@pytest.fixture(params=MODELS)
+async def model_fs(request: pytest.FixtureRequest,
+                   tree: tuple[Path, Path]) -> AsyncIterator[PassthroughBackend]:
+    backend = await open_backend("passthrough", str(tree[0]),
+                                 {"security_model": request.param}, False)
+    assert isinstance(backend, PassthroughBackend)
+    yield backend
+    await backend.close()
+
+
+async def test_a_directory_moved_out_lends_no_names_outside(
+        model_fs: PassthroughBackend, tree: tuple[Path, Path]) -> None:
+    export, outside = tree
+    fs = model_fs
+    d = await fs.root.walk("d")
+    await names(d)  # proven inside once: the proof must not outlive the move
+    os.rename(export / "d", outside / "d")  # by someone on the host
+    (outside / "d" / "there").write_bytes(SECRET)
+    await refused(d.create("f", 2, 0o644, 0, 0), errno.ENOENT)
+    await refused(d.mkdir("sub", 0o755, 0, 0), errno.ENOENT)
+    await refused(d.symlink("ln", "/", 0, 0), errno.ENOENT)
+    await refused(d.mknod("fifo", stat.S_IFIFO | 0o644, 0, 0, 0), errno.ENOENT)
+    await refused(d.walk("there"), errno.ENOENT)
+    await refused(d.walk("marker"), errno.ENOENT)
+    await refused(d.readdir(0, 100), errno.ENOENT)
+    await refused(d.listing_end(), errno.ENOENT)
+    await refused(d.unlink("marker", False), errno.ENOENT)
+    await refused(d.rename("marker", fs.root, "stolen"), errno.ENOENT)
+    await refused(fs.root.rename("inside", d, "planted"), errno.ENOENT)
+    await refused(d.setattr(SetAttr(mode=0o777)), errno.ENOENT)
+    await refused(d.xattr_set("user.x", b"1", 0), errno.ENOENT)
+    assert sorted(os.listdir(outside / "d")) == ["marker", "there"]
+    assert not os.path.exists(export / "stolen")
+    os.rename(outside / "d", export / "d")  # back inside: usable again
+    (await d.create("f", 2, 0o644, 0, 0))[1]
+    assert os.path.exists(export / "d" / "f")
+
+
+async def test_a_file_held_in_a_directory_moved_out_is_not_opened(
+        fs: PassthroughBackend, tree: tuple[Path, Path]) -> None:
+    export, outside = tree
+    marker = await (await fs.root.walk("d")).walk("marker")
+    os.rename(export / "d", outside / "d")
+    (outside / "d" / "marker").write_bytes(SECRET)
+    await refused(marker.open(O_RDONLY), errno.ENOENT)
+
+
+async def test_an_ancestor_moved_out_takes_its_subtree_along(
+        fs: PassthroughBackend, tree: tuple[Path, Path]) -> None:
+    export, outside = tree
+    (export / "a" / "b" / "c").mkdir(parents=True)
+    c = await (await (await fs.root.walk("a")).walk("b")).walk("c")
+    await c.create("before", 2, 0o644, 0, 0)  # proven inside
+    os.rename(export / "a", outside / "a")  # c's own ctime does not change
+    await refused(c.create("after", 2, 0o644, 0, 0), errno.ENOENT)
+    await refused(c.walk("before"), errno.ENOENT)
+    assert os.listdir(outside / "a" / "b" / "c") == ["before"]
+
+
+async def test_a_directory_renamed_inside_the_export_by_the_host_stays_usable(
+        fs: PassthroughBackend, tree: tuple[Path, Path]) -> None:
+    export, _ = tree
+    (export / "a" / "b").mkdir(parents=True)
+    b = await (await fs.root.walk("a")).walk("b")
+    os.rename(export / "a" / "b", export / "d" / "b2")  # its recorded name is stale now
+    await b.create("f", 2, 0o644, 0, 0)  # the climb finds the export's root
+    assert os.path.exists(export / "d" / "b2" / "f")
+    os.rename(export / "d", export / "d2")  # an ancestor renamed inside: still inside
+    await b.mkdir("g", 0o755, 0, 0)
+    assert os.path.isdir(export / "d2" / "b2" / "g")

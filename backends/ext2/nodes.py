@@ -15,7 +15,7 @@ from . import attrs
 from .dirops import Ext2DirOps
 from .fs import FREE_STEP, FileSystem
 from .inode import Inode, check_id, decode_rdev, encode_rdev
-from .xattr import split_name
+from .xattr import fits_a_block, split_name
 
 __all__ = ["EXT2_SUPER_MAGIC", "Ext2Handle", "Ext2Node", "NodeTable"]
 
@@ -177,11 +177,11 @@ class Ext2Node(Node):
         self._writable()
         if flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise OSError(errno.EINVAL, "bad xattr flags")
-        split_name(name)  # the name's errnos come first, as setxattr copies it first
+        _, suffix = split_name(name)  # the name's errnos first: setxattr copies it first
         if len(value) > XATTR_SIZE_MAX:
             raise OSError(errno.E2BIG, "xattr value too large", name)
-        if len(value) > self.fs.block_size:  # Linux's ext2_xattr_set: one block at most
-            raise OSError(errno.ERANGE, "xattr value larger than a block", name)
+        if not fits_a_block(suffix, len(value), self.fs.block_size):
+            raise OSError(errno.ERANGE, "xattr too large for a block", name)
         current = attrs.load(self.fs, self.inode)
         if name not in current and flags & XATTR_REPLACE:
             raise OSError(errno.ENODATA, "no such attribute", name)

@@ -10,6 +10,7 @@ __all__ = [
     "decode_area",
     "encode_area",
     "encode_block",
+    "fits_a_block",
     "full_name",
     "split_name",
 ]
@@ -57,6 +58,12 @@ def _entry_len(suffix: bytes) -> int:
 
 def _value_len(value: bytes) -> int:
     return (len(value) + 3) & ~3
+
+
+def fits_a_block(suffix: bytes, size: int, block_size: int) -> bool:
+    """Whether one attribute could fit an empty xattr block (header and the 4-byte
+    end marker besides): Linux's ext2_xattr_set answers ERANGE when it cannot."""
+    return _entry_len(suffix) + ((size + 3) & ~3) <= block_size - _HEADER_SIZE - 4
 
 
 def _s32(c: int) -> int:

@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from vfs.namespace import Namespace
 from vfs.node import Cred
+from vfs.policy import shown
+from vfs.refusals import REFUSALS
 
 from . import messages as m
 from .constants import QTAUTH
@@ -300,8 +302,9 @@ class AuthExchange:
         except InvalidSignature:
             raise _refusal(peer, f"bad signature for key {key.fingerprint}") from None
         self.state, self.key = AuthState.ACCEPTED, key
-        log.info("%s: Tauth proved key %s (%s) for uname=%r aname=%r", peer, key.fingerprint,
-                 key.comment or "no comment", self.challenge.uname, self.challenge.aname)
+        log.info("%s: Tauth proved key %s (%s) for uname=%s aname=%s", peer, key.fingerprint,
+                 key.comment or "no comment", shown(self.challenge.uname),
+                 shown(self.challenge.aname))
         return len(data)
 
     def proven_for(self, uname: str, aname: str, n_uname: int) -> frozenset[str]:
@@ -314,7 +317,7 @@ class AuthExchange:
 
 def _refusal(peer: object, reason: str) -> OSError:
     """Log why an afid was refused; the client learns only EACCES."""
-    log.warning("%s: Tauth refused: %s", peer, reason)
+    REFUSALS.warning(log, peer, "%s: Tauth refused: %s", peer, reason)
     return OSError(errno.EACCES, reason)
 
 

@@ -19,7 +19,8 @@ from typing import Any
 from backends.registry import BackendConfigError, close_backends, open_backend
 from vfs.namespace import Namespace
 from vfs.node import Backend, Cred
-from vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname
+from vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
+from vfs.refusals import REFUSALS
 
 from .config import Config, MountConfig, NamespaceConfig, expand
 
@@ -99,7 +100,8 @@ def placeholder_values(names: frozenset[str], request: AttachRequest, cred: Cred
         else:
             value = request.uname or _user_name(request.n_uname)
         if not value or value in (".", "..") or "/" in value or "\0" in value:
-            log.warning("attach refused for %s: {%s} would be %r", request, name, value)
+            REFUSALS.warning(log, request.peer, "attach refused for %s: {%s} would be %s",
+                             request, name, shown(value))
             raise OSError(errno.EACCES, f"{{{name}}} may not be {value!r}")
         out.append((name, value))
     return tuple(out)
@@ -167,7 +169,7 @@ class NamespacePlan:
         try:
             return await self.namespace_for_values(values, context)
         except BackendConfigError as exc:
-            log.warning("attach refused for %s: %s", request, exc)
+            REFUSALS.warning(log, request.peer, "attach refused for %s: %s", request, exc)
             raise OSError(errno.EACCES, str(exc)) from None
 
     async def namespace_for_values(self, values: Values, context: ConnectionContext) -> Namespace:

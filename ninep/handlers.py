@@ -81,7 +81,7 @@ async def _qid(fid: Fid, loc: Location | None = None) -> m.Qid:
 async def attach(session: Session, msg: m.Tattach) -> m.Message:
     session.check_new_fid(msg.fid)
     key_ids = auth.attach_key_ids(session, msg)
-    cred = resolve_cred(msg.uname, msg.n_uname)
+    cred = await resolve_cred(msg.uname, msg.n_uname)
     chosen = await session.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
                                                 cred, key_ids))
     fid = Fid(chosen.namespace, chosen.namespace.root(), chosen.cred)

@@ -18,7 +18,7 @@ from vfs.locks import LockManager
 from vfs.policy import Policy
 
 from .config_tls import TlsConfig, make_server_context
-from .session import ServerLimits
+from .session import ServerLimits, forget_creds, start_lookups
 from .transport import Connection, address_text
 from .transport_stdio import serve_pipes
 
@@ -187,6 +187,7 @@ class Server:
         self._unix_paths: list[str] = []
         self._reloading = asyncio.Lock()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        start_lookups()
 
     def current_policy(self) -> Policy:
         return self.policy
@@ -300,6 +301,7 @@ class Server:
         if policy is None:
             return False
         old, self.policy = self.policy, policy
+        forget_creds()  # passwd and groups are read again, as the config file was
         if isinstance(policy.resources, BackendPool):
             policy.resources.commit()
         narrowed = revoked = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import errno
 import grp
@@ -9,6 +10,8 @@ import logging
 import os
 import pwd
 import weakref
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from .auth import AuthExchange, ConnectionProof
 
 __all__ = [
+    "CRED_CACHE_SIZE",
     "HANDLERS",
     "Attachment",
     "Fid",
@@ -44,8 +48,10 @@ __all__ = [
     "ServerLimits",
     "Session",
     "XattrWrite",
+    "forget_creds",
     "handles",
     "resolve_cred",
+    "start_lookups",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,30 +142,64 @@ def handles(*types: type[m.Message]) -> Callable[[Handler], Handler]:
     return register
 
 
-_cred_cache: dict[tuple[str, int], Cred] = {}
+CRED_CACHE_SIZE = 4096  # identities remembered, least recently used forgotten first
+_cred_cache: OrderedDict[tuple[str, int], Cred] = OrderedDict()
+_lookups: ThreadPoolExecutor | None = None
 
 
-def resolve_cred(uname: str, n_uname: int) -> Cred:
+async def resolve_cred(uname: str, n_uname: int) -> Cred:
     """The identity of an attach: n_uname if given, else uname looked up in passwd.
 
-    An unknown uname is nobody (65534), as diod and the Linux client assume.
+    An unknown uname is nobody (65534), as diod and the Linux client assume. A
+    uname holding a NUL is EINVAL: no passwd entry can have it, and a C server
+    would read only what comes before the NUL (another user's name, perhaps).
+    Lookups (NSS: files, LDAP, ...) run on a thread of their own, never on the
+    event loop; the last CRED_CACHE_SIZE identities are remembered, and a reload
+    forgets them all (forget_creds), as passwd may have changed.
     """
-    key = (uname, n_uname)
+    if "\0" in uname:
+        log.debug("attach refused: uname %s holds a NUL", shown(uname))
+        raise OSError(errno.EINVAL, "a uname cannot hold a NUL")
+    key = (uname, n_uname) if n_uname == m.NONUNAME else ("", n_uname)
     cred = _cred_cache.get(key)
     if cred is not None:
+        _cred_cache.move_to_end(key)
         return cred
+    cred = await asyncio.get_running_loop().run_in_executor(start_lookups(), _look_up, uname,
+                                                            n_uname)
+    _cred_cache[key] = cred
+    while len(_cred_cache) > CRED_CACHE_SIZE:
+        _cred_cache.popitem(last=False)
+    return cred
+
+
+def start_lookups() -> ThreadPoolExecutor:
+    """The one thread that looks identities up, started now if it is not running (the
+    server starts it at start-up, so that its thread count stays what it was)."""
+    global _lookups
+    if _lookups is None:
+        _lookups = ThreadPoolExecutor(1, thread_name_prefix="ninep-passwd")
+        _lookups.submit(int)  # the worker thread starts with its first task
+    return _lookups
+
+
+def forget_creds() -> None:
+    """Forget the remembered identities (a reload: passwd or groups may have changed)."""
+    _cred_cache.clear()
+
+
+def _look_up(uname: str, n_uname: int) -> Cred:
     uid = n_uname
     gid = n_uname
     name = None
     try:
         entry = pwd.getpwuid(uid) if n_uname != m.NONUNAME else pwd.getpwnam(uname)
         uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
-    except (KeyError, OverflowError):
+    except (KeyError, OverflowError, ValueError):
         if n_uname == m.NONUNAME:
             uid = gid = NOBODY
     groups = frozenset(_groups_of(name, gid)) if name else frozenset()
-    cred = _cred_cache[key] = Cred(uid, gid, groups)
-    return cred
+    return Cred(uid, gid, groups)
 
 
 def _groups_of(name: str, gid: int) -> list[int]:

@@ -18,6 +18,7 @@ from typing import Protocol
 from .idmap import IdMap
 from .namespace import Namespace
 from .node import Cred
+from .refusals import REFUSALS
 
 __all__ = [
     "KEPT",
@@ -350,8 +351,8 @@ class Policy:
         rule, misses = self.rule_for(request)
         if rule is not None:
             return rule
-        log.warning("attach refused for %s: no policy matches (%s)", request,
-                    "; ".join(misses) or "no policies")
+        REFUSALS.warning(log, request.peer, "attach refused for %s: no policy matches (%s)",
+                         request, "; ".join(misses) or "no policies")
         raise OSError(errno.EACCES, f"no namespace for aname {request.aname!r}")
 
     def review(self, request: AttachRequest, rule: Rule, read_only: bool) -> Review:

@@ -3,6 +3,7 @@ attaches made before it (narrowed at once, never widened)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import signal
 import time
@@ -133,3 +134,55 @@ def test_rights_that_grow_wait_for_the_next_attach(tmp_path: Path) -> None:
         assert isinstance(fresh.rpc(m.Tmkdir(1, "dir", 0o755, 0)), m.Rmkdir)
         fresh.close()
         peer.close()
+
+
+# --- identities a client makes up ------------------------------------------------
+
+def test_a_nul_in_the_uname_is_einval_without_a_traceback(tmp_path: Path) -> None:
+    with serve_process(["--mount", "/=ram"], tmp_path, log_level="debug") as server:
+        peer = RawPeer(server.address)
+        assert isinstance(peer.rpc(m.Tversion(65536, "9P2000.L"), tag=m.NOTAG), m.Rversion)
+        # the first attach of the connection: no passwd entry can hold a NUL, and a C
+        # server would read "root" alone
+        assert peer.rpc(m.Tattach(1, m.NOFID, "root\0evil", "", m.NONUNAME)) == \
+            m.Rlerror(errno.EINVAL)
+        assert isinstance(peer.rpc(m.Tattach(1, m.NOFID, "root", "", m.NONUNAME)), m.Rattach)
+        peer.close()
+        assert "Traceback" not in server.log_text()
+        assert "ERROR" not in server.log_text()
+
+
+def test_the_credential_cache_keeps_its_bound_under_many_unames() -> None:
+    from ninep import session
+
+    async def attach_all() -> None:
+        for i in range(session.CRED_CACHE_SIZE + 500):
+            cred = await session.resolve_cred(f"no-such-user-{i}", m.NONUNAME)
+            assert cred.uid == 65534  # unknown: nobody
+        assert await session.resolve_cred("", 0) == await session.resolve_cred("x", 0)
+
+    session.forget_creds()
+    asyncio.run(attach_all())
+    assert len(session._cred_cache) == session.CRED_CACHE_SIZE
+    assert ("no-such-user-0", m.NONUNAME) not in session._cred_cache  # the oldest went first
+    session.forget_creds()
+
+
+def test_refusals_from_one_peer_are_logged_a_few_times_then_counted(tmp_path: Path) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text(ram("data") + policy("only x", "data", 'match = { aname = "x" }'))
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = RawPeer(server.address)
+        assert isinstance(peer.rpc(m.Tversion(65536, "9P2000.L"), tag=m.NOTAG), m.Rversion)
+        long_name = "u" * 10_000
+        for i in range(200):
+            reply = peer.rpc(m.Tattach(1, m.NOFID, f"{long_name}{i}\x1b[2J", "", m.NONUNAME))
+            assert reply == m.Rlerror(errno.EACCES)
+        assert isinstance(peer.rpc(m.Tattach(1, m.NOFID, "root", "x", m.NONUNAME)), m.Rattach)
+        peer.close()
+        log = server.log_text()
+    refused = [line for line in log.splitlines() if "attach refused" in line]
+    assert len(refused) == 10
+    assert "127.0.0.1: more than 10 refusals within 60 s" in log
+    assert max(len(line) for line in refused) < 600  # the 10,000-character unames are cut
+    assert "\x1b" not in log

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from backends.passthrough.handle import FIFO_WAITS_PER_CONNECTION
 from ninep import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess
@@ -99,14 +100,26 @@ def _threads(server: ServerProcess) -> int:
     return server.status("Threads")
 
 
-def _wait_threads(server: ServerProcess, bound: int) -> int:
-    """The thread count once it is at most ``bound`` (or what it is after 20 s)."""
+def _in_fifo_open(server: ServerProcess) -> int:
+    """Threads of the server waiting in open(2) of a FIFO (wchan: wait_for_partner)."""
+    count = 0
+    for task in os.listdir(f"/proc/{server.proc.pid}/task"):
+        try:
+            wchan = Path(f"/proc/{server.proc.pid}/task/{task}/wchan").read_text()
+        except OSError:
+            continue  # the thread ended
+        count += wchan == "wait_for_partner"
+    return count
+
+
+def _settle(server: ServerProcess, fifo_waiters: int, threads: int) -> tuple[int, int]:
+    """(FIFO waiters, threads) once they are at most these (or what they are after 20 s)."""
     for _ in range(200):
-        count = _threads(server)
-        if count <= bound:
-            return count
+        now = _in_fifo_open(server), _threads(server)
+        if now[0] <= fifo_waiters and now[1] <= threads:
+            return now
         time.sleep(0.1)
-    return _threads(server)
+    return _in_fifo_open(server), _threads(server)
 
 
 def test_blocked_fifo_opens_are_bounded_flushed_and_released(tmp_path: Path) -> None:
@@ -117,31 +130,33 @@ def test_blocked_fifo_opens_are_bounded_flushed_and_released(tmp_path: Path) -> 
     writer = os.open(export / "busy", os.O_RDWR | os.O_NONBLOCK)  # a writer present
     try:
         with limited_server(export, tmp_path, nofile=1024) as server:
-            baseline = _threads(server)
+            other = RawPeer(server.address)
+            other.handshake()
+            assert isinstance(_open(other, 1, 2, "busy"), m.Rlopen)
+            baseline = _threads(server)  # warm: what serving a client started is there
+
             greedy = RawPeer(server.address)
             greedy.handshake()
             for i in range(40):
                 assert isinstance(greedy.rpc(m.Twalk(1, 100 + i, ("lonely",))), m.Rwalk)
             for i in range(40):
                 greedy.send(100 + i, m.Tlopen(100 + i, O_RDONLY))
-            assert _threads(server) <= baseline + 16, "a thread per blocked open"
-
-            other = RawPeer(server.address)
-            other.handshake()
-            assert isinstance(_open(other, 1, 2, "busy"), m.Rlopen)
-
-            greedy.send(1000, m.Tflush(100))  # the first open is surely waiting
-            replies = {}
-            while 1000 not in replies:
+            refused = {}  # beyond the share of one connection: EAGAIN at once
+            while len(refused) < 40 - FIFO_WAITS_PER_CONNECTION:
                 tag, reply = greedy.recv()
-                replies[tag] = reply
-            assert isinstance(replies[1000], m.Rflush)
-            assert 100 not in replies, "a flushed open was answered"
-            assert all(isinstance(r, m.Rlerror) and r.ecode == errno.EAGAIN
-                       for t, r in replies.items() if t != 1000)
+                assert isinstance(reply, m.Rlerror) and reply.ecode == errno.EAGAIN
+                refused[tag] = reply
+            assert 100 not in refused  # the first one waits
+            assert _in_fifo_open(server) <= FIFO_WAITS_PER_CONNECTION
+            assert _threads(server) <= baseline + FIFO_WAITS_PER_CONNECTION
+            assert isinstance(_open(other, 1, 3, "busy"), m.Rlopen)  # still served
+
+            greedy.send(1000, m.Tflush(100))
+            assert greedy.recv() == (1000, m.Rflush())  # and no reply to the open
 
             greedy.close()  # its waiting opens end, and their threads
-            assert _wait_threads(server, baseline) <= baseline
+            waiters, threads = _settle(server, 0, baseline)
+            assert waiters == 0 and threads <= baseline
 
             stuck = RawPeer(server.address)  # waiting in open(2) when SIGTERM comes
             stuck.handshake()

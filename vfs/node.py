@@ -279,11 +279,11 @@ class Node:
         None: this directory cannot grow during a listing (it never changes: tar,
         static synthetic directories). Errno: ENOTDIR.
 
-        The default answers None, which is right only for directories that never
-        change: a backend whose directories change must override it (the backend
-        acceptance suite checks that a listing ends).
+        A backend that implements readdir implements this too (the backend
+        acceptance suite checks that a listing ends); the default, like readdir's,
+        is that of a node that is no directory.
         """
-        return None
+        raise OSError(errno.ENOTDIR, "not a directory")
 
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:

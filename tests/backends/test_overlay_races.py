@@ -45,6 +45,10 @@ class Waiting(Node):
         await asyncio.sleep(0)
         return await self.inner.readdir(cookie, count)
 
+    async def listing_end(self) -> int | None:
+        await asyncio.sleep(0)
+        return await self.inner.listing_end()
+
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         await asyncio.sleep(0)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from backends.ram import RamBackend
-from backends.synthetic import NullFile, SyntheticBackend
+from backends.synthetic import NullBackend, NullFile, SyntheticBackend
 from vfs.namespace import Location, Namespace, validate_name
 from vfs.node import Cred, SetAttr
 
@@ -335,3 +335,11 @@ async def test_a_listing_ends_at_the_entries_of_its_start() -> None:
     listed = [e.name for e in first + rest]
     assert listed == [".", "..", "ctl", "f0", "f1", "f2", "f3", "f4"]
     assert "late" in await names(ns, ns.root())  # a listing begun afterwards has it
+
+
+@pytest.mark.asyncio
+async def test_only_a_directory_has_a_listing_end() -> None:
+    ns = await Namespace.build([("/", RamBackend(), False), ("/null", NullBackend(), False)])
+    f, _ = await ns.create(ns.root(), "f", 2, 0o644, 0, ROOT)
+    for loc in (f, await walk_path(ns, "/null")):
+        assert await _errno_of(ns.listing_end(loc)) == errno.ENOTDIR

@@ -8,11 +8,13 @@ with slack for the interpreter; the figures they replace are in bench/README.md.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ import pytest
 from ninep import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess, serve_process
-from tests.integration.policy_helpers import make_pki, tls_peer
+from tests.integration.policy_helpers import Pki, make_pki, tls_peer
 
 MIB = 1 << 20
 O_RDWR = 2
@@ -64,7 +66,14 @@ def test_a_burst_of_reads_never_read_back_takes_bounded_memory(
         server: ServerProcess, connections: int, msize: int, burst: int) -> None:
     # Before the fix each reply of a chunk was written inline whatever the write
     # buffer held: 400 x 1 MiB grew the server by ~400 MiB (10,000 by 2.9 GB).
-    peers = _peers(server, connections)
+    _burst(server, _peers(server, connections), msize, burst, lambda: _still_answered(server))
+
+
+def _burst(server: ServerProcess, peers: list[RawPeer], msize: int, burst: int,
+           meanwhile: Callable[[], None]) -> None:
+    """Each peer sends ``burst`` Treads of a whole msize at once and reads nothing
+    until ``meanwhile`` has run; then every reply must come, and the server's peak
+    growth stay under the bound."""
     expected = b""
     for i, peer in enumerate(peers):
         peer.handshake(msize=msize)
@@ -76,7 +85,7 @@ def test_a_burst_of_reads_never_read_back_takes_bounded_memory(
     frames = b"".join(m.encode(tag, m.Tread(2, 0, count)) for tag in range(burst))
     for peer in peers:
         peer.send_raw(frames)  # and read nothing back for now
-    _still_answered(server)
+    meanwhile()
     peak_growth = server.status("VmHWM") - before
     for peer in peers:  # every reply comes, whole and in any order, once read
         tags = set()
@@ -89,6 +98,46 @@ def test_a_burst_of_reads_never_read_back_takes_bounded_memory(
     # per connection: 4 x msize of write buffer + one reply over it; 64 MiB is slack
     assert peak_growth < 64 * 1024, f"the server grew by {peak_growth} KiB"
     assert "Traceback" not in server.log_text()
+
+
+def test_a_burst_over_tls_takes_bounded_memory(tmp_path: Path) -> None:
+    # TLS buffers on its own (the SSL protocol's backlog): the same bound holds
+    with _tls_server(tmp_path) as (server, pki):
+        def still_answered() -> None:
+            other = tls_peer(server.port, pki, None)
+            assert isinstance(other.handshake(msize=8192), m.Rattach)
+            other.close()
+        _burst(server, [tls_peer(server.port, pki, None)], MIB, 400, still_answered)
+
+
+class _Pipes:
+    """The two pipes of ``ninep serve --stdio``, as the socket RawPeer expects."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.write_fd, self.read_fd = proc.stdin.fileno(), proc.stdout.fileno()
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.write_fd, view):]
+
+    def recv(self, size: int) -> bytes:
+        return os.read(self.read_fd, size)
+
+
+def test_a_burst_over_stdio_pipes_takes_bounded_memory(tmp_path: Path) -> None:
+    log = (tmp_path / "stdio.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "ninep", "serve", "--stdio"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    try:
+        peer = RawPeer.__new__(RawPeer)  # a RawPeer over the pipes
+        peer.sock, peer.buf = _Pipes(proc), b""  # type: ignore[assignment]
+        _burst(ServerProcess(proc, 0, tmp_path / "stdio.log"), [peer], MIB, 400, lambda: None)
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
 
 
 def test_large_headers_before_tversion_are_refused_at_the_size_field(
@@ -155,12 +204,13 @@ def test_the_timeout_can_be_set_in_the_config_file(tmp_path: Path) -> None:
         _silent_and_chatty_are_closed(running)
 
 
-def test_tls_handshakes_and_then_tversion_share_the_configured_timeout(
-        tmp_path: Path) -> None:
+@contextmanager
+def _tls_server(tmp_path: Path, server_table: str = "") -> Iterator[tuple[ServerProcess, Pki]]:
+    """``ninep serve`` with one TLS listener (serve_process's --listen is plain TCP)."""
     pki = make_pki(tmp_path)
     port = free_port()
     config = tmp_path / "tls.toml"
-    config.write_text(f'[server]\nhandshake_timeout = 1\n\n'
+    config.write_text(f'[server]\n{server_table}\n'
                       f'[[listen]]\nkind = "tls"\naddress = "127.0.0.1:{port}"\n'
                       f'cert = "{pki.server_cert}"\nkey = "{pki.server_key}"\n\n'
                       '[namespaces.scratch]\nmounts = [{ path = "/", backend = "ram" }]\n\n'
@@ -171,17 +221,27 @@ def test_tls_handshakes_and_then_tversion_share_the_configured_timeout(
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc, 30)
-        silent = RawPeer(("127.0.0.1", port), timeout=20)  # never starts its handshake
-        assert silent.closed_by_server()
-        secure = tls_peer(port, pki, None)  # handshakes, then says nothing
-        secure.sock.settimeout(20)
-        assert secure.closed_by_server()
-        text = log.read_text()
-        assert "TLS handshake failed: SSL handshake is taking longer than 1.0 seconds" in text
-        assert "no Tversion within 1 s" in text
+        yield ServerProcess(proc, port, log), pki
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_tls_handshakes_and_then_tversion_share_the_configured_timeout(
+        tmp_path: Path) -> None:
+    with _tls_server(tmp_path, "handshake_timeout = 1\n") as (server, pki):
+        silent = RawPeer(server.address, timeout=20)  # never starts its handshake
+        assert silent.closed_by_server()
+        secure = tls_peer(server.port, pki, None)  # handshakes, then says nothing
+        secure.sock.settimeout(20)
+        assert secure.closed_by_server()
+        text = server.log_text()
+        assert "TLS handshake failed: SSL handshake is taking longer than 1.0 seconds" in text
+        assert "no Tversion within 1 s" in text
 
 
 def test_the_default_timeout_leaves_a_slow_client_time(server: ServerProcess) -> None:

@@ -4,6 +4,7 @@ transport.Connection, and reloading the configuration on SIGHUP."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -188,6 +189,7 @@ class Server:
         self._reloading = asyncio.Lock()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         start_lookups()
+        self._network_listeners: list[tuple[str, str]] = []  # (where, "tcp" or "tls")
 
     def current_policy(self) -> Policy:
         return self.policy
@@ -208,10 +210,13 @@ class Server:
                                         family=_family(address.host))
             self._listen_tls(sock, address.tls)
             bound = [f"tls://{sock.getsockname()[0]}:{sock.getsockname()[1]}"]
+            self._note_network_listener(bound[0], "tls", sock, address.tls)
         elif address.kind == "tcp":
             srv = await loop.create_server(lambda: self.connection("tcp"), address.host,
                                            address.port, reuse_address=True)
             bound = [f"tcp://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in srv.sockets]
+            for where, listening in zip(bound, srv.sockets, strict=True):
+                self._note_network_listener(where, "tcp", listening, None)
         elif address.kind == "unix":
             _remove_stale_socket(address.path)
             srv = await loop.create_unix_server(lambda: self.connection("unix"), address.path)
@@ -226,6 +231,32 @@ class Server:
         for where in bound:
             log.info("listening on %s", where)
         return bound
+
+    def _note_network_listener(self, where: str, transport: str, sock: socket.socket,
+                               tls: TlsConfig | None) -> None:
+        """Remember a listener that peers beyond this host can reach and that does not
+        require a client certificate, and warn now if it is open to anyone."""
+        host = str(sock.getsockname()[0]).split("%")[0]
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if ip.is_loopback or (tls is not None and tls.client_cert == "required"):
+            return
+        self._network_listeners.append((where, transport))
+        self._warn_if_open([(where, transport)])
+
+    def _warn_if_open(self, listeners: list[tuple[str, str]]) -> None:
+        """Running as root, name each policy that lets anyone who reaches a network
+        listener attach without authenticating: a bug above the kernel then gives
+        any such peer what root can do (diod warns likewise when run without auth)."""
+        if os.geteuid() != 0:
+            return
+        for where, transport in listeners:
+            for rule in self.policy.open_rules(transport):
+                log.warning("running as root, and policy %r lets anyone who reaches %s "
+                            "attach without authenticating (match it on key, cert_* or a "
+                            "UNIX peer_uid to require proof)", rule.name, where)
 
     def _listen_tls(self, sock: socket.socket, tls: TlsConfig) -> None:
         listener = _TlsListener(self, tls, sock, make_server_context(tls))
@@ -249,11 +280,13 @@ class Server:
                 self._listen_tls(sock, address.tls)
                 host, port = sock.getsockname()[:2]
                 where = f"tls://{host}:{port} (systemd {name})"
+                self._note_network_listener(where, "tls", sock, address.tls)
             else:
                 srv = await loop.create_server(lambda: self.connection("tcp"), sock=sock)
                 self._servers.append(srv)
                 host, port = sock.getsockname()[:2]
                 where = f"tcp://{host}:{port} (systemd {name})"
+                self._note_network_listener(where, "tcp", sock, None)
             log.info("listening on %s", where)
             bound.append(where)
         return bound
@@ -316,6 +349,7 @@ class Server:
         log.info("reloaded %s: %d policies; attaches made before: %d made read-only, "
                  "%d revoked; listeners change only with a restart",
                  self.config_path, len(policy.rules), narrowed, revoked)
+        self._warn_if_open(self._network_listeners)
         return True
 
     async def close(self) -> None:

@@ -185,6 +185,19 @@ class Match:
             return "cert_sha256"
         return None
 
+    PROOF_KEYS = ("key", "cert_cn", "cert_san", "cert_sha256", "peer_uid", "peer_gid")
+
+    def open_to_network(self, transport: str) -> bool:
+        """True when a peer of ``transport`` at a non-loopback address may match without
+        proving who it is (no key, certificate or UNIX peer credential asked for)."""
+        if any(getattr(self, key) is not None for key in self.PROOF_KEYS):
+            return False
+        if self.transport is not None and transport not in self.transport:
+            return False
+        return self.address is None or any(
+            not (net.network_address.is_loopback and net.broadcast_address.is_loopback)
+            for net in self.address)
+
     def describe(self) -> str:
         parts = []
         for key in self.CONNECTION_KEYS + self.ATTACH_KEYS:
@@ -400,6 +413,11 @@ class Policy:
         context.uses(self)
         _log_attach(request, rule, ns, cred)
         return Selection(rule, ns, cred, rule.limits)
+
+    def open_rules(self, transport: str) -> list[Rule]:
+        """The rules anyone reaching a network listener of ``transport`` may attach
+        through without authenticating (Match.open_to_network)."""
+        return [rule for rule in self.rules if rule.match.open_to_network(transport)]
 
     def msize_cap(self, peer: Peer, server_max: int) -> int:
         """The msize a connection may negotiate: the largest any rule it could

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from ninep import messages as m
 from ninep.constants import GETATTR_ALL
-from tests.conftest import RawPeer
+from tests.conftest import RawPeer, free_port
 from tests.hostile.serverproc import ServerProcess, serve_process
 
 EROFS, ESTALE = m.Rlerror(errno.EROFS), m.Rlerror(errno.ESTALE)
@@ -186,3 +190,42 @@ def test_refusals_from_one_peer_are_logged_a_few_times_then_counted(tmp_path: Pa
     assert "127.0.0.1: more than 10 refusals within 60 s" in log
     assert max(len(line) for line in refused) < 600  # the 10,000-character unames are cut
     assert "\x1b" not in log
+
+
+# --- root, and policies open to the network -----------------------------------------
+
+def wait_for_text(server: ServerProcess, text: str) -> str:
+    deadline = time.monotonic() + 30  # a hung server, not a speed bound
+    while text not in server.log_text():
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.02)
+    return server.log_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warning is for a server running as root")
+def test_root_with_an_open_policy_on_a_network_listener_is_warned_about(
+        tmp_path: Path) -> None:
+    port = free_port()
+    args = ["--mount", "/=ram", "--listen", f"tcp://0.0.0.0:{port}"]
+    with serve_process(args, tmp_path) as server:
+        log = wait_for_text(server, f"listening on tcp://0.0.0.0:{port}")
+        assert re.search(rf"running as root, and policy '[^']+' lets anyone who reaches "
+                         rf"tcp://0\.0\.0\.0:{port} attach without authenticating", log)
+        assert "reaches tcp://127.0.0.1" not in log  # loopback is this host's own
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the warning is for a server running as root")
+def test_the_warning_comes_again_after_a_reload_that_opens_a_policy(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "ninep.toml"
+    proven = 'match = { transport = "unix", peer_uid = 0 }'
+    local = 'match = { address = ["127.0.0.0/8", "::1"] }'
+    config.write_text(ram("data") + policy("root on the socket", "data", proven)
+                      + policy("this host", "data", local))
+    args = ["--config", str(config), "--listen", f"tcp://0.0.0.0:{port}"]
+    with serve_process(args, tmp_path) as server:
+        wait_for_text(server, f"listening on tcp://0.0.0.0:{port}")
+        assert "running as root" not in server.log_text()
+        reload(server, config, ram("data") + policy("anyone", "data"))
+        assert (f"running as root, and policy 'anyone' lets anyone who reaches "
+                f"tcp://0.0.0.0:{port}") in server.log_text()

@@ -176,3 +176,59 @@ def test_a_rule_gives_a_selection_with_the_mapped_cred_and_its_limits() -> None:
         await context.close()
         assert policy.users == 0
     run(scenario())
+
+
+# --- what a reload leaves an attach (Policy.review) ---------------------------------
+
+class Declared:
+    """A namespace provider as a config file declares one: a name and its mounts."""
+
+    def __init__(self, name: str, **mounts: bool) -> None:
+        self.name = self.identity = name
+        self.mount_grants = {"/" + path.replace("_", "/"): ro for path, ro in mounts.items()}
+
+    async def namespace_for(self, request: AttachRequest, cred: Cred,
+                            context: ConnectionContext) -> Namespace:
+        raise AssertionError("a review builds nothing")
+
+
+def reviewed(before: Rule, after: Rule, read_only: bool = False) -> tuple[str, str]:
+    review = Policy([after]).review(request(), before, read_only)
+    return review.verdict, review.reason
+
+
+def test_a_review_keeps_narrows_or_revokes() -> None:
+    data = Declared("data", home=False, pub=False)
+    rule = Rule(data, name="p")
+    assert reviewed(rule, Rule(Declared("data", home=False, pub=False), name="p")) == ("kept", "")
+    # the same name with other sources is the same namespace: content changes wait
+    assert reviewed(rule, Rule(Declared("data", home=False, pub=False, extra=False)))[0] == "kept"
+    assert reviewed(rule, Rule(data, name="q", read_only=True)) == (
+        "read-only", "policy 'q' is read-only now")
+    assert reviewed(rule, Rule(Declared("data", home=False, pub=True), name="q")) == (
+        "read-only", "namespace 'data' mounts /pub read-only now")
+    assert reviewed(rule, Rule(Declared("data", home=False), name="q")) == (
+        "revoked", "namespace 'data' no longer mounts /pub")
+    assert reviewed(rule, Rule(Declared("other", home=False, pub=False), name="q")) == (
+        "revoked", "policy 'q' gives it namespace 'other' now")
+    assert reviewed(rule, Rule(data, name="q", idmap=IdMap(squash="all")))[0] == "revoked"
+    assert reviewed(rule, Rule(data, match=Match(aname=frozenset({"x"})))) == (
+        "revoked", "no policy matches it now")
+    # rights that grow are not given to an attach made before
+    assert reviewed(Rule(data, read_only=True), Rule(data), read_only=True)[0] == "kept"
+
+
+def test_policies_open_to_the_network() -> None:
+    loopback = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    policy = Policy([
+        Rule(ns("a"), name="anyone"),
+        Rule(ns("b"), name="this host", match=Match(address=loopback)),
+        Rule(ns("c"), name="lan", match=Match(address=(ipaddress.ip_network("10.0.0.0/8"),))),
+        Rule(ns("d"), name="keys", match=Match(key=frozenset({"k"}))),
+        Rule(ns("e"), name="certs", match=Match(cert_cn=frozenset({"alice"}))),
+        Rule(ns("f"), name="root", match=Match(transport=frozenset({"unix"}),
+                                               peer_uid=(range(0, 1),))),
+        Rule(ns("g"), name="tls only", match=Match(transport=frozenset({"tls"}))),
+    ])
+    assert [r.name for r in policy.open_rules("tcp")] == ["lan", "anyone"]
+    assert [r.name for r in policy.open_rules("tls")] == ["lan", "tls only", "anyone"]

@@ -22,7 +22,7 @@ from vfs.buffers import give
 from vfs.locks import LockManager
 from vfs.namespace import qid_type
 from vfs.policy import ConnectionContext, Peer, Policy
-from vfs.request import RequestScope, enter, leave
+from vfs.request import ConnectionScope, enter, leave
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
@@ -86,7 +86,7 @@ class _Request:
     __slots__ = ("blocking_lock", "flushes", "generation", "scope", "tag", "task")
 
     def __init__(self, tag: int, task: asyncio.Task[Reply], blocking_lock: bool,
-                 generation: int, scope: RequestScope) -> None:
+                 generation: int, scope: ConnectionScope) -> None:
         self.tag = tag
         self.task = task
         self.flushes: list[int] = []
@@ -97,7 +97,7 @@ class _Request:
     @property
     def cancellable(self) -> bool:
         """A blocked Tlock, or a backend wait declared safe to cancel (vfs.request)."""
-        return self.blocking_lock or self.scope.cancellable
+        return self.blocking_lock or self.task in self.scope.cancellable
 
 
 def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
@@ -152,6 +152,7 @@ class Connection(asyncio.Protocol):
         self.session: Session | None = None
         self.context = ConnectionContext()
         self.account = ConnectionAccount("unknown peer")  # what its requests hold (vfs.budget)
+        self.scope = ConnectionScope(self.account)  # what backends see of it (vfs.request)
         self._loop = asyncio.get_event_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
 
@@ -360,8 +361,9 @@ class Connection(asyncio.Protocol):
         """Drive a request's coroutine inline until it waits, then by a Task."""
         session = self.session
         assert session is not None
-        scope = RequestScope(self.account)
+        scope = self.scope
         token = enter(scope)  # backends see the connection; the Task inherits it
+        scope.inline = True
         try:
             first = coro.send(None)
         except StopIteration as stop:
@@ -373,6 +375,7 @@ class Connection(asyncio.Protocol):
         else:
             task = self._loop.create_task(_as_task(coro, first, session, msg))
         finally:
+            scope.inline = False
             leave(token)
         blocking_lock = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_FLAG_BLOCK)
         request = _Request(tag, task, blocking_lock, self._generation, scope)

@@ -1,43 +1,40 @@
-"""The request being served, as backends see it: the connection's account that pays for
-what it holds, and whether its current wait may be cancelled by Tflush or a closed
-connection."""
+"""The connection a request came from, as backends see it: the account that pays for what
+its requests hold, and which of its requests wait where Tflush or a closed connection
+may cancel them."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import TypeVar
 
 from .budget import ConnectionAccount
 
-__all__ = ["RequestScope", "cancellable", "current_account", "enter", "leave"]
+__all__ = ["ConnectionScope", "cancellable", "current_account", "enter", "leave"]
 
 T = TypeVar("T")
 
 
-class RequestScope:
-    """Set by the transport around each request (and inherited by its Task)."""
+class ConnectionScope:
+    """One per connection, set by the transport around each request (and inherited by
+    its Task): one object for all requests, so that a request costs no allocation."""
 
-    __slots__ = ("account", "waits")
+    __slots__ = ("account", "cancellable", "inline")
 
     def __init__(self, account: ConnectionAccount | None) -> None:
         self.account = account
-        self.waits = 0  # cancellable waits in progress
-
-    @property
-    def cancellable(self) -> bool:
-        return self.waits > 0
+        self.inline = False  # the transport is running a request's first step itself
+        self.cancellable: set[asyncio.Task[object]] = set()  # requests' Tasks, safe to cancel
 
 
-_current: ContextVar[RequestScope | None] = ContextVar("ninep_request", default=None)
+_current: ContextVar[ConnectionScope | None] = ContextVar("ninep_connection", default=None)
 
 
-def enter(scope: RequestScope) -> Token[RequestScope | None]:
-    return _current.set(scope)
-
-
-def leave(token: Token[RequestScope | None]) -> None:
-    _current.reset(token)
+#: the transport around each request: ``token = enter(scope)`` ... ``leave(token)``
+#: (the ContextVar's own methods: no Python frame on every request)
+enter = _current.set
+leave = _current.reset
 
 
 def current_account() -> ConnectionAccount | None:
@@ -55,8 +52,13 @@ async def cancellable(awaitable: Awaitable[T]) -> T:
     scope = _current.get()
     if scope is None:
         return await awaitable
-    scope.waits += 1
+    if scope.inline:  # not yet in the request's Task: yield once, the transport makes it
+        await asyncio.sleep(0)
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - a request always has its Task by now
+        return await awaitable
+    scope.cancellable.add(task)
     try:
         return await awaitable
     finally:
-        scope.waits -= 1
+        scope.cancellable.discard(task)

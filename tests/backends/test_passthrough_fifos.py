@@ -18,7 +18,7 @@ from backends.passthrough import PassthroughBackend
 from backends.passthrough.handle import FIFO_WAITS_PER_CONNECTION
 from backends.registry import open_backend
 from vfs.budget import BUDGET, FILE_SHARE, ConnectionAccount
-from vfs.request import RequestScope, enter, leave
+from vfs.request import ConnectionScope, enter, leave
 
 O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK = 0, 1, 2, 0o4000
 
@@ -38,7 +38,7 @@ async def export(tmp_path: Path) -> AsyncIterator[tuple[Path, PassthroughBackend
 def connection(name: str = "client") -> Iterator[ConnectionAccount]:
     """What the transport does around a request: name the connection."""
     account = ConnectionAccount(name)
-    token = enter(RequestScope(account))
+    token = enter(ConnectionScope(account))
     try:
         yield account
     finally:

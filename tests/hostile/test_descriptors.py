@@ -30,13 +30,14 @@ O_RDONLY = 0
 
 
 @contextmanager
-def limited_server(export: Path, tmp: Path, nofile: int = NOFILE) -> Iterator[ServerProcess]:
-    """``ninep serve`` of ``export`` on passthrough, with RLIMIT_NOFILE nofile/nofile."""
+def limited_server(export: Path, tmp: Path, nofile: int = NOFILE,
+                   soft: int | None = None) -> Iterator[ServerProcess]:
+    """``ninep serve`` of ``export`` on passthrough, with RLIMIT_NOFILE soft/nofile."""
     port = free_port()
     log = tmp / "server.log"
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft or nofile, nofile))
 
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -94,6 +95,13 @@ def test_a_greedy_client_gets_emfile_and_others_go_on(tmp_path: Path) -> None:
         refusals = [line for line in server.log_text().splitlines() if "EMFILE" in line]
         assert len(refusals) == 1, refusals
         assert "Traceback" not in server.log_text()
+
+
+def test_the_soft_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    with limited_server(tmp_path, tmp_path, nofile=512, soft=200) as server:
+        limits = Path(f"/proc/{server.proc.pid}/limits").read_text().splitlines()
+        line = next(x for x in limits if x.startswith("Max open files"))
+        assert line.split()[3:5] == ["512", "512"]
 
 
 def _threads(server: ServerProcess) -> int:

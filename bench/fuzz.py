@@ -13,9 +13,11 @@ what a fresh client could not do afterwards.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -106,6 +108,7 @@ def _merge(total: FuzzStats, stats: FuzzStats) -> None:
     for name in ("sent", "replies", "mutations", "scenarios"):
         getattr(total, name).update(getattr(stats, name))
     total.replay_of_port.update(stats.replay_of_port)
+    total.eio_examples.extend(stats.eio_examples)
     if stats.stopped_by != "budget":
         total.stopped_by = stats.stopped_by
 
@@ -125,12 +128,25 @@ def _report(args: argparse.Namespace, stats: FuzzStats, elapsed: float, baseline
     print("replies:", ", ".join(f"{k} {v}" for k, v in stats.replies.most_common()))
     print(f"server: {'alive' if alive else 'DEAD' + exit_note}, RSS {baseline // 1024} MiB "
           f"at start, peak (VmHWM) {peak // 1024} MiB, {fds} descriptors at the end")
+    warnings = Counter(_headline(line) for line in text.splitlines() if " WARNING " in line)
+    print(f"\nWARNING lines in the server log: {sum(warnings.values())}; the commonest:")
+    for headline, count in warnings.most_common(12):
+        print(f" - {count} x {headline}")
     findings = log_findings(text)
     print(f"\nfindings in the server log: {len(findings)} groups")
     for finding in findings:
         print(" -", finding.describe(stats))
+    for example in stats.eio_examples:
+        print(" - answered EIO:", example)
     for problem in problems:
         print(" - a fresh client afterwards:", problem)
+
+
+def _headline(line: str) -> str:
+    """A log line without its time, peer, numbers and long client strings."""
+    message = line.split(" WARNING ", 1)[1]
+    message = re.sub(r"\S*127\.0\.0\.1:\d+\S*", "PEER", message)
+    return re.sub(r"'[^']{24,}'", "'...'", re.sub(r"\d+", "N", message))[:150]
 
 
 if __name__ == "__main__":

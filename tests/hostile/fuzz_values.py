@@ -67,6 +67,7 @@ class ConversationState(Protocol):
     fids: set[int]
     dirs: set[int]
     opened: set[int]
+    opened_files: set[int]
     pending: dict[int, m.Message]
     msize: int
 
@@ -92,8 +93,9 @@ class FieldValues:
                               ("Trenameat", "olddirfid"), ("Trenameat", "newdirfid"),
                               ("Tunlinkat", "dirfid"), ("Twalk", "fid")):
             self.by_message[(message, name)] = self.dir_fid
-        for message in ("Tread", "Twrite", "Tfsync", "Tlock", "Tgetlock", "Treaddir"):
-            self.by_message[(message, "fid")] = self.open_fid
+        for message in ("Tread", "Twrite", "Tfsync", "Tlock", "Tgetlock"):
+            self.by_message[(message, "fid")] = self.open_file_fid
+        self.by_message[("Treaddir", "fid")] = self.open_dir_fid
         self.by_name: dict[str, Callable[[], object]] = {
             "fid": self.fid, "dfid": self.fid, "dirfid": self.fid, "olddirfid": self.fid,
             "newdirfid": self.fid, "newfid": self.newfid, "afid": self.afid,
@@ -140,9 +142,13 @@ class FieldValues:
         dirs = sorted(self.state.dirs)
         return self.rng.choice(dirs) if dirs and self.rng.random() < 0.7 else self.fid()
 
-    def open_fid(self) -> int:
-        opened = sorted(self.state.opened)
-        return self.rng.choice(opened) if opened and self.rng.random() < 0.7 else self.fid()
+    def open_file_fid(self) -> int:
+        files = sorted(self.state.opened_files)
+        return self.rng.choice(files) if files and self.rng.random() < 0.7 else self.fid()
+
+    def open_dir_fid(self) -> int:
+        dirs = sorted(self.state.opened - self.state.opened_files)
+        return self.rng.choice(dirs) if dirs and self.rng.random() < 0.7 else self.fid()
 
     def newfid(self) -> int:
         roll = self.rng.random()

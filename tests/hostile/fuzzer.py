@@ -124,6 +124,7 @@ class FuzzStats:
     replies: Counter[str] = field(default_factory=Counter)
     mutations: Counter[str] = field(default_factory=Counter)
     scenarios: Counter[str] = field(default_factory=Counter)
+    eio_examples: list[str] = field(default_factory=list)
     replay_of_port: dict[int, str] = field(default_factory=dict)  # bench/fuzz.py arguments
     stopped_by: str = "budget"
 
@@ -141,6 +142,7 @@ class Conversation:
         self.fids: set[int] = set()
         self.dirs: set[int] = set()  # fids the server says are directories
         self.opened: set[int] = set()
+        self.opened_files: set[int] = set()  # opened and not directories
         self.pending: dict[int, m.Message] = {}
         self.stuck: set[int] = set()  # tags whose replies never came (a blocked Tlock)
         self.next_tag = 1
@@ -244,11 +246,15 @@ class Conversation:
         elif ok and isinstance(sent, m.Txattrwalk):
             self._bind(sent.newfid, False)
             self.opened.add(sent.newfid)
+            self.opened_files.add(sent.newfid)
         elif ok and isinstance(sent, m.Tlcreate):
             self.dirs.discard(sent.fid)
             self.opened.add(sent.fid)
+            self.opened_files.add(sent.fid)
         elif ok and isinstance(sent, m.Tlopen):
             self.opened.add(sent.fid)
+            if sent.fid not in self.dirs:
+                self.opened_files.add(sent.fid)
 
     def _bind(self, fid: int, is_dir: bool) -> None:
         self.fids.add(fid)
@@ -259,6 +265,7 @@ class Conversation:
         self.fids.discard(fid)
         self.dirs.discard(fid)
         self.opened.discard(fid)
+        self.opened_files.discard(fid)
 
 
 _WEIGHTS = {"Twalk": 8, "Tlopen": 6, "Tread": 6, "Twrite": 6, "Tlcreate": 4, "Tmkdir": 3,
@@ -302,7 +309,13 @@ class _Wire:
             self.stats.undecodable_replies += 1
             return
         if isinstance(reply, m.Rlerror):
-            self.stats.replies["Rlerror " + errno.errorcode.get(reply.ecode, str(reply.ecode))] += 1
+            name = "Rlerror " + errno.errorcode.get(reply.ecode, str(reply.ecode))
+            if reply.ecode == errno.EIO:  # this server's answer to the unexpected: say to what
+                sent = self.conv.pending.get(tag)
+                name += f" to {type(sent).__name__}"
+                if len(self.stats.eio_examples) < 20:
+                    self.stats.eio_examples.append(f"connection {self.conv.index}: {sent!r:.300}")
+            self.stats.replies[name] += 1
         else:
             self.stats.replies[type(reply).__name__] += 1
         self.conv.on_reply(tag, reply)
@@ -442,10 +455,9 @@ async def _hold(address: tuple[str, int], stats: FuzzStats) -> socket.socket | N
         body = struct.pack("<IBH", 1 << 20, m.Tversion.type, m.NOTAG) + bytes((1 << 20) - 8)
         await asyncio.wait_for(loop.sock_sendall(sock, body), IDLE_SECONDS * 4)
     except (OSError, TimeoutError):
-        stats.scenarios["hold refused"] += 1
+        stats.scenarios["hold refused at once"] += 1
         sock.close()
         return None
-    stats.scenarios["hold"] += 1
     return sock
 
 
@@ -468,7 +480,19 @@ async def _fuzz(plan: FuzzPlan, address: tuple[str, int], stats: FuzzStats) -> N
         await asyncio.gather(*(worker() for _ in range(plan.parallel)))
     finally:
         for sock in held:
+            stats.scenarios[f"hold {await _hold_outcome(sock)}"] += 1
             sock.close()
+
+
+async def _hold_outcome(sock: socket.socket) -> str:
+    """Whether the server kept a held connection open (its bytes buffered) to the end."""
+    try:
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 64), 0.05)
+    except TimeoutError:
+        return "kept open to the end"
+    except OSError:
+        return "reset by the server"
+    return "closed by the server" if not data else "answered"
 
 
 def run_fuzz(plan: FuzzPlan, address: tuple[str, int]) -> FuzzStats:

@@ -128,9 +128,9 @@ class UnownedPassthroughBackend(PassthroughBackend):
 
 
 def default_max_fds() -> int:
-    """Node descriptors kept before the least recently used are closed: a quarter of
-    what backends may hold in all (vfs.budget), so a few exports fit in it."""
-    return max(16, min(BUDGET.total // 4, 4096))
+    """Descriptors an export keeps before closing the least recently used nodes': half
+    of what backends may hold in all (vfs.budget), twice one connection's share."""
+    return max(16, min(BUDGET.total // 2, 4096))
 
 
 def open_root(source: str, read_only: bool) -> int:

@@ -103,8 +103,8 @@ class FdTable:
         self._floor = self.count + HEADROOM if self.count > target else 0
         if self._floor and not self._warned:
             self._warned = True
-            log.warning("descriptor budget of %d exceeded (%d open, none reopenable)",
-                        self.limit, self.count)
+            log.warning("export's descriptor table (max_fds %d) is full: %d open, none "
+                        "reopenable", self.limit, self.count)
 
     def opened_other(self) -> None:
         """A handle's descriptor was opened (counted, never closed by the budget; the

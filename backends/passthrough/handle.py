@@ -72,6 +72,7 @@ class FileHandle(Handle):
         fs.fds.opened_other()
         self.nonblocking = False  # the client's O_NONBLOCK: EAGAIN instead of a wait
         self._ready_locks: tuple[asyncio.Lock, asyncio.Lock] | None = None
+        self._pipe_waits: set[asyncio.Future[None]] = set()  # woken by close()
         if not seekable:
             self.nonblocking = not os.get_blocking(fd)
             os.set_blocking(fd, False)
@@ -166,6 +167,8 @@ class FileHandle(Handle):
                     if self.nonblocking:
                         raise
                 await cancellable(self._ready(reading))
+                if self._closing:  # clunked while it waited: as a read on a closed fd
+                    raise OSError(errno.EBADF, "handle is closed")
         finally:
             self._done_with_fd()
 
@@ -175,6 +178,7 @@ class FileHandle(Handle):
         # the loop keeps one reader and one writer callback per descriptor
         async with self._ready_locks[reading]:
             ready: asyncio.Future[None] = loop.create_future()
+            self._pipe_waits.add(ready)
             if reading:
                 loop.add_reader(self.fd, _set_done, ready)
             else:
@@ -182,6 +186,7 @@ class FileHandle(Handle):
             try:
                 await ready
             finally:
+                self._pipe_waits.discard(ready)
                 if reading:
                     loop.remove_reader(self.fd)
                 else:
@@ -196,6 +201,8 @@ class FileHandle(Handle):
         if self._closing:
             return
         self._closing = True
+        for ready in self._pipe_waits:  # a FIFO read or write waiting ends with EBADF
+            _set_done(ready)
         if not self._busy:
             self._release()
 

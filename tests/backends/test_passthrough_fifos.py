@@ -169,3 +169,21 @@ async def test_open_files_count_against_the_connection_share(
     assert account.held == 0
     assert BUDGET.held <= held + 4  # node descriptors the fids' nodes still hold
     assert account.logged == {"emfile"}
+
+
+async def test_closing_a_fifo_ends_a_read_waiting_on_it(
+        export: tuple[Path, PassthroughBackend]) -> None:
+    root, fs = export
+    writer = os.open(root / "fifo", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+        handle = await (await fs.root.walk("fifo")).open(O_RDONLY)
+        waiting = asyncio.ensure_future(handle.read(0, 100))
+        await asyncio.sleep(0.05)
+        await handle.close()  # a clunk while the read waits: no descriptor left behind
+        with pytest.raises(OSError) as exc:
+            await asyncio.wait_for(waiting, 10)
+        assert exc.value.errno == errno.EBADF
+        assert len(os.listdir("/proc/self/fd")) <= fds + 1  # the fifo node's O_PATH
+    finally:
+        os.close(writer)

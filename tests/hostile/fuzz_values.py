@@ -104,7 +104,7 @@ class FieldValues:
             "version": self.version, "client_id": self.client_id, "msize": self.msize,
             "mode": self.mode, "perm": self.mode, "major": self.device_number,
             "minor": self.device_number, "uid": self.ident, "gid": self.ident,
-            "n_uname": self.ident, "request_mask": self.getattr_mask, "size": self.offset,
+            "n_uname": self.n_uname, "request_mask": self.getattr_mask, "size": self.offset,
             "attr_size": self.offset, "offset": self.offset, "start": self.offset,
             "length": self.offset, "count": self.count, "lock_type": self.lock_type,
             "atime_nsec": self.nsec, "mtime_nsec": self.nsec, "oldtag": self.oldtag,
@@ -215,6 +215,10 @@ class FieldValues:
 
     def ident(self) -> int:
         return self.pick((0, 1000), _IDS)
+
+    def n_uname(self) -> int:
+        """NONUNAME makes the server resolve the uname itself (getpwnam)."""
+        return self.pick((0, m.NONUNAME), _IDS)
 
     def open_flags(self) -> int:
         return self.pick(_OPEN_FLAGS, (*_HOSTILE_OPEN_FLAGS, self.rng.getrandbits(32)))

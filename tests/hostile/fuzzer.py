@@ -179,7 +179,7 @@ class Conversation:
         Rattach before walking from its fid): Tattach, a walk to each mount, walks to a
         file in some, a few opens. The fuzzing that follows reaches the backends' code."""
         v, rng = self.values, self.rng
-        uname, n_uname = ("root", 0) if rng.random() < 0.85 else (v.uname(), v.ident())
+        uname, n_uname = ("root", 0) if rng.random() < 0.75 else (v.uname(), v.n_uname())
         aname = "" if rng.random() < 0.9 else v.aname()
         if not self.versioned:  # a hostile Tversion mid-session left the session unusable
             yield [self.frame(m.Tversion(self.msize, m.VERSION_9P2000L))]

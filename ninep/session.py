@@ -229,6 +229,7 @@ class Session:
         # the last fid that uses the view
         self.attachments: weakref.WeakKeyDictionary[Namespace, Attachment] = (
             weakref.WeakKeyDictionary())
+        self.narrowed = False  # some attach was narrowed: fid() checks each fid it gives
 
     @property
     def policy(self) -> Policy:
@@ -269,6 +270,7 @@ class Session:
             review = policy.review(attachment.request, attachment.rule, attachment.read_only)
             if review.verdict == KEPT:
                 continue
+            self.narrowed = True
             fids = [fid for fid in self.fids.values() if fid.ns is view]
             if review.verdict == READ_ONLY:
                 attachment.read_only = view.read_only = True  # the view is this attach's own
@@ -302,7 +304,21 @@ class Session:
         fid = self.fids.get(number)
         if fid is None:
             raise OSError(errno.EBADF, f"unknown fid {number}")
+        if self.narrowed:
+            self._narrow(fid)
         return fid
+
+    def _narrow(self, fid: Fid) -> None:
+        """Narrow ``fid`` as its attach was: a request that was running during the
+        reload (a walk, an open, a create) may have bound or opened it since."""
+        attachment = self.attachments.get(fid.ns)
+        if attachment is None:
+            return
+        if attachment.revoked:
+            _revoke(fid)
+        elif attachment.read_only and fid.handle is not None and not isinstance(
+                fid.handle, ReadOnlyHandle):
+            fid.handle = ReadOnlyHandle(fid.handle)
 
     def check_new_fid(self, number: int) -> None:
         if number in self.fids:
@@ -356,7 +372,7 @@ def _revoke(fid: Fid) -> None:
     fid.loc = fid.parent = STALE
     fid.xattr_value = None
     fid.xattr_write = None
-    if fid.handle is not None:
+    if fid.handle is not None and not isinstance(fid.handle, StaleHandle):
         fid.handle = StaleHandle(fid.handle)
 
 

@@ -229,3 +229,33 @@ def test_the_warning_comes_again_after_a_reload_that_opens_a_policy(tmp_path: Pa
         reload(server, config, ram("data") + policy("anyone", "data"))
         assert (f"running as root, and policy 'anyone' lets anyone who reaches "
                 f"tcp://0.0.0.0:{port}") in server.log_text()
+
+
+def test_an_open_still_running_during_the_reload_is_revoked_when_it_ends(
+        tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    os.mkfifo(export / "pipe")  # an open for reading waits until a writer comes
+    config = tmp_path / "ninep.toml"
+    shared = ('[namespaces.other]\nmounts = [{ path = "/", backend = "ram" }]\n'
+              + policy("other", "other", 'match = { aname = "other" }'))
+    config.write_text(f'[namespaces.data]\nmounts = [{{ path = "/", backend = "passthrough", '
+                      f'source = "{export}" }}]\n' + policy("data", "data") + shared)
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = attached(server)
+        assert isinstance(peer.rpc(m.Twalk(1, 2, ("pipe",))), m.Rwalk)
+        peer.send(5, m.Tlopen(2, O_RDONLY))
+        # answered after the open has started: requests start in the order they come
+        assert isinstance(peer.rpc(m.Tgetattr(1, GETATTR_ALL), tag=6), m.Rgetattr)
+
+        reload(server, config, shared)  # the namespace is gone
+        writer = os.open(export / "pipe", os.O_WRONLY)  # the open waiting ends now
+        try:
+            os.write(writer, b"data")
+            tag, reply = peer.recv()
+            assert tag == 5, reply
+            assert peer.rpc(m.Tread(2, 0, 100)) == ESTALE
+        finally:
+            os.close(writer)
+        assert isinstance(peer.rpc(m.Tclunk(2)), m.Rclunk)
+        peer.close()

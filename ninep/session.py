@@ -143,6 +143,8 @@ def handles(*types: type[m.Message]) -> Callable[[Handler], Handler]:
 
 
 CRED_CACHE_SIZE = 4096  # identities remembered, least recently used forgotten first
+LOGIN_NAME_MAX = 256  # glibc's: no passwd entry has a longer name
+_NOBODY = Cred(NOBODY, NOBODY)
 _cred_cache: OrderedDict[tuple[str, int], Cred] = OrderedDict()
 _lookups: ThreadPoolExecutor | None = None
 
@@ -160,6 +162,9 @@ async def resolve_cred(uname: str, n_uname: int) -> Cred:
     if "\0" in uname:
         log.debug("attach refused: uname %s holds a NUL", shown(uname))
         raise OSError(errno.EINVAL, "a uname cannot hold a NUL")
+    if n_uname == m.NONUNAME and len(uname) > LOGIN_NAME_MAX:
+        return _NOBODY  # no user has such a name; not remembered, so the cache's size
+        # stays bounded by entries of at most LOGIN_NAME_MAX characters
     key = (uname, n_uname) if n_uname == m.NONUNAME else ("", n_uname)
     cred = _cred_cache.get(key)
     if cred is not None:

@@ -164,11 +164,16 @@ def test_the_credential_cache_keeps_its_bound_under_many_unames() -> None:
             cred = await session.resolve_cred(f"no-such-user-{i}", m.NONUNAME)
             assert cred.uid == 65534  # unknown: nobody
         assert await session.resolve_cred("", 0) == await session.resolve_cred("x", 0)
+        for i in range(100):  # longer than any user name: nobody, and not remembered
+            assert (await session.resolve_cred(f"{i}" + "u" * 100_000, m.NONUNAME)).uid == 65534
 
     session.forget_creds()
     asyncio.run(attach_all())
     assert len(session._cred_cache) == session.CRED_CACHE_SIZE
     assert ("no-such-user-0", m.NONUNAME) not in session._cred_cache  # the oldest went first
+    # entries are small as well as few: a name no user can have is not remembered
+    assert sum(len(uname) for uname, _ in session._cred_cache) <= \
+        session.CRED_CACHE_SIZE * session.LOGIN_NAME_MAX
     session.forget_creds()
 
 

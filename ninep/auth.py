@@ -46,6 +46,7 @@ __all__ = [
     "ConnectionProof",
     "Status",
     "attach_key_ids",
+    "authorized_key_ids",
     "begin",
     "decode_challenge",
     "decode_response",
@@ -249,6 +250,14 @@ def load_authorized_keys(path: Path) -> dict[bytes, AuthorizedKey]:
         log.warning("authorized keys %s: cannot read: %s", path, exc.strerror)
         return {}
     return parse_authorized_keys(text, str(path))
+
+
+def authorized_key_ids(path: Path | None) -> frozenset[str]:
+    """Every key id (fingerprint, comment) the file authorizes now: what proofs made
+    earlier may still count for at a reload (Session.review)."""
+    if path is None:
+        return frozenset()
+    return frozenset().union(*(key.key_ids for key in load_authorized_keys(path).values()))
 
 
 # --- the server side -------------------------------------------------------------

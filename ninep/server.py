@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from vfs.locks import LockManager
 from vfs.policy import Policy
 
+from .auth import authorized_key_ids
 from .config_tls import TlsConfig, make_server_context
 from .session import ServerLimits, forget_creds, start_lookups
 from .transport import Connection, address_text
@@ -320,6 +321,7 @@ class Server:
                       "TLS: %s", exc)
             return False
         policy = None
+        authorized: frozenset[str] = frozenset()
         if self.config_path is not None:
             try:
                 config = load_config(self.config_path)
@@ -328,6 +330,8 @@ class Server:
                 log.error("reload rejected, the running configuration and certificates "
                           "stay: %s", exc)
                 return False
+            # a key taken out of the file no longer counts for attaches it proved
+            authorized = await asyncio.to_thread(authorized_key_ids, policy.authorized_keys)
         for listener, context in zip(self._tls, contexts, strict=True):
             listener.context = context
             log.info("TLS certificate %s reloaded", listener.tls.cert)
@@ -340,7 +344,7 @@ class Server:
         narrowed = revoked = 0
         for conn in list(self._connections):
             if conn.session is not None:
-                made_read_only, made_stale = conn.session.review(policy)
+                made_read_only, made_stale = conn.session.review(policy, authorized)
                 narrowed += made_read_only
                 revoked += made_stale
         old.retire()

@@ -263,15 +263,22 @@ class Session:
         self.attachments[selection.namespace] = attachment
         return selection
 
-    def review(self, policy: Policy) -> tuple[int, int]:
+    def review(self, policy: Policy, authorized: frozenset[str] = frozenset()) -> tuple[int, int]:
         """A reload made ``policy`` current: narrow at once every attach whose rights
         shrank (read-only on every fid and open file, or revoked: ESTALE), logging
         each; one whose rights grew keeps its old ones until it attaches again.
+        A key proven by Tauth counts only if it is still among the ``authorized``
+        key ids (fingerprints, comments), for attaches made and NOFID attaches to come.
         Returns how many were made read-only and how many were revoked."""
+        self.auth_proofs = [replace(proof, key_ids=proof.key_ids & authorized)
+                            for proof in self.auth_proofs if proof.key_ids & authorized]
         narrowed = revoked = 0
         for view, attachment in list(self.attachments.items()):
             if attachment.revoked:
                 continue
+            if attachment.request.key_ids - authorized:
+                attachment.request = replace(
+                    attachment.request, key_ids=attachment.request.key_ids & authorized)
             review = policy.review(attachment.request, attachment.rule, attachment.read_only)
             if review.verdict == KEPT:
                 continue

@@ -264,3 +264,39 @@ def test_an_open_still_running_during_the_reload_is_revoked_when_it_ends(
             os.close(writer)
         assert isinstance(peer.rpc(m.Tclunk(2)), m.Rclunk)
         peer.close()
+
+
+def test_a_key_taken_out_of_authorized_keys_revokes_the_attaches_it_proved(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from clients.auth import answer_challenge
+
+    alice = Ed25519PrivateKey.generate()
+    line = alice.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    keys = tmp_path / "authorized_keys"
+    keys.write_text(f"{line} alice@test\n")
+    config = tmp_path / "ninep.toml"
+    text = (f'[auth]\nauthorized_keys = "{keys}"\n' + ram("secret")
+            + policy("alice", "secret", 'match = { key = "alice@test" }'))
+    config.write_text(text)
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        peer = RawPeer(server.address)
+        assert isinstance(peer.rpc(m.Tversion(65536, "9P2000.L"), tag=m.NOTAG), m.Rversion)
+        assert isinstance(peer.rpc(m.Tauth(9, "alice", "", 1000)), m.Rauth)
+        challenge = bytes(peer.rpc(m.Tread(9, 0, 4096)).data)  # type: ignore[attr-defined]
+        response = answer_challenge(challenge, alice, "alice", "", 1000)
+        assert isinstance(peer.rpc(m.Twrite(9, 0, response)), m.Rwrite)
+        peer.rpc(m.Tread(9, 0, 4096))  # the status
+        assert isinstance(peer.rpc(m.Tattach(1, 9, "alice", "", 1000)), m.Rattach)
+        create_open(peer, 1, 2, "kept-secret")
+
+        keys.write_text("# alice's key was taken out\n")
+        reload(server, config, text)  # the same config file
+        assert peer.rpc(m.Twrite(2, 0, b"more")) == ESTALE
+        # nor does the proof serve a later attach on the connection (afid NOFID)
+        assert peer.rpc(m.Tattach(3, m.NOFID, "alice", "", 1000)) == m.Rlerror(errno.EACCES)
+        peer.close()
+        assert "revoked (2 fids): no policy matches it now" in server.log_text()

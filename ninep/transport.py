@@ -51,6 +51,10 @@ _RAW_TYPES = frozenset({_TGETATTR, _TWALK, _TCLUNK, _TREAD})
 _conn_ids = itertools.count(1)
 _background: set[asyncio.Task[None]] = set()
 MIN_MSIZE = 4096
+# What requests that wait may hold, per connection, in the server's msize: a cold
+# read's buffer, a Twrite's data. 16 lets a 1 MiB client keep every thread of a
+# passthrough pool busy; below 64 KiB max_inflight (256) is the tighter limit.
+WAITING_MSIZES = 16
 
 
 @types.coroutine
@@ -83,11 +87,12 @@ async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Sessio
 class _Request:
     """A request that is waiting: its Task and the Tflush tags waiting on it."""
 
-    __slots__ = ("blocking_lock", "flushes", "generation", "scope", "tag", "task")
+    __slots__ = ("blocking_lock", "flushes", "generation", "holds", "scope", "tag", "task")
 
     def __init__(self, tag: int, task: asyncio.Task[Reply], blocking_lock: bool,
-                 generation: int, scope: ConnectionScope) -> None:
+                 generation: int, scope: ConnectionScope, holds: int) -> None:
         self.tag = tag
+        self.holds = holds  # bytes of payload it may keep until its reply is written
         self.task = task
         self.flushes: list[int] = []
         self.blocking_lock = blocking_lock
@@ -98,6 +103,15 @@ class _Request:
     def cancellable(self) -> bool:
         """A blocked Tlock, or a backend wait declared safe to cancel (vfs.request)."""
         return self.blocking_lock or self.task in self.scope.cancellable
+
+
+def _payload(msg: m.Message | type[m.Message]) -> int:
+    """The bytes a request that waits may hold: its data, or the reply it asked for."""
+    if isinstance(msg, m.Twrite):
+        return len(msg.data)
+    if isinstance(msg, (m.Tread, m.Treaddir)):
+        return msg.count
+    return 0
 
 
 def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
@@ -144,6 +158,11 @@ class Connection(asyncio.Protocol):
         self._generation = 0
         self._paused_by_requests = False
         self._paused_by_writes = False
+        # no request is started while _held: the write buffer is over its mark, or
+        # the requests that wait hold _waiting_budget bytes
+        self._held = False
+        self._waiting_bytes = 0
+        self._waiting_budget = WAITING_MSIZES * limits.max_msize
         self._closing = False
         self._lost = False
         self._early: list[bytes] = []  # data that came before connection_made (TLS, pipes)
@@ -198,7 +217,7 @@ class Connection(asyncio.Protocol):
             # While the write buffer is over its high-water mark no request is
             # started, even one that would answer inline (RAM reads): the rest of
             # the chunk waits here as frames, and reading is paused.
-            if (self._queued or self._paused_by_writes
+            if (self._queued or self._held
                     or len(self._inflight) >= self.session.limits.max_inflight):
                 self._queued.append(frame)
                 self._pause(requests=True)
@@ -206,11 +225,12 @@ class Connection(asyncio.Protocol):
                 self._frame_received(frame)
 
     def pause_writing(self) -> None:
-        self._paused_by_writes = True
+        self._paused_by_writes = self._held = True
         self._update_reading()
 
     def resume_writing(self) -> None:
         self._paused_by_writes = False
+        self._held = self._waiting_bytes >= self._waiting_budget
         if self._queued:
             self._drain_queue()
         self._update_reading()
@@ -226,6 +246,7 @@ class Connection(asyncio.Protocol):
             if request.cancellable:
                 request.task.cancel()
         self._inflight.clear()
+        self._waiting_bytes = 0
         self._queued.clear()
         task = self._loop.create_task(self._release())
         _background.add(task)  # the loop holds tasks weakly
@@ -343,7 +364,7 @@ class Connection(asyncio.Protocol):
         if not session.versioned:
             return False
         number, offset, count = _READ_BODY.unpack_from(frame, m.HEADER_SIZE)
-        self._run(tag, read_fid(session, number, offset, count), m.Tread)
+        self._run(tag, read_fid(session, number, offset, count), m.Tread, count)
         return True
 
     def _start(self, tag: int, msg: m.Message) -> None:
@@ -357,8 +378,9 @@ class Connection(asyncio.Protocol):
         self._run(tag, handler(session, msg), msg)
 
     def _run(self, tag: int, coro: Coroutine[Any, Any, Reply],
-             msg: m.Message | type[m.Message]) -> None:
-        """Drive a request's coroutine inline until it waits, then by a Task."""
+             msg: m.Message | type[m.Message], holds: int = 0) -> None:
+        """Drive a request's coroutine inline until it waits, then by a Task.
+        ``holds``: the payload it may keep (a raw Tread's count), else from ``msg``."""
         session = self.session
         assert session is not None
         scope = self.scope
@@ -378,8 +400,12 @@ class Connection(asyncio.Protocol):
             scope.inline = False
             leave(token)
         blocking_lock = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_FLAG_BLOCK)
-        request = _Request(tag, task, blocking_lock, self._generation, scope)
+        holds = min(holds or _payload(msg), session.msize)
+        request = _Request(tag, task, blocking_lock, self._generation, scope, holds)
         self._inflight[tag] = request
+        if holds:
+            self._waiting_bytes += holds
+            self._held = self._held or self._waiting_bytes >= self._waiting_budget
         task.add_done_callback(lambda _t, r=request: self._finished(r))  # type: ignore[misc]
 
     def _finished(self, request: _Request) -> None:
@@ -387,6 +413,9 @@ class Connection(asyncio.Protocol):
             return  # a Tversion reset or a closed connection dropped it
         if self._inflight.get(request.tag) is request:
             del self._inflight[request.tag]  # the tag is free again before its reply leaves
+        if request.holds:
+            self._waiting_bytes -= request.holds
+            self._held = self._paused_by_writes or self._waiting_bytes >= self._waiting_budget
         task = request.task
         if not task.cancelled():
             exc = task.exception()
@@ -443,6 +472,8 @@ class Connection(asyncio.Protocol):
             if request.cancellable:
                 request.task.cancel()
         self._inflight.clear()
+        self._waiting_bytes = 0
+        self._held = self._paused_by_writes
         self.session.versioned = False
         self._framer.msize = TVERSION_MAX
         self._arm_version_timer()
@@ -487,7 +518,7 @@ class Connection(asyncio.Protocol):
     def _drain_queue(self) -> None:
         assert self.session is not None
         limit = self.session.limits.max_inflight
-        while self._queued and len(self._inflight) < limit and not self._paused_by_writes:
+        while self._queued and len(self._inflight) < limit and not self._held:
             if self._closing:
                 return
             self._frame_received(self._queued.popleft())

@@ -100,6 +100,38 @@ def _burst(server: ServerProcess, peers: list[RawPeer], msize: int, burst: int,
     assert "Traceback" not in server.log_text()
 
 
+def test_a_burst_of_cold_passthrough_reads_takes_bounded_memory(tmp_path: Path) -> None:
+    # A read the page cache cannot answer waits for a thread, holding its reply's
+    # buffer: such requests counted only against max_inflight (256 x 1 MiB). Here
+    # every Tread asks for another MiB of a file just dropped from the page cache.
+    export = tmp_path / "export"
+    export.mkdir()
+    mibs = 128
+    with (export / "cold").open("wb") as f:
+        for i in range(mibs):
+            f.write(struct.pack("<Q", i) * (MIB // 8))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    with serve_process(["--mount", f"/=passthrough:{export}"], tmp_path) as server:
+        peer = RawPeer(server.address, timeout=60)
+        peer.handshake(msize=MIB)
+        assert isinstance(peer.rpc(m.Twalk(1, 2, ("cold",))), m.Rwalk)
+        assert isinstance(peer.rpc(m.Tlopen(2, os.O_RDONLY)), m.Rlopen)
+        before = server.rss_kib()
+        order = [(i * 37) % mibs for i in range(mibs)]  # no sequential readahead
+        count = MIB - 11
+        peer.send_raw(b"".join(m.encode(i, m.Tread(2, i * MIB, count)) for i in order))
+        _still_answered(server)
+        for _ in range(mibs):
+            tag, reply = peer.recv()
+            expected = (struct.pack("<Q", tag) * (MIB // 8))[:count]
+            assert isinstance(reply, m.Rread) and reply.data == expected, tag
+        growth = server.status("VmHWM") - before
+        # 4 MiB of write buffer + 16 MiB of waiting reads, one reply over each
+        assert growth < 48 * 1024, f"the server grew by {growth} KiB"
+
+
 def test_a_burst_over_tls_takes_bounded_memory(tmp_path: Path) -> None:
     # TLS buffers on its own (the SSL protocol's backlog): the same bound holds
     with _tls_server(tmp_path) as (server, pki):

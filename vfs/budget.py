@@ -13,22 +13,23 @@ log = logging.getLogger(__name__)
 
 #: what a process with no limit (RLIM_INFINITY) is budgeted as
 UNLIMITED = 1 << 20
-#: what one open file costs its connection: its descriptor and its node's, which the
-#: backend cannot close while the file is open
-FILE_SHARE = 2
 
 
 class ConnectionAccount:
-    """What one connection holds: descriptors charged to it, FIFO opens it has waiting,
-    and whether its refusals were logged (once per connection, not per request)."""
+    """What one connection holds: the descriptors its requests opened and that are
+    still open, FIFO opens it has waiting, and whether its refusals were logged (once
+    per connection, not per request)."""
 
-    __slots__ = ("fifo_waits", "held", "logged", "peer")
+    __slots__ = ("fifo_waits", "held", "logged", "peer", "reclaim_floor")
 
     def __init__(self, peer: object) -> None:
         self.peer = peer
         self.held = 0
         self.fifo_waits = 0
         self.logged: set[str] = set()
+        # after a pass that found none of its descriptors closable: no new pass until
+        # it holds this many (a backend's bookkeeping, so a full share costs no scans)
+        self.reclaim_floor = 0
 
     def log_once(self, what: str, message: str, *args: object) -> None:
         """A warning the first time this connection is refused ``what``."""
@@ -41,9 +42,12 @@ class DescriptorBudget:
     """Descriptors backends hold for clients: open files and nodes' descriptors.
 
     ``reserve`` is kept for what is not a client's file: listening and accepted
-    sockets, logs, images, pipes; ``total`` is what backends may hold in all (each
-    descriptor counted once), and ``per_connection`` what one connection's open
-    files may hold of it, each counted as FILE_SHARE.
+    sockets, logs, images, pipes; ``total`` is what backends may hold in all, and
+    ``per_connection`` what the descriptors one connection's requests opened may
+    be of it: its open files, and the nodes' descriptors its walks opened that
+    the backend has not closed again (it closes the reopenable ones of a
+    connection at its share first, so only files, and nodes that cannot be
+    reopened, as an unlinked file's, fill a share).
     """
 
     def __init__(self, limit: int) -> None:
@@ -57,36 +61,30 @@ class DescriptorBudget:
         self.per_connection = max(8, self.total // 4)
 
     def check_open(self, account: ConnectionAccount | None) -> None:
-        """Before a file is opened for ``account`` (None: no connection, as in a test
-        calling a backend directly): EMFILE when this connection's share is spent, as
-        open(2) past RLIMIT_NOFILE; ENFILE when the total is, as past fs.file-max."""
-        if account is not None and account.held + FILE_SHARE > self.per_connection:
+        """Before a descriptor is opened for ``account`` (None: no connection, as in a
+        test calling a backend directly): EMFILE when this connection's share is
+        spent, as open(2) past RLIMIT_NOFILE; ENFILE when the total is, as past
+        fs.file-max."""
+        if account is not None and account.held >= self.per_connection:
             account.log_once("emfile", "%d descriptors held, the share of one connection: "
-                             "opens refused with EMFILE", account.held)
+                             "opens and walks to new files refused with EMFILE", account.held)
             raise OSError(errno.EMFILE, "too many open files on this connection")
-        if self.held + 1 > self.total:
+        if self.held >= self.total:
             if account is not None:
                 account.log_once("enfile", "the server's %d descriptors for clients are "
                                  "all held: opens refused with ENFILE", self.total)
             raise OSError(errno.ENFILE, "too many open files in the server")
 
-    def file_opened(self, account: ConnectionAccount | None) -> None:
-        """An open file's descriptor now exists (checked by check_open before)."""
+    def opened(self, account: ConnectionAccount | None) -> None:
+        """A descriptor now exists for ``account`` (checked by check_open before)."""
         self.held += 1
         if account is not None:
-            account.held += FILE_SHARE
+            account.held += 1
 
-    def file_closed(self, account: ConnectionAccount | None) -> None:
+    def closed(self, account: ConnectionAccount | None) -> None:
         self.held -= 1
         if account is not None:
-            account.held -= FILE_SHARE
-
-    def node_opened(self) -> None:
-        """A node's descriptor (O_PATH, closed again by the backend when unused)."""
-        self.held += 1
-
-    def node_closed(self) -> None:
-        self.held -= 1
+            account.held -= 1
 
     def full(self) -> bool:
         return self.held >= self.total

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from vfs.budget import BUDGET
 from vfs.node import Backend, Node
+from vfs.request import current_account
 
 from ..registry import BackendConfigError, Options, option_int, option_str
 from .fdtable import FdBox, FdTable
@@ -94,9 +95,11 @@ class PassthroughBackend(Backend):
             os.close(fd)
             node.parent, node.name = parent, name
             return node
-        if BUDGET.full():  # nothing left to trim (the walk trimmed first): as fs.file-max
+        try:  # a new descriptor for this connection (trimmed at the walk's start)
+            BUDGET.check_open(current_account())
+        except OSError:
             os.close(fd)
-            raise OSError(errno.ENFILE, "too many open files in the server")
+            raise
         return self._node(fd, st, parent, name)
 
     def own_node(self, node: Node) -> PassthroughNode:

@@ -8,7 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from vfs.budget import BUDGET
+from vfs.budget import BUDGET, ConnectionAccount
+from vfs.request import current_account
 
 __all__ = ["FdBox", "FdTable", "Reopenable"]
 
@@ -46,20 +47,27 @@ class FdTable:
     (handles) are never closed behind a client's back. Trimming happens at the
     start of an operation, never inside one, so a descriptor fetched during an
     operation stays valid until it ends.
+
+    Each node descriptor is charged to the connection whose request opened it
+    (vfs.budget); a connection near its share gets its own reopenable ones
+    closed first, at the start of its next operation.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.count = 0
         self._lru: OrderedDict[FdBox, OwnerRef] = OrderedDict()
+        self._payers: dict[FdBox, ConnectionAccount | None] = {}
         self._warned = False
         self._floor = 0  # no trimming until this many are open (after a fruitless pass)
 
     def add_node_fd(self, owner: OwnerRef, box: FdBox) -> None:
         """Track ``box`` (just opened) for the node ``owner`` refers to."""
+        account = current_account()
         self.count += 1
-        BUDGET.node_opened()
+        BUDGET.opened(account)
         self._lru[box] = owner
+        self._payers[box] = account
 
     def touch(self, box: FdBox) -> None:
         self._lru.move_to_end(box)
@@ -68,27 +76,50 @@ class FdTable:
         """The owner is gone (or the backend closes): close its descriptor."""
         self._lru.pop(box, None)
         if box.fd >= 0:
-            os.close(box.fd)
-            self.count -= 1
-            BUDGET.node_closed()
+            self._close(box)
             self._floor = max(self._floor - 1, 0)
-            box.fd = -1
+
+    def _close(self, box: FdBox) -> None:
+        os.close(box.fd)
+        box.fd = -1
+        self.count -= 1
+        BUDGET.closed(self._payers.pop(box, None))
 
     def trim(self) -> None:
-        """Close reopenable descriptors, oldest use first, until there is headroom.
+        """Close reopenable descriptors, oldest use first, until there is headroom:
+        for the connection of the request starting (near its share), then for the
+        table (near ``limit``).
 
         Descriptors that cannot be closed now go to the young end (a second
         chance), and after a pass that freed too little, trimming waits until
         HEADROOM more are open, so a full budget never costs a scan per call.
         """
+        account = current_account()
+        if account is not None:
+            target = BUDGET.per_connection - HEADROOM
+            if account.held > max(target, account.reclaim_floor):
+                self._evict(account.held - target, account)
+                account.reclaim_floor = account.held + HEADROOM if account.held > target else 0
         target = self.limit - HEADROOM
         if self.count <= max(target, self._floor):
             return
+        self._evict(self.count - target, None)
+        self._floor = self.count + HEADROOM if self.count > target else 0
+        if self._floor and not self._warned:
+            self._warned = True
+            log.warning("export's descriptor table (max_fds %d) is full: %d open, none "
+                        "reopenable", self.limit, self.count)
+
+    def _evict(self, wanted: int, payer: ConnectionAccount | None) -> None:
+        """Close up to ``wanted`` reopenable descriptors (``payer``'s only, if given)."""
         evict: list[FdBox] = []
         keep: list[FdBox] = []
+        payers = self._payers
         for box, ref in self._lru.items():
-            if len(evict) >= self.count - target:
+            if len(evict) >= wanted:
                 break
+            if payer is not None and payers.get(box) is not payer:
+                continue
             owner = ref()
             if owner is not None and box.fd >= 0:
                 (evict if owner.can_close() else keep).append(box)
@@ -96,15 +127,7 @@ class FdTable:
             self._lru.move_to_end(box)
         for box in evict:
             del self._lru[box]
-            os.close(box.fd)
-            box.fd = -1
-            self.count -= 1
-            BUDGET.node_closed()
-        self._floor = self.count + HEADROOM if self.count > target else 0
-        if self._floor and not self._warned:
-            self._warned = True
-            log.warning("export's descriptor table (max_fds %d) is full: %d open, none "
-                        "reopenable", self.limit, self.count)
+            self._close(box)
 
     def opened_other(self) -> None:
         """A handle's descriptor was opened (counted, never closed by the budget; the

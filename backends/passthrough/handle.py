@@ -68,7 +68,7 @@ class FileHandle(Handle):
         self._busy = 0
         self._closing = False
         self._account = current_account()  # checked by check_open before the open
-        BUDGET.file_opened(self._account)
+        BUDGET.opened(self._account)
         fs.fds.opened_other()
         self.nonblocking = False  # the client's O_NONBLOCK: EAGAIN instead of a wait
         self._ready_locks: tuple[asyncio.Lock, asyncio.Lock] | None = None
@@ -211,8 +211,10 @@ class FileHandle(Handle):
             os.close(self.fd)
             self.fd = -1
             self.fs.fds.closed_other()
-            BUDGET.file_closed(self._account)
+            BUDGET.closed(self._account)
             self.node.pins -= 1
+            if self._account is not None:  # its node may be closable now: look again
+                self._account.reclaim_floor = 0
 
 
 def _set_done(ready: asyncio.Future[None]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from backends.passthrough import PassthroughBackend
 from backends.passthrough.handle import FIFO_WAITS_PER_CONNECTION
 from backends.registry import open_backend
-from vfs.budget import BUDGET, FILE_SHARE, ConnectionAccount
+from vfs.budget import BUDGET, ConnectionAccount
 from vfs.request import ConnectionScope, enter, leave
 
 O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK = 0, 1, 2, 0o4000
@@ -145,30 +145,61 @@ async def test_closing_the_backend_wakes_waiting_opens(tmp_path: Path) -> None:
     await until(lambda: fifo_threads() == 0)
 
 
-async def test_open_files_count_against_the_connection_share(
+async def test_open_files_and_new_nodes_count_against_the_connection_share(
         export: tuple[Path, PassthroughBackend], monkeypatch: pytest.MonkeyPatch) -> None:
     root, fs = export
     for i in range(4):
         (root / f"f{i}").write_bytes(b"x")
-    monkeypatch.setattr(BUDGET, "per_connection", 3 * FILE_SHARE)
+    monkeypatch.setattr(BUDGET, "per_connection", 6)  # three files: a node and a handle each
     held = BUDGET.held
     with connection() as account:
         handles = [await (await fs.root.walk(f"f{i}")).open(O_RDONLY) for i in range(3)]
-        assert account.held == 3 * FILE_SHARE
-        with pytest.raises(OSError) as exc:
-            await (await fs.root.walk("f3")).open(O_RDONLY)
+        assert account.held == 6
+        with pytest.raises(OSError) as exc:  # its nodes are pinned: the walk is refused
+            await fs.root.walk("f3")
         assert exc.value.errno == errno.EMFILE
         with pytest.raises(OSError) as exc:  # a create is refused before it creates
             await fs.root.create("new", O_RDWR, 0o644, 0, 0)
         assert exc.value.errno == errno.EMFILE
         assert not (root / "new").exists()
-        await handles[0].close()
+        await handles[0].close()  # its node is closable now: the next walk makes room
         await (await (await fs.root.walk("f3")).open(O_RDONLY)).close()
         for handle in handles[1:]:
             await handle.close()
-    assert account.held == 0
-    assert BUDGET.held <= held + 4  # node descriptors the fids' nodes still hold
-    assert account.logged == {"emfile"}
+    with connection("other") as other:  # another connection was never refused
+        await (await (await fs.root.walk("f0")).open(O_RDONLY)).close()
+    assert account.logged == {"emfile"} and not other.logged
+    assert BUDGET.held <= held + 5  # node descriptors the fids' nodes still hold
+
+
+async def test_a_connection_at_its_share_has_its_reopenable_nodes_closed(
+        export: tuple[Path, PassthroughBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, fs = export
+    for i in range(40):
+        (root / f"f{i}").write_bytes(b"x")
+    monkeypatch.setattr(BUDGET, "per_connection", 16)
+    with connection() as account:
+        nodes = [await fs.root.walk(f"f{i}") for i in range(40)]  # fids keep them all
+        assert account.held <= 16
+        assert [(await n.getattr()).size for n in nodes] == [1] * 40  # reopened by name
+    assert not account.logged
+
+
+async def test_unlinked_files_held_by_fids_fill_only_their_connections_share(
+        export: tuple[Path, PassthroughBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, fs = export
+    monkeypatch.setattr(BUDGET, "per_connection", 16)
+    kept = []
+    with connection("greedy"), pytest.raises(OSError) as exc:
+        for i in range(40):  # descriptors of unlinked files cannot be closed and reopened
+            node, handle = await fs.root.create(f"u{i}", O_RDWR, 0o644, 0, 0)
+            await handle.close()
+            await fs.root.unlink(f"u{i}", False)
+            kept.append(node)
+    assert exc.value.errno == errno.EMFILE and len(kept) <= 16
+    (root / "f").write_bytes(b"x")
+    with connection("other"):
+        await (await (await fs.root.walk("f")).open(O_RDONLY)).close()
 
 
 async def test_closing_a_fifo_ends_a_read_waiting_on_it(

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from vfs.budget import FILE_SHARE, ConnectionAccount, DescriptorBudget
+from vfs.budget import ConnectionAccount, DescriptorBudget
 
 
 @pytest.mark.parametrize(("limit", "reserve", "total", "per_connection"), [
@@ -22,10 +22,9 @@ def test_the_figures_in_docs_backends(limit: int, reserve: int, total: int,
 def test_a_greedy_connection_gets_emfile_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     budget = DescriptorBudget(256)
     greedy, other = ConnectionAccount("greedy"), ConnectionAccount("other")
-    files = budget.per_connection // FILE_SHARE
-    for _ in range(files):
+    for _ in range(budget.per_connection):
         budget.check_open(greedy)
-        budget.file_opened(greedy)
+        budget.opened(greedy)
     with caplog.at_level(logging.WARNING, logger="vfs.budget"):
         for _ in range(3):
             with pytest.raises(OSError) as exc:
@@ -33,18 +32,18 @@ def test_a_greedy_connection_gets_emfile_logged_once(caplog: pytest.LogCaptureFi
             assert exc.value.errno == errno.EMFILE
     assert len(caplog.records) == 1 and "greedy" in caplog.text
     budget.check_open(other)  # the others go on
-    budget.file_closed(greedy)
+    budget.closed(greedy)
     budget.check_open(greedy)
-    assert budget.held == files - 1 and greedy.held == (files - 1) * FILE_SHARE
+    assert budget.held == greedy.held == budget.per_connection - 1
 
 
 def test_the_total_is_enfile_for_everyone() -> None:
     budget = DescriptorBudget(256)
     for _ in range(budget.total):
-        budget.node_opened()
+        budget.opened(None)
     assert budget.full()
     with pytest.raises(OSError) as exc:
         budget.check_open(ConnectionAccount("anyone"))
     assert exc.value.errno == errno.ENFILE
-    budget.node_closed()
+    budget.closed(None)
     budget.check_open(None)

@@ -22,14 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.hostile.fuzzer import (
-    FuzzPlan,
-    FuzzStats,
-    build_fixtures,
-    log_findings,
-    probe_server,
-    run_fuzz,
-)
+from tests.hostile.fuzz_findings import log_findings, probe_server
+from tests.hostile.fuzzer import FuzzPlan, FuzzStats, build_fixtures, run_fuzz
 from tests.hostile.serverproc import ServerProcess, serve_process
 
 
@@ -105,10 +99,11 @@ def _merge(total: FuzzStats, stats: FuzzStats) -> None:
     for name in ("frames_sent", "connections", "connect_failures", "closed_by_server",
                  "unanswered", "stalled_writes", "undecodable_replies"):
         setattr(total, name, getattr(total, name) + getattr(stats, name))
-    for name in ("sent", "replies", "mutations", "scenarios"):
+    for name in ("sent", "replies", "mutations", "scenarios", "unanswered_by"):
         getattr(total, name).update(getattr(stats, name))
     total.replay_of_port.update(stats.replay_of_port)
     total.eio_examples.extend(stats.eio_examples)
+    total.unanswered_examples.extend(stats.unanswered_examples)
     if stats.stopped_by != "budget":
         total.stopped_by = stats.stopped_by
 
@@ -122,7 +117,8 @@ def _report(args: argparse.Namespace, stats: FuzzStats, elapsed: float, baseline
     print(f"scenarios: {dict(stats.scenarios)}")
     print(f"mutated frames: {dict(stats.mutations)}")
     print(f"connect failures {stats.connect_failures}, closed by the server "
-          f"{stats.closed_by_server}, unanswered requests {stats.unanswered}, stalled writes "
+          f"{stats.closed_by_server}, unanswered requests {stats.unanswered} "
+          f"{dict(stats.unanswered_by.most_common(6))}, stalled writes "
           f"{stats.stalled_writes}, undecodable replies {stats.undecodable_replies}")
     print("sent:", ", ".join(f"{k} {v}" for k, v in stats.sent.most_common()))
     print("replies:", ", ".join(f"{k} {v}" for k, v in stats.replies.most_common()))
@@ -138,6 +134,8 @@ def _report(args: argparse.Namespace, stats: FuzzStats, elapsed: float, baseline
         print(" -", finding.describe(stats))
     for example in stats.eio_examples:
         print(" - answered EIO:", example)
+    for example in stats.unanswered_examples[:20]:
+        print(" - no reply:", example)
     for problem in problems:
         print(" - a fresh client afterwards:", problem)
 

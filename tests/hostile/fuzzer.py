@@ -14,13 +14,11 @@ import asyncio
 import errno
 import os
 import random
-import re
 import shutil
 import socket
 import struct
 import subprocess
 import tarfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -31,8 +29,8 @@ from ninep import messages as m
 
 from .fuzz_values import MOUNTS, MUTATIONS, FieldValues, mutate_frame
 
-__all__ = ["CANARY_NAME", "FuzzPlan", "FuzzStats", "LogFinding", "build_fixtures", "log_findings",
-           "probe_server", "run_fuzz"]
+__all__ = ["CANARY", "CANARY_NAME", "INLINE_TEXT", "FuzzPlan", "FuzzStats", "build_fixtures",
+           "run_fuzz"]
 
 CANARY_NAME = "fuzz-canary"  # never in the fuzzer's vocabulary: it survives any run
 CANARY = b"the fuzzer never names this file\n"
@@ -117,14 +115,16 @@ class FuzzStats:
     connections: int = 0
     connect_failures: int = 0
     closed_by_server: int = 0
-    unanswered: int = 0
+    unanswered: int = 0  # no reply within IDLE_SECONDS (a blocked Tlock waits, by design)
     stalled_writes: int = 0
     undecodable_replies: int = 0
+    unanswered_by: Counter[str] = field(default_factory=Counter)
     sent: Counter[str] = field(default_factory=Counter)
     replies: Counter[str] = field(default_factory=Counter)
     mutations: Counter[str] = field(default_factory=Counter)
     scenarios: Counter[str] = field(default_factory=Counter)
     eio_examples: list[str] = field(default_factory=list)
+    unanswered_examples: list[str] = field(default_factory=list)
     replay_of_port: dict[int, str] = field(default_factory=dict)  # bench/fuzz.py arguments
     stopped_by: str = "budget"
 
@@ -143,6 +143,7 @@ class Conversation:
         self.dirs: set[int] = set()  # fids the server says are directories
         self.opened: set[int] = set()
         self.opened_files: set[int] = set()  # opened and not directories
+        self.paths: dict[int, str] = {}  # what each fid was walked to, for the findings
         self.pending: dict[int, m.Message] = {}
         self.stuck: set[int] = set()  # tags whose replies never came (a blocked Tlock)
         self.next_tag = 1
@@ -238,16 +239,19 @@ class Conversation:
                 self.msize = min(max(reply.msize, 4096), 1 << 20)
         elif ok and isinstance(sent, m.Tattach) and isinstance(reply, m.Rattach):
             self._bind(sent.fid, reply.qid.type & c.QTDIR != 0)
+            self.paths[sent.fid] = ""
         elif ok and isinstance(sent, m.Twalk) and isinstance(reply, m.Rwalk):
             if len(reply.qids) == len(sent.wnames) and sent.newfid not in self.fids:
                 is_dir = (reply.qids[-1].type & c.QTDIR != 0 if reply.qids
                           else sent.fid in self.dirs)
                 self._bind(sent.newfid, is_dir)
+                self.paths[sent.newfid] = "/".join((self.paths.get(sent.fid, "?"), *sent.wnames))
         elif ok and isinstance(sent, m.Txattrwalk):
             self._bind(sent.newfid, False)
             self.opened.add(sent.newfid)
             self.opened_files.add(sent.newfid)
         elif ok and isinstance(sent, m.Tlcreate):
+            self.paths[sent.fid] = f"{self.paths.get(sent.fid, '?')}/{sent.name}"
             self.dirs.discard(sent.fid)
             self.opened.add(sent.fid)
             self.opened_files.add(sent.fid)
@@ -255,6 +259,13 @@ class Conversation:
             self.opened.add(sent.fid)
             if sent.fid not in self.dirs:
                 self.opened_files.add(sent.fid)
+
+    def describe(self, msg: m.Message) -> str:
+        """``msg`` with the paths its fids were walked to, for a finding's report."""
+        fids = [f"{f.name}={self.paths[getattr(msg, f.name)] or '/'}"
+                for f in fields(msg)  # type: ignore[arg-type]
+                if "fid" in f.name and getattr(msg, f.name) in self.paths]
+        return f"connection {self.index}: {msg!r:.240} {' '.join(fids)}"
 
     def _bind(self, fid: int, is_dir: bool) -> None:
         self.fids.add(fid)
@@ -266,6 +277,7 @@ class Conversation:
         self.dirs.discard(fid)
         self.opened.discard(fid)
         self.opened_files.discard(fid)
+        self.paths.pop(fid, None)
 
 
 _WEIGHTS = {"Twalk": 8, "Tlopen": 6, "Tread": 6, "Twrite": 6, "Tlcreate": 4, "Tmkdir": 3,
@@ -313,8 +325,8 @@ class _Wire:
             if reply.ecode == errno.EIO:  # this server's answer to the unexpected: say to what
                 sent = self.conv.pending.get(tag)
                 name += f" to {type(sent).__name__}"
-                if len(self.stats.eio_examples) < 20:
-                    self.stats.eio_examples.append(f"connection {self.conv.index}: {sent!r:.300}")
+                if len(self.stats.eio_examples) < 20 and sent is not None:
+                    self.stats.eio_examples.append(self.conv.describe(sent))
             self.stats.replies[name] += 1
         else:
             self.stats.replies[type(reply).__name__] += 1
@@ -343,7 +355,12 @@ class _Wire:
             try:
                 await asyncio.wait_for(self.progress.wait(), IDLE_SECONDS)
             except TimeoutError:
-                self.stats.unanswered += len(self.conv.pending)
+                if not self.conv.ended:  # after a lying size field, silence is right
+                    self.stats.unanswered += len(self.conv.pending)
+                    self.stats.unanswered_by.update(
+                        type(p).__name__ for p in self.conv.pending.values())
+                    self.stats.unanswered_examples += [
+                        self.conv.describe(p) for p in self.conv.pending.values()][:3]
                 self.conv.stuck.update(self.conv.pending)
                 self.conv.pending.clear()
 
@@ -502,134 +519,3 @@ def run_fuzz(plan: FuzzPlan, address: tuple[str, int]) -> FuzzStats:
     stats = FuzzStats()
     asyncio.run(_fuzz(plan, address, stats))
     return stats
-
-
-# --- after the run: does a fresh client still get answers? ------------------------
-
-def probe_server(address: tuple[str, int], timeout: float = 10.0) -> list[str]:
-    """Attach, walk and read on every mount as a fresh client; what went wrong."""
-    expected = {path: CANARY for path in ("pt", "ptx", "tar", "ext2", "ovl")}
-    probes: list[tuple[tuple[str, ...], bytes | None]] = [
-        ((), None), (("conn",), None), (("inline",), (INLINE_TEXT + "\n").encode()),
-        (("zero",), bytes(64)), (("null",), b"")]
-    probes += [((mount, CANARY_NAME), data) for mount, data in expected.items()]
-    problems: list[str] = []
-    try:
-        sock = socket.create_connection(address, timeout)
-    except OSError as exc:
-        return [f"a fresh connection is refused: {exc}"]
-    with sock:
-        peer = _BlockingPeer(sock)
-        try:
-            peer.expect(m.Tversion(65536, m.VERSION_9P2000L), m.Rversion)
-            peer.expect(m.Tattach(0, m.NOFID, "root", "", 0), m.Rattach)
-        except (OSError, AssertionError) as exc:
-            return [f"a fresh client cannot attach: {exc}"]
-        for names, data in probes:
-            try:
-                _probe_one(peer, names, data)
-            except (OSError, AssertionError) as exc:
-                problems.append(f"/{'/'.join(names)}: {exc}")
-                if isinstance(exc, OSError):
-                    break  # the connection is gone or stuck
-    return problems
-
-
-def _probe_one(peer: _BlockingPeer, names: tuple[str, ...], data: bytes | None) -> None:
-    """Walk, getattr and (``data`` given) read the first 64 bytes, which must be ``data``'s."""
-    peer.expect(m.Twalk(0, 1, names), m.Rwalk)
-    try:
-        peer.expect(m.Tgetattr(1, c.GETATTR_BASIC), m.Rgetattr)
-        if data is not None:
-            peer.expect(m.Tlopen(1, c.O_RDONLY), m.Rlopen)
-            got = peer.expect(m.Tread(1, 0, 64), m.Rread)
-            if not isinstance(got, m.Rread) or bytes(got.data) != data[:64]:
-                raise AssertionError(f"read {got!r:.120}, expected {data[:64]!r}")
-    finally:
-        peer.expect(m.Tclunk(1), m.Rclunk)
-
-
-class _BlockingPeer:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def expect(self, msg: m.Message, want: type[m.Message]) -> m.Message:
-        self.sock.sendall(m.encode(1, msg))
-        started = time.monotonic()
-        while len(self.buf) < 4 or len(self.buf) < struct.unpack_from("<I", self.buf)[0]:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError(f"{type(msg).__name__}: the server closed the connection")
-            self.buf += chunk
-        size = struct.unpack_from("<I", self.buf)[0]
-        frame, self.buf = self.buf[:size], self.buf[size:]
-        _, reply = m.decode(frame)
-        if not isinstance(reply, want):
-            detail = (errno.errorcode.get(reply.ecode, reply.ecode)
-                      if isinstance(reply, m.Rlerror) else type(reply).__name__)
-            raise AssertionError(f"{type(msg).__name__} answered {detail} "
-                                 f"after {time.monotonic() - started:.1f} s")
-        return reply
-
-
-
-# --- the server's log: ERROR lines and tracebacks, grouped by where they were raised --
-
-@dataclass
-class LogFinding:
-    """Log records alike in headline, raising frame and exception; ``ports``: the
-    client ports they name (FuzzStats.replay_of_port gives the connection)."""
-
-    headline: str
-    last_frame: str
-    exception: str
-    count: int = 0
-    ports: list[int] = field(default_factory=list)
-    example: str = ""
-
-    def describe(self, stats: FuzzStats | None = None) -> str:
-        where = (f"{self.count} x {self.headline!r} raised at {self.last_frame}: "
-                 f"{self.exception[:120]}")
-        known = [stats.replay_of_port[p] for p in self.ports if stats and p in stats.replay_of_port]
-        if known:
-            where += f" (replay: python bench/fuzz.py {known[0]})"
-        return where
-
-
-_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (\w+) (\S+): (.*)$")
-_FRAME = re.compile(r'^\s+File "(.*?)", line (\d+), in (\S+)')
-_PEER = re.compile(r"\S*127\.0\.0\.1:(\d+)\S*")
-
-
-def log_findings(text: str) -> list[LogFinding]:
-    """Every ERROR/CRITICAL record and every traceback of a server log, grouped."""
-    groups: dict[tuple[str, str, str], LogFinding] = {}
-    record: list[str] = []
-    for line in [*text.splitlines(), "0000-00-00 00:00:00,0 END end: end"]:
-        if _RECORD.match(line) and record:
-            _add_record(record, groups)
-            record = []
-        record.append(line)
-    return sorted(groups.values(), key=lambda f: -f.count)
-
-
-def _add_record(lines: list[str], groups: dict[tuple[str, str, str], LogFinding]) -> None:
-    head = _RECORD.match(lines[0])
-    level = head.group(1) if head else ""
-    has_traceback = any(line.startswith("Traceback") for line in lines)
-    if level not in ("ERROR", "CRITICAL") and not has_traceback:
-        return
-    message = head.group(3) if head else lines[0]
-    ports = [int(p) for p in _PEER.findall(message)]
-    headline = re.sub(r"\d+", "N", _PEER.sub("PEER", message))[:160]
-    frames = [f"{Path(f.group(1)).name}:{f.group(2)} in {f.group(3)}"
-              for f in map(_FRAME.match, lines) if f]
-    tail = [line for line in lines[1:] if line and not line[0].isspace()
-            and not line.startswith(("Traceback", "During handling", "The above exception"))]
-    exception = tail[-1][:200] if tail else ""
-    key = (headline, frames[-1] if frames else "", exception.split(":")[0])
-    finding = groups.setdefault(key, LogFinding(headline, key[1] or "(no traceback)", exception,
-                                                example="\n".join(lines[:40])))
-    finding.count += 1
-    finding.ports.extend(ports[:1])

@@ -15,15 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.fuzzer import (
-    FuzzPlan,
-    FuzzStats,
-    LogFinding,
-    build_fixtures,
-    log_findings,
-    probe_server,
-    run_fuzz,
-)
+from tests.hostile.fuzz_findings import LogFinding, log_findings, probe_server
+from tests.hostile.fuzzer import FuzzPlan, FuzzStats, build_fixtures, run_fuzz
 from tests.hostile.serverproc import serve_process
 
 # A fixed seed (never one from the clock): a failure here fails the same way again.

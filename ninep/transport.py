@@ -26,7 +26,6 @@ from vfs.request import ConnectionScope, enter, leave
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
-from .constants import LOCK_FLAG_BLOCK
 from .framing import TVERSION_MAX, Framer, FrameTooLarge
 from .handlers import read_fid, rgetattr_frame, walk_fid
 from .messages import DecodeError
@@ -87,22 +86,22 @@ async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Sessio
 class _Request:
     """A request that is waiting: its Task and the Tflush tags waiting on it."""
 
-    __slots__ = ("blocking_lock", "flushes", "generation", "holds", "scope", "tag", "task")
+    __slots__ = ("flushes", "generation", "holds", "scope", "tag", "task")
 
-    def __init__(self, tag: int, task: asyncio.Task[Reply], blocking_lock: bool,
-                 generation: int, scope: ConnectionScope, holds: int) -> None:
+    def __init__(self, tag: int, task: asyncio.Task[Reply], generation: int,
+                 scope: ConnectionScope, holds: int) -> None:
         self.tag = tag
         self.holds = holds  # bytes of payload it may keep until its reply is written
         self.task = task
         self.flushes: list[int] = []
-        self.blocking_lock = blocking_lock
         self.generation = generation
         self.scope = scope
 
     @property
     def cancellable(self) -> bool:
-        """A blocked Tlock, or a backend wait declared safe to cancel (vfs.request)."""
-        return self.blocking_lock or self.task in self.scope.cancellable
+        """Waiting where it declared itself safe to cancel (vfs.request.cancellable):
+        a blocked Tlock, a passthrough FIFO open, read or write."""
+        return self.task in self.scope.cancellable
 
 
 def _payload(msg: m.Message | type[m.Message]) -> int:
@@ -399,9 +398,8 @@ class Connection(asyncio.Protocol):
         finally:
             scope.inline = False
             leave(token)
-        blocking_lock = isinstance(msg, m.Tlock) and bool(msg.flags & LOCK_FLAG_BLOCK)
         holds = min(holds or _payload(msg), session.msize)
-        request = _Request(tag, task, blocking_lock, self._generation, scope, holds)
+        request = _Request(tag, task, self._generation, scope, holds)
         self._inflight[tag] = request
         if holds:
             self._waiting_bytes += holds

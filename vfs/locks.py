@@ -14,6 +14,8 @@ from typing import Callable, Hashable
 
 from ninep.constants import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK
 
+from .request import cancellable
+
 __all__ = ["OFFSET_MAX", "RDLCK", "UNLCK", "WRLCK", "FileLocks", "Lock", "LockManager", "Owner"]
 
 RDLCK, WRLCK, UNLCK = LOCK_RDLCK, LOCK_WRLCK, LOCK_UNLCK
@@ -152,7 +154,7 @@ class LockManager:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             locks.waiters.append(fut)
             try:
-                await fut
+                await cancellable(fut)  # Linux flushes a lock wait its process gave up
             finally:
                 if fut in locks.waiters:
                     locks.waiters.remove(fut)

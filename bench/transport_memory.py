@@ -7,6 +7,9 @@ reads its /proc/PID/status:
   of a whole msize in one write and read nothing back; the server's RSS before
   and its peak (VmHWM), and the round-trip times of another client's Tgetattr
   made meanwhile;
+- cold: one connection that sends a Tread for each MiB of a 256 MiB
+  passthrough file just dropped from the page cache (each waits for a thread,
+  holding its buffer), reading nothing back; RSS before and peak;
 - headers: CONNS connections that each send a 1 MiB size field before any
   Tversion and the body but its last byte; RSS before and after.
 
@@ -69,13 +72,13 @@ def status(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-def start_server(root: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(root: Path, log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ninep", "serve", "--listen",
-                                 f"tcp://127.0.0.1:{port}"], cwd=root, stdout=out,
+                                 f"tcp://127.0.0.1:{port}", *args], cwd=root, stdout=out,
                                 stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(root)})
     for _ in range(300):
@@ -118,6 +121,25 @@ def burst(port: int, pid: int, connections: int, msize: int, count: int) -> dict
             "getattr max ms": max(times) * 1e3, "getattrs": len(times)}
 
 
+def cold(port: int, pid: int, export: Path, mibs: int) -> dict[str, float]:
+    with (export / "cold").open("rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    peer = Peer(port)
+    peer.handshake(MIB)
+    peer.rpc(m.Twalk(1, 2, ("cold",)))
+    peer.rpc(m.Tlopen(2, os.O_RDONLY))
+    before = status(pid, "VmRSS")
+    order = [(i * 37) % mibs for i in range(mibs)]  # no sequential readahead
+    peer.sock.sendall(b"".join(m.encode(i, m.Tread(2, i * MIB, MIB - 11)) for i in order))
+    time.sleep(1.0)  # the server starts what it will; then every reply is read
+    for _ in range(mibs):
+        peer.recv()
+    peak = status(pid, "VmHWM")
+    peer.sock.close()
+    return {"rss before MiB": before / 1024, "peak MiB": peak / 1024,
+            "growth MiB": (peak - before) / 1024}
+
+
 def headers(port: int, pid: int, conns: int) -> dict[str, float]:
     before = status(pid, "VmRSS")
     socks = []
@@ -147,15 +169,24 @@ def main() -> int:
                         help="the source tree whose server is measured")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for label, run in (
+        export = Path(tmp) / "export"
+        export.mkdir()
+        mibs = 256
+        with (export / "cold").open("wb") as f:
+            for i in range(mibs):
+                f.write(struct.pack("<Q", i) * (MIB // 8))
+            os.fsync(f.fileno())
+        for label, run, extra in (
             (f"1 connection, {args.burst} Treads of 1 MiB, never read",
-             lambda p, pid: burst(p, pid, 1, MIB, args.burst)),
+             lambda p, pid: burst(p, pid, 1, MIB, args.burst), ()),
             (f"3 connections, {args.burst} Treads of 256 KiB each, never read",
-             lambda p, pid: burst(p, pid, 3, 256 << 10, args.burst)),
+             lambda p, pid: burst(p, pid, 3, 256 << 10, args.burst), ()),
+            (f"1 connection, {mibs} cold passthrough Treads of 1 MiB, read late",
+             lambda p, pid: cold(p, pid, export, mibs), ("--mount", f"/=passthrough:{export}")),
             (f"{args.conns} connections, a 1 MiB size field before Tversion",
-             lambda p, pid: headers(p, pid, args.conns)),
+             lambda p, pid: headers(p, pid, args.conns), ()),
         ):
-            proc, port = start_server(args.server_root, Path(tmp) / "server.log")
+            proc, port = start_server(args.server_root, Path(tmp) / "server.log", *extra)
             try:
                 figures = run(port, proc.pid)
             finally:

@@ -282,3 +282,17 @@ def test_the_default_timeout_leaves_a_slow_client_time(server: ServerProcess) ->
     assert isinstance(peer.handshake(), m.Rattach)
     peer.sock.shutdown(socket.SHUT_RDWR)
     peer.close()
+
+
+def test_a_timeout_out_of_range_is_refused_before_serving(tmp_path: Path) -> None:
+    serve = [sys.executable, "-m", "ninep", "serve", "--listen", "tcp://127.0.0.1:1"]
+    done = subprocess.run([*serve, "--handshake-timeout", "0"], capture_output=True, timeout=60)
+    assert done.returncode == 2
+    assert b"--handshake-timeout 0: must be more than 0 and at most 3600" in done.stderr
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nhandshake_timeout = 0\n\n'
+                      '[namespaces.scratch]\nmounts = [{ path = "/", backend = "ram" }]\n\n'
+                      '[[policy]]\nname = "anyone"\nnamespace = "scratch"\n')
+    done = subprocess.run([*serve, "--config", str(config)], capture_output=True, timeout=60)
+    assert done.returncode == 2
+    assert b"[server]: handshake_timeout: 0 is out of range 1..3600" in done.stderr

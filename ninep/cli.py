@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mount", action="append", metavar="PATH=KIND[:SOURCE][,OPT=VAL][,ro]",
                        help="mount a backend, e.g. /=ram, /data=passthrough:/srv/data,ro or "
                             "/dist=tar:/srv/dist.tar.gz (repeatable)")
+    serve.add_argument("--groups", choices=("host", "client"), default="host",
+                       help="with --mount: where callers' groups come from, the server's user "
+                            "database (default) or the client kernel's checks (docs/config.md)")
     serve.add_argument("--msize", type=int, default=_DEFAULTS.max_msize,
                        help="largest msize offered (default 1 MiB)")
     serve.add_argument("--max-fids", type=int, default=_DEFAULTS.max_fids)
@@ -107,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_uvloop:
         _install_uvloop()
     try:
-        asyncio.run(_run(listens, mounts, limits, config))
+        asyncio.run(_run(listens, mounts, limits, config, args.groups))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
@@ -143,19 +146,20 @@ def _listeners(args: argparse.Namespace, config: Config | None) -> list[ListenAd
     return [parse_listen(DEFAULT_LISTEN)]
 
 
-async def _policy(specs: list[MountSpec], config: Config | None) -> Policy:
+async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "host") -> Policy:
     if config is not None:
         from .config_runtime import build_policy
         return await build_policy(config)
     from .defaults import default_policy
 
     mounts = [(spec.path, await spec.open(), spec.read_only) for spec in specs]
-    return await default_policy(mounts)
+    return await default_policy(mounts, groups=groups)
 
 
 async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
-               config: Config | None = None) -> None:
-    server = Server(await _policy(specs, config), limits, config.path if config else None)
+               config: Config | None = None, groups: str = "host") -> None:
+    server = Server(await _policy(specs, config, groups), limits,
+                    config.path if config else None)
     # The start-up objects (a tar index of 100,000 members, ...) live as long as the
     # server: keep them out of the collector's full passes (0.4 s pauses otherwise).
     gc.freeze()

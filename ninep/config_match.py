@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vfs.idmap import SQUASH_MODES, IdMap, IdRange
-from vfs.policy import Limits, Match, normal_aname
+from vfs.policy import GROUP_MODELS, Limits, Match, normal_aname
 
 if TYPE_CHECKING:
     from .config import Where
@@ -18,7 +18,7 @@ __all__ = ["TRANSPORTS", "PolicyConfig", "parse_policy"]
 
 TRANSPORTS = ("tcp", "unix", "tls", "stdio", "fd")
 _POLICY_KEYS = ("name", "namespace", "match", "read_only", "squash", "anon_uid", "anon_gid",
-                "uid_map", "gid_map", "limits")
+                "uid_map", "gid_map", "limits", "groups")
 _ID_MAX = 0xFFFF_FFFE
 
 
@@ -32,6 +32,7 @@ class PolicyConfig:
     read_only: bool
     idmap: IdMap
     limits: Limits
+    groups: str = "host"
 
 
 def parse_policy(where: Where, table: Mapping[str, object],
@@ -52,7 +53,8 @@ def parse_policy(where: Where, table: Mapping[str, object],
         where.fail("limits", "expected a table")
     return PolicyConfig(name, namespace, _match(where.sub(where.table + " match"), match),
                         where.flag(table, "read_only", False), _idmap(where, table),
-                        _limits(where.sub(where.table + " limits"), limits))
+                        _limits(where.sub(where.table + " limits"), limits),
+                        where.text(table, "groups", "host", choices=GROUP_MODELS))
 
 
 def _match(where: Where, table: Mapping[str, object]) -> Match:

@@ -238,6 +238,6 @@ async def build_policy(config: Config, previous: Policy | None = None) -> Policy
         await pool.abort()
         raise
     rules = [Rule(plans[p.namespace], name=p.name, match=p.match, read_only=p.read_only,
-                  idmap=p.idmap, limits=p.limits) for p in config.policies]
+                  idmap=p.idmap, limits=p.limits, groups=p.groups) for p in config.policies]
     return Policy(rules, authorized_keys=config.authorized_keys, resources=pool,
                   source=str(config.path))

@@ -53,15 +53,15 @@ def default_ram(size_limit: int | None = None, inode_limit: int | None = None) -
 
 
 async def default_policy(mounts: list[tuple[str, Backend, bool]] | None = None,
-                         ram: RamBackend | None = None) -> Policy:
+                         ram: RamBackend | None = None, groups: str = "host") -> Policy:
     """aname "ctl": the synthetic files; any other aname: ``ram`` (default_ram()) or
-    the mounts given on the command line."""
+    the mounts given on the command line, with ``groups`` as its group model."""
     if not mounts:
         mounts = [("/", ram or default_ram(), False)]
     main = await Namespace.build(mounts, name="default")
     return Policy([
         Rule(await ctl_namespace(), frozenset({"ctl"}), name="ctl"),
-        Rule(main, None, name="default"),
+        Rule(main, None, name="default", groups=groups),
     ], resources=_Backends([backend for _, backend, _ in mounts]))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import functools
 import itertools
 import stat
 import time
@@ -31,7 +32,25 @@ from .node import (
     StatFs,
     dtype_of_mode,
 )
-from .perms import R_OK, W_OK, X_OK, check_access, check_owner, check_sticky
+from .perms import (
+    HOST_GROUPS,
+    R_OK,
+    W_OK,
+    X_OK,
+    Membership,
+    check_access,
+    check_owner,
+    check_sticky,
+)
+from .setid import (
+    SETID,
+    WriteGuard,
+    changes_set_setid,
+    host_applies,
+    mode_change_only_kills,
+    note_setid_change,
+    settle_setattr,
+)
 
 __all__ = [
     "DOT_COOKIES",
@@ -166,6 +185,7 @@ class Namespace:
 
     read_only = False
     idmap: IdMap | None = None
+    groups: Membership = HOST_GROUPS  # where a caller's groups come from (vfs/perms.py)
 
     def __init__(self, name: str = "default") -> None:
         self.name = name
@@ -247,16 +267,21 @@ class Namespace:
     def root(self) -> Location:
         return self._root
 
-    def view(self, read_only: bool = False, idmap: IdMap | None = None) -> Namespace:
+    def view(self, read_only: bool = False, idmap: IdMap | None = None,
+             client_groups: bool = False) -> Namespace:
         """This tree as one attach sees it: everything read-only if ``read_only``,
-        client ids translated by ``idmap``. Shares the mounts; costs one copy."""
+        client ids translated by ``idmap``, group membership taken on the client
+        kernel's word if ``client_groups`` (vfs/perms.py). Shares the mounts; costs
+        one copy."""
         if idmap is not None and idmap.identity:
             idmap = None
-        if not read_only and idmap is None:
+        if not read_only and idmap is None and not client_groups:
             return self
         view = copy.copy(self)
         view.read_only = read_only or self.read_only
         view.idmap = idmap or self.idmap
+        if client_groups:
+            view.groups = Membership(True, None if view.idmap is None else view.idmap.anon_gid)
         return view
 
     def _gid_in(self, gid: int) -> int:
@@ -288,7 +313,7 @@ class Namespace:
             if not stat.S_ISDIR(mode):
                 raise OSError(errno.ENOTDIR, "not a directory")
             if attr is not None:
-                check_access(attr, cred, X_OK)
+                check_access(attr, cred, X_OK, groups=self.groups)
         if name == "..":
             return await self._walk_up(loc, cred)
         if name == ".":
@@ -333,7 +358,7 @@ class Namespace:
         if not loc.mount.backend.keeps_ownership:
             return None
         attr = await loc.node.getattr()
-        check_access(attr, cred, want)
+        check_access(attr, cred, want, groups=self.groups)
         return attr
 
     async def _check_dir_write(self, loc: Location, cred: Cred) -> Attr | None:
@@ -348,15 +373,42 @@ class Namespace:
         if writes:
             self._writable(loc)
         want = (R_OK if accmode in (0, _O_RDWR) else 0) | (W_OK if writes else 0)
-        await self._check(loc, cred, want)
-        return await loc.node.open(flags)
+        attr = await self._check(loc, cred, want)
+        handle = await loc.node.open(flags)
+        if writes and attr is not None and cred.uid != 0 and not host_applies(loc.mount.backend):
+            guard = WriteGuard(handle, loc.node, loc.mount.backend, attr.mode,
+                               functools.partial(self.groups.member, cred))
+            if flags & _O_TRUNC:  # handle_truncate: do_truncate removes privileges too
+                await guard.remove_privs()
+            handle = guard
+        return handle
 
     async def create(self, loc: Location, name: str, flags: int, mode: int, gid: int,
                      cred: Cred) -> tuple[Location, Handle]:
         validate_name(name)
-        await self._check_dir_write(loc, cred)
-        node, handle = await loc.node.create(name, flags, mode, cred.uid, self._gid_in(gid))
+        dir_attr = await self._check_dir_write(loc, cred)
+        gid = self._gid_in(gid)
+        mode = self._new_mode(loc, dir_attr, mode, gid, cred)
+        node, handle = await loc.node.create(name, flags, mode, cred.uid, gid)
+        if (dir_attr is not None and cred.uid != 0 and flags & _O_ACCMODE in (_O_WRONLY, _O_RDWR)
+                and not host_applies(loc.mount.backend)):
+            handle = WriteGuard(handle, node, loc.mount.backend, stat.S_IFREG | mode,
+                                functools.partial(self.groups.member, cred))
         return Location(loc.mount, node), handle
+
+    def _new_mode(self, loc: Location, dir_attr: Attr | None, mode: int, gid: int,
+                  cred: Cred) -> int:
+        """The mode a new non-directory gets: Linux's mode_strip_sgid drops set-group-id
+        when the creator is not in the file's group and is not root. The gid a client
+        sends is the creating process's fsgid (a group it is in), unless the directory
+        is set-group-id and the gid is the directory's (v9fs_get_fsgid_for_create)."""
+        if (mode & stat.S_ISGID and cred.uid != 0 and dir_attr is not None
+                and dir_attr.mode & stat.S_ISGID and gid == dir_attr.gid
+                and not self.groups.member(cred, gid)):
+            mode &= ~stat.S_ISGID
+        if mode & SETID and dir_attr is not None:
+            note_setid_change(loc.mount.backend)
+        return mode
 
     async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
         validate_name(name)
@@ -374,11 +426,12 @@ class Namespace:
     async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
                     cred: Cred) -> Location:
         validate_name(name)
-        await self._check_dir_write(loc, cred)
+        dir_attr = await self._check_dir_write(loc, cred)
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
             raise OSError(errno.EPERM, "only root may create device nodes")
-        return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid,
-                                                        self._gid_in(gid)))
+        gid = self._gid_in(gid)
+        mode = self._new_mode(loc, dir_attr, mode, gid, cred)
+        return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid, gid))
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
         validate_name(name)
@@ -450,28 +503,46 @@ class Namespace:
         if self.idmap is not None:
             changes = self.idmap.setattr_in(changes)
         changes = _clamp_times(changes, loc.mount.backend.time_range)
-        if loc.mount.backend.keeps_ownership:
-            await self._check_setattr(loc, changes, cred, open_for_write)
-        await loc.node.setattr(changes)
+        backend = loc.mount.backend
+        if backend.keeps_ownership:
+            changes = await self._check_setattr(loc, changes, cred, open_for_write)
+            if changes_set_setid(changes):
+                note_setid_change(backend)  # open files' WriteGuards look again
+        if changes != _NO_CHANGE:
+            await loc.node.setattr(changes)
 
     async def _check_setattr(self, loc: Location, changes: SetAttr, cred: Cred,
-                             open_for_write: bool) -> None:
+                             open_for_write: bool) -> SetAttr:
+        """Check ``changes`` as Linux's setattr_prepare does; return them with the set-id
+        bits Linux clears along with them (vfs/setid.py)."""
         attr = await loc.node.getattr()
-        if changes.mode is not None:
-            check_owner(attr, cred)
+        if changes.mode is not None and cred.uid not in (0, attr.uid):
+            if not mode_change_only_kills(attr, changes.mode):
+                raise OSError(errno.EPERM, "operation not permitted")
+            # what a client kernel sends for a non-owner's write or truncate (ATTR_FORCE):
+            # allowed to whoever may write the file; a host that applies the rules
+            # itself clears them with the write or truncate
+            if not open_for_write:
+                check_access(attr, cred, W_OK, groups=self.groups)
+            if host_applies(loc.mount.backend):
+                changes = replace(changes, mode=None)
         if changes.uid is not None and changes.uid != attr.uid and cred.uid != 0:
             raise OSError(errno.EPERM, "only root may change the owner")
         if changes.gid is not None and changes.gid != attr.gid and cred.uid != 0:
             check_owner(attr, cred)
-            if not cred.in_group(changes.gid):
+            if not self.groups.member(cred, changes.gid):
                 raise OSError(errno.EPERM, "not a member of the target group")
         if changes.size is not None and not open_for_write:
-            check_access(attr, cred, W_OK)
+            check_access(attr, cred, W_OK, groups=self.groups)
         explicit = [t for t in (changes.atime_ns, changes.mtime_ns) if t is not None]
         if explicit and cred.uid not in (0, attr.uid):
             if any(t != UTIME_NOW for t in explicit):  # a time before 1970 too
                 raise OSError(errno.EPERM, "only the owner may set file times")
-            check_access(attr, cred, W_OK)
+            check_access(attr, cred, W_OK, groups=self.groups)
+        if host_applies(loc.mount.backend):
+            return changes
+        gid = attr.gid if changes.gid is None else changes.gid
+        return settle_setattr(attr, changes, cred, self.groups.member(cred, gid))
 
     async def xattr_get(self, loc: Location, name: str, cred: Cred) -> bytes:
         await self._check(loc, cred, R_OK)
@@ -530,6 +601,7 @@ class Namespace:
 
 
 _ROOT = Cred(0, 0)
+_NO_CHANGE = SetAttr()
 
 
 def _check_symlink_target(target: str) -> None:

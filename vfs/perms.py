@@ -1,16 +1,34 @@
-"""POSIX permission checks for the attaching identity, done once for every backend."""
+"""POSIX permission checks for the attaching identity, done once for every backend.
+
+9P2000.L carries a uid per attach and no group list, so where a caller's groups
+come from is a choice (``Membership``, docs/config.md "Group membership"):
+
+- ``host`` (the default): the groups the server's user database gives the
+  attach's uid (``getgrouplist``, resolved at the attach), plus, for one create,
+  the gid the client sends with it (Linux's v9fs sends the creating process's
+  fsgid, or the directory's group in a set-group-id directory);
+- ``client``: the client kernel's word. Linux's v9fs checks every access and
+  every chown with the calling process's own groups before it sends a request
+  (generic_permission, setattr_prepare), as QEMU's 9pfs relies on for its guest;
+  the server then grants a non-owner what the group *or* the other class allows
+  (the client already chose between them) and lets an owner give its file any
+  group, except a gid the policy's id map made anonymous.
+"""
 
 from __future__ import annotations
 
 import errno
 import stat
+from dataclasses import dataclass
 
 from .node import Attr, Cred
 
 __all__ = [
+    "HOST_GROUPS",
     "R_OK",
     "W_OK",
     "X_OK",
+    "Membership",
     "check_access",
     "check_owner",
     "check_sticky",
@@ -21,11 +39,26 @@ __all__ = [
 R_OK, W_OK, X_OK = 4, 2, 1
 
 
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Which groups count as the caller's (the policy's ``groups`` model)."""
+
+    client: bool = False  # "client": the client kernel has checked membership itself
+    anonymous: int | None = None  # the id map's anonymous gid: never trusted on the client's word
+
+    def member(self, cred: Cred, gid: int) -> bool:
+        """Whether ``cred`` may act as a member of ``gid`` (chgrp, a kept set-group-id bit)."""
+        return cred.in_group(gid) or (self.client and gid != self.anonymous)
+
+
+HOST_GROUPS = Membership()
+
+
 def is_root(cred: Cred) -> bool:
     return cred.uid == 0
 
 
-def may_access(attr: Attr, cred: Cred, want: int) -> bool:
+def may_access(attr: Attr, cred: Cred, want: int, groups: Membership = HOST_GROUPS) -> bool:
     """True when ``cred`` may access a file with ``attr`` for ``want`` (R/W/X bits).
 
     Root passes every check except execute on a non-directory that has no
@@ -38,14 +71,17 @@ def may_access(attr: Attr, cred: Cred, want: int) -> bool:
         granted = (mode >> 6) & 7
     elif cred.in_group(attr.gid):
         granted = (mode >> 3) & 7
+    elif groups.client and attr.gid != groups.anonymous:
+        granted = ((mode >> 3) | mode) & 7  # the client kernel picked one of the two classes
     else:
         granted = mode & 7
     return want & ~granted == 0
 
 
-def check_access(attr: Attr, cred: Cred, want: int, what: str = "") -> None:
+def check_access(attr: Attr, cred: Cred, want: int, what: str = "",
+                 groups: Membership = HOST_GROUPS) -> None:
     """Raise EACCES unless ``may_access``."""
-    if not may_access(attr, cred, want):
+    if not may_access(attr, cred, want, groups):
         raise OSError(errno.EACCES, "permission denied", what or None)
 
 

@@ -21,6 +21,7 @@ from .node import Cred
 from .refusals import REFUSALS
 
 __all__ = [
+    "GROUP_MODELS",
     "KEPT",
     "READ_ONLY",
     "REVOKED",
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NONUNAME = 0xFFFFFFFF
+#: a policy's ``groups``: the server's user database, or the client kernel's checks
+GROUP_MODELS = ("host", "client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +280,7 @@ class Rule:
     read_only: bool = False
     idmap: IdMap = field(default_factory=IdMap)
     limits: Limits = field(default_factory=Limits)
+    groups: str = "host"  # GROUP_MODELS: where callers' groups come from (vfs/perms.py)
 
     def __post_init__(self) -> None:
         if self.anames is not None and self.match.aname is None:
@@ -380,6 +384,8 @@ class Policy:
                           f"{new.namespace.name!r} now")
         if new.idmap != rule.idmap:
             return Review(REVOKED, f"policy {new.name!r} maps its ids differently now")
+        if rule.groups == "client" and new.groups != "client":
+            return Review(REVOKED, f"policy {new.name!r} takes groups from the host now")
         before, now = _mount_grants(rule.namespace), _mount_grants(new.namespace)
         gone = sorted(set(before) - set(now))
         if gone:
@@ -398,7 +404,7 @@ class Policy:
         rule = self.choose(request)
         if not isinstance(rule.namespace, Namespace):
             raise TypeError(f"rule {rule.name} builds its namespace: use Policy.attach")
-        ns = rule.namespace.view(rule.read_only, rule.idmap)
+        ns = rule.namespace.view(rule.read_only, rule.idmap, rule.groups == "client")
         _log_attach(request, rule, ns, request.cred)
         return ns
 
@@ -409,7 +415,7 @@ class Policy:
         provider = rule.namespace
         base = (provider if isinstance(provider, Namespace)
                 else await provider.namespace_for(request, cred, context))
-        ns = base.view(rule.read_only, rule.idmap)
+        ns = base.view(rule.read_only, rule.idmap, rule.groups == "client")
         context.uses(self)
         _log_attach(request, rule, ns, cred)
         return Selection(rule, ns, cred, rule.limits)

@@ -438,3 +438,148 @@ async def test_read_only_refuses_every_change(ro: Backend) -> None:
     for change in changes:
         await raises(errno.EROFS, change)
     assert await read_all(f) == SEED_FILES["hello.txt"]
+
+
+# --- set-id bits and group membership, through the namespace (issue 10) ---------
+
+ROOT = Cred(0, 0)
+S_SETID = stat.S_ISUID | stat.S_ISGID
+
+
+async def _ns_file(fs: Backend, name: str, mode: int, uid: int, gid: int,
+                   directory: str = "") -> tuple[Namespace, Any]:
+    """A namespace over ``fs`` and a file made by root, then given ``mode`` and owners."""
+    ns = await Namespace.build([("/", fs, False)])
+    loc = ns.root()
+    await ns.setattr(loc, SetAttr(mode=0o777), ROOT)
+    if directory:
+        loc = await ns.mkdir(loc, directory, 0o777, 0, ROOT)
+        await ns.setattr(loc, SetAttr(mode=0o777), ROOT)
+    loc, handle = await ns.create(loc, name, O_RDWR, 0o644, 0, ROOT)
+    await handle.close()
+    await ns.setattr(loc, SetAttr(uid=uid, gid=gid), ROOT)
+    await ns.setattr(loc, SetAttr(mode=mode), ROOT)
+    return ns, loc
+
+
+async def _mode(ns: Namespace, loc: Any) -> int:
+    return stat.S_IMODE((await ns.getattr(loc)).mode)
+
+
+@pytest.mark.parametrize("mode,left", [(0o4777, 0o777), (0o2777, 0o777), (0o6777, 0o777),
+                                       (0o2767, 0o767), (0o6767, 0o767)])
+async def test_a_write_by_a_non_root_caller_clears_set_id_bits(fs: Backend, mode: int,
+                                                               left: int) -> None:
+    """Linux's file_remove_privs: set-user-id always, set-group-id with group-execute."""
+    ns, loc = await _ns_file(fs, "f", mode, 1000, 1000)
+    assert await _mode(ns, loc) == mode
+    handle = await ns.open(loc, O_WRONLY, Cred(2000, 2000))
+    await handle.write(0, b"x")
+    await handle.close()
+    assert await _mode(ns, loc) == left
+
+
+async def test_set_id_bits_given_while_a_file_is_open_are_cleared_by_the_next_write(
+        fs: Backend) -> None:
+    ns, loc = await _ns_file(fs, "f", 0o777, 1000, 1000)
+    handle = await ns.open(loc, O_RDWR, Cred(2000, 2000))
+    await handle.write(0, b"x")
+    await ns.setattr(loc, SetAttr(mode=0o6777), ROOT)
+    await handle.write(1, b"y")
+    assert await _mode(ns, loc) == 0o777
+    await handle.close()
+
+
+async def test_root_writes_and_truncates_keep_set_id_bits(fs: Backend) -> None:
+    ns, loc = await _ns_file(fs, "f", 0o6777, 1000, 1000)
+    handle = await ns.open(loc, O_WRONLY, ROOT)
+    await handle.write(0, b"x")
+    await handle.close()
+    await ns.setattr(loc, SetAttr(size=0), ROOT)
+    assert await _mode(ns, loc) == 0o6777
+
+
+async def test_a_truncate_by_a_non_root_caller_clears_set_id_bits(fs: Backend) -> None:
+    ns, loc = await _ns_file(fs, "f", 0o6777, 1000, 1000)
+    await ns.setattr(loc, SetAttr(size=0), Cred(2000, 2000))
+    assert await _mode(ns, loc) == 0o777
+    ns, loc = await _ns_file(fs, "g", 0o4777, 1000, 1000)
+    # what Linux's v9fs sends for a non-owner's truncate: the size and the mode its
+    # notify_change computed (ATTR_KILL_SUID, ATTR_FORCE): not a chmod to refuse
+    await ns.setattr(loc, SetAttr(size=0, mode=0o777), Cred(2000, 2000))
+    assert await _mode(ns, loc) == 0o777
+    ns, loc = await _ns_file(fs, "h", 0o4777, 1000, 1000)
+    await raises(errno.EPERM, ns.setattr(loc, SetAttr(mode=0o4700), Cred(2000, 2000)))
+
+
+@pytest.mark.parametrize("who", [ROOT, Cred(1000, 1000)])
+async def test_chown_clears_set_id_bits_whoever_makes_it(fs: Backend, who: Cred) -> None:
+    ns, loc = await _ns_file(fs, "f", 0o6755, 1000, 1000)
+    await ns.setattr(loc, SetAttr(gid=1000), who)
+    assert await _mode(ns, loc) == 0o755
+
+
+@pytest.mark.parametrize("directory", ["", "sub"])
+async def test_an_owner_gives_its_file_its_own_or_a_supplementary_group(
+        fs: Backend, directory: str) -> None:
+    owner = Cred(65534, 65533, frozenset({65532, 65531}))
+    ns, loc = await _ns_file(fs, "f", 0o644, 65534, 65533, directory)
+    for gid in (65532, 65531, 65533):
+        await ns.setattr(loc, SetAttr(gid=gid), owner)
+        assert (await ns.getattr(loc)).gid == gid
+    await raises(errno.EPERM, ns.setattr(loc, SetAttr(gid=65530), owner))  # not its group
+    assert (await ns.getattr(loc)).gid == 65533
+    await raises(errno.EPERM, ns.setattr(loc, SetAttr(gid=65532), Cred(65530, 65532)))
+
+
+async def test_an_owner_chgrp_of_a_set_id_file_clears_its_bits(fs: Backend) -> None:
+    owner = Cred(65534, 65533, frozenset({65532}))
+    ns, loc = await _ns_file(fs, "f", 0o6555, 65534, 65533)
+    await ns.setattr(loc, SetAttr(gid=65532), owner)
+    attr = await ns.getattr(loc)
+    assert (attr.gid, stat.S_IMODE(attr.mode)) == (65532, 0o555)
+
+
+async def test_a_group_member_gets_group_permission(fs: Backend) -> None:
+    ns, loc = await _ns_file(fs, "f", 0o060, 65534, 65534)
+    member, outsider = Cred(65533, 65534), Cred(65533, 65533)
+    for flags in (O_RDONLY, O_WRONLY, O_RDWR):
+        await (await ns.open(loc, flags, member)).close()
+        await raises(errno.EACCES, ns.open(loc, flags, outsider))
+
+
+async def test_chmod_keeps_set_group_id_only_for_root_and_members(fs: Backend) -> None:
+    """Linux's setattr_prepare: a chmod by a caller outside the file's group drops it."""
+    ns, loc = await _ns_file(fs, "f", 0o755, 65535, 65535)
+    await ns.setattr(loc, SetAttr(mode=0o2755), Cred(65535, 65535))
+    assert await _mode(ns, loc) == 0o2755
+    await ns.setattr(loc, SetAttr(mode=0o2755), Cred(65535, 65534))
+    assert await _mode(ns, loc) == 0o755
+    await ns.setattr(loc, SetAttr(uid=65534, gid=65534), ROOT)
+    await ns.setattr(loc, SetAttr(mode=0o6555), ROOT)
+    assert await _mode(ns, loc) == 0o6555
+
+
+async def test_the_client_group_model_takes_the_client_kernels_word(fs: Backend) -> None:
+    """groups = "client": a non-owner gets what the group or the other class grants, and
+    an owner may give its file any group but the id map's anonymous one."""
+    base, loc = await _ns_file(fs, "f", 0o060, 65534, 65534)
+    ns = base.view(client_groups=True)
+    stranger = Cred(65533, 65533)  # its groups unknown to the server
+    await (await ns.open(loc, O_RDWR, stranger)).close()
+    await raises(errno.EACCES, base.open(loc, O_RDONLY, stranger))
+    _, mine = await _ns_file(fs, "g", 0o644, 65533, 65533)
+    await ns.setattr(mine, SetAttr(gid=65531), stranger)
+    assert (await ns.getattr(mine)).gid == 65531
+    await raises(errno.EPERM, base.setattr(mine, SetAttr(gid=65530), stranger))
+
+
+async def test_a_write_by_a_member_of_the_group_keeps_set_group_id_without_group_execute(
+        fs: Backend) -> None:
+    """Set-group-id without group-execute marks mandatory locking: a writer in the file's
+    group leaves it (setattr_should_drop_sgid)."""
+    ns, loc = await _ns_file(fs, "f", 0o6767, 1000, 1000)
+    handle = await ns.open(loc, O_WRONLY, Cred(2000, 1000))
+    await handle.write(0, b"x")
+    await handle.close()
+    assert await _mode(ns, loc) == 0o2767

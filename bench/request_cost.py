@@ -179,6 +179,7 @@ def main() -> int:
             pass
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        root.chmod(0o755)  # searchable by a --uid attach, as the files in it are readable
         populate(root, args.entries)
         kinds = args.backends.split(",")
         results = {kind: asyncio.run(measure(kind, source, args.entries, args.repeat, args.uid))

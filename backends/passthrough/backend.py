@@ -18,6 +18,7 @@ from vfs.request import current_account
 
 from ..registry import BackendConfigError, Options, option_int, option_str
 from .fdtable import FdBox, FdTable
+from .fsident import carry, switching
 from .handle import FifoOpens
 from .inodes import InodeMap
 from .node import PassthroughNode
@@ -60,6 +61,7 @@ class PassthroughBackend(Backend):
         self.read_only = read_only
         self.closed = False
         self.nowait_reads = True  # cleared if the host filesystem refuses RWF_NOWAIT
+        self.host_identity = switching(model)  # host calls under the caller's fsuid (fsident)
         self.fds = FdTable(max_fds)
         st = os.fstat(root_fd)
         self.inodes = InodeMap(st.st_dev)
@@ -113,6 +115,8 @@ class PassthroughBackend(Backend):
 
     async def in_thread(self, func: Callable[..., T], *args: object) -> T:
         """Run a call that may block in the backend's thread pool."""
+        if self.host_identity:
+            func = carry(func)  # the pool thread takes the identity of the step sending it
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     async def close(self) -> None:

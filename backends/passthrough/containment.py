@@ -11,13 +11,16 @@ host renamed something inside the export, the chain no longer matches and the
 slower sound check decides: climbing with '..' descriptor-relatively until
 the export root's (st_dev, st_ino) is met, or the host's root is.
 
-A proof is remembered until the next *move epoch*: one inotify instance
-watches every directory node for IN_MOVE_SELF and IN_DELETE_SELF, and the
+A proof is remembered until the next *epoch*: one inotify instance watches
+every directory node for IN_MOVE_SELF, IN_DELETE_SELF and IN_ATTRIB, and the
 epoch goes up whenever such an event (or a queue overflow) is read. The kernel
-queues the event inside rename(2) itself, so checking for pending events with
-a poll(0) before trusting a proof is sound, and a walk of one name pays that
-one syscall instead of a climb. A chain holding a node without a watch
-(inotify unavailable or out of watches) is proven again at every use.
+queues the event inside rename(2) (chmod(2), setxattr(2)...) itself, so
+checking for pending events with a poll(0) before trusting a proof is sound,
+and a walk of one name pays that one syscall instead of a climb. A chain
+holding a node without a watch (inotify unavailable or out of watches) is
+proven again at every use. IN_ATTRIB is there for fsident.SearchGrants: which
+users the kernel let search a directory holds until its mode, owner or ACL
+change.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ import select
 import struct
 from typing import TYPE_CHECKING
 
+from .fsident import as_server
+
 if TYPE_CHECKING:
     from .node import PassthroughNode
 
-__all__ = ["MoveWatch", "check_contained", "move_watch"]
+__all__ = ["MoveWatch", "check_contained", "move_watch", "watched"]
 
 log = logging.getLogger(__name__)
 
-_IN_MOVE_SELF, _IN_DELETE_SELF = 0x800, 0x400
+_IN_ATTRIB, _IN_MOVE_SELF, _IN_DELETE_SELF = 0x4, 0x800, 0x400
 _IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED = 0x2000, 0x4000, 0x8000
 _IN_ONLYDIR = 0x01000000
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (+ name)
@@ -75,8 +80,10 @@ class MoveWatch:
         """Watch the directory open as ``fd``; its watch descriptor, or -1."""
         if self.fd < 0 or _libc is None:
             return -1
-        wd: int = _libc.inotify_add_watch(self.fd, f"/proc/self/fd/{fd}".encode(),
-                                          _IN_MOVE_SELF | _IN_DELETE_SELF | _IN_ONLYDIR)
+        with as_server():  # a watch needs read access, which the requesting user may lack
+            wd: int = _libc.inotify_add_watch(
+                self.fd, f"/proc/self/fd/{fd}".encode(),
+                _IN_ATTRIB | _IN_MOVE_SELF | _IN_DELETE_SELF | _IN_ONLYDIR)
         if wd < 0:
             log.debug("inotify_add_watch: %s", os.strerror(ctypes.get_errno()))
             return -1
@@ -115,7 +122,8 @@ class MoveWatch:
                 if mask & _IN_IGNORED and wd in self._refs:
                     del self._refs[wd]  # the kernel dropped it: its nodes are unwatched now
                     moved = True
-                if mask & (_IN_MOVE_SELF | _IN_DELETE_SELF | _IN_UNMOUNT | _IN_Q_OVERFLOW):
+                if mask & (_IN_ATTRIB | _IN_MOVE_SELF | _IN_DELETE_SELF | _IN_UNMOUNT
+                           | _IN_Q_OVERFLOW):
                     moved = True
         if moved:
             self.epoch += 1
@@ -146,21 +154,20 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def check_contained(node: PassthroughNode) -> None:
-    """ENOENT unless the directory ``node`` is still below its export's root."""
-    if node.parent is None:
-        return
+def check_contained(node: PassthroughNode) -> int:
+    """ENOENT unless the directory ``node`` is still below its export's root; else the
+    epoch, read before the proof (what fsident.SearchGrants remembers its grants by)."""
     watch = _watch or move_watch()
     epoch = watch.current()  # read before any proof: a move during it shows next time
-    if node.proven == epoch:
-        return
+    if node.proven == epoch or node.parent is None:
+        return epoch
     chain: list[PassthroughNode] = []
     cacheable = True
     link: PassthroughNode | None = node
     while link is not None and link.parent is not None and link.proven != epoch:
         if not _still_named(link):
             if _climbs_to_root(node):
-                return  # renamed inside the export by the host: contained, proof not kept
+                return epoch  # renamed inside the export by the host: contained, not kept
             raise OSError(errno.ENOENT, "the directory has left the export")
         cacheable = cacheable and link.watcher is watch and watch.watching(link.watch)
         chain.append(link)
@@ -168,6 +175,13 @@ def check_contained(node: PassthroughNode) -> None:
     if cacheable:
         for link in chain:
             link.proven = epoch
+    return epoch
+
+
+def watched(node: PassthroughNode) -> bool:
+    """Whether a change of the directory ``node`` would advance this process's epoch."""
+    watch = _watch
+    return watch is not None and node.watcher is watch and watch.watching(node.watch)
 
 
 def _still_named(node: PassthroughNode) -> bool:

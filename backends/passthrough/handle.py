@@ -17,6 +17,7 @@ from vfs.buffers import take
 from vfs.node import Handle
 from vfs.request import cancellable, current_account
 
+from .fsident import carry
 from .hostcalls import NOWAIT, open_noatime, proc_path
 
 if TYPE_CHECKING:
@@ -278,7 +279,7 @@ class FifoOpens:
         done: Future[int] = Future()
         node.pins += 1  # its descriptor names the FIFO until the thread is back
         self._waiting[done] = (node, path, flags & os.O_ACCMODE)
-        threading.Thread(target=_open_in_thread, args=(done, path, flags),
+        threading.Thread(target=carry(_open_in_thread), args=(done, path, flags),
                          name="passthrough-fifo-open", daemon=True).start()
         if account is not None:
             account.fifo_waits += 1

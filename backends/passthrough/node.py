@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
-from .containment import MoveWatch, check_contained, move_watch
+from .containment import MoveWatch, check_contained, move_watch, watched
+from .fsident import HostCred, SearchGrants, host_cred, stepped, thread_cred, under_caller
 from .handle import DirHandle, FileHandle, check_open
 from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, open_noatime, proc_path
 from .listing import DirListing, scan_directory, stamp_of
@@ -54,9 +55,10 @@ class PassthroughNode(Node):
         # containment.py: the move epoch at which this directory was last proven below
         # the export, and the inotify watch that tells when it moves
         self.proven = -1
+        self.search_grants: SearchGrants | None = None  # fsident.py: users the kernel let in
         self.watcher: MoveWatch | None = None
         self.watch = -1
-        if self.host_type == stat.S_IFDIR and parent is not None:
+        if self.host_type == stat.S_IFDIR:
             self.watcher = move_watch()
             self.watch = self.watcher.watch(box.fd)
 
@@ -174,6 +176,7 @@ class PassthroughNode(Node):
             return a.mode, a.ino
         return self.host_type, self.ino
 
+    @under_caller
     async def setattr(self, changes: SetAttr) -> None:
         self.fs.writable()
         self._begin_held()
@@ -232,8 +235,19 @@ class PassthroughNode(Node):
             return self.parent or self  # never the host's '..'
         if "/" in name or "\0" in name or name in ("", "."):
             raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
-        fd = os.open(name, O_PATH_FLAGS, dir_fd=self._dir_fd())
-        return self.fs.adopt(fd, self, name)  # the live node if a fid holds this file already
+        self._check_dir()
+        dfd = self._begin()
+        epoch = check_contained(self)  # a directory the host moved out lends no names
+        cred = host_cred(self.fs) if self.fs.host_identity else None
+        if cred is None:
+            return self.fs.adopt(os.open(name, O_PATH_FLAGS, dir_fd=dfd), self, name)
+        # the one check the kernel makes here is search permission on this directory,
+        # for the user: asked of the kernel once per user until the directory's
+        # attributes change (IN_ATTRIB advances the epoch)
+        grants = self.search_grants
+        if grants is None:
+            grants = self.search_grants = SearchGrants()
+        return grants.walk(epoch if watched(self) else -1, cred, self._adopt, name)
 
     def _adopt(self, name: str) -> PassthroughNode:
         fd = os.open(name, O_PATH_FLAGS, dir_fd=self.fd())
@@ -272,6 +286,7 @@ class PassthroughNode(Node):
                             stamp if listing.generation == generation else None)
         return listing
 
+    @under_caller
     async def readlink(self) -> str:
         fd = self._begin()
         if self.host_type == stat.S_IFLNK:
@@ -291,6 +306,7 @@ class PassthroughNode(Node):
 
     # --- opening -------------------------------------------------------------
 
+    @under_caller
     async def open(self, flags: int) -> Handle:
         accmode = flags & _O_ACCMODE
         writes = accmode != 0 or bool(flags & _O_TRUNC)
@@ -301,6 +317,9 @@ class PassthroughNode(Node):
         if kind == stat.S_IFDIR:
             if writes:
                 raise OSError(errno.EISDIR, "is a directory")
+            if thread_cred() is not None:  # the kernel checks read permission, as opendir
+                os.close(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                                 dir_fd=self.fd()))
             return DirHandle()
         self._check_openable(kind)
         host_flags = host_open_flags(flags)
@@ -309,7 +328,7 @@ class PassthroughNode(Node):
             fd = await self.fs.fifo_opens.open(self, host_flags)
         else:  # the very object walked to, even if moved since
             fd = open_noatime(proc_path(self.fd()), host_flags)
-        return FileHandle(self.fs, self, fd, host_flags & os.O_ACCMODE, kind == stat.S_IFREG)
+        return self._handle(self, fd, host_flags, kind == stat.S_IFREG)
 
     def _check_openable(self, kind: int) -> None:
         if kind == stat.S_IFLNK:
@@ -324,6 +343,7 @@ class PassthroughNode(Node):
 
     # --- creation ------------------------------------------------------------
 
+    @under_caller
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         self.fs.writable()
@@ -341,8 +361,18 @@ class PassthroughNode(Node):
             raise
         finally:
             self._changed()
-        return node, FileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, True)
+        return node, self._handle(node, fd, host_flags, True)
 
+    def _handle(self, node: PassthroughNode, fd: int, host_flags: int,
+                seekable: bool) -> FileHandle:
+        cred = thread_cred()  # the opener's, while this step runs under it
+        if cred is None:
+            return FileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, seekable)
+        handle = OpenerFileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, seekable)
+        handle.cred = cred
+        return handle
+
+    @under_caller
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         self.fs.writable()
         dfd = self._dir_fd(name)
@@ -350,6 +380,7 @@ class PassthroughNode(Node):
         self._changed()
         return self._finish_new(name, True, stat.S_IFDIR | mode, uid, gid, None)
 
+    @under_caller
     async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
         self.fs.writable()
         dfd = self._dir_fd(name)
@@ -361,6 +392,7 @@ class PassthroughNode(Node):
         self._changed()
         return self._finish_new(name, False, mode, uid, gid, None)
 
+    @under_caller
     async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         self.fs.writable()
         dfd = self._dir_fd(name)
@@ -407,6 +439,7 @@ class PassthroughNode(Node):
 
     # --- links, renames, removal ---------------------------------------------
 
+    @under_caller
     async def link(self, name: str, target: Node) -> None:
         self.fs.writable()
         dfd = self._dir_fd(name)
@@ -423,6 +456,7 @@ class PassthroughNode(Node):
         os.link(source.name, name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
         self._changed()
 
+    @under_caller
     async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
         self.fs.writable()
         dfd = self._dir_fd(oldname, newname)
@@ -439,6 +473,7 @@ class PassthroughNode(Node):
         if moved is not None and moved.parent is self and moved.name == oldname:
             moved.parent, moved.name = target, newname
 
+    @under_caller
     async def unlink(self, name: str, is_dir: bool) -> None:
         self.fs.writable()
         dfd = self._dir_fd(name)
@@ -467,6 +502,7 @@ class PassthroughNode(Node):
 
     # --- extended attributes -------------------------------------------------
 
+    @under_caller
     async def xattr_get(self, name: str) -> bytes:
         self._begin_held()
         if self.fs.model.hides(name):
@@ -474,12 +510,14 @@ class PassthroughNode(Node):
         path, follow = self.where()
         return os.getxattr(path, name, follow_symlinks=follow)
 
+    @under_caller
     async def xattr_list(self) -> list[str]:
         self._begin_held()
         path, follow = self.where()
         hides = self.fs.model.hides
         return [n for n in os.listxattr(path, follow_symlinks=follow) if not hides(n)]
 
+    @under_caller
     async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
         self.fs.writable()
         self._begin_held()
@@ -490,6 +528,7 @@ class PassthroughNode(Node):
         path, follow = self.where()
         os.setxattr(path, name, bytes(value), flags, follow_symlinks=follow)
 
+    @under_caller
     async def xattr_remove(self, name: str) -> None:
         self.fs.writable()
         self._begin_held()
@@ -519,3 +558,13 @@ def _remove_quietly(dfd: int, name: str, is_dir: bool) -> None:
             os.unlink(name, dir_fd=dfd)
     except OSError:
         pass
+
+
+class OpenerFileHandle(FileHandle):
+    """A file opened under a user's identity (fsident.py) writes under it too: a write by
+    someone without CAP_FSETID clears the setuid bit (Linux's file_remove_privs)."""
+
+    cred: HostCred
+
+    async def write(self, offset: int, data: bytes | memoryview) -> int:
+        return await stepped(super().write(offset, data), self.cred)

@@ -1,0 +1,303 @@
+"""Host calls under the requesting user's identity: per-thread fsuid, fsgid and groups.
+
+With ``security_model = "passthrough"`` the server runs as root, so without
+this the kernel would check every host call against root and only vfs/'s
+Python checks would stand between a client and the whole export. As diod
+(and QEMU's proxy helper) do, the synchronous steps of a request's host calls
+run under the attaching user's fsuid/fsgid and supplementary groups, so a bug
+above the kernel cannot give a client more than that user's rights. The
+Python checks stay (other models and backends rely on them).
+
+Linux keeps credentials per thread, which is what makes this work in a
+threaded server: setfsuid(2)/setfsgid(2) change the calling thread only, and
+so does the raw setgroups system call. glibc's setgroups() is not used: it
+changes every thread of the process (the setxid broadcast), so the groups go
+through syscall(SYS_setgroups). A thread whose fsuid leaves 0 loses the
+filesystem capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, ...) and
+gets them back when it returns to 0 (capabilities(7), "Effect of user ID
+changes on capabilities").
+
+Where: the event-loop thread switches around each synchronous step of a
+decorated node method (``under_caller``: never across an await, restored
+before the loop runs anything else); a call sent to a pool thread carries
+the identity active when it was sent (``carry``), and pool threads, which
+run only this backend's calls, keep theirs until a call wants another.
+Attaches as uid 0 keep root's identity and capabilities (CAP_FSETID, ...):
+nothing is switched for them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+import platform
+import threading
+import types
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+from vfs.caller import CALLER
+from vfs.node import Cred
+
+if TYPE_CHECKING:
+    from .ownership import Ownership
+
+__all__ = ["HostCred", "SearchGrants", "as_server", "carry", "host_cred", "stepped",
+           "switching", "thread_cred", "under_caller"]
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: syscall(2) numbers of setgroups (the 32-bit gid_t one) where we know them
+_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159, "ppc64le": 81, "s390x": 206,
+                  "riscv64": 159, "loongarch64": 159}
+_CACHE_LIMIT = 256  # distinct credentials kept in host form
+_GRANTS_PER_DIRECTORY = 16
+
+
+def _load() -> tuple[Callable[..., int], Callable[..., int], Callable[..., int]] | None:
+    number = _SYS_SETGROUPS.get(platform.machine())
+    if number is None:
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        setfsuid, setfsgid, syscall = libc.setfsuid, libc.setfsgid, libc.syscall
+    except (OSError, AttributeError):  # pragma: no cover - not a Linux C library
+        return None
+    setfsuid.argtypes = setfsgid.argtypes = [ctypes.c_uint]
+    setfsuid.restype = setfsgid.restype = ctypes.c_int
+    syscall.restype = ctypes.c_long
+
+    def setgroups(count: int, array: ctypes.Array[ctypes.c_uint]) -> int:
+        return int(syscall(ctypes.c_long(number), ctypes.c_long(count), array))
+
+    return setfsuid, setfsgid, setgroups
+
+
+_calls = _load()
+
+
+class HostCred:
+    """One Cred in the form the system calls take; ``enter``/``leave`` on this thread."""
+
+    __slots__ = ("gid", "groups", "ngroups", "uid")
+
+    def __init__(self, uid: int, gid: int, groups: list[int]) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.ngroups = len(groups)
+        self.groups = (ctypes.c_uint * max(len(groups), 1))(*groups)
+
+    def enter(self) -> None:
+        """This thread's fsuid, fsgid and groups become these (switching() checked once
+        that the kernel lets us: setfsuid reports no failure)."""
+        assert _calls is not None
+        setfsuid, setfsgid, setgroups = _calls
+        if setgroups(self.ngroups, self.groups) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"setgroups: {os.strerror(code)}")
+        setfsgid(self.gid)
+        setfsuid(self.uid)
+
+
+_SERVER = HostCred(os.geteuid(), os.getegid(), os.getgroups())
+
+
+class _ThreadState(threading.local):
+    current: HostCred | None = None  # the identity this thread has now (None: the server's)
+    # A new thread starts with the credentials of the thread that made it, which may be
+    # a user's: a pool thread spawned by a submit from a step. Until this thread has
+    # switched once, what it holds is unknown, and its first call switches explicitly.
+    known = False
+    depth = 0  # nested under_caller steps on this thread
+
+
+_state = _ThreadState()
+_creds: dict[Cred, HostCred] = {}
+
+
+def switching(model: Ownership) -> bool:
+    """Whether a backend of ``model`` makes host calls under its callers' identities: the
+    passthrough model, with the server running as root where the switch works."""
+    if model.name != "passthrough" or os.geteuid() != 0 or _calls is None:
+        return False
+    global _works
+    if _works is None:
+        _works = _try_switch()
+        if not _works:
+            log.warning("setfsuid/setfsgid/setgroups refused (no CAP_SETUID/CAP_SETGID?): "
+                        "passthrough host calls run as the server, checked in Python only")
+    return _works
+
+
+_works: bool | None = None
+
+
+def _try_switch() -> bool:
+    assert _calls is not None
+    setfsuid = _calls[0]
+    probe = HostCred(65534, 65534, [65534])
+    try:
+        probe.enter()
+        ok = setfsuid(0xFFFFFFFF) == 65534  # -1 changes nothing and answers the current
+    except OSError:
+        ok = False
+    _SERVER.enter()
+    return ok and setfsuid(0xFFFFFFFF) == _SERVER.uid
+
+
+def host_cred(fs: Any) -> HostCred | None:
+    """The identity a call into the backend ``fs`` now runs under; None: the server's."""
+    if not fs.host_identity:
+        return None
+    current = CALLER.get()
+    if current is None or current[1] is not fs:
+        return None  # not called by the namespace for this mount (an overlay's copy-up)
+    cred = current[0]
+    if cred.uid == 0:
+        return None  # root keeps its capabilities
+    found = _creds.get(cred)
+    if found is None:
+        if len(_creds) >= _CACHE_LIMIT:
+            _creds.clear()
+        found = _creds[cred] = HostCred(cred.uid, cred.gid, sorted(cred.groups | {cred.gid}))
+    return found
+
+
+def _switch(to: HostCred | None) -> None:
+    (to or _SERVER).enter()
+    _state.current = to
+    _state.known = True
+
+
+def under_caller(method: Callable[P, Coroutine[Any, Any, T]]
+                 ) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Decorate a node method: each synchronous step of it runs under the caller's identity
+    (the namespace's CALLER), switched back to the server's at every await."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T]:
+        coro = method(*args, **kwargs)
+        cred = host_cred(args[0].fs)  # type: ignore[attr-defined]
+        if cred is None:
+            return coro
+        return cast(Coroutine[Any, Any, T], _stepped(coro, cred))
+
+    return wrapper
+
+
+def thread_cred() -> HostCred | None:
+    """The user identity this thread runs under now; None: the server's."""
+    return _state.current
+
+
+def stepped(coro: Coroutine[Any, Any, T], cred: HostCred) -> Coroutine[Any, Any, T]:
+    """``coro`` with each synchronous step under ``cred`` (an open file's later writes)."""
+    return cast(Coroutine[Any, Any, T], _stepped(coro, cred))
+
+
+@types.coroutine
+def _stepped(coro: Coroutine[Any, Any, T], cred: HostCred) -> Generator[Any, Any, T]:
+    sent: Any = None
+    thrown: BaseException | None = None
+    while True:
+        _enter(cred)
+        try:
+            yielded = coro.send(sent) if thrown is None else coro.throw(thrown)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        finally:
+            _leave()
+        try:
+            sent, thrown = (yield yielded), None
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # handed to the coroutine, as await does
+            sent, thrown = None, exc
+
+
+def _enter(cred: HostCred) -> None:
+    state = _state
+    if state.depth and state.current is cred:
+        state.depth += 1
+        return
+    if state.depth:
+        raise RuntimeError("a host call under two identities at once")
+    _switch(cred)
+    state.depth = 1
+
+
+def _leave() -> None:
+    state = _state
+    state.depth -= 1
+    if not state.depth:
+        _switch(None)
+
+
+class SearchGrants:
+    """The users the kernel let search one directory, and until when.
+
+    A walk's only permission check in the kernel is search (exec) permission on the
+    directory (may_lookup), decided by its mode, owner, group and ACL. inotify reports
+    every change of those (IN_ATTRIB, containment.py's epoch), so once a walk under a
+    user's identity succeeded, later walks by that user in the same epoch need not
+    switch identity (three system calls and three back, about 14 us here) to get the
+    answer the kernel already gave. Epoch -1 (the directory has no watch): never kept.
+    """
+
+    __slots__ = ("_granted",)
+
+    def __init__(self) -> None:
+        self._granted: dict[HostCred, int] = {}
+
+    def walk(self, epoch: int, cred: HostCred, step: Callable[[str], T], name: str) -> T:
+        """``step(name)``, the lookup of ``name`` in this directory, under ``cred`` unless
+        the kernel let ``cred`` search it in ``epoch`` (read before any such lookup)."""
+        if epoch >= 0 and self._granted.get(cred) == epoch:
+            return step(name)
+        _enter(cred)
+        try:
+            done = step(name)
+        finally:
+            _leave()
+        if epoch >= 0:
+            if len(self._granted) >= _GRANTS_PER_DIRECTORY:
+                self._granted.clear()
+            self._granted[cred] = epoch
+        return done
+
+
+def carry(func: Callable[..., T]) -> Callable[..., T]:
+    """``func`` for a pool thread of a switching backend, to run under the identity this
+    thread has now (the server's outside a step)."""
+    return functools.partial(_in_pool_as, _state.current, func)
+
+
+def _in_pool_as(cred: HostCred | None, func: Callable[..., T], *args: object) -> T:
+    state = _state
+    if state.current is not cred or not state.known:  # pool threads keep the last one
+        _switch(cred)
+    return func(*args)
+
+
+class as_server:  # a context manager, named as one reads it: "with as_server():"
+    """The server's own identity for a moment inside a step (adding an inotify watch
+    needs read access the user may lack), then the step's again."""
+
+    __slots__ = ("_cred",)
+
+    def __enter__(self) -> None:
+        self._cred = _state.current
+        if self._cred is not None:
+            _SERVER.enter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cred is not None:
+            self._cred.enter()
+

@@ -1,0 +1,32 @@
+"""Who the backend call in progress serves: the attach's Cred and the backend its mount
+holds, set by the namespace before it calls a backend for an operation.
+
+A backend that can have the host enforce permissions too (passthrough running
+as root: fsuid/fsgid per request, as diod and QEMU's proxy helper do) reads it;
+every other backend ignores it. The backend is part of the value so that a
+backend called by another one (an overlay's upper layer, copying up as the
+mounter, as Linux overlayfs does) is not taken for the mount the client named.
+
+Set, never reset: a request that waits continues in a Task holding a copy of
+this context, so a reset would not reach the context it was set in. A stale
+value is harmless because the namespace sets it before every backend call
+that reads it; calls it does not set it for (reads and writes of open files,
+listings, getattr) must not read it.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from .node import Cred
+
+__all__ = ["CALLER", "caller"]
+
+#: (cred, backend) of the operation in progress
+CALLER: ContextVar[tuple[Cred, Any] | None] = ContextVar("ninep_caller", default=None)
+
+
+def caller() -> tuple[Cred, Any] | None:
+    """The (cred, backend) the namespace last set in this context."""
+    return CALLER.get()

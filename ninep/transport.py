@@ -97,11 +97,14 @@ class _Request:
         self.generation = generation
         self.scope = scope
 
-    @property
-    def cancellable(self) -> bool:
-        """Waiting where it declared itself safe to cancel (vfs.request.cancellable):
-        a blocked Tlock, a passthrough FIFO open, read or write."""
-        return self.task in self.scope.cancellable
+    def abandon(self) -> None:
+        """Tflush, a Tversion reset or a closed connection: cancel it if it waits where
+        it declared itself safe to cancel (vfs.request.cancellable), else as soon as it
+        does."""
+        if self.task in self.scope.cancellable:
+            self.task.cancel()
+        else:
+            self.scope.doomed.add(self.task)
 
 
 def _payload(msg: m.Message | type[m.Message]) -> int:
@@ -242,8 +245,7 @@ class Connection(asyncio.Protocol):
         self._cancel_version_timer()
         self._generation += 1
         for request in list(self._inflight.values()):
-            if request.cancellable:
-                request.task.cancel()
+            request.abandon()
         self._inflight.clear()
         self._waiting_bytes = 0
         self._queued.clear()
@@ -407,6 +409,7 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(lambda _t, r=request: self._finished(r))  # type: ignore[misc]
 
     def _finished(self, request: _Request) -> None:
+        self.scope.doomed.discard(request.task)
         if request.generation != self._generation:
             return  # a Tversion reset or a closed connection dropped it
         if self._inflight.get(request.tag) is request:
@@ -433,8 +436,7 @@ class Connection(asyncio.Protocol):
             self._send(tag, m.Rflush())
             return
         request.flushes.append(tag)
-        if request.cancellable:
-            request.task.cancel()
+        request.abandon()
 
     def _version(self, frame: bytes, size: int, tag: int) -> None:
         assert self.session is not None
@@ -467,8 +469,7 @@ class Connection(asyncio.Protocol):
         assert self.session is not None
         self._generation += 1
         for request in self._inflight.values():
-            if request.cancellable:
-                request.task.cancel()
+            request.abandon()
         self._inflight.clear()
         self._waiting_bytes = 0
         self._held = self._paused_by_writes

@@ -5,7 +5,7 @@ may cancel them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from contextvars import ContextVar
 from typing import TypeVar
 
@@ -20,12 +20,15 @@ class ConnectionScope:
     """One per connection, set by the transport around each request (and inherited by
     its Task): one object for all requests, so that a request costs no allocation."""
 
-    __slots__ = ("account", "cancellable", "inline")
+    __slots__ = ("account", "cancellable", "doomed", "inline")
 
     def __init__(self, account: ConnectionAccount | None) -> None:
         self.account = account
         self.inline = False  # the transport is running a request's first step itself
         self.cancellable: set[asyncio.Task[object]] = set()  # requests' Tasks, safe to cancel
+        # flushed (or their connection gone) before they waited where they may be
+        # cancelled: cancelled as soon as they get there
+        self.doomed: set[asyncio.Task[object]] = set()
 
 
 _current: ContextVar[ConnectionScope | None] = ContextVar("ninep_connection", default=None)
@@ -57,6 +60,12 @@ async def cancellable(awaitable: Awaitable[T]) -> T:
     task = asyncio.current_task()
     if task is None:  # pragma: no cover - a request always has its Task by now
         return await awaitable
+    if task in scope.doomed:  # a Tflush came first: give up before waiting
+        if isinstance(awaitable, Coroutine):
+            awaitable.close()
+        elif isinstance(awaitable, asyncio.Future):
+            awaitable.cancel()
+        raise asyncio.CancelledError
     scope.cancellable.add(task)
     try:
         return await awaitable

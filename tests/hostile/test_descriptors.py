@@ -181,3 +181,26 @@ def test_blocked_fifo_opens_are_bounded_flushed_and_released(tmp_path: Path) -> 
             assert "Traceback" not in server.log_text()
     finally:
         os.close(writer)
+
+
+def test_a_fifo_open_flushed_or_dropped_at_once_is_released(tmp_path: Path) -> None:
+    """Tflush (or the close) in the same segment as the Tlopen: it reaches the server
+    before the open waits, and must still end it."""
+    export = tmp_path / "export"
+    export.mkdir()
+    os.mkfifo(export / "lonely")
+    with limited_server(export, tmp_path, nofile=1024) as server:
+        peer = RawPeer(server.address)
+        peer.handshake()
+        assert isinstance(peer.rpc(m.Twalk(1, 2, ("lonely",))), m.Rwalk)
+        peer.send_raw(m.encode(5, m.Tlopen(2, O_RDONLY)) + m.encode(6, m.Tflush(5)))
+        assert peer.recv() == (6, m.Rflush())
+        for _ in range(20):  # more than the export's FIFO_WAITS, each gone at once
+            gone = RawPeer(server.address)
+            gone.handshake()
+            gone.send_raw(m.encode(2, m.Twalk(1, 2, ("lonely",)))
+                          + m.encode(3, m.Tlopen(2, O_RDONLY)))
+            gone.close()
+        assert _settle(server, 0, 1 << 20)[0] == 0, "FIFO opens of closed connections wait"
+        peer.close()
+        assert "Traceback" not in server.log_text()

@@ -190,7 +190,11 @@ class PassthroughNode(Node):
         if changes.mode is not None:
             model.chmod(where, changes.mode, self.served_mode())
             self._mapped = None
-        if changes.atime_ns is not None or changes.mtime_ns is not None:
+        if changes.atime_ns == UTIME_NOW and changes.mtime_ns == UTIME_NOW:
+            # utimensat(NULL): the one time change a writer who is not the owner may make
+            # (utimensat(2)), which a host call under the caller's identity must ask for
+            os.utime(where[0], None, follow_symlinks=where[1])
+        elif changes.atime_ns is not None or changes.mtime_ns is not None:
             st = os.fstat(self.fd())
             os.utime(where[0], ns=(_when(changes.atime_ns, st.st_atime_ns),
                                    _when(changes.mtime_ns, st.st_mtime_ns)),

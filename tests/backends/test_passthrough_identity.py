@@ -20,7 +20,7 @@ from tests.conftest import RawPeer
 from tests.hostile.serverproc import serve_process
 from vfs import namespace
 from vfs.namespace import Location, Namespace
-from vfs.node import Cred, SetAttr
+from vfs.node import UTIME_NOW, Cred, SetAttr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching identity needs root")
 
@@ -206,3 +206,15 @@ async def test_a_search_grant_ends_when_the_directory_changes(
     assert len(switches) == 2  # one for the walk into door, one for its first name
     os.chmod(door, 0o700)  # by someone on the host
     await refused(ns.walk(loc, "a", USER), errno.EACCES)
+
+
+async def test_a_writer_who_is_not_the_owner_may_touch(ns: Namespace, export: Path) -> None:
+    path = export / "shared" / "theirs"
+    path.write_bytes(b"")
+    os.chown(path, OTHER, OTHER)
+    os.chmod(path, 0o666)
+    os.utime(path, ns=(1, 1))
+    loc = await at(ns, "shared", "theirs")
+    await ns.setattr(loc, SetAttr(atime_ns=UTIME_NOW, mtime_ns=UTIME_NOW, ctime=True), USER)
+    assert os.stat(path).st_mtime_ns > 1
+    await refused(ns.setattr(loc, SetAttr(mtime_ns=5), USER), errno.EPERM)  # set times: owner

@@ -43,11 +43,11 @@ class PassthroughBackend(Backend):
     without following. Device nodes are served but never opened on the host.
 
     What this means for host-side changes: a fid keeps the object it walked to,
-    as an open descriptor on a local disk does, so a directory moved out of the
-    export by someone on the host stays usable through fids that already hold
-    it (its '..' still leads back into the export); nothing else outside becomes
-    reachable. A node whose descriptor the budget closed is reopened by its
-    recorded name; if the host renamed it meanwhile, that fid gets ESTALE.
+    as an open descriptor on a local disk does, but a directory moved out of the
+    export by someone on the host lends no names outside it: operations through
+    it answer ENOENT, as a path-based server would (containment.py). A node
+    whose descriptor the budget closed is reopened by its recorded name; if the
+    host renamed it meanwhile, that fid gets ESTALE.
     """
 
     kind = "passthrough"

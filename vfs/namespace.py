@@ -316,6 +316,7 @@ class Namespace:
                 raise OSError(errno.ENOTDIR, "not a directory")
             if attr is not None:
                 check_access(attr, cred, X_OK, groups=self.groups)
+                self._lend_group(mount.backend, cred, attr.gid, (attr.mode >> 3) & X_OK)
         if name == "..":
             return await self._walk_up(loc, cred)
         if name == ".":
@@ -352,6 +353,14 @@ class Namespace:
 
     # --- checks ----------------------------------------------------------
 
+    def _lend_group(self, backend: Backend, cred: Cred, gid: int, granted: int | bool) -> None:
+        """Under the client group model, a host that checks permissions itself (passthrough
+        under the caller's fsuid, vfs/caller.py) is told that the caller is in ``gid``
+        for the next call, when the group class is what the client kernel's word grants."""
+        if (self.groups.client and granted and not cred.in_group(gid)
+                and gid != self.groups.anonymous and host_applies(backend)):
+            CALLER.set((replace(cred, groups=cred.groups | {gid}), backend))
+
     def _writable(self, loc: Location, what: str = "") -> None:
         if loc.mount.read_only or self.read_only:
             raise OSError(errno.EROFS, "read-only file system", what or None)
@@ -377,6 +386,9 @@ class Namespace:
             self._writable(loc)
         want = (R_OK if accmode in (0, _O_RDWR) else 0) | (W_OK if writes else 0)
         attr = await self._check(loc, cred, want)
+        if attr is not None:
+            self._lend_group(loc.mount.backend, cred, attr.gid,
+                             want & ~((attr.mode >> 3) & 7) == 0)
         handle = await loc.node.open(flags)
         if writes and attr is not None and cred.uid != 0 and not host_applies(loc.mount.backend):
             guard = WriteGuard(handle, loc.node, loc.mount.backend, attr.mode,
@@ -544,6 +556,7 @@ class Namespace:
             check_owner(attr, cred)
             if not self.groups.member(cred, changes.gid):
                 raise OSError(errno.EPERM, "not a member of the target group")
+            self._lend_group(loc.mount.backend, cred, changes.gid, True)
         if changes.size is not None and not open_for_write:
             check_access(attr, cred, W_OK, groups=self.groups)
         explicit = [t for t in (changes.atime_ns, changes.mtime_ns) if t is not None]

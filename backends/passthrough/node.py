@@ -199,7 +199,11 @@ class PassthroughNode(Node):
             os.utime(where[0], ns=(_when(changes.atime_ns, st.st_atime_ns),
                                    _when(changes.mtime_ns, st.st_mtime_ns)),
                      follow_symlinks=where[1])
-        elif changes.ctime and changes.size is None:
+        elif changes.ctime and changes == SetAttr(ctime=True):
+            # ctime alone (a chmod, chown or truncate moved it already); a chown to the
+            # same owner touches it, but clears set-id bits (chown_common's
+            # ATTR_KILL_SUID), so never after a chmod that set them (v9fs sends chmod
+            # as MODE|CTIME)
             try:  # a chown to the same owner is how Linux touches ctime alone
                 os.chown(where[0], -1, -1, follow_symlinks=where[1])
             except OSError:

@@ -583,3 +583,14 @@ async def test_a_write_by_a_member_of_the_group_keeps_set_group_id_without_group
     await handle.write(0, b"x")
     await handle.close()
     assert await _mode(ns, loc) == 0o2767
+
+
+@pytest.mark.parametrize("who,mode", [(ROOT, 0o6555), (Cred(65535, 65535), 0o2755),
+                                      (ROOT, 0o4777)])
+async def test_a_chmod_as_linux_sends_it_keeps_set_id_bits(fs: Backend, who: Cred,
+                                                           mode: int) -> None:
+    """v9fs sends chmod as Tsetattr(MODE|CTIME): touching ctime must not clear what the
+    chmod set (passthrough touched it with chown(-1, -1), which clears set-id bits)."""
+    ns, loc = await _ns_file(fs, "f", 0o755, 65535, 65535)
+    await ns.setattr(loc, SetAttr(mode=mode, ctime=True), who)
+    assert await _mode(ns, loc) == mode

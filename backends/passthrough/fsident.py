@@ -153,12 +153,15 @@ def _try_switch() -> bool:
 
 def host_cred(fs: Any) -> HostCred | None:
     """The identity a call into the backend ``fs`` now runs under; None: the server's."""
+    global _last
     if not fs.host_identity:
         return None
     current = CALLER.get()
     if current is None or current[1] is not fs:
         return None  # not called by the namespace for this mount (an overlay's copy-up)
     cred = current[0]
+    if cred is _last[0]:
+        return _last[1]  # a fid's cred is one object for its attach's life
     if cred.uid == 0:
         return None  # root keeps its capabilities
     found = _creds.get(cred)
@@ -166,7 +169,11 @@ def host_cred(fs: Any) -> HostCred | None:
         if len(_creds) >= _CACHE_LIMIT:
             _creds.clear()
         found = _creds[cred] = HostCred(cred.uid, cred.gid, sorted(cred.groups | {cred.gid}))
+    _last = (cred, found)
     return found
+
+
+_last: tuple[Cred | None, HostCred | None] = (None, None)  # the latest non-root lookup
 
 
 def _switch(to: HostCred | None) -> None:
@@ -206,7 +213,11 @@ def _stepped(coro: Coroutine[Any, Any, T], cred: HostCred) -> Generator[Any, Any
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        _enter(cred)
+        try:
+            _enter(cred)
+        except BaseException:
+            coro.close()  # never started, or stopped at an await: nothing half done
+            raise
         try:
             yielded = coro.send(sent) if thrown is None else coro.throw(thrown)
         except StopIteration as stop:
@@ -241,14 +252,14 @@ def _leave() -> None:
 
 
 class SearchGrants:
-    """The users the kernel let search one directory, and until when.
+    """The users the kernel let search one directory, and in which epoch.
 
     A walk's only permission check in the kernel is search (exec) permission on the
     directory (may_lookup), decided by its mode, owner, group and ACL. inotify reports
     every change of those (IN_ATTRIB, containment.py's epoch), so once a walk under a
     user's identity succeeded, later walks by that user in the same epoch need not
     switch identity (three system calls and three back, about 14 us here) to get the
-    answer the kernel already gave. Epoch -1 (the directory has no watch): never kept.
+    answer the kernel already gave. A directory without a watch keeps no grant.
     """
 
     __slots__ = ("_granted",)
@@ -256,17 +267,20 @@ class SearchGrants:
     def __init__(self) -> None:
         self._granted: dict[HostCred, int] = {}
 
-    def walk(self, epoch: int, cred: HostCred, step: Callable[[str], T], name: str) -> T:
+    def walk(self, epoch: int, cred: HostCred, step: Callable[[str], T], name: str,
+             watched: Callable[[], bool]) -> T:
         """``step(name)``, the lookup of ``name`` in this directory, under ``cred`` unless
-        the kernel let ``cred`` search it in ``epoch`` (read before any such lookup)."""
-        if epoch >= 0 and self._granted.get(cred) == epoch:
+        the kernel let ``cred`` search it in ``epoch`` (read before any such lookup).
+        ``watched``: whether a change of the directory would advance the epoch now (a
+        watch the kernel drops later advances it too, so a grant needs it only here)."""
+        if self._granted.get(cred) == epoch:
             return step(name)
         _enter(cred)
         try:
             done = step(name)
         finally:
             _leave()
-        if epoch >= 0:
+        if watched():
             if len(self._granted) >= _GRANTS_PER_DIRECTORY:
                 self._granted.clear()
             self._granted[cred] = epoch

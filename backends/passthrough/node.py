@@ -246,7 +246,7 @@ class PassthroughNode(Node):
         self._check_dir()
         dfd = self._begin()
         epoch = check_contained(self)  # a directory the host moved out lends no names
-        cred = host_cred(self.fs) if self.fs.host_identity else None
+        cred = host_cred(self.fs)
         if cred is None:
             return self.fs.adopt(os.open(name, O_PATH_FLAGS, dir_fd=dfd), self, name)
         # the one check the kernel makes here is search permission on this directory,
@@ -255,7 +255,10 @@ class PassthroughNode(Node):
         grants = self.search_grants
         if grants is None:
             grants = self.search_grants = SearchGrants()
-        return grants.walk(epoch if watched(self) else -1, cred, self._adopt, name)
+        return grants.walk(epoch, cred, self._adopt, name, self._watched)
+
+    def _watched(self) -> bool:
+        return watched(self)
 
     def _adopt(self, name: str) -> PassthroughNode:
         fd = os.open(name, O_PATH_FLAGS, dir_fd=self.fd())

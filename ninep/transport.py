@@ -39,7 +39,8 @@ _HEADER = struct.Struct("<IBH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _TGETATTR, _TWRITE, _TWALK, _TCLUNK = m.Tgetattr.type, m.Twrite.type, m.Twalk.type, m.Tclunk.type
-_TREAD = m.Tread.type
+_TREAD, _TFLUSH = m.Tread.type, m.Tflush.type
+_TFLUSH_SIZE = m.HEADER_SIZE + 2
 _READ_BODY = struct.Struct("<IQI")  # fid, offset, count
 _TREAD_SIZE = m.HEADER_SIZE + _READ_BODY.size
 _TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
@@ -221,10 +222,19 @@ class Connection(asyncio.Protocol):
             # the chunk waits here as frames, and reading is paused.
             if (self._queued or self._held
                     or len(self._inflight) >= self.session.limits.max_inflight):
+                if self._flushes_a_waiting_request(frame):
+                    self._frame_received(frame)
+                    continue
                 self._queued.append(frame)
                 self._pause(requests=True)
             else:
                 self._frame_received(frame)
+
+    def _flushes_a_waiting_request(self, frame: bytes) -> bool:
+        """A Tflush of a request in flight is never held back: the requests that
+        wait (a read of an empty FIFO, a blocked Tlock) may be what holds the rest."""
+        return (frame[4] == _TFLUSH and len(frame) == _TFLUSH_SIZE
+                and _U16.unpack_from(frame, m.HEADER_SIZE)[0] in self._inflight)
 
     def pause_writing(self) -> None:
         self._paused_by_writes = self._held = True

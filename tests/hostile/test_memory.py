@@ -132,6 +132,31 @@ def test_a_burst_of_cold_passthrough_reads_takes_bounded_memory(tmp_path: Path) 
         assert growth < 48 * 1024, f"the server grew by {growth} KiB"
 
 
+def test_a_flush_gets_through_while_waiting_requests_hold_their_budget(
+        tmp_path: Path) -> None:
+    # Reads of an empty FIFO wait (cancellably) for a writer, each holding its
+    # 1 MiB buffer: 17 of them fill the budget of waiting requests, so a Tgetattr
+    # behind them waits too; a Tflush of one of the reads must not.
+    export = tmp_path / "export"
+    export.mkdir()
+    os.mkfifo(export / "fifo")
+    with serve_process(["--mount", f"/=passthrough:{export}"], tmp_path) as server:
+        peer = RawPeer(server.address, timeout=30)
+        peer.handshake(msize=MIB)
+        assert isinstance(peer.rpc(m.Twalk(1, 2, ("fifo",))), m.Rwalk)
+        assert isinstance(peer.rpc(m.Tlopen(2, os.O_RDWR)), m.Rlopen)  # no wait for a peer
+        peer.send_raw(b"".join(m.encode(tag, m.Tread(2, 0, MIB - 11)) for tag in range(17)))
+        peer.send(100, m.Tgetattr(1, 0x7FF))  # held back behind 17 MiB of waiting reads
+        peer.send(101, m.Tflush(3))
+        assert peer.recv() == (101, m.Rflush())  # and no Rread for tag 3
+        assert peer.recv()[0] == 100  # the flushed read freed room for the getattr
+        with (export / "fifo").open("wb") as writer:  # the other reads end with data
+            writer.write(b"x" * 16)
+            writer.flush()
+            tag, reply = peer.recv()
+            assert isinstance(reply, m.Rread) and reply.data == b"x" * 16 and tag != 3
+
+
 def test_a_burst_over_tls_takes_bounded_memory(tmp_path: Path) -> None:
     # TLS buffers on its own (the SSL protocol's backlog): the same bound holds
     with _tls_server(tmp_path) as (server, pki):

@@ -86,7 +86,7 @@ def _scenarios(cache: str, *, heavy: Iterable[str] = (),
     """The scenarios for a share: ``only`` (default: all) less the heavy ones not in
     ``heavy``, less those needing a page cache when ``cache`` is none."""
     heavy = set(heavy)
-    generic = {name for name in ALL_SCENARIOS if not name.startswith(("ro_", "ov_"))}
+    generic = {name for name in ALL_SCENARIOS if not name.startswith(("ro_", "ov_", "px_"))}
     wanted = set(generic if only is None else only) - (HEAVY - heavy) | heavy
     if cache == "none":
         wanted -= NEEDS_CACHE
@@ -126,6 +126,7 @@ class BootPlan:
     restart: str | None
     timeout: float
     backends: bool = False  # the server also mounts the BackendStore (ext2, passthrough, tar)
+    server_args: tuple[str, ...] = ()  # more arguments for ``ninep serve``
 
     def check_ids(self) -> list[str]:
         ids = [f"{s.name}/{c}" for s in self.shares for c in s.checks]
@@ -148,6 +149,11 @@ BACKEND = tuple(name for name in LIGHT_FD if name not in ("erofs", "mmap"))
 #: What the overlay share runs besides ov_copy_up (in fresh upper-only directories).
 OVERLAY = ("file_size_5m", "truncate", "open_unlink", "readdir_concurrent", "hardlink",
            "symlinks", "rename_over_file", "access_uids", "fcntl_locks", "inode_stable")
+#: POSIX semantics the kernel client leaves to the server (scenarios/posix.sh), on RAM and
+#: every backend share of the backends boot, whose server takes groups on the client
+#: kernel's word (``--groups client``): the guest's uids and groups are unknown to the host.
+POSIX = tuple(name for name in ALL_SCENARIOS if name.startswith("px_")
+              and (not _ONLY or name in _ONLY))
 
 BOOTS: tuple[BootPlan, ...] = (
     BootPlan("tcp", (
@@ -163,14 +169,16 @@ BOOTS: tuple[BootPlan, ...] = (
         Share("fd_mmap_1m_client", "fd", "mmap", MIB, "client", _scenarios("mmap", only=LIGHT_FD)),
     ), restart="fd_none_8k_user", timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800))),
     BootPlan("backends", (
-        Share("tcp_ext2_1m_user", "tcp", "none", MIB, "user", _scenarios("none", only=BACKEND),
-              base="ext2"),
-        Share("tcp_pt_1m_user", "tcp", "none", MIB, "user", _scenarios("none", only=BACKEND),
-              base="pt"),
+        Share("tcp_ext2_1m_user", "tcp", "none", MIB, "user",
+              (*_scenarios("none", only=BACKEND), *POSIX), base="ext2"),
+        Share("tcp_pt_1m_user", "tcp", "none", MIB, "user",
+              (*_scenarios("none", only=BACKEND), *POSIX), base="pt"),
         Share("tcp_tar_64k_user", "tcp", "loose", 64 * KIB, "user", ("ro_tree",), base="tar"),
         Share("tcp_ovl_1m_user", "tcp", "none", MIB, "user",
-              ("ov_copy_up", *_scenarios("none", only=OVERLAY)), base="ovl"),
-    ), restart=None, timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)), backends=True),
+              ("ov_copy_up", *_scenarios("none", only=OVERLAY), *POSIX), base="ovl"),
+        Share("tcp_ram_1m_user", "tcp", "none", MIB, "user", POSIX),
+    ), restart=None, timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)), backends=True,
+        server_args=("--groups", "client")),
 )
 
 
@@ -397,7 +405,8 @@ def run_boot(plan: BootPlan, image: guest.GuestImage, rundir: Path) -> BootOutco
     if store is not None:
         store.create()
         outcome.expected_tree = seed_manifest(store.seed)
-    server = ServerProcess(rundir, extra_args=store.mount_args() if store else ())
+    server = ServerProcess(rundir, extra_args=[*(store.mount_args() if store else ()),
+                                               *plan.server_args])
     with open(rundir / "console.log", "w") as console:
         try:
             _boot_into(outcome, image, server, console)

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import errno
 import stat
+from pathlib import Path
 
 import pytest
 
+from backends.ram import RamBackend
+from ninep.config import load_config
+from vfs.namespace import Namespace
 from vfs.node import Attr, Cred
-from vfs.perms import R_OK, W_OK, X_OK, check_access, check_sticky, may_access
+from vfs.perms import (
+    HOST_GROUPS,
+    R_OK,
+    W_OK,
+    X_OK,
+    Membership,
+    check_access,
+    check_sticky,
+    may_access,
+)
+from vfs.policy import AttachRequest, Peer, Policy, Rule
 
 
 def attr(mode: int, uid: int = 1000, gid: int = 100) -> Attr:
@@ -53,3 +67,50 @@ def test_sticky_directory_protects_other_users_files() -> None:
     assert info.value.errno == errno.EPERM
     check_sticky(tmp, theirs, OTHER)  # the file's owner may
     check_sticky(tmp, theirs, ROOT)
+
+
+# --- group models (issue 10) -----------------------------------------------------
+
+CLIENT = Membership(client=True)
+STRANGER = Cred(3000, 3000)  # in no group the server knows of
+
+
+def test_the_host_model_grants_a_stranger_only_the_other_class() -> None:
+    assert not may_access(attr(stat.S_IFREG | 0o060), STRANGER, R_OK)
+    assert not HOST_GROUPS.member(STRANGER, 100)
+
+
+def test_the_client_model_grants_the_group_or_the_other_class() -> None:
+    assert may_access(attr(stat.S_IFREG | 0o060), STRANGER, R_OK | W_OK, CLIENT)
+    assert may_access(attr(stat.S_IFREG | 0o604), STRANGER, R_OK, CLIENT)
+    assert not may_access(attr(stat.S_IFREG | 0o040), STRANGER, W_OK, CLIENT)
+    assert not may_access(attr(stat.S_IFREG | 0o460), OWNER, W_OK, CLIENT)  # owner class first
+    assert CLIENT.member(STRANGER, 100)
+
+
+def test_the_client_model_never_trusts_the_anonymous_gid_of_an_id_map() -> None:
+    mapped = Membership(client=True, anonymous=65534)
+    assert not mapped.member(STRANGER, 65534)
+    assert not may_access(attr(stat.S_IFREG | 0o060, gid=65534), STRANGER, R_OK, mapped)
+    assert mapped.member(Cred(3000, 65534), 65534)  # its own group stays its own
+
+
+def test_the_groups_key_of_a_policy(tmp_path: Path) -> None:
+    def policy(groups: str) -> str:
+        return ('[namespaces.n]\nmounts = [{ path = "/", backend = "ram" }]\n'
+                f'[[policy]]\nnamespace = "n"\ngroups = "{groups}"\n')
+
+    (tmp_path / "a.toml").write_text(policy("client"))
+    assert load_config(tmp_path / "a.toml").policies[0].groups == "client"
+    (tmp_path / "b.toml").write_text(policy("everyone"))
+    with pytest.raises(ValueError, match="groups"):
+        load_config(tmp_path / "b.toml")
+
+
+async def test_a_client_groups_policy_gives_its_attaches_that_model() -> None:
+    ns = await Namespace.build([("/", RamBackend(), False)])
+    peer = Peer("tcp", "127.0.0.1:1")
+    for groups, client in (("host", False), ("client", True)):
+        chosen = Policy([Rule(ns, name="r", groups=groups)]).select(
+            AttachRequest(peer, "", "", 3000, STRANGER))
+        assert chosen.groups.client is client

@@ -7,11 +7,13 @@ every other backend ignores it. The backend is part of the value so that a
 backend called by another one (an overlay's upper layer, copying up as the
 mounter, as Linux overlayfs does) is not taken for the mount the client named.
 
-Set, never reset: a request that waits continues in a Task holding a copy of
-this context, so a reset would not reach the context it was set in. A stale
-value is harmless because the namespace sets it before every backend call
-that reads it; calls it does not set it for (reads and writes of open files,
-listings, getattr) must not read it.
+Set (by ``serving``) only for a backend whose ``host_identity`` is true, so
+that no other backend is kept alive by the value. Set, never reset: a request
+that waits continues in a Task holding a copy of this context, so a reset
+would not reach the context it was set in. A stale value is harmless because
+the namespace sets it before every backend call that reads it; calls it does
+not set it for (reads and writes of open files, listings, getattr) must not
+read it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from .node import Cred
+from .node import Backend, Cred
 
-__all__ = ["CALLER", "caller"]
+__all__ = ["CALLER", "caller", "serving"]
 
 #: (cred, backend) of the operation in progress
 CALLER: ContextVar[tuple[Cred, Any] | None] = ContextVar("ninep_caller", default=None)
+
+
+def serving(cred: Cred, backend: Backend) -> None:
+    """The namespace is about to call ``backend`` for ``cred``."""
+    if backend.host_identity:
+        CALLER.set((cred, backend))
 
 
 def caller() -> tuple[Cred, Any] | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from ninep.constants import QTDIR, QTFILE, QTSYMLINK
 from ninep.messages import Qid
 
-from .caller import CALLER
+from .caller import CALLER, serving
 from .idmap import IdMap
 from .node import (
     DT_DIR,
@@ -306,7 +306,7 @@ class Namespace:
     async def walk(self, loc: Location, name: str, cred: Cred) -> Location:
         """One step from the directory ``loc``; '..' stops at the namespace root."""
         mount = loc.mount
-        CALLER.set((cred, mount.backend))  # vfs/caller.py: whom the backend call serves
+        serving(cred, mount.backend)  # vfs/caller.py: whom the backend call serves
         if mount.backend.keeps_ownership:
             # root may search every directory: only its kind matters, which a node
             # never changes (no need to ask the backend for its attributes)
@@ -379,7 +379,7 @@ class Namespace:
     # --- operations ------------------------------------------------------
 
     async def open(self, loc: Location, flags: int, cred: Cred) -> Handle:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         accmode = flags & _O_ACCMODE
         writes = accmode in (_O_WRONLY, _O_RDWR) or bool(flags & _O_TRUNC)
         if writes:
@@ -400,7 +400,7 @@ class Namespace:
 
     async def create(self, loc: Location, name: str, flags: int, mode: int, gid: int,
                      cred: Cred) -> tuple[Location, Handle]:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred)
         gid = self._gid_in(gid)
@@ -427,14 +427,14 @@ class Namespace:
         return mode
 
     async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         validate_name(name)
         await self._check_dir_write(loc, cred)
         return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, self._gid_in(gid)))
 
     async def symlink(self, loc: Location, name: str, target: str, gid: int,
                       cred: Cred) -> Location:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         validate_name(name)
         _check_symlink_target(target)
         await self._check_dir_write(loc, cred)
@@ -443,7 +443,7 @@ class Namespace:
 
     async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
                     cred: Cred) -> Location:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred)
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
@@ -453,7 +453,7 @@ class Namespace:
         return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid, gid))
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
-        CALLER.set((cred, dir_loc.mount.backend))
+        serving(cred, dir_loc.mount.backend)
         validate_name(name)
         if target.mount is not dir_loc.mount:
             raise OSError(errno.EXDEV, "cross-mount link")
@@ -467,7 +467,7 @@ class Namespace:
             check_sticky(dir_attr, victim, cred)
 
     async def unlink(self, dir_loc: Location, name: str, is_dir: bool, cred: Cred) -> None:
-        CALLER.set((cred, dir_loc.mount.backend))
+        serving(cred, dir_loc.mount.backend)
         if name in (".", ".."):
             raise OSError(errno.EINVAL if name == "." else errno.ENOTEMPTY, "cannot remove . or ..")
         validate_name(name)
@@ -479,7 +479,7 @@ class Namespace:
 
     async def rename(self, old_dir: Location, oldname: str, new_dir: Location, newname: str,
                      cred: Cred) -> None:
-        CALLER.set((cred, old_dir.mount.backend))
+        serving(cred, old_dir.mount.backend)
         validate_name(oldname)
         validate_name(newname)
         if old_dir.mount is not new_dir.mount:
@@ -509,7 +509,7 @@ class Namespace:
         return (id(dir_loc.mount), (await node.getattr()).ino) in self._covered
 
     async def readlink(self, loc: Location, cred: Cred) -> str:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         return await loc.node.readlink()
 
     async def statfs(self, loc: Location) -> StatFs:
@@ -522,7 +522,7 @@ class Namespace:
         ``open_for_write``: the fid is open for writing, so truncation needs no
         further permission (ftruncate on an fd, even after a chmod or unlink).
         """
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         self._writable(loc)
         if self.idmap is not None:
             changes = self.idmap.setattr_in(changes)
@@ -570,23 +570,23 @@ class Namespace:
         return settle_setattr(attr, changes, cred, self.groups.member(cred, gid))
 
     async def xattr_get(self, loc: Location, name: str, cred: Cred) -> bytes:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         await self._check(loc, cred, R_OK)
         return await loc.node.xattr_get(name)
 
     async def xattr_list(self, loc: Location, cred: Cred) -> list[str]:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         return await loc.node.xattr_list()
 
     async def xattr_set(self, loc: Location, name: str, value: bytes, flags: int,
                         cred: Cred) -> None:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         self._writable(loc)
         await self._check_xattr_write(loc, name, cred)
         await loc.node.xattr_set(name, value, flags)
 
     async def xattr_remove(self, loc: Location, name: str, cred: Cred) -> None:
-        CALLER.set((cred, loc.mount.backend))
+        serving(cred, loc.mount.backend)
         self._writable(loc)
         await self._check_xattr_write(loc, name, cred)
         await loc.node.xattr_remove(name)

@@ -402,6 +402,9 @@ class Backend:
     #: The seconds a timestamp may take (Linux's s_time_min/s_time_max); vfs/ clamps the
     #: times of a Tsetattr into it, as Linux clamps timestamps to a filesystem's range.
     time_range: ClassVar[tuple[int, int]] = (TIME64_MIN, TIME64_MAX)
+    #: Its host calls run under the caller's identity (passthrough as root): vfs/ tells
+    #: it whom each call serves through vfs.caller.CALLER.
+    host_identity: bool = False
     root: Node
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from ninep.constants import QTDIR, QTFILE, QTSYMLINK
 from ninep.messages import Qid
 
-from .caller import CALLER, serving
+from .caller import serving
 from .idmap import IdMap
 from .node import (
     DT_DIR,
@@ -42,15 +42,15 @@ from .perms import (
     check_access,
     check_owner,
     check_sticky,
+    checked_setattr,
 )
 from .setid import (
     SETID,
     WriteGuard,
     changes_set_setid,
     host_applies,
-    mode_change_only_kills,
+    new_file_mode,
     note_setid_change,
-    settle_setattr,
 )
 
 __all__ = [
@@ -359,7 +359,7 @@ class Namespace:
         for the next call, when the group class is what the client kernel's word grants."""
         if (self.groups.client and granted and not cred.in_group(gid)
                 and gid != self.groups.anonymous and host_applies(backend)):
-            CALLER.set((replace(cred, groups=cred.groups | {gid}), backend))
+            serving(replace(cred, groups=cred.groups | {gid}), backend)
 
     def _writable(self, loc: Location, what: str = "") -> None:
         if loc.mount.read_only or self.read_only:
@@ -414,15 +414,10 @@ class Namespace:
 
     def _new_mode(self, loc: Location, dir_attr: Attr | None, mode: int, gid: int,
                   cred: Cred) -> int:
-        """The mode a new non-directory gets: Linux's mode_strip_sgid drops set-group-id
-        when the creator is not in the file's group and is not root. The gid a client
-        sends is the creating process's fsgid (a group it is in), unless the directory
-        is set-group-id and the gid is the directory's (v9fs_get_fsgid_for_create)."""
-        if (mode & stat.S_ISGID and cred.uid != 0 and dir_attr is not None
-                and dir_attr.mode & stat.S_ISGID and gid == dir_attr.gid
-                and not self.groups.member(cred, gid)):
-            mode &= ~stat.S_ISGID
-        if mode & SETID and dir_attr is not None:
+        if dir_attr is None:  # a backend whose host keeps the modes
+            return mode
+        mode = new_file_mode(mode, gid, dir_attr, cred, self.groups.member(cred, gid))
+        if mode & SETID:
             note_setid_change(loc.mount.backend)
         return mode
 
@@ -538,36 +533,14 @@ class Namespace:
     async def _check_setattr(self, loc: Location, changes: SetAttr, cred: Cred,
                              open_for_write: bool) -> SetAttr:
         """Check ``changes`` as Linux's setattr_prepare does; return them with the set-id
-        bits Linux clears along with them (vfs/setid.py)."""
+        bits Linux clears along with them (vfs/perms.py, vfs/setid.py)."""
         attr = await loc.node.getattr()
-        if changes.mode is not None and cred.uid not in (0, attr.uid):
-            if not mode_change_only_kills(attr, changes.mode):
-                raise OSError(errno.EPERM, "operation not permitted")
-            # what a client kernel sends for a non-owner's write or truncate (ATTR_FORCE):
-            # allowed to whoever may write the file; a host that applies the rules
-            # itself clears them with the write or truncate
-            if not open_for_write:
-                check_access(attr, cred, W_OK, groups=self.groups)
-            if host_applies(loc.mount.backend):
-                changes = replace(changes, mode=None)
-        if changes.uid is not None and changes.uid != attr.uid and cred.uid != 0:
-            raise OSError(errno.EPERM, "only root may change the owner")
-        if changes.gid is not None and changes.gid != attr.gid and cred.uid != 0:
-            check_owner(attr, cred)
-            if not self.groups.member(cred, changes.gid):
-                raise OSError(errno.EPERM, "not a member of the target group")
-            self._lend_group(loc.mount.backend, cred, changes.gid, True)
-        if changes.size is not None and not open_for_write:
-            check_access(attr, cred, W_OK, groups=self.groups)
-        explicit = [t for t in (changes.atime_ns, changes.mtime_ns) if t is not None]
-        if explicit and cred.uid not in (0, attr.uid):
-            if any(t != UTIME_NOW for t in explicit):  # a time before 1970 too
-                raise OSError(errno.EPERM, "only the owner may set file times")
-            check_access(attr, cred, W_OK, groups=self.groups)
-        if host_applies(loc.mount.backend):
-            return changes
-        gid = attr.gid if changes.gid is None else changes.gid
-        return settle_setattr(attr, changes, cred, self.groups.member(cred, gid))
+        backend = loc.mount.backend
+        checked = checked_setattr(attr, changes, cred, self.groups, open_for_write,
+                                  host_applies(backend))
+        if checked.gid is not None and checked.gid != attr.gid:
+            self._lend_group(backend, cred, checked.gid, True)
+        return checked
 
     async def xattr_get(self, loc: Location, name: str, cred: Cred) -> bytes:
         serving(cred, loc.mount.backend)
@@ -597,7 +570,7 @@ class Namespace:
         if loc.mount.backend.keeps_ownership:
             attr = await loc.node.getattr()
             if name.startswith("user."):
-                check_access(attr, cred, W_OK)
+                check_access(attr, cred, W_OK, groups=self.groups)
             else:
                 check_owner(attr, cred)
 

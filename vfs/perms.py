@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import errno
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .node import Attr, Cred
+from .node import UTIME_NOW, Attr, Cred, SetAttr
+from .setid import mode_change_only_kills, settle_setattr
 
 __all__ = [
     "HOST_GROUPS",
@@ -32,6 +33,7 @@ __all__ = [
     "check_access",
     "check_owner",
     "check_sticky",
+    "checked_setattr",
     "is_root",
     "may_access",
 ]
@@ -96,3 +98,41 @@ def check_sticky(dir_attr: Attr, victim: Attr, cred: Cred, what: str = "") -> No
     if (dir_attr.mode & stat.S_ISVTX and cred.uid != 0
             and cred.uid != victim.uid and cred.uid != dir_attr.uid):
         raise OSError(errno.EPERM, "operation not permitted (sticky directory)", what or None)
+
+
+def checked_setattr(attr: Attr, changes: SetAttr, cred: Cred, groups: Membership,
+                    open_for_write: bool, host_applies: bool) -> SetAttr:
+    """Check a Tsetattr on a file with ``attr`` as Linux's setattr_prepare does, and
+    return it with the set-id bits Linux clears along with it (vfs/setid.py), unless the
+    host applies those rules itself (``host_applies``).
+
+    ``open_for_write``: the fid is open for writing, so truncation needs no further
+    permission (ftruncate on an fd, even after a chmod or unlink).
+    """
+    if changes.mode is not None and cred.uid not in (0, attr.uid):
+        if not mode_change_only_kills(attr, changes.mode):
+            raise OSError(errno.EPERM, "operation not permitted")
+        # what a client kernel sends for a non-owner's write or truncate (ATTR_FORCE):
+        # allowed to whoever may write the file; a host that applies the rules
+        # itself clears them with the write or truncate
+        if not open_for_write:
+            check_access(attr, cred, W_OK, groups=groups)
+        if host_applies:
+            changes = replace(changes, mode=None)
+    if changes.uid is not None and changes.uid != attr.uid and cred.uid != 0:
+        raise OSError(errno.EPERM, "only root may change the owner")
+    if changes.gid is not None and changes.gid != attr.gid and cred.uid != 0:
+        check_owner(attr, cred)
+        if not groups.member(cred, changes.gid):
+            raise OSError(errno.EPERM, "not a member of the target group")
+    if changes.size is not None and not open_for_write:
+        check_access(attr, cred, W_OK, groups=groups)
+    explicit = [t for t in (changes.atime_ns, changes.mtime_ns) if t is not None]
+    if explicit and cred.uid not in (0, attr.uid):
+        if any(t != UTIME_NOW for t in explicit):  # a time before 1970 too
+            raise OSError(errno.EPERM, "only the owner may set file times")
+        check_access(attr, cred, W_OK, groups=groups)
+    if host_applies:
+        return changes
+    gid = attr.gid if changes.gid is None else changes.gid
+    return settle_setattr(attr, changes, cred, groups.member(cred, gid))

@@ -40,6 +40,7 @@ __all__ = [
     "host_applies",
     "killed_by_write",
     "mode_change_only_kills",
+    "new_file_mode",
     "note_setid_change",
     "setid_epoch",
     "settle_setattr",
@@ -65,6 +66,17 @@ def mode_change_only_kills(attr: Attr, mode: int) -> bool:
     kernel sends for a write or truncate by a non-owner (ATTR_KILL_SUID, ATTR_FORCE)."""
     current = stat.S_IMODE(attr.mode)
     return mode != current and mode | (current & SETID) == current
+
+
+def new_file_mode(mode: int, gid: int, dir_attr: Attr, cred: Cred, member: bool) -> int:
+    """The mode a new non-directory gets: Linux's mode_strip_sgid drops set-group-id when
+    the creator is not in the file's group (``member``) and is not root. The gid a client
+    sends is the creating process's fsgid, a group it is in, unless the directory is
+    set-group-id and the gid is the directory's (v9fs_get_fsgid_for_create)."""
+    if (mode & stat.S_ISGID and cred.uid != 0 and dir_attr.mode & stat.S_ISGID
+            and gid == dir_attr.gid and not member):
+        mode &= ~stat.S_ISGID
+    return mode
 
 
 def changes_set_setid(changes: SetAttr) -> bool:

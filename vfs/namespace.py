@@ -316,7 +316,8 @@ class Namespace:
                 raise OSError(errno.ENOTDIR, "not a directory")
             if attr is not None:
                 check_access(attr, cred, X_OK, groups=self.groups)
-                self._lend_group(mount.backend, cred, attr.gid, (attr.mode >> 3) & X_OK)
+                self._lend_group(mount.backend, cred, attr.gid,
+                                 self.groups.client and (attr.mode >> 3) & X_OK)
         if name == "..":
             return await self._walk_up(loc, cred)
         if name == ".":
@@ -354,12 +355,21 @@ class Namespace:
     # --- checks ----------------------------------------------------------
 
     def _lend_group(self, backend: Backend, cred: Cred, gid: int, granted: int | bool) -> None:
-        """Under the client group model, a host that checks permissions itself (passthrough
-        under the caller's fsuid, vfs/caller.py) is told that the caller is in ``gid``
-        for the next call, when the group class is what the client kernel's word grants."""
-        if (self.groups.client and granted and not cred.in_group(gid)
-                and gid != self.groups.anonymous and host_applies(backend)):
+        """A host that checks permissions itself (passthrough under the caller's fsuid,
+        vfs/caller.py) is told that the caller is in ``gid`` for the next call, when the
+        checks made here ``granted`` it (the client group model's word, or a set-group-id
+        directory's group, which Linux gives whatever the creator's groups)."""
+        if (granted and not cred.in_group(gid) and gid != self.groups.anonymous
+                and host_applies(backend)):
             serving(replace(cred, groups=cred.groups | {gid}), backend)
+
+    def _lend_new_group(self, loc: Location, dir_attr: Attr | None, cred: Cred, gid: int) -> None:
+        """A create's gid for the host: the client's word under the client model; in a
+        set-group-id directory its group (inode_init_owner), which a host call under a
+        non-member's identity could not give the new file (chown) or keep (chmod)."""
+        inherited = (dir_attr is not None and bool(dir_attr.mode & stat.S_ISGID)
+                     and gid == dir_attr.gid)
+        self._lend_group(loc.mount.backend, cred, gid, self.groups.client or inherited)
 
     def _writable(self, loc: Location, what: str = "") -> None:
         if loc.mount.read_only or self.read_only:
@@ -388,7 +398,7 @@ class Namespace:
         attr = await self._check(loc, cred, want)
         if attr is not None:
             self._lend_group(loc.mount.backend, cred, attr.gid,
-                             want & ~((attr.mode >> 3) & 7) == 0)
+                             self.groups.client and want & ~((attr.mode >> 3) & 7) == 0)
         handle = await loc.node.open(flags)
         if writes and attr is not None and cred.uid != 0 and not host_applies(loc.mount.backend):
             guard = WriteGuard(handle, loc.node, loc.mount.backend, attr.mode,
@@ -405,6 +415,7 @@ class Namespace:
         dir_attr = await self._check_dir_write(loc, cred)
         gid = self._gid_in(gid)
         mode = self._new_mode(loc, dir_attr, mode, gid, cred)
+        self._lend_new_group(loc, dir_attr, cred, gid)
         node, handle = await loc.node.create(name, flags, mode, cred.uid, gid)
         if (dir_attr is not None and cred.uid != 0 and flags & _O_ACCMODE in (_O_WRONLY, _O_RDWR)
                 and not host_applies(loc.mount.backend)):
@@ -424,17 +435,20 @@ class Namespace:
     async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
         validate_name(name)
-        await self._check_dir_write(loc, cred)
-        return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, self._gid_in(gid)))
+        dir_attr = await self._check_dir_write(loc, cred)
+        gid = self._gid_in(gid)
+        self._lend_new_group(loc, dir_attr, cred, gid)
+        return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, gid))
 
     async def symlink(self, loc: Location, name: str, target: str, gid: int,
                       cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
         validate_name(name)
         _check_symlink_target(target)
-        await self._check_dir_write(loc, cred)
-        return Location(loc.mount, await loc.node.symlink(name, target, cred.uid,
-                                                          self._gid_in(gid)))
+        dir_attr = await self._check_dir_write(loc, cred)
+        gid = self._gid_in(gid)
+        self._lend_new_group(loc, dir_attr, cred, gid)
+        return Location(loc.mount, await loc.node.symlink(name, target, cred.uid, gid))
 
     async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
                     cred: Cred) -> Location:
@@ -445,6 +459,7 @@ class Namespace:
             raise OSError(errno.EPERM, "only root may create device nodes")
         gid = self._gid_in(gid)
         mode = self._new_mode(loc, dir_attr, mode, gid, cred)
+        self._lend_new_group(loc, dir_attr, cred, gid)
         return Location(loc.mount, await loc.node.mknod(name, mode, rdev, cred.uid, gid))
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
@@ -539,7 +554,7 @@ class Namespace:
         checked = checked_setattr(attr, changes, cred, self.groups, open_for_write,
                                   host_applies(backend))
         if checked.gid is not None and checked.gid != attr.gid:
-            self._lend_group(backend, cred, checked.gid, True)
+            self._lend_group(backend, cred, checked.gid, self.groups.client)
         return checked
 
     async def xattr_get(self, loc: Location, name: str, cred: Cred) -> bytes:

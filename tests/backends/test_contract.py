@@ -594,3 +594,20 @@ async def test_a_chmod_as_linux_sends_it_keeps_set_id_bits(fs: Backend, who: Cre
     ns, loc = await _ns_file(fs, "f", 0o755, 65535, 65535)
     await ns.setattr(loc, SetAttr(mode=mode, ctime=True), who)
     assert await _mode(ns, loc) == mode
+
+
+async def test_a_non_member_makes_things_in_a_set_group_id_directory(fs: Backend) -> None:
+    """Linux's inode_init_owner: the directory's group, whatever the creator's groups,
+    and set-group-id on subdirectories (v9fs sends the group and the bit itself)."""
+    ns = await Namespace.build([("/", fs, False)])
+    top = await ns.mkdir(ns.root(), "sg", 0o777, 0, ROOT)
+    await ns.setattr(top, SetAttr(gid=1234), ROOT)
+    await ns.setattr(top, SetAttr(mode=0o2777), ROOT)
+    user = Cred(1000, 1000)
+    sub = await ns.mkdir(top, "sub", 0o2755, 1234, user)
+    attr = await ns.getattr(sub)
+    assert (attr.uid, attr.gid, stat.S_IMODE(attr.mode)) == (1000, 1234, 0o2755)
+    loc, handle = await ns.create(top, "f", O_RDWR, 0o644, 1234, user)
+    await handle.close()
+    attr = await ns.getattr(loc)
+    assert (attr.uid, attr.gid, stat.S_IMODE(attr.mode)) == (1000, 1234, 0o644)

@@ -3,8 +3,9 @@
 No sockets and no client: this is the CPU cost (process time, so other work on a
 loaded machine counts less than in wall time) of decoding, handling and
 encoding one request (the part of a round trip that is ours alone), for the
-request mix of `diodls -l` (Twalk of one name, Tgetattr, Tclunk) and for a
-64 KiB Tread, on the RAM backend, a passthrough export and a tar archive of it.
+request mix of `diodls -l` (Twalk of one name, Tgetattr, Tclunk), of opening
+files (Twalk, Tlopen, Tclunk) and for a 64 KiB Tread, on the RAM backend, a
+passthrough export and a tar archive of it.
 
     python bench/request_cost.py                # 5,000 entries, best of 5
     python bench/request_cost.py --entries 2000 --repeat 3
@@ -103,11 +104,13 @@ async def measure(kind: str, source: str, entries: int, repeat: int,
     walks = [m.encode(1, m.Twalk(1, 2, (name,))) for name in names]
     getattr_frame = m.encode(1, m.Tgetattr(2, 0x3FFF))
     clunk_frame = m.encode(1, m.Tclunk(2))
+    open_frame = m.encode(1, m.Tlopen(2, os.O_RDONLY))
     figures: dict[str, float] = {}
     feed = conn.data_received
     for label, frames in (
         ("walk", [(w,) for w in walks]),
         ("walk+getattr+clunk", [(w, getattr_frame, clunk_frame) for w in walks]),
+        ("walk+open+clunk", [(w, open_frame, clunk_frame) for w in walks]),
     ):
         best = float("inf")
         for _ in range(repeat):
@@ -122,6 +125,7 @@ async def measure(kind: str, source: str, entries: int, repeat: int,
             elapsed = time.process_time() - start
             sent = transport.count - count
             assert sent == len(frames) * (2 if label == "walk" else 3), (label, sent)
+            assert not isinstance(reply_of(transport), m.Rlerror), reply_of(transport)
             best = min(best, elapsed)
         per = len(frames) * (2 if label == "walk" else 3)
         figures[f"{label}: us per request"] = best / per * 1e6

@@ -98,6 +98,8 @@ async def test_the_kernel_refuses_another_users_0600_file(ns: Namespace) -> None
     await refused(ns.setattr(loc, SetAttr(mode=0o666), USER), errno.EPERM)
     await refused(ns.unlink(ns.root(), "private", False, USER), errno.EACCES)
     await refused(ns.mkdir(ns.root(), "mine", 0o755, 1000, USER), errno.EACCES)
+    os.setxattr(ns.root().node.fs.path + "/private", "user.note", b"x")  # type: ignore[attr-defined]
+    await refused(ns.xattr_get(loc, "user.note", USER), errno.EACCES)  # needs read access
     # a truncate goes to a pool thread, which takes the identity of the request that sent
     # it: a thread that served root serves the user as the user, and root as root again
     root = Cred(0, 0)

@@ -220,3 +220,24 @@ async def test_a_writer_who_is_not_the_owner_may_touch(ns: Namespace, export: Pa
     await ns.setattr(loc, SetAttr(atime_ns=UTIME_NOW, mtime_ns=UTIME_NOW, ctime=True), USER)
     assert os.stat(path).st_mtime_ns > 1
     await refused(ns.setattr(loc, SetAttr(mtime_ns=5), USER), errno.EPERM)  # set times: owner
+
+
+def test_a_thread_started_under_a_users_identity_serves_root_as_root() -> None:
+    # a new thread starts with its creator's credentials: a pool thread spawned by a
+    # submit from a user's step must not serve a later root call as that user
+    import threading
+
+    from backends.passthrough import fsident
+    seen: list[int] = []
+    call = fsident.carry(lambda: seen.append(thread_fsuid()))  # sent as the server
+    user = fsident.HostCred(1000, 1000, [1000])
+    fsident._enter(user)
+    try:
+        assert thread_fsuid() == 1000
+        worker = threading.Thread(target=call)
+        worker.start()  # cloned now, under uid 1000
+    finally:
+        fsident._leave()
+    worker.join()
+    assert seen == [0]
+    assert thread_fsuid() == 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.hostile.fuzz_findings import log_findings, probe_server
+from tests.hostile.fuzz_findings import fsck_image, log_findings, probe_server
 from tests.hostile.fuzzer import FuzzPlan, FuzzStats, build_fixtures, run_fuzz
 from tests.hostile.serverproc import ServerProcess, serve_process
 
@@ -61,6 +61,9 @@ def main() -> int:
             fds = server.open_fds() if alive else 0
             text = server.log_text()
             exit_note = "" if alive else f" (exit status {server.proc.poll()})"
+        fsck = fsck_image(tmp / "ext2.img")  # the server has stopped: written back, marked clean
+        if fsck:
+            problems.append("the ext2 image after a clean stop: " + fsck)
     _report(args, stats, elapsed, baseline, max(rss_peak, hwm), fds, alive, exit_note,
             problems, text)
     return 0 if alive and not problems else 1

@@ -1,13 +1,15 @@
 """What a fuzz run (tests/hostile/fuzzer.py) left behind: the server log's ERROR
-records and tracebacks grouped by where they were raised, and whether a fresh client
-can still attach, walk and read every mount."""
+records and tracebacks grouped by where they were raised, whether a fresh client
+can still attach, walk and read every mount, and whether the ext2 image is sound."""
 
 from __future__ import annotations
 
 import errno
 import re
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from ninep import messages as m
 
 from .fuzzer import CANARY, CANARY_NAME, INLINE_TEXT, FuzzStats
 
-__all__ = ["LogFinding", "log_findings", "probe_server"]
+__all__ = ["LogFinding", "fsck_image", "log_findings", "probe_server"]
 
 
 # --- after the run: does a fresh client still get answers? ------------------------
@@ -149,3 +151,13 @@ def _add_record(lines: list[str], groups: dict[tuple[str, str, str], LogFinding]
                                                 example="\n".join(lines[:40])))
     finding.count += 1
     finding.ports.extend(ports[:1])
+
+
+def fsck_image(image: Path) -> str | None:
+    """``e2fsck -fn`` of the fuzzed ext2 image once the server stopped; its complaint,
+    or None when the image is consistent (exit status 0)."""
+    e2fsck = shutil.which("e2fsck") or "/usr/sbin/e2fsck"
+    result = subprocess.run([e2fsck, "-fn", str(image)], capture_output=True, text=True)
+    if result.returncode == 0:
+        return None
+    return f"e2fsck -fn exit status {result.returncode}:\n{(result.stdout + result.stderr)[-3000:]}"

@@ -2,8 +2,8 @@
 process with every backend mounted (tests/hostile/fuzzer.py).
 
 Fails on any ERROR line or traceback in the server's log, a dead server, a fresh
-client that cannot attach, walk and read every mount afterwards, or a peak RSS over
-RSS_BOUND_MIB. The bounds are sizes and counts; the time budget only stops the run.
+client that cannot attach, walk and read every mount afterwards, an ext2 image that
+e2fsck rejects after a clean stop, or a peak RSS over RSS_BOUND_MIB. The bounds are sizes and counts; the time budget only stops the run.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.fuzz_findings import LogFinding, log_findings, probe_server
+from tests.hostile.fuzz_findings import LogFinding, fsck_image, log_findings, probe_server
 from tests.hostile.fuzzer import FuzzPlan, FuzzStats, build_fixtures, run_fuzz
 from tests.hostile.serverproc import serve_process
 
@@ -38,6 +38,7 @@ class FuzzRun:
     peak_rss_mib: int
     log: str
     findings: list[LogFinding]
+    fsck: str | None
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +53,9 @@ def fuzz_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzRun]:
         problems = probe_server(server.address) if alive else []
         peak = server.status("VmHWM") // 1024 if alive else 0
         exit_status = server.proc.poll()
-        log = server.log_text()
-    yield FuzzRun(stats, alive, exit_status, problems, peak, log, log_findings(log))
+    log = server.log_text()  # after the stop: what the write-back at exit said too
+    fsck = fsck_image(tmp / "ext2.img")
+    yield FuzzRun(stats, alive, exit_status, problems, peak, log, log_findings(log), fsck)
 
 
 def _findings_text(run: FuzzRun) -> str:
@@ -96,6 +98,12 @@ def test_no_error_or_traceback_in_the_server_log(fuzz_run: FuzzRun) -> None:
     # log_findings groups records; this catches anything it did not recognise
     if "Traceback" in fuzz_run.log or " ERROR " in fuzz_run.log:
         pytest.fail(f"an unparsed ERROR or traceback:\n{fuzz_run.log[-3000:]}", pytrace=False)
+
+
+def test_the_ext2_image_is_sound_after_a_clean_stop(fuzz_run: FuzzRun) -> None:
+    """Whatever a client sent, the image the server wrote back must pass e2fsck."""
+    if fuzz_run.fsck:
+        pytest.fail(f"the fuzzed ext2 image after SIGTERM: {fuzz_run.fsck}", pytrace=False)
 
 
 def test_memory_stays_below_the_bound(fuzz_run: FuzzRun) -> None:

@@ -22,7 +22,7 @@ from vfs.perms import (
     check_sticky,
     may_access,
 )
-from vfs.policy import AttachRequest, Peer, Policy, Rule
+from vfs.policy import KEPT, REVOKED, AttachRequest, Peer, Policy, Rule
 
 
 def attr(mode: int, uid: int = 1000, gid: int = 100) -> Attr:
@@ -114,3 +114,12 @@ async def test_a_client_groups_policy_gives_its_attaches_that_model() -> None:
         chosen = Policy([Rule(ns, name="r", groups=groups)]).select(
             AttachRequest(peer, "", "", 3000, STRANGER))
         assert chosen.groups.client is client
+
+
+async def test_a_reload_that_takes_groups_from_the_host_again_revokes_client_attaches() -> None:
+    ns = await Namespace.build([("/", RamBackend(), False)])
+    request = AttachRequest(Peer("tcp", "127.0.0.1:1"), "", "", 3000, STRANGER)
+    trusted = Rule(ns, name="r", groups="client")
+    assert Policy([Rule(ns, name="r")]).review(request, trusted, False).verdict == REVOKED
+    assert Policy([trusted]).review(request, trusted, False).verdict == KEPT
+    assert Policy([trusted]).review(request, Rule(ns, name="r"), False).verdict == KEPT

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
 from .containment import MoveWatch, check_contained, move_watch, watched
-from .fsident import HostCred, SearchGrants, host_cred, stepped, thread_cred, under_caller
+from .fsident import SearchGrants, host_cred, thread_cred, under_caller
 from .handle import DirHandle, FileHandle, check_open
 from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, open_noatime, proc_path
 from .listing import DirListing, scan_directory, stamp_of
 from .ownership import Mapped, Where
+from .userfiles import OpenerFileHandle, truncate_through_writer
 
 if TYPE_CHECKING:
     from .backend import PassthroughBackend
@@ -56,6 +57,7 @@ class PassthroughNode(Node):
         # the export, and the inotify watch that tells when it moves
         self.proven = -1
         self.search_grants: SearchGrants | None = None  # fsident.py: users the kernel let in
+        self.writers: list[OpenerFileHandle] | None = None  # userfiles.py
         self.watcher: MoveWatch | None = None
         self.watch = -1
         if self.host_type == stat.S_IFDIR:
@@ -214,6 +216,8 @@ class PassthroughNode(Node):
             raise OSError(errno.EISDIR, "is a directory")
         if self.host_type != stat.S_IFREG:
             raise OSError(errno.EINVAL, "not a regular file")
+        if await truncate_through_writer(self, thread_cred(), size):
+            return  # ftruncate(2): what the user's open descriptor lets it do
         self.pins += 1
         try:  # freeing the blocks of a large file can take a while
             await self.fs.in_thread(os.truncate, proc_path(self.fd()), size)
@@ -378,9 +382,7 @@ class PassthroughNode(Node):
         cred = thread_cred()  # the opener's, while this step runs under it
         if cred is None:
             return FileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, seekable)
-        handle = OpenerFileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, seekable)
-        handle.cred = cred
-        return handle
+        return OpenerFileHandle(self.fs, node, fd, host_flags & os.O_ACCMODE, seekable, cred)
 
     @under_caller
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
@@ -579,12 +581,3 @@ def _remove_quietly(dfd: int, name: str, is_dir: bool) -> None:
     except OSError:
         pass
 
-
-class OpenerFileHandle(FileHandle):
-    """A file opened under a user's identity (fsident.py) writes under it too: a write by
-    someone without CAP_FSETID clears the setuid bit (Linux's file_remove_privs)."""
-
-    cred: HostCred
-
-    async def write(self, offset: int, data: bytes | memoryview) -> int:
-        return await stepped(super().write(offset, data), self.cred)

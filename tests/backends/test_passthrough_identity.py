@@ -241,3 +241,15 @@ def test_a_thread_started_under_a_users_identity_serves_root_as_root() -> None:
     worker.join()
     assert seen == [0]
     assert thread_fsuid() == 0
+
+
+async def test_a_writer_truncates_its_0444_file_as_ftruncate_would(
+        ns: Namespace, export: Path) -> None:
+    # open(O_CREAT|O_RDWR, 0444), write, ftruncate: Linux checks no permission on the
+    # descriptor's truncate, and v9fs sends it as Tsetattr(size) on the open fid
+    loc, handle = await ns.create(await at(ns, "shared"), "ro", O_RDWR, 0o444, 1000, USER)
+    await handle.write(0, b"hello")
+    await ns.setattr(loc, SetAttr(size=1), USER, open_for_write=True)
+    assert (export / "shared" / "ro").read_bytes() == b"h"
+    await handle.close()
+    await refused(ns.setattr(loc, SetAttr(size=0), USER, open_for_write=True), errno.EACCES)

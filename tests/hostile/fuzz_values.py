@@ -139,8 +139,14 @@ class FieldValues:
         return self.rng.choice((m.NOFID, 2**31, 2**32 - 2, 0))
 
     def dir_fid(self) -> int:
+        """Mostly a directory; a fifth of the time a file or symlink the client holds,
+        where a directory belongs (each backend must answer ENOTDIR)."""
+        roll = self.rng.random()
         dirs = sorted(self.state.dirs)
-        return self.rng.choice(dirs) if dirs and self.rng.random() < 0.7 else self.fid()
+        if dirs and roll < 0.65:
+            return self.rng.choice(dirs)
+        others = sorted(self.state.fids - self.state.dirs)
+        return self.rng.choice(others) if others and roll < 0.85 else self.fid()
 
     def open_file_fid(self) -> int:
         files = sorted(self.state.opened_files)

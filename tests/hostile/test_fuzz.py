@@ -20,7 +20,7 @@ from tests.hostile.fuzzer import FuzzPlan, FuzzStats, build_fixtures, run_fuzz
 from tests.hostile.serverproc import serve_process
 
 # A fixed seed (never one from the clock): a failure here fails the same way again.
-PLAN = FuzzPlan(seed=14, frames=120_000, connections=2_400, parallel=16, seconds=40.0,
+PLAN = FuzzPlan(seed=14, frames=200_000, connections=4_000, parallel=16, seconds=40.0,
                 bursts=1, burst_reads=512, holds=32)
 # The server starts at ~41 MiB and a fuzz run without the burst peaks near 60 MiB.
 # The burst asks for 512 replies of 1 MiB that are never read: a server that keeps

@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve one connection on stdin/stdout (ssh, inetd), then exit")
     serve.add_argument("--listen", action="append", metavar="URL",
                        help="tcp://HOST:PORT, unix:///PATH or systemd:[NAME] (repeatable; "
-                            f"replaces the config's listeners; default {DEFAULT_LISTEN}, or the "
-                            "sockets systemd passed)")
+                            "refused beside a config that has [[listen]] tables; default "
+                            f"{DEFAULT_LISTEN}, or the sockets systemd passed)")
     serve.add_argument("--mount", action="append", metavar="PATH=KIND[:SOURCE][,OPT=VAL][,ro]",
                        help="mount a backend, e.g. /=ram, /data=passthrough:/srv/data,ro or "
                             "/dist=tar:/srv/dist.tar.gz (repeatable)")
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and print each "
                            "policy's namespace")
     check.add_argument("file", type=Path)
+    check.add_argument("--strict", action="store_true",
+                       help="exit 1 when there are warnings (a policy that can never match, ...)")
     check.set_defaults(func=_check_config)
     from .certs import add_cert_commands
     from .mount_helper import add_mount_command
@@ -132,13 +134,20 @@ def _install_uvloop() -> None:
 
 
 def _listeners(args: argparse.Namespace, config: Config | None) -> list[ListenAddress]:
-    """--stdio, else --listen, else the config's [[listen]], else systemd's sockets,
-    else the default address."""
+    """--stdio, else --listen (refused beside a config's [[listen]]), else the config's
+    [[listen]], else systemd's sockets, else the default address."""
     if args.stdio:
         return [ListenAddress("stdio")]
+    configured = list(config.listeners) if config else []
+    if args.listen and configured:
+        # Refused rather than merged or replaced: the file is where a configured
+        # server's listeners are decided, and dropping them silently (or adding a
+        # listener the file's policies were not written for) hides a mistake.
+        assert config is not None
+        raise ValueError(f"--listen beside {config.path}, which has [[listen]] tables: put "
+                         "the listeners in the file, or remove its [[listen]] tables")
     if args.listen:
         return [parse_listen(u) for u in args.listen]
-    configured = list(config.listeners) if config else []
     if configured:
         return configured
     if systemd_sockets():
@@ -203,8 +212,12 @@ def _check_config(args: argparse.Namespace) -> int:
     except (BackendConfigError, OSError) as exc:
         print(f"ninep check-config: {exc}", file=sys.stderr)
         return 2
-    print("\n".join(describe_config(config, policy)))
-    return 0
+    print("\n".join(describe_config(config, policy, DEFAULT_LISTEN)))
+    from .config_lint import config_warnings
+    warnings = config_warnings(config)
+    for warning in warnings:
+        print(f"ninep check-config: warning: {warning}", file=sys.stderr)
+    return 1 if warnings and args.strict else 0
 
 
 async def _open_and_close(config: Config) -> Policy:

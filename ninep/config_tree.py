@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import grp
+import pwd
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from vfs.idmap import IdMap
 from vfs.policy import Policy
 
 from .config import Config, MountConfig, NamespaceConfig
@@ -40,12 +45,29 @@ def _render(node: _Node, prefix: str, lines: list[str]) -> None:
         _render(child, prefix + ("    " if last else "│   "), lines)
 
 
-def describe_config(config: Config, policy: Policy) -> list[str]:
+def _anonymous(idmap: IdMap) -> str:
+    """Where squashed (or unmapped) ids go, with the server's names for them."""
+    return (f" -> anonymous uid {_named(idmap.anon_uid, pwd.getpwuid)}, "
+            f"gid {_named(idmap.anon_gid, grp.getgrgid)}")
+
+
+def _named(number: int, lookup: Callable[[int], Any]) -> str:
+    try:
+        return f"{number} ({lookup(number)[0]})"
+    except KeyError:
+        return f"{number} (no name on this host)"
+
+
+def describe_config(config: Config, policy: Policy,
+                    default_listen: str = "tcp://127.0.0.1:5640") -> list[str]:
     """What check-config prints: listeners, then each policy in the order it is tried."""
     lines = [f"{config.path}: valid: {len(config.listeners)} listener(s), "
              f"{len(config.namespaces)} namespace(s), {len(config.policies)} policies"]
     lines += [f"listen {address}" + (f" (mode {address.mode:04o})" if address.mode else "")
               for address in config.listeners]
+    if not config.listeners:
+        lines.append(f"listen: no [[listen]]: the sockets systemd passes, else {default_listen} "
+                     "(or ninep serve --listen)")
     if config.authorized_keys is not None:
         lines.append(f"authorized keys: {config.authorized_keys}")
     for order, rule in enumerate(policy.rules, start=1):
@@ -53,7 +75,7 @@ def describe_config(config: Config, policy: Policy) -> list[str]:
         if rule.read_only:
             extras.append("read-only")
         if not rule.idmap.identity:
-            extras.append(rule.idmap.describe())
+            extras.append(rule.idmap.describe() + _anonymous(rule.idmap))
         limits = [f"{k}={getattr(rule.limits, k)}" for k in ("max_fids", "max_msize",
                                                             "max_inflight")
                   if getattr(rule.limits, k) is not None]

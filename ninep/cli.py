@@ -15,6 +15,7 @@ from backends.registry import BackendConfigError, MountSpec, parse_mount
 from vfs.budget import raise_descriptor_limit
 from vfs.policy import Policy
 
+from .sd_notify import notify, notify_reloading
 from .server import ListenAddress, Server, parse_listen, systemd_sockets
 from .session import ServerLimits
 
@@ -189,13 +190,17 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
     reloads: set[asyncio.Task[bool]] = set()
 
     def reload() -> None:
+        notify_reloading()  # systemd's reload waits for the READY=1 after it
         task = loop.create_task(server.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+        task.add_done_callback(lambda _: notify("READY=1"))
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    notify("READY=1", "STATUS=listening on " + ", ".join(map(str, listens)))
     await stop.wait()
     log.info("stopping")
+    notify("STOPPING=1")
     await server.close()
     await server.policy.close()  # backends write back and close (an ext2 image is marked clean)
 

@@ -1,0 +1,1 @@
+"""Tests of clients/fsspec_fs.py: fsspec's own abstract suites and ours, against `ninep serve`."""

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_client_commands(sub)
+        from clients.fuse import add_fuse_command  # imports mfusepy only when the verb runs
+
+        add_fuse_command(sub)
     return parser
 
 

@@ -16,8 +16,8 @@ program, ``toml`` blocks go through ``ninep check-config``; an unmarked block in
 language fails, so a new block is either run or says why not. Blocks run in a scratch
 directory that links to the clone's files (so ``.venv``, ``scripts/`` and ``docs/`` are
 where the README says), with ``.venv`` activated and ``/usr/sbin`` off ``PATH`` as for a
-normal user; ``127.0.0.1:5640`` becomes the test server's address, and ``NINEP_SERVER``
-names it too.
+normal user; ``127.0.0.1:5640`` (or ``localhost:5640``) becomes the test server's
+address, and ``NINEP_SERVER`` names it too.
 """
 
 from __future__ import annotations
@@ -94,8 +94,10 @@ class Reader:
 
     def localize(self, code: str) -> str:
         """The block with the default address replaced by the test server's."""
-        return (code.replace("127.0.0.1:5640", f"127.0.0.1:{self.server.port}")
-                .replace("port=5640", f"port={self.server.port}"))
+        port = self.server.port
+        return (code.replace("127.0.0.1:5640", f"127.0.0.1:{port}")
+                .replace("localhost:5640", f"localhost:{port}")
+                .replace("port=5640", f"port={port}"))
 
     def run(self, argv: list[str]) -> None:
         done = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True,
@@ -215,3 +217,21 @@ def test_the_kernel_suite_boots_as_the_readme_says() -> None:
     said = re.search(r"\((\w+) QEMU boots", README.read_text())
     assert said, "the README says how many QEMU boots scripts/test runs"
     assert said.group(1) == words.get(len(BOOTS), str(len(BOOTS)))
+
+
+def test_blocks_and_their_markers_are_read() -> None:
+    text = ("intro\n\n<!-- readme-test: skip: needs root -->\n```sh\nmount x\n```\n\n"
+            "```python\nprint(1)\n```\n")
+    skipped, program = readme_blocks(text)
+    assert (skipped.line, skipped.lang, skipped.marker, skipped.reason) == (4, "sh", "skip",
+                                                                           "needs root")
+    assert (program.line, program.lang, program.code, program.marker) == (8, "python",
+                                                                          "print(1)\n", "")
+
+
+def test_the_parse_check_catches_an_unknown_option() -> None:
+    assert list(ninep_commands("ninep serve --msize 8192 \\\n  --max-fids 9 # why\n"
+                               "x && ninep ls /\n")) == [
+        ["serve", "--msize", "8192", "--max-fids", "9"], ["ls", "/"]]
+    with pytest.raises(AssertionError, match="no-such-option"):
+        check_parses("ninep serve --no-such-option\n")

@@ -355,6 +355,10 @@ def add_mount_command(subparsers: Any) -> None:
     p.add_argument("--uname", default="", help="user name of the attach (default root)")
     p.add_argument("-o", dest="options", default="", metavar="OPTS",
                    help="more mount options: ro, msize=N, cache=loose, access=user, ...")
+    p.add_argument("--source", metavar="NAME",
+                   help="the source mount(2) records, shown by findmnt (default 9p:SERVER)")
+    p.add_argument("-f", "--fake", action="store_true",
+                   help="connect, handshake and authenticate, but do not mount (mount(8)'s -f)")
     p.set_defaults(func=_run)
 
 
@@ -370,7 +374,11 @@ def _run(args: argparse.Namespace) -> int:
             fingerprint = authenticate(sock, str(args.auth_key), args.uname or "root",
                                        args.aname)
             print(f"ninep mount: key {fingerprint} accepted", file=sys.stderr)
-        _mount_socket(sock, str(endpoint), args, tls is not None)
+        if args.fake:
+            sock.close()
+            print(f"ninep mount: {endpoint} answered; not mounted on {args.mountpoint} (-f)")
+            return 0
+        _mount_socket(sock, args.source or f"9p:{endpoint}", args, tls is not None)
     except (ValueError, OSError, ConnectionError, ssl.SSLError) as exc:
         print(f"ninep mount: {exc}", file=sys.stderr)
         return 1
@@ -385,7 +393,7 @@ def _mount_socket(sock: socket.socket, source: str, args: argparse.Namespace,
         sock, pid = spawn_relay(sock)
     flags, data = mount_options(sock.fileno(), args.aname, args.uname, args.options)
     try:
-        mount_9p(f"9p:{source}", args.mountpoint, flags, data)
+        mount_9p(source, args.mountpoint, flags, data)
     except BaseException:
         if pid:
             os.kill(pid, signal.SIGTERM)

@@ -11,7 +11,6 @@ import errno
 import functools
 import itertools
 import stat
-import time
 from dataclasses import dataclass, field, replace
 
 from ninep.constants import QTDIR, QTFILE, QTSYMLINK
@@ -28,7 +27,6 @@ from .node import (
     DirEntry,
     Handle,
     Node,
-    ReadOnlyNode,
     SetAttr,
     StatFs,
     dtype_of_mode,
@@ -52,6 +50,7 @@ from .setid import (
     new_file_mode,
     note_setid_change,
 )
+from .synthetic_dir import SyntheticBackend, SyntheticDir
 
 __all__ = [
     "DOT_COOKIES",
@@ -123,60 +122,6 @@ class Location:
     node: Node
 
 
-class SyntheticDir(ReadOnlyNode):
-    """A directory that exists only to hold mount points (``/`` of ``/a`` and ``/b``)."""
-
-    def __init__(self, ino: int, parent: SyntheticDir | None = None) -> None:
-        self.ino = ino
-        self.parent = parent or self
-        self.children: dict[str, SyntheticDir | Mount] = {}
-        self.born = time.time_ns()
-
-    async def getattr(self) -> Attr:
-        return Attr(ino=self.ino, mode=stat.S_IFDIR | 0o555, uid=0, gid=0,
-                    nlink=2 + len(self.children),
-                    size=0, atime_ns=self.born, mtime_ns=self.born, ctime_ns=self.born)
-
-    async def walk(self, name: str) -> Node:
-        if name == "..":
-            return self.parent
-        child = self.children.get(name)
-        if isinstance(child, SyntheticDir):
-            return child
-        raise OSError(errno.ENOENT, "no such file or directory")  # mounts: see Namespace.walk
-
-    async def open(self, flags: int) -> Handle:
-        if flags & _O_ACCMODE != 0:
-            raise OSError(errno.EISDIR, "is a directory")
-        return Handle()
-
-    async def listing_end(self) -> int | None:
-        return None  # mount points are added only while the namespace is built
-
-    async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
-        names = list(self.children)
-        out = []
-        for index in range(cookie, min(len(names), cookie + count)):
-            child = self.children[names[index]]
-            if isinstance(child, SyntheticDir):
-                ino, dtype = child.ino, DT_DIR
-            else:  # a mount: its root may be a single file (null, inline, symlink)
-                ino = 0x10000 + index
-                dtype = dtype_of_mode((await child.backend.root.getattr()).mode)
-            out.append(DirEntry(names[index], ino, dtype, index + 1))
-        return out
-
-    async def statfs(self) -> StatFs:
-        return StatFs(bsize=4096, blocks=0, bfree=0, bavail=0, files=0, ffree=0)
-
-
-class _SyntheticBackend(Backend):
-    kind = "synthetic"
-
-    def __init__(self) -> None:
-        self.root = SyntheticDir(1)
-
-
 class Namespace:
     """A mount tree, built once (``await Namespace.build(...)``) and shared by attaches.
 
@@ -190,7 +135,7 @@ class Namespace:
 
     def __init__(self, name: str = "default") -> None:
         self.name = name
-        self._synthetic = Mount("/", _SyntheticBackend(), read_only=True, dev=_SYNTHETIC_DEV)
+        self._synthetic = Mount("/", SyntheticBackend(), read_only=True, dev=_SYNTHETIC_DEV)
         self._root = Location(self._synthetic, self._synthetic.backend.root)
         self._covered: dict[tuple[int, int], Mount] = {}  # (id(outer mount), ino) -> inner
         self._synthetic_inos = itertools.count(2)  # 1 is the synthetic root
@@ -307,17 +252,15 @@ class Namespace:
         """One step from the directory ``loc``; '..' stops at the namespace root."""
         mount = loc.mount
         serving(cred, mount.backend)  # vfs/caller.py: whom the backend call serves
-        if mount.backend.keeps_ownership:
-            # root may search every directory: only its kind matters, which a node
-            # never changes (no need to ask the backend for its attributes)
-            attr = None if cred.uid == 0 else await loc.node.getattr()
-            mode = (await loc.node.type_and_ino())[0] if attr is None else attr.mode
-            if not stat.S_ISDIR(mode):
+        if mount.backend.keeps_ownership and cred.uid != 0:
+            attr = await loc.node.getattr()
+            if not stat.S_ISDIR(attr.mode):
                 raise OSError(errno.ENOTDIR, "not a directory")
-            if attr is not None:
-                check_access(attr, cred, X_OK, groups=self.groups)
-                self._lend_group(mount.backend, cred, attr.gid,
-                                 self.groups.client and (attr.mode >> 3) & X_OK)
+            check_access(attr, cred, X_OK, groups=self.groups)
+            self._lend_group(mount.backend, cred, attr.gid,
+                             self.groups.client and (attr.mode >> 3) & X_OK)
+        else:  # root may search any directory, other backends check for themselves
+            await _directory(loc)
         if name == "..":
             return await self._walk_up(loc, cred)
         if name == ".":
@@ -411,6 +354,7 @@ class Namespace:
     async def create(self, loc: Location, name: str, flags: int, mode: int, gid: int,
                      cred: Cred) -> tuple[Location, Handle]:
         serving(cred, loc.mount.backend)
+        await _directory(loc)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred)
         gid = self._gid_in(gid)
@@ -434,6 +378,7 @@ class Namespace:
 
     async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
+        await _directory(loc)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred)
         gid = self._gid_in(gid)
@@ -443,6 +388,7 @@ class Namespace:
     async def symlink(self, loc: Location, name: str, target: str, gid: int,
                       cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
+        await _directory(loc)
         validate_name(name)
         _check_symlink_target(target)
         dir_attr = await self._check_dir_write(loc, cred)
@@ -453,6 +399,7 @@ class Namespace:
     async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
                     cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
+        await _directory(loc)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred)
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
@@ -464,6 +411,7 @@ class Namespace:
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
         serving(cred, dir_loc.mount.backend)
+        await _directory(dir_loc)
         validate_name(name)
         if target.mount is not dir_loc.mount:
             raise OSError(errno.EXDEV, "cross-mount link")
@@ -478,6 +426,7 @@ class Namespace:
 
     async def unlink(self, dir_loc: Location, name: str, is_dir: bool, cred: Cred) -> None:
         serving(cred, dir_loc.mount.backend)
+        await _directory(dir_loc)
         if name in (".", ".."):
             raise OSError(errno.EINVAL if name == "." else errno.ENOTEMPTY, "cannot remove . or ..")
         validate_name(name)
@@ -490,6 +439,8 @@ class Namespace:
     async def rename(self, old_dir: Location, oldname: str, new_dir: Location, newname: str,
                      cred: Cred) -> None:
         serving(cred, old_dir.mount.backend)
+        await _directory(old_dir)
+        await _directory(new_dir)
         validate_name(oldname)
         validate_name(newname)
         if old_dir.mount is not new_dir.mount:
@@ -520,7 +471,12 @@ class Namespace:
 
     async def readlink(self, loc: Location, cred: Cred) -> str:
         serving(cred, loc.mount.backend)
-        return await loc.node.readlink()
+        target = await loc.node.readlink()
+        if len(target) >= PATH_MAX // 4 and _too_long(target):
+            # no Linux file system hands out more (a tar archive or a damaged image
+            # might): a longer Rreadlink could not be encoded, or not fit the msize
+            raise OSError(errno.ENAMETOOLONG, "symlink target longer than 4095 bytes")
+        return target
 
     async def statfs(self, loc: Location) -> StatFs:
         return await loc.node.statfs()
@@ -621,14 +577,28 @@ _ROOT = Cred(0, 0)
 _NO_CHANGE = SetAttr()
 
 
+async def _directory(loc: Location) -> None:
+    """Linux answers ENOTDIR whenever a directory operand is not a directory (the
+    lookup of "file/name", a *at() call whose dirfd is a file), before it checks a
+    name, a permission or a read-only mount; checked here for every backend, whose
+    own answer differed (ext2 wrote an entry into a symlink). A node's kind never
+    changes, so type_and_ino answers without asking the storage where it can."""
+    if not stat.S_ISDIR((await loc.node.type_and_ino())[0]):
+        raise OSError(errno.ENOTDIR, "not a directory")
+
+
 def _check_symlink_target(target: str) -> None:
     """What Linux's symlink(2) refuses before any filesystem sees the target."""
     if not target:
         raise OSError(errno.ENOENT, "empty symlink target")
     if "\0" in target:  # a C string ends there; diod and QEMU would store a shorter target
         raise OSError(errno.EINVAL, "NUL byte in a symlink target")
-    if len(target.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+    if _too_long(target):
         raise OSError(errno.ENAMETOOLONG, "symlink target longer than 4095 bytes")
+
+
+def _too_long(target: str) -> bool:
+    return len(target.encode("utf-8", "surrogateescape")) >= PATH_MAX
 
 
 def _clamp_times(changes: SetAttr, time_range: tuple[int, int]) -> SetAttr:

@@ -52,6 +52,9 @@ class Ext2DirOps:
     """The directory side of one Ext2Node (made per call; all state lives in FileSystem)."""
 
     def __init__(self, node: Ext2Node) -> None:
+        if not node.inode.is_dir:  # never trust the caller: entries in a symlink's or a
+            # file's blocks are a corrupt image (e2fsck: "Symlink ... is invalid")
+            raise OSError(errno.ENOTDIR, "not a directory")
         self.node, self.table, self.fs, self.inode = node, node.table, node.fs, node.inode
         self.dir: Directory = self.fs.directory(node.inode)
 
@@ -249,10 +252,10 @@ class Ext2DirOps:
     def rename(self, oldname: str, newdir: Node, newname: str) -> None:
         if getattr(newdir, "table", None) is not self.table:
             raise OSError(errno.EXDEV, "rename across filesystems", newname)
+        dest = Ext2DirOps(newdir)  # type: ignore[arg-type] # ENOTDIR first, as Linux's lookup
         self.node._writable()
         if {oldname, newname} & {".", ".."}:  # Linux's renameat2: EBUSY
             raise OSError(errno.EBUSY, "cannot rename '.' or '..'", oldname)
-        dest = Ext2DirOps(newdir)  # type: ignore[arg-type]
         node = self._child(oldname)
         old_raw, new_raw = _name(oldname), _name(newname)
         _check_name(new_raw)

@@ -24,6 +24,7 @@ O_ACCMODE, O_WRONLY, O_RDWR = 0o3, 0o1, 0o2
 O_TRUNC, O_APPEND, O_DIRECTORY = 0o1000, 0o2000, 0o200000
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 XATTR_SIZE_MAX = 65536
+PATH_MAX = 4096  # Linux's, counting the NUL: symlink(2) stores at most 4095 bytes
 
 
 def _erofs() -> OSError:
@@ -151,6 +152,8 @@ class Ext2Node(Node):
         i = self.inode
         if not stat.S_ISLNK(i.mode):
             raise OSError(errno.EINVAL, "not a symlink")
+        if i.size >= PATH_MAX:  # a damaged image: no target of this length was ever stored
+            raise OSError(errno.ENAMETOOLONG, f"symlink of {i.size} bytes")
         if i.is_fast_symlink(self.fs.block_size):
             raw = struct.pack("<15I", *i.block)[:i.size]
         else:
@@ -202,9 +205,7 @@ class Ext2Node(Node):
     # --- directories ------------------------------------------------------------
 
     def _dir(self) -> Ext2DirOps:
-        if not self.inode.is_dir:
-            raise OSError(errno.ENOTDIR, "not a directory")
-        return Ext2DirOps(self)
+        return Ext2DirOps(self)  # ENOTDIR for anything but a directory
 
     async def walk(self, name: str) -> Node:
         return self._dir().walk(name)

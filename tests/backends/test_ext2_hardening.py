@@ -442,3 +442,32 @@ async def test_xattrs_larger_than_a_block_are_erange(image: Path) -> None:
     await node.xattr_set("user.v", b"v" * 968, 0)  # the largest that fits
     await fs.close()
     assert_clean(image)
+
+
+# --- a directory operand that is not a directory (the network fuzzer's finding) ----
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file", "executable"])
+async def test_the_backend_itself_refuses_a_rename_into_a_non_directory(
+        image: Path, kind: str) -> None:
+    """Called without vfs/ in front (which checks first), ext2 still answers ENOTDIR
+    and writes nothing: it once put a directory entry into a symlink's block."""
+    fs = open_image(image)
+    moving = await make_file(fs.root, "moving", b"m")
+    if kind == "symlink":
+        into = await fs.root.symlink("into", "t" * 100, UID, GID)  # a slow symlink: a block
+    else:
+        into = await make_file(fs.root, "into", b"i" * 100)
+        if kind == "executable":
+            await into.setattr(SetAttr(mode=0o755))
+    before = (await into.getattr()).size
+    for call in (fs.root.rename("moving", into, "moved"), into.mkdir("d", 0o755, UID, GID),
+                 into.create("c", O_RDWR, 0o644, UID, GID), into.link("l", moving),
+                 into.unlink("moving", False), into.walk("x")):
+        with pytest.raises(OSError) as info:
+            await call
+        assert info.value.errno == errno.ENOTDIR
+    assert (await into.getattr()).size == before
+    assert await fs.root.walk("moving") is not None
+    await fs.close()
+    assert_clean(image)

@@ -208,6 +208,16 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
                 return {"size": st.st_size, "type": _kind(st.st_mode), "destination": target}
         return {"type": "other", "destination": target}
 
+    async def _open_read(self, path: str) -> RemoteFile:
+        """Open for reading; a symbolic link (which 9P walks never follow) is resolved."""
+        tree = await self._tree()
+        try:
+            return _binary(await tree.open(path, "rb"))
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return _binary(await tree.open((await self._follow(tree, path))["destination"], "rb"))
+
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         path = self._strip_protocol(path)
         tree = await self._tree()
@@ -280,7 +290,7 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None,
                         **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
-        async with await (await self._tree()).open(path, "rb") as f:
+        async with await self._open_read(path) as f:
             if (start is not None and start < 0) or (end is not None and end < 0):
                 size = (await f.stat()).st_size
                 start = None if start is None else max(0, size + start) if start < 0 else start
@@ -322,10 +332,10 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
         """Copy through the client (9P has no server-side copy); a directory is made."""
         path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
         tree = await self._tree()
-        if (await tree.stat(path1)).is_dir():
+        if (await self._info(path1))["type"] == "directory":
             await tree.makedirs(path2, 0o777, exist_ok=True)
             return
-        async with await tree.open(path1, "rb") as src:
+        async with await self._open_read(path1) as src:
             dst = await self._open_remote(path2, "wb")
             async with dst:
                 while chunk := await src.read(COPY_CHUNK):
@@ -344,11 +354,10 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
     async def _get_file(self, rpath: str, lpath: str, callback: Callback = DEFAULT_CALLBACK,
                         **kwargs: Any) -> None:
         rpath = self._strip_protocol(rpath)
-        tree = await self._tree()
-        if (await tree.stat(rpath)).is_dir():
+        if (await self._info(rpath))["type"] == "directory":
             os.makedirs(lpath, exist_ok=True)
             return
-        async with await tree.open(rpath, "rb") as src:
+        async with await self._open_read(rpath) as src:
             callback.set_size((await src.stat()).st_size)
             with open(lpath, "wb") as local:
                 while chunk := await src.read(COPY_CHUNK):
@@ -364,9 +373,9 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
                 or any(c in path1 for c in "*?[") or maxdepth is not None):
             super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
             return
-        sync(self.loop, self._rename, path1, path2, recursive)
+        sync(self.loop, self._rename, path1, path2)
 
-    async def _rename(self, path1: str, path2: str, recursive: bool) -> None:
+    async def _rename(self, path1: str, path2: str) -> None:
         source, target = self._strip_protocol(path1), self._strip_protocol(path2)
         if source == target:
             return
@@ -433,7 +442,7 @@ class NinepFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untype
 
     async def _open_remote(self, mode: str) -> RemoteFile:
         if mode == "rb":
-            return await (await self.fs._tree()).open(self.target, "rb")
+            return await self.fs._open_read(self.target)
         return await self.fs._open_remote(self.target, mode)
 
     def _fetch_range(self, start: int, end: int) -> bytes:

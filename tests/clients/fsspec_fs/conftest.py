@@ -10,18 +10,19 @@ from __future__ import annotations
 import posixpath
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 fsspec = pytest.importorskip("fsspec", reason="fsspec is in the test extra: scripts/setup-env")
 
-from fsspec.tests.abstract import AbstractFixtures  # noqa: E402
+from fsspec.tests.abstract import AbstractFixtures  # type: ignore[import-untyped]  # noqa: E402
 
 from clients.fsspec_fs import NinepFileSystem  # noqa: E402
 from tests.hostile.serverproc import ServerProcess, serve_process  # noqa: E402
 
 # the RAM root belongs to root: attach as uid 0, as tests/clients does for ninep
-ROOT_IDENTITY = {"uname": "root", "n_uname": 0}
+ROOT_IDENTITY: dict[str, Any] = {"uname": "root", "n_uname": 0}
 
 
 @pytest.fixture(scope="session")

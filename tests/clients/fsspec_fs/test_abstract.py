@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-abstract = pytest.importorskip("fsspec.tests.abstract")
+pytest.importorskip("fsspec")
 
-from tests.clients.fsspec_fs.conftest import NinepFixtures  # noqa: E402
+from fsspec.tests.abstract import (  # type: ignore[import-untyped]
+    AbstractCopyTests,
+    AbstractGetTests,
+    AbstractOpenTests,
+    AbstractPipeTests,
+    AbstractPutTests,
+)
+
+from tests.clients.fsspec_fs.conftest import NinepFixtures
 
 
-class TestNinepCopy(abstract.AbstractCopyTests, NinepFixtures):  # type: ignore[misc]
+class TestNinepCopy(AbstractCopyTests, NinepFixtures):  # type: ignore[misc]
     pass
 
 
-class TestNinepGet(abstract.AbstractGetTests, NinepFixtures):  # type: ignore[misc]
+class TestNinepGet(AbstractGetTests, NinepFixtures):  # type: ignore[misc]
     pass
 
 
-class TestNinepPut(abstract.AbstractPutTests, NinepFixtures):  # type: ignore[misc]
+class TestNinepPut(AbstractPutTests, NinepFixtures):  # type: ignore[misc]
     pass
 
 
-class TestNinepOpen(abstract.AbstractOpenTests, NinepFixtures):  # type: ignore[misc]
+class TestNinepOpen(AbstractOpenTests, NinepFixtures):  # type: ignore[misc]
     pass
 
 
-class TestNinepPipe(abstract.AbstractPipeTests, NinepFixtures):  # type: ignore[misc]
+class TestNinepPipe(AbstractPipeTests, NinepFixtures):  # type: ignore[misc]
     pass

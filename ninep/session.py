@@ -235,6 +235,7 @@ class Session:
         self.attachments: weakref.WeakKeyDictionary[Namespace, Attachment] = (
             weakref.WeakKeyDictionary())
         self.narrowed = False  # some attach was narrowed: fid() checks each fid it gives
+        self.warned_unencodable = False  # error_reply: one warning per connection
 
     @property
     def policy(self) -> Policy:
@@ -369,13 +370,28 @@ class Session:
     # --- dispatch --------------------------------------------------------
 
     def error_reply(self, exc: Exception, msg: m.Message | type[m.Message]) -> m.Rlerror:
-        """The one place an exception becomes Rlerror: an OSError keeps its errno,
+        """The one place an exception becomes Rlerror: an OSError keeps its errno; a
+        reply the wire cannot carry (EncodeError, from a handler or from the transport
+        encoding its reply) is one warning per connection and an errno that fits;
         anything else is a bug, logged with its traceback and answered EIO."""
         if isinstance(exc, OSError):
             return m.Rlerror(exc.errno or errno.EIO)
         kind = msg if isinstance(msg, type) else type(msg)
+        if isinstance(exc, m.EncodeError):
+            if not self.warned_unencodable:
+                self.warned_unencodable = True
+                log.warning("%s: a %s cannot be sent, answered with an error: %s", self.peer,
+                            kind.__name__, exc)
+            else:
+                log.debug("%s: a %s cannot be sent: %s", self.peer, kind.__name__, exc)
+            return m.Rlerror(_UNENCODABLE_ERRNO.get(kind, errno.EIO))
         log.error("%s: %s failed", self.peer, kind.__name__, exc_info=exc)
         return m.Rlerror(errno.EIO)
+
+
+# a target longer than the reply can carry is "a name too long", as readlink(2) says
+_UNENCODABLE_ERRNO: dict[type[m.Message], int] = {m.Treadlink: errno.ENAMETOOLONG,
+                                                  m.Rreadlink: errno.ENAMETOOLONG}
 
 
 def _revoke(fid: Fid) -> None:

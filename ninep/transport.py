@@ -505,7 +505,22 @@ class Connection(asyncio.Protocol):
             if not transport.get_write_buffer_size():
                 give(data)  # sent in full: nobody holds the buffer any more
             return
-        transport.write(m.encode(tag, reply))
+        transport.write(self._encoded(tag, reply))
+
+    def _encoded(self, tag: int, reply: Reply) -> bytes:
+        """The frame of ``reply``; an Rlerror (through Session.error_reply) when the wire
+        cannot carry it (a string over 65535 bytes) or the client could not take it (a
+        frame over the msize, which Linux's client treats as a broken connection)."""
+        session = self.session
+        assert session is not None
+        try:
+            frame = m.encode(tag, reply)
+            if len(frame) > session.msize:
+                raise m.EncodeError(f"{len(frame)} bytes, over the msize of {session.msize}")
+        except m.EncodeError as exc:
+            kind = m.MESSAGE_TYPES[reply.type] if isinstance(reply, m.Encoded) else type(reply)
+            return m.encode(tag, session.error_reply(exc, kind))
+        return frame
 
     def _write(self, frame: bytes) -> None:
         """A whole reply frame, unless the connection is gone or closing."""

@@ -95,7 +95,8 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
     through Tauth (docs/auth.md).
     """
 
-    protocol = "9p"
+    # pandas takes only URL schemes that start with a letter: "ninep://" is the alias it reads
+    protocol = ("9p", "ninep")
     root_marker = "/"
     async_impl = True
 
@@ -124,20 +125,22 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = stringify_path(path)
-        if path.startswith("9p://"):
-            rest = path[len("9p://"):]
-            path = rest[rest.find("/"):] if "/" in rest else ""
-        elif path.startswith("9p::"):
-            path = path[len("9p::"):]
+        for scheme in cls.protocol:
+            if path.startswith(scheme + "://"):
+                rest = path[len(scheme) + 3:]
+                path = rest[rest.find("/"):] if "/" in rest else ""
+            elif path.startswith(scheme + "::"):
+                path = path[len(scheme) + 2:]
         return "/" + "/".join(name for name in path.split("/") if name not in ("", "."))
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
-        """host, port and uname from "9p://[uname@]host[:port]/path"."""
-        if not path.startswith("9p://"):
+        """host, port and uname from "9p://[uname@]host[:port]/path" (or "ninep://")."""
+        scheme, sep, rest = path.partition("://")
+        if not sep or scheme not in NinepFileSystem.protocol:
             return {}
         # urlsplit takes no scheme that starts with a digit: parse the rest as tcp://
-        parts = urlsplit("tcp://" + path[len("9p://"):])
+        parts = urlsplit("tcp://" + rest)
         out: dict[str, Any] = {}
         if parts.hostname:
             out["host"] = parts.hostname

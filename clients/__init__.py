@@ -1,7 +1,7 @@
 """The 9P2000.L client: async Client and Tree, blocking SyncClient, and the CLI verbs."""
 
 from .client import DEFAULT_MSIZE, Client, parse_server_url
-from .errors import ProtocolError, VersionError
+from .errors import ProtocolError, TLSError, VersionError
 from .fid import Fid
 from .files import RemoteFile, TextFile
 from .results import DirEntry, LockInfo, StatfsResult, StatResult
@@ -44,6 +44,7 @@ __all__ = [
     "SyncClient",
     "SyncFile",
     "SyncTree",
+    "TLSError",
     "TextFile",
     "Tree",
     "VersionError",

@@ -10,7 +10,6 @@ import os
 import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 from ninep.framing import Framer
 from ninep.messages import (
@@ -33,9 +32,11 @@ from ninep.messages import (
     encode,
 )
 
+from .address import parse_address, parse_server_url
 from .auth import KeyLike, authenticate
-from .errors import ProtocolError, VersionError
+from .errors import ProtocolError, TLSError, VersionError
 from .fid import Fid
+from .tls import explain_tls_error
 from .tree import Tree
 
 __all__ = [
@@ -56,21 +57,6 @@ MAX_TAG: Final = NOTAG - 1
 R = TypeVar("R", bound=Message)
 Trace = Callable[[str, int, Message], None]
 Abandon = Callable[[Message | None], None]
-
-
-def parse_server_url(url: str) -> tuple[str, str, int]:
-    """Split "tcp://HOST:PORT" or "unix:///path" into (scheme, host-or-path, port)."""
-    parts = urlsplit(url)
-    if parts.scheme == "tcp":
-        if not parts.hostname or parts.port is None:
-            raise ValueError(f"server URL {url!r} needs a host and a port: tcp://HOST:PORT")
-        return "tcp", parts.hostname, parts.port
-    if parts.scheme == "unix":
-        path = parts.netloc + parts.path
-        if not path:
-            raise ValueError(f"server URL {url!r} needs a socket path: unix:///path")
-        return "unix", path, 0
-    raise ValueError(f"server URL {url!r}: scheme must be tcp:// or unix://")
 
 
 class _NumberPool:
@@ -145,6 +131,9 @@ class Client:
         self._slots = asyncio.Semaphore(max_inflight)
         self._background: set[asyncio.Task[None]] = set()
         self._error: ConnectionError | None = None
+        self._server_name: str | None = None
+        self._outbox: list[bytes] = []
+        self._received = False  # any byte from the server yet (see connect)
 
     # --- connecting -----------------------------------------------------
 
@@ -152,25 +141,44 @@ class Client:
     async def connect(cls, url: str, msize: int = DEFAULT_MSIZE, *, max_inflight: int = 1024,
                       trace: Trace | None = None, tls: ssl.SSLContext | None = None,
                       server_hostname: str | None = None) -> Client:
-        """Connect to ``tcp://HOST:PORT`` or ``unix:///path`` and negotiate 9P2000.L.
+        """Connect to a server (``tcp://HOST:PORT``, ``tls://HOST:PORT``, ``unix:///path``,
+        ``HOST:PORT``: clients.address) and negotiate 9P2000.L.
 
-        With ``tls`` the connection is TLS (the server is verified as ``tls`` says;
-        ``server_hostname`` defaults to the URL's host, and is needed for unix://).
+        ``tls://`` or a ``tls`` context makes the connection TLS (the server is verified
+        as ``tls`` says, by default against the system's CAs; ``server_hostname``
+        defaults to the URL's host, and is needed for unix://). A server certificate we
+        refuse raises ssl.SSLError (clients.tls.explain_tls_error says why in words); a
+        server that refuses us raises :class:`TLSError`.
         """
-        scheme, where, port = parse_server_url(url)
+        address = parse_address(url)
+        if address.scheme == "tls" and tls is None:
+            tls = ssl.create_default_context()
         client = cls(msize, max_inflight=max_inflight, trace=trace)
         client.url = url
         loop = asyncio.get_running_loop()
-        name = (server_hostname or (where if scheme == "tcp" else None)) if tls else None
-        if scheme == "tcp":
-            _, protocol = await loop.create_connection(lambda: _Protocol(client), where, port,
-                                                       ssl=tls, server_hostname=name)
+        name = server_hostname or (address.host if address.scheme != "unix" else None)
+        client._server_name = name
+        if address.scheme == "unix":
+            _, protocol = await loop.create_unix_connection(
+                lambda: _Protocol(client), address.host, ssl=tls,
+                server_hostname=name if tls else None)
         else:
-            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), where,
-                                                            ssl=tls, server_hostname=name)
+            _, protocol = await loop.create_connection(
+                lambda: _Protocol(client), address.host, address.port, ssl=tls,
+                server_hostname=name if tls else None)
         client._protocol = protocol
         try:
             await client._negotiate(msize)
+        except ProtocolError as exc:
+            await client.close()
+            if tls is not None and not client._received and type(exc) is ProtocolError:
+                # TLS 1.3: our side of the handshake is done before the server has
+                # checked our certificate; a server that refuses it just closes (an
+                # asyncio server sends no alert), so the first read finds the end.
+                raise TLSError("TLS: the server closed the connection right after the "
+                               "handshake: it refused our client certificate, or wants one "
+                               "(its log says which)") from None
+            raise
         except BaseException:
             await client.close()
             raise
@@ -231,6 +239,11 @@ class Client:
 
     async def close(self) -> None:
         """Close the connection; the server clunks every fid of it."""
+        # Closed first: background clunks still queued must not write to a closing
+        # transport (asyncio logs "socket.send() raised exception." for each).
+        if self._error is None:
+            self._flush_outbox()  # what was sent before close() leaves
+            self._error = ProtocolError(f"connection to {self.url or 'server'} closed")
         protocol = self._protocol
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
@@ -393,7 +406,18 @@ class Client:
         assert protocol is not None and protocol.transport is not None
         if self.trace is not None:
             self.trace("->", tag, msg)
-        protocol.transport.write(encode(tag, msg))
+        # Requests made in one turn of the loop leave in one send(): ls -l's thousands
+        # of walks and getattrs cost one system call per batch, not one each.
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+        self._outbox.append(encode(tag, msg))
+
+    def _flush_outbox(self) -> None:
+        frames, self._outbox = self._outbox, []
+        protocol = self._protocol
+        if frames and self._error is None and protocol is not None \
+                and protocol.transport is not None:
+            protocol.transport.write(b"".join(frames))
 
     async def _drain(self) -> None:
         protocol = self._protocol
@@ -405,6 +429,7 @@ class Client:
     # --- receiving ------------------------------------------------------
 
     def _data_received(self, data: bytes) -> None:
+        self._received = True
         try:
             frames = self._framer.feed(data)
             for frame in frames:
@@ -433,7 +458,11 @@ class Client:
         self._connection_lost(None)
 
     def _connection_lost(self, exc: Exception | None) -> None:
-        if self._error is None:
+        if self._error is None and isinstance(exc, ssl.SSLError):
+            # TLS 1.3: the server checks our certificate after our side of the handshake
+            # is done, so its refusal arrives as an alert on the first read.
+            self._error = TLSError(explain_tls_error(exc, self._server_name))
+        elif self._error is None:
             reason = f": {exc}" if exc else ""
             self._error = ProtocolError(f"connection to {self.url or 'server'} closed{reason}")
         pending, self._pending = self._pending, {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "VersionError", "with_path"]
+__all__ = ["ProtocolError", "TLSError", "VersionError", "with_path"]
 
 
 class ProtocolError(ConnectionError):
@@ -11,6 +11,10 @@ class ProtocolError(ConnectionError):
 
 class VersionError(ProtocolError):
     """The server did not accept the 9P2000.L dialect."""
+
+
+class TLSError(ProtocolError):
+    """A TLS handshake failed; the message says why (unknown CA, name mismatch, ...)."""
 
 
 class with_path:

@@ -93,10 +93,11 @@ def test_local_error_names_the_local_file(target: Target, workdir: str, tmp_path
 
 
 def test_usage_errors_exit_2() -> None:
-    assert ninep(None, "ls").returncode == 2  # no --server
     assert ninep(None, "frobnicate").returncode == 2
     done = ninep(None, "ls", "--server", "http://nowhere")
     assert done.returncode == 2 and b"tcp://" in done.stderr
+    done = ninep(None, "ls", "--server", "tcp://127.0.0.1:1", "--ca", "/nonexistent")
+    assert done.returncode == 2 and b"tls://127.0.0.1:1" in done.stderr
     assert ninep(None, "get", "--server", "tcp://127.0.0.1:1").returncode == 2
 
 
@@ -109,6 +110,25 @@ def test_connection_refused_is_one_line() -> None:
     message = done.stderr.decode()
     assert message.count("\n") == 1 and "Traceback" not in message
     assert message.startswith(f"ninep: tcp://127.0.0.1:{port}: cannot connect")
+
+
+def test_default_server_is_the_servers_default_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clients.cli import build_parser
+
+    monkeypatch.delenv("NINEP_SERVER", raising=False)
+    assert build_parser().parse_args(["ls"]).server == "tcp://127.0.0.1:5640"
+    monkeypatch.setenv("NINEP_SERVER", "files.example:564")
+    assert build_parser().parse_args(["ls"]).server == "files.example:564"
+
+
+def test_host_port_means_tcp(target: Target, workdir: str) -> None:
+    hostport = target.url.removeprefix("tcp://")
+    options = target.cli_args()
+    options[options.index("--server") + 1] = hostport
+    done = subprocess.run([sys.executable, "-m", "clients.cli", "ls", *options, workdir],
+                          capture_output=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
 
 
 def test_help_lists_the_verbs() -> None:

@@ -78,6 +78,13 @@ def test_parse_server_url() -> None:
     assert parse_server_url("tcp://127.0.0.1:564") == ("tcp", "127.0.0.1", 564)
     assert parse_server_url("tcp://[::1]:5640") == ("tcp", "::1", 5640)
     assert parse_server_url("unix:///run/9p.sock") == ("unix", "/run/9p.sock", 0)
-    for bad in ("127.0.0.1:564", "tcp://host", "http://x:1", "unix://"):
+    # the forms ninep mount and diod's tools accept; 5640 is ninep serve's port
+    assert parse_server_url("127.0.0.1:564") == ("tcp", "127.0.0.1", 564)
+    assert parse_server_url("files.example") == ("tcp", "files.example", 5640)
+    assert parse_server_url("[::1]:99") == ("tcp", "::1", 99)
+    assert parse_server_url("tcp://host") == ("tcp", "host", 5640)
+    assert parse_server_url("tls://files.example:5641") == ("tls", "files.example", 5641)
+    assert parse_server_url("/run/9p.sock") == ("unix", "/run/9p.sock", 0)
+    for bad in ("http://x:1", "unix://", "tcp://:5640", "tls://h:99999", "tcp://h:1/x"):
         with pytest.raises(ValueError):
             parse_server_url(bad)

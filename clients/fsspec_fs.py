@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import getpass
 import os
 import ssl
 import stat as stat_module
@@ -60,6 +61,14 @@ def _tls_context(tls: bool | ssl.SSLContext, ca: str | None, cert: str | None,
     return context
 
 
+def _local_user() -> str:
+    """The default uname: the local user's name, as the ninep CLI and diod's tools send."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
 def _binary(file: RemoteFile | TextFile) -> RemoteFile:
     assert isinstance(file, RemoteFile), "opened in a binary mode"
     return file
@@ -101,7 +110,7 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
     async_impl = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                 url: str | None = None, aname: str = "", uname: str = "",
+                 url: str | None = None, aname: str = "", uname: str | None = None,
                  n_uname: int = NONUNAME, msize: int = DEFAULT_MSIZE,
                  tls: bool | ssl.SSLContext = False, tls_ca: str | None = None,
                  tls_cert: str | None = None, tls_key: str | None = None,
@@ -109,7 +118,8 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.url = url or f"tcp://{host}:{int(port)}"
-        self.aname, self.uname, self.n_uname, self.msize = aname, uname, n_uname, msize
+        self.aname, self.n_uname, self.msize = aname, n_uname, msize
+        self.uname = _local_user() if uname is None else uname
         self.key = key
         self.server_hostname = server_hostname
         self._ssl = _tls_context(tls, tls_ca, tls_cert, tls_key)
@@ -231,7 +241,16 @@ class NinepFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyp
         names = [_join(path, entry.name) for entry in entries]
         if not detail:
             return names
-        return await run_bounded(MAX_PARALLEL_STATS, [partial(self._info, n) for n in names])
+        infos = await run_bounded(MAX_PARALLEL_STATS, [partial(self._info_if_any, n)
+                                                       for n in names])
+        return [info for info in infos if info is not None]
+
+    async def _info_if_any(self, path: str) -> dict[str, Any] | None:
+        """None for an entry removed between the readdir and its stat."""
+        try:
+            return await self._info(path)
+        except FileNotFoundError:
+            return None
 
     async def _modified(self, path: str) -> datetime:
         return datetime.fromtimestamp((await self._info(path))["mtime"], UTC)

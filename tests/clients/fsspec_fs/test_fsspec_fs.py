@@ -21,7 +21,7 @@ from clients import SyncClient  # noqa: E402
 from clients.fsspec_fs import NinepFileSystem  # noqa: E402
 from tests.clients.fsspec_fs.conftest import ROOT_IDENTITY  # noqa: E402
 from tests.conftest import free_port, wait_for_port  # noqa: E402
-from tests.hostile.serverproc import ServerProcess  # noqa: E402
+from tests.hostile.serverproc import ServerProcess, serve_process  # noqa: E402
 from tests.integration.policy_helpers import make_pki  # noqa: E402
 
 SMALL_MSIZE = 8192  # every transfer below crosses many Treads and Twrites
@@ -255,6 +255,39 @@ def test_tls_with_the_servers_ca(tls_server: tuple[int, Path]) -> None:
     untrusting = NinepFileSystem(port=port, tls=True, skip_instance_cache=True, **ROOT_IDENTITY)
     with pytest.raises(OSError, match=r"(?i)certificate"):  # the system CAs do not know it
         untrusting.ls("/")
+
+
+def test_a_key_proved_through_tauth(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    alice = Ed25519PrivateKey.generate()
+    public = alice.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                             serialization.PublicFormat.OpenSSH).decode()
+    (tmp_path / "authorized_keys").write_text(f"{public} alice@test\n")
+    config = tmp_path / "ninep.toml"
+    config.write_text(f"""
+[auth]
+authorized_keys = "{tmp_path / 'authorized_keys'}"
+
+[namespaces.alice]
+mounts = [{{ path = "/", backend = "ram", options = {{ mode = "1777" }} }}]
+
+[[policy]]
+name = "alice's key"
+namespace = "alice"
+match = {{ key = "alice@test" }}
+""")
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        fs = NinepFileSystem(port=server.port, uname="alice", n_uname=1000, key=alice,
+                             skip_instance_cache=True)
+        fs.pipe("/proved", b"by key")
+        assert fs.cat("/proved") == b"by key"
+        fs.close()
+        keyless = NinepFileSystem(port=server.port, uname="alice", n_uname=1000,
+                                  skip_instance_cache=True)
+        with pytest.raises(PermissionError):
+            keyless.ls("/")
 
 
 # --- pandas ---------------------------------------------------------------------

@@ -10,6 +10,8 @@ passthrough export and a tar archive of it.
     python bench/request_cost.py                # 5,000 entries, best of 5
     python bench/request_cost.py --entries 2000 --repeat 3
     python bench/request_cost.py --backends passthrough --uid 1000   # a non-root attach
+    python bench/request_cost.py --backends passthrough --uid 1000 --no-identity
+                                                # the same, host calls as the server
 """
 
 from __future__ import annotations
@@ -86,9 +88,11 @@ async def answer(conn: Connection, transport: NullTransport, frame: bytes) -> m.
 
 
 async def measure(kind: str, source: str, entries: int, repeat: int,
-                  uid: int = 0) -> dict[str, float]:
+                  uid: int = 0, identity: bool = True) -> dict[str, float]:
     from backends.registry import open_backend
     backend = await open_backend(kind, source, {}, False)
+    if not identity:
+        backend.host_identity = False  # what the switches cost: host calls as the server
     if kind == "ram":
         await fill_ram(backend, entries)
     policy = await default_policy([("/", backend, False)])
@@ -172,6 +176,8 @@ def main() -> int:
     parser.add_argument("--uid", type=int, default=0,
                         help="attach as this uid (n_uname): a server running as root then "
                              "makes passthrough's host calls under it (fsident.py)")
+    parser.add_argument("--no-identity", action="store_true",
+                        help="passthrough's host calls stay the server's whatever the uid")
     parser.add_argument("--backends", default="ram,passthrough,tar",
                         help="which to measure, comma-separated")
     args = parser.parse_args()
@@ -186,7 +192,9 @@ def main() -> int:
         root.chmod(0o755)  # searchable by a --uid attach, as the files in it are readable
         populate(root, args.entries)
         kinds = args.backends.split(",")
-        results = {kind: asyncio.run(measure(kind, source, args.entries, args.repeat, args.uid))
+        identity = not args.no_identity
+        results = {kind: asyncio.run(measure(kind, source, args.entries, args.repeat, args.uid,
+                                             identity))
                    for kind, source in (("ram", ""), ("passthrough", str(root)))
                    if kind in kinds}
         tar = root.parent / (root.name + ".tar")
@@ -199,7 +207,8 @@ def main() -> int:
         finally:
             tar.unlink()
     print(f"server CPU per request, in-process, best of {args.repeat} "
-          f"({args.entries} entries, attached as uid {args.uid})")
+          f"({args.entries} entries, attached as uid {args.uid}"
+          f"{', host identity off' if args.no_identity else ''})")
     for backend, figures in results.items():
         for label, value in figures.items():
             print(f"  {backend:12} {label:38} {value:8.1f}")

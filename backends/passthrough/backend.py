@@ -61,7 +61,7 @@ class PassthroughBackend(Backend):
         self.read_only = read_only
         self.closed = False
         self.nowait_reads = True  # cleared if the host filesystem refuses RWF_NOWAIT
-        self.host_identity = switching(model)  # host calls under the caller's fsuid (fsident)
+        self.host_identity = switching(model, root_fd)  # callers' fsuid on host calls (fsident)
         self.fds = FdTable(max_fds)
         st = os.fstat(root_fd)
         self.inodes = InodeMap(st.st_dev)

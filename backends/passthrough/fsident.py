@@ -24,6 +24,19 @@ the identity active when it was sent (``carry``), and pool threads, which
 run only this backend's calls, keep theirs until a call wants another.
 Attaches as uid 0 keep root's identity and capabilities (CAP_FSETID, ...):
 nothing is switched for them.
+
+Cost: each of the three calls makes the kernel copy the thread's credentials
+and swap them in (prepare_creds, commit_creds; setgroups also allocates and
+sorts a group_info), 1.5-2.5 us each here. Back to the server, only fsuid and
+fsgid are restored: a thread whose fsuid is 0 holds CAP_DAC_OVERRIDE,
+CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID and CAP_CHOWN again, so on a
+filesystem whose permissions the kernel decides (generic_permission, POSIX
+ACLs) no outcome depends on its supplementary groups, while fsgid still names
+the group of what root creates. The user's groups stay on the thread until a
+step wants other ones, so a user's next step skips setgroups. A filesystem
+that decides from the caller's groups itself (NFS with root squashing, FUSE,
+SMB) would see them: once any passthrough export is on a filesystem not known
+to be local (``_LOCAL_TYPES``), every return restores the groups as well.
 """
 
 from __future__ import annotations
@@ -34,6 +47,7 @@ import functools
 import logging
 import os
 import platform
+import sys
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
@@ -58,54 +72,88 @@ _SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159, "ppc64le": 81, "s390x": 206,
                   "riscv64": 159, "loongarch64": 159}
 _CACHE_LIMIT = 256  # distinct credentials kept in host form
 _GRANTS_PER_DIRECTORY = 16
+#: statfs(2) f_type of the filesystems whose permissions the kernel decides itself, where
+#: a thread with fsuid 0 (and so CAP_DAC_OVERRIDE, ...) gets the same answer whatever its
+#: supplementary groups: ext2/3/4, XFS, Btrfs, tmpfs, ramfs, F2FS
+_LOCAL_TYPES = frozenset({0xEF53, 0x58465342, 0x9123683E, 0x01021994, 0x858458F6,
+                          0xF2F52010})
 
 
-def _load() -> tuple[Callable[..., int], Callable[..., int], Callable[..., int]] | None:
+class _Calls:
+    """The three calls, bound once: ctypes converts nothing per call (each HostCred
+    holds its arguments as C values), and only setgroups copies errno, the one of the
+    three that reports a failure."""
+
+    __slots__ = ("fstatfs", "setfsgid", "setfsuid", "syscall")
+
+    def __init__(self, libc: str) -> None:
+        plain = ctypes.CDLL(libc, use_errno=False)
+        errno_kept = ctypes.CDLL(libc, use_errno=True)
+        self.setfsuid, self.setfsgid = plain.setfsuid, plain.setfsgid
+        self.setfsuid.restype = self.setfsgid.restype = ctypes.c_int
+        self.syscall = errno_kept.syscall
+        self.syscall.restype = ctypes.c_long
+        self.fstatfs = errno_kept.fstatfs
+        self.fstatfs.restype = ctypes.c_int
+
+
+def _load() -> tuple[_Calls, ctypes.c_long] | None:
     number = _SYS_SETGROUPS.get(platform.machine())
     if number is None:
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        setfsuid, setfsgid, syscall = libc.setfsuid, libc.setfsgid, libc.syscall
+        return _Calls(ctypes.util.find_library("c") or "libc.so.6"), ctypes.c_long(number)
     except (OSError, AttributeError):  # pragma: no cover - not a Linux C library
         return None
-    setfsuid.argtypes = setfsgid.argtypes = [ctypes.c_uint]
-    setfsuid.restype = setfsgid.restype = ctypes.c_int
-    syscall.restype = ctypes.c_long
-
-    def setgroups(count: int, array: ctypes.Array[ctypes.c_uint]) -> int:
-        return int(syscall(ctypes.c_long(number), ctypes.c_long(count), array))
-
-    return setfsuid, setfsgid, setgroups
 
 
-_calls = _load()
+_loaded = _load()
+_calls, _SETGROUPS = _loaded if _loaded is not None else (None, ctypes.c_long(-1))
+_UNCHANGED = ctypes.c_uint(0xFFFFFFFF)  # setfsuid(-1) changes nothing, answers the current
 
 
 class HostCred:
-    """One Cred in the form the system calls take; ``enter``/``leave`` on this thread."""
+    """One Cred in the form the system calls take."""
 
-    __slots__ = ("gid", "groups", "ngroups", "uid")
+    __slots__ = ("c_count", "c_gid", "c_uid", "gid", "group_key", "groups", "ngroups", "uid")
 
     def __init__(self, uid: int, gid: int, groups: list[int]) -> None:
         self.uid = uid
         self.gid = gid
         self.ngroups = len(groups)
+        self.group_key = tuple(groups)
         self.groups = (ctypes.c_uint * max(len(groups), 1))(*groups)
+        self.c_uid, self.c_gid = ctypes.c_uint(uid), ctypes.c_uint(gid)
+        self.c_count = ctypes.c_long(len(groups))
 
     def enter(self) -> None:
-        """This thread's fsuid, fsgid and groups become these (switching() checked once
-        that the kernel lets us: setfsuid reports no failure)."""
-        assert _calls is not None
-        setfsuid, setfsgid, setgroups = _calls
-        if setgroups(self.ngroups, self.groups) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"setgroups: {os.strerror(code)}")
-        setfsgid(self.gid)
-        setfsuid(self.uid)
+        """This thread's fsuid, fsgid and groups become these (``_take``)."""
+        _take(self)
 
 
 _SERVER = HostCred(os.geteuid(), os.getegid(), os.getgroups())
+_keep_groups = True  # a return to the server leaves a user's groups (see the docstring)
+
+
+def _take(cred: HostCred) -> None:
+    """This thread's fsuid, fsgid and groups become ``cred``'s (switching() checked once
+    that the kernel lets us: setfsuid reports no failure). The groups call is left out
+    where the thread holds those groups already, and on a return to the server's
+    identity while ``_keep_groups`` says a user's groups change nothing for it."""
+    assert _calls is not None
+    state = _state
+    if state.groups != cred.group_key and (cred is not _SERVER or not _keep_groups):
+        _set_groups(cred)
+    _calls.setfsgid(cred.c_gid)
+    _calls.setfsuid(cred.c_uid)
+
+
+def _set_groups(cred: HostCred) -> None:
+    assert _calls is not None
+    if _calls.syscall(_SETGROUPS, cred.c_count, cred.groups) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"setgroups: {os.strerror(code)}")
+    _state.groups = cred.group_key
 
 
 class _ThreadState(threading.local):
@@ -115,15 +163,20 @@ class _ThreadState(threading.local):
     # switched once, what it holds is unknown, and its first call switches explicitly.
     known = False
     depth = 0  # nested under_caller steps on this thread
+    groups: tuple[int, ...] | None = None  # the supplementary groups it holds (None: unknown)
 
 
 _state = _ThreadState()
 _creds: dict[Cred, HostCred] = {}
 
 
-def switching(model: Ownership) -> bool:
-    """Whether a backend of ``model`` makes host calls under its callers' identities: the
-    passthrough model, with the server running as root where the switch works."""
+def switching(model: Ownership, root_fd: int) -> bool:
+    """Whether a backend of ``model`` exporting ``root_fd`` makes host calls under its
+    callers' identities: the passthrough model, with the server running as root where
+    the switch works. Every passthrough export comes here (whatever its model), so
+    that one on a filesystem not known to be local ends ``_keep_groups``."""
+    if _calls is not None and _keep_groups and _fs_type(root_fd) not in _LOCAL_TYPES:
+        _stop_keeping_groups()
     if model.name != "passthrough" or os.geteuid() != 0 or _calls is None:
         return False
     global _works
@@ -138,17 +191,40 @@ def switching(model: Ownership) -> bool:
 _works: bool | None = None
 
 
+def _fs_type(fd: int) -> int | None:
+    """statfs(2)'s f_type of the filesystem holding ``fd``; None if it cannot be read."""
+    assert _calls is not None
+    buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
+    if _calls.fstatfs(fd, buffer) != 0:
+        return None
+    size = 4 if platform.machine() == "s390x" else ctypes.sizeof(ctypes.c_long)
+    return int.from_bytes(buffer.raw[:size], sys.byteorder)
+
+
+def _stop_keeping_groups() -> None:
+    """From now on a return to the server restores its groups too. Backends are opened on
+    the event loop's thread, the one thread that may hold a user's groups outside a step
+    (a pool thread runs only its own export's calls): it gets the server's back now."""
+    global _keep_groups
+    _keep_groups = False
+    if _works and _state.current is None and _state.groups != _SERVER.group_key:
+        _set_groups(_SERVER)
+    log.info("a passthrough export on a filesystem not known to be local: returns to the "
+             "server's identity restore its supplementary groups too")
+
+
 def _try_switch() -> bool:
     assert _calls is not None
-    setfsuid = _calls[0]
     probe = HostCred(65534, 65534, [65534])
     try:
-        probe.enter()
-        ok = setfsuid(0xFFFFFFFF) == 65534  # -1 changes nothing and answers the current
+        _take(probe)
+        ok = int(_calls.setfsuid(_UNCHANGED)) == 65534
     except OSError:
         ok = False
-    _SERVER.enter()
-    return ok and setfsuid(0xFFFFFFFF) == _SERVER.uid
+    _take(_SERVER)
+    if _state.groups not in (None, _SERVER.group_key):
+        _set_groups(_SERVER)  # the probe's groups are nobody's business
+    return ok and int(_calls.setfsuid(_UNCHANGED)) == _SERVER.uid
 
 
 def host_cred(fs: Any) -> HostCred | None:
@@ -177,7 +253,7 @@ _last: tuple[Cred | None, HostCred | None] = (None, None)  # the latest non-root
 
 
 def _switch(to: HostCred | None) -> None:
-    (to or _SERVER).enter()
+    _take(to or _SERVER)
     _state.current = to
     _state.known = True
 
@@ -309,9 +385,9 @@ class as_server:  # a context manager, named as one reads it: "with as_server():
     def __enter__(self) -> None:
         self._cred = _state.current
         if self._cred is not None:
-            _SERVER.enter()
+            _take(_SERVER)
 
     def __exit__(self, *exc: object) -> None:
         if self._cred is not None:
-            self._cred.enter()
+            _take(self._cred)
 

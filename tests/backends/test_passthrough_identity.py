@@ -253,3 +253,79 @@ async def test_a_writer_truncates_its_0444_file_as_ftruncate_would(
     assert (export / "shared" / "ro").read_bytes() == b"h"
     await handle.close()
     await refused(ns.setattr(loc, SetAttr(size=0), USER, open_for_write=True), errno.EACCES)
+
+
+def thread_fsgid() -> int:
+    return int(_libc.setfsgid(0xFFFFFFFF))
+
+
+def thread_groups() -> set[int]:
+    with open("/proc/thread-self/status") as status:
+        for line in status:
+            if line.startswith("Groups:"):
+                return {int(group) for group in line.split()[1:]}
+    raise AssertionError("no Groups line")
+
+
+@pytest.mark.usefixtures("no_python_checks")
+async def test_a_users_groups_never_reach_the_next_user(ns: Namespace, export: Path) -> None:
+    # a return to the server leaves a user's supplementary groups on the thread (fsuid 0
+    # decides nothing by them): the next user's step must still run with its own only
+    path = export / "crew"
+    path.write_bytes(b"crew only\n")
+    os.chown(path, OTHER, 3000)
+    os.chmod(path, 0o640)
+    member, outsider = Cred(1000, 1000, frozenset({1000, 3000})), Cred(1001, 1001)
+    loc = await at(ns, "crew", cred=member)
+    handle = await ns.open(loc, O_RDONLY, member)
+    assert bytes(await handle.read(0, 100)) == b"crew only\n"
+    await handle.close()
+    assert (thread_fsuid(), thread_fsgid()) == (0, 0)  # what root creates is root's
+    await refused(ns.open(loc, O_RDONLY, outsider), errno.EACCES)
+    handle = await ns.open(loc, O_RDONLY, member)  # and back
+    await handle.close()
+
+
+async def test_a_users_next_step_skips_setgroups(
+        ns: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.passthrough import fsident
+    monkeypatch.setattr(fsident, "_keep_groups", True)
+    calls: list[tuple[int, ...]] = []
+    set_groups = fsident._set_groups
+
+    def counted(cred: fsident.HostCred) -> None:
+        calls.append(cred.group_key)
+        set_groups(cred)
+
+    monkeypatch.setattr(fsident, "_set_groups", counted)
+    loc = await at(ns, "public")
+    for _ in range(3):
+        handle = await ns.open(loc, O_RDONLY, USER)
+        await handle.close()
+    assert calls in ([], [(1000,)])  # at most once, if the thread held other groups
+    assert thread_groups() == {1000} and thread_fsuid() == 0
+
+
+async def test_an_export_not_known_to_be_local_restores_the_groups(
+        ns: Namespace, export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # on NFS with root squashing (or FUSE, SMB) the server decides by the caller's groups:
+    # root's calls there must not carry the last user's
+    from backends.passthrough import fsident
+    monkeypatch.setattr(fsident, "_keep_groups", True)
+    server_groups = set(fsident._SERVER.group_key)  # os.getgroups() reads this thread's
+    handle = await ns.open(await at(ns, "public"), O_RDONLY, USER)
+    await handle.close()
+    assert thread_groups() == {1000}
+    monkeypatch.setattr(fsident, "_fs_type", lambda fd: 0x6969)  # NFS_SUPER_MAGIC
+    other = tmp_path / "nfs"
+    other.mkdir()
+    backend = await open_backend("passthrough", str(other),
+                                 {"security_model": "none"}, False)
+    try:
+        assert not fsident._keep_groups
+        assert thread_groups() == server_groups  # at once, on the thread that opened it
+        handle = await ns.open(await at(ns, "public"), O_RDONLY, USER)
+        await handle.close()
+        assert thread_groups() == server_groups and thread_fsuid() == 0
+    finally:
+        await backend.close()

@@ -128,24 +128,24 @@ class HostCred:
 
     def enter(self) -> None:
         """This thread's fsuid, fsgid and groups become these (``_take``)."""
-        _take(self)
+        _take(self, _state)
 
 
 _SERVER = HostCred(os.geteuid(), os.getegid(), os.getgroups())
 _keep_groups = True  # a return to the server leaves a user's groups (see the docstring)
 
 
-def _take(cred: HostCred) -> None:
-    """This thread's fsuid, fsgid and groups become ``cred``'s (switching() checked once
-    that the kernel lets us: setfsuid reports no failure). The groups call is left out
-    where the thread holds those groups already, and on a return to the server's
-    identity while ``_keep_groups`` says a user's groups change nothing for it."""
-    assert _calls is not None
-    state = _state
+def _take(cred: HostCred, state: _ThreadState) -> None:
+    """This thread's (``state``'s) fsuid, fsgid and groups become ``cred``'s (switching()
+    checked once that the kernel lets us: setfsuid reports no failure). The groups call
+    is left out where the thread holds those groups already, and on a return to the
+    server's identity while ``_keep_groups`` says a user's groups change nothing for it."""
+    calls = _calls
+    assert calls is not None
     if state.groups != cred.group_key and (cred is not _SERVER or not _keep_groups):
         _set_groups(cred)
-    _calls.setfsgid(cred.c_gid)
-    _calls.setfsuid(cred.c_uid)
+    calls.setfsgid(cred.c_gid)
+    calls.setfsuid(cred.c_uid)
 
 
 def _set_groups(cred: HostCred) -> None:
@@ -217,11 +217,11 @@ def _try_switch() -> bool:
     assert _calls is not None
     probe = HostCred(65534, 65534, [65534])
     try:
-        _take(probe)
+        _take(probe, _state)
         ok = int(_calls.setfsuid(_UNCHANGED)) == 65534
     except OSError:
         ok = False
-    _take(_SERVER)
+    _take(_SERVER, _state)
     if _state.groups not in (None, _SERVER.group_key):
         _set_groups(_SERVER)  # the probe's groups are nobody's business
     return ok and int(_calls.setfsuid(_UNCHANGED)) == _SERVER.uid
@@ -253,9 +253,10 @@ _last: tuple[Cred | None, HostCred | None] = (None, None)  # the latest non-root
 
 
 def _switch(to: HostCred | None) -> None:
-    _take(to or _SERVER)
-    _state.current = to
-    _state.known = True
+    state = _state
+    _take(to or _SERVER, state)
+    state.current = to
+    state.known = True
 
 
 def under_caller(method: Callable[P, Coroutine[Any, Any, T]]
@@ -311,20 +312,24 @@ def _stepped(coro: Coroutine[Any, Any, T], cred: HostCred) -> Generator[Any, Any
 
 def _enter(cred: HostCred) -> None:
     state = _state
-    if state.depth and state.current is cred:
-        state.depth += 1
+    depth = state.depth
+    if depth:
+        if state.current is not cred:
+            raise RuntimeError("a host call under two identities at once")
+        state.depth = depth + 1
         return
-    if state.depth:
-        raise RuntimeError("a host call under two identities at once")
-    _switch(cred)
+    _take(cred, state)
+    state.current = cred
+    state.known = True
     state.depth = 1
 
 
 def _leave() -> None:
     state = _state
-    state.depth -= 1
-    if not state.depth:
-        _switch(None)
+    depth = state.depth = state.depth - 1
+    if not depth:
+        _take(_SERVER, state)
+        state.current = None
 
 
 class SearchGrants:
@@ -385,9 +390,9 @@ class as_server:  # a context manager, named as one reads it: "with as_server():
     def __enter__(self) -> None:
         self._cred = _state.current
         if self._cred is not None:
-            _take(_SERVER)
+            _take(_SERVER, _state)
 
     def __exit__(self, *exc: object) -> None:
         if self._cred is not None:
-            _take(self._cred)
+            _take(self._cred, _state)
 

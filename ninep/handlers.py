@@ -113,7 +113,9 @@ async def walk_fid(session: Session, number: int, newfid: int,
         raise OSError(errno.EINVAL, f"walk of {len(wnames)} names (max {MAXWELEM})")
     if newfid != number:
         session.check_new_fid(newfid)
-    elif fid.handle is not None and wnames:
+    elif not wnames:
+        return _rwalk([])  # the fid onto itself: nothing changes (it keeps what it holds)
+    elif fid.handle is not None or fid.xattr_write is not None:
         raise OSError(errno.EBUSY, "an open fid cannot walk itself")
     ns, loc, parent, name = fid.ns, fid.loc, fid.parent, fid.name
     qids: list[bytes] = []
@@ -495,5 +497,5 @@ async def xattrcreate(session: Session, msg: m.Txattrcreate) -> m.Message:
         raise OSError(errno.EINVAL, f"xattr flags {msg.flags:#x}")
     if fid.loc.mount.read_only:
         raise OSError(errno.EROFS, "read-only file system")
-    fid.xattr_write = XattrWrite(msg.name, msg.attr_size, msg.flags)
+    session.begin_xattr_write(fid, XattrWrite(msg.name, msg.attr_size, msg.flags))
     return m.Rxattrcreate()

@@ -124,6 +124,9 @@ class ServerLimits:
     # seconds a new connection has for its TLS handshake, then again for a
     # Tversion that opens a session (a negotiated connection may idle for ever)
     handshake_timeout: float = 30.0
+    # bytes of Txattrcreate values declared and not yet set (applied at clunk): 64
+    # values of the largest size (XATTR_SIZE_MAX) at once; past it ENOMEM
+    max_xattr_pending: int = 4 << 20
 
 
 Reply = m.Message | m.Encoded
@@ -236,6 +239,7 @@ class Session:
             weakref.WeakKeyDictionary())
         self.narrowed = False  # some attach was narrowed: fid() checks each fid it gives
         self.warned_unencodable = False  # error_reply: one warning per connection
+        self.xattr_pending = 0  # bytes declared by the Txattrcreate fids not yet clunked
 
     @property
     def policy(self) -> Policy:
@@ -294,7 +298,7 @@ class Session:
             else:
                 attachment.revoked = True
                 for fid in fids:
-                    _revoke(fid)
+                    self._revoke(fid)
                 revoked += 1
             log.warning("%s: reload: %s is %s (%d fids): %s", self.peer, attachment,
                         "read-only now" if review.verdict == READ_ONLY else "revoked",
@@ -328,7 +332,7 @@ class Session:
         if attachment is None:
             return
         if attachment.revoked:
-            _revoke(fid)
+            self._revoke(fid)
         elif attachment.read_only and fid.handle is not None and not isinstance(
                 fid.handle, ReadOnlyHandle):
             fid.handle = ReadOnlyHandle(fid.handle)
@@ -346,10 +350,27 @@ class Session:
         self.check_new_fid(number)
         self.fids[number] = fid
 
+    def begin_xattr_write(self, fid: Fid, pending: XattrWrite) -> None:
+        """Make ``fid`` the value of a Txattrcreate, its declared size counted against
+        ``max_xattr_pending``: ENOMEM past it, what Linux's setxattr answers when it
+        cannot allocate the value's buffer (ENOSPC would say the file system is full)."""
+        if self.xattr_pending + pending.size > self.limits.max_xattr_pending:
+            log.debug("%s: Txattrcreate of %d bytes refused: %d pending (limit %d)", self.peer,
+                      pending.size, self.xattr_pending, self.limits.max_xattr_pending)
+            raise OSError(errno.ENOMEM, "too many xattr value bytes pending on this connection")
+        self.xattr_pending += pending.size
+        fid.xattr_write = pending
+
+    def _drop_xattr_write(self, fid: Fid) -> XattrWrite | None:
+        pending, fid.xattr_write = fid.xattr_write, None
+        if pending is not None:
+            self.xattr_pending -= pending.size
+        return pending
+
     async def release(self, fid: Fid) -> None:
         """Close what a clunked fid holds (its Handle, or apply a pending xattr write)."""
-        if fid.xattr_write is not None:
-            pending, fid.xattr_write = fid.xattr_write, None
+        pending = self._drop_xattr_write(fid)
+        if pending is not None:
             await _finish_xattr_write(fid, pending)
         if fid.handle is not None:
             handle, fid.handle = fid.handle, None
@@ -366,6 +387,15 @@ class Session:
             except Exception:
                 log.exception("%s: error while clunking a fid", self.peer)
         self.locks.release_connection(self.conn_id)
+
+    def _revoke(self, fid: Fid) -> None:
+        """Every later request on ``fid`` answers ESTALE, but Tclunk, which closes what
+        it held (a request already running may still be using its handle)."""
+        fid.loc = fid.parent = STALE
+        fid.xattr_value = None
+        self._drop_xattr_write(fid)
+        if fid.handle is not None and not isinstance(fid.handle, StaleHandle):
+            fid.handle = StaleHandle(fid.handle)
 
     # --- dispatch --------------------------------------------------------
 
@@ -394,14 +424,6 @@ _UNENCODABLE_ERRNO: dict[type[m.Message], int] = {m.Treadlink: errno.ENAMETOOLON
                                                   m.Rreadlink: errno.ENAMETOOLONG}
 
 
-def _revoke(fid: Fid) -> None:
-    """Every later request on ``fid`` answers ESTALE, but Tclunk, which closes what it
-    held (a request already running may still be using its handle)."""
-    fid.loc = fid.parent = STALE
-    fid.xattr_value = None
-    fid.xattr_write = None
-    if fid.handle is not None and not isinstance(fid.handle, StaleHandle):
-        fid.handle = StaleHandle(fid.handle)
 
 
 async def _finish_xattr_write(fid: Fid, pending: XattrWrite) -> None:

@@ -227,9 +227,10 @@ def add_cert_commands(subparsers: Any) -> None:
                                              "(TLS) and Ed25519 key pairs (Tauth).")
     sub = cert.add_subparsers(dest="cert_command", required=True)
     ca = sub.add_parser("ca", help="create a certificate authority (ca.crt, ca.key)")
-    ca.add_argument("--out", required=True, type=Path, metavar="DIR")
+    ca.add_argument("--out", required=True, type=Path, metavar="DIR",
+                    help="directory for ca.crt and ca.key (an existing CA is not overwritten)")
     ca.add_argument("--name", default="ninep CA", help="the CA's common name")
-    ca.add_argument("--days", type=int, default=3650)
+    ca.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
     server = sub.add_parser("server", help="issue a server certificate (server.crt, server.key)")
     server.add_argument("--name", required=True, metavar="HOST",
                         help="the server's host name or IP (CN and SAN)")
@@ -240,14 +241,18 @@ def add_cert_commands(subparsers: Any) -> None:
     for issued in (server, client):
         issued.add_argument("--ca", required=True, type=Path, metavar="DIR",
                             help="the directory made by 'ninep cert ca'")
-        issued.add_argument("--out", required=True, type=Path, metavar="DIR")
-        issued.add_argument("--days", type=int, default=825)
+        issued.add_argument("--out", required=True, type=Path, metavar="DIR",
+                            help="directory for the certificate and its key")
+        issued.add_argument("--days", type=int, default=825,
+                            help="validity in days (default 825)")
     for p in (ca, server, client):
-        p.add_argument("--key-type", choices=KEY_TYPES, default="p256")
+        p.add_argument("--key-type", choices=KEY_TYPES, default="p256",
+                       help="kind of private key (default p256)")
     fp = sub.add_parser("fingerprint", help="print a certificate's SHA-256 fingerprint")
-    fp.add_argument("file", type=Path, metavar="FILE")
+    fp.add_argument("file", type=Path, metavar="FILE", help="a PEM certificate")
     keygen = sub.add_parser("keygen", help="create an Ed25519 key pair for Tauth (OpenSSH format)")
-    keygen.add_argument("--out", required=True, type=Path, metavar="FILE")
+    keygen.add_argument("--out", required=True, type=Path, metavar="FILE",
+                        help="private key file; the public key goes to FILE.pub")
     keygen.add_argument("--comment", default="", help="comment written after the public key")
     cert.set_defaults(func=_run)
 

@@ -15,6 +15,7 @@ from backends.registry import BackendConfigError, MountSpec, parse_mount
 from vfs.budget import raise_descriptor_limit
 from vfs.policy import Policy
 
+from . import __version__
 from .sd_notify import notify, notify_reloading
 from .server import ListenAddress, Server, parse_listen, systemd_sockets
 from .session import ServerLimits
@@ -26,11 +27,14 @@ __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("ninep")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5640"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _DEFAULTS = ServerLimits()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ninep", description="A 9P2000.L file server and client.")
+    parser.add_argument("--version", action="version", version=f"ninep {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--config", metavar="FILE", type=Path,
@@ -49,19 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "database (default) or the client kernel's checks (docs/config.md)")
     serve.add_argument("--msize", type=int, default=_DEFAULTS.max_msize,
                        help="largest msize offered (default 1 MiB)")
-    serve.add_argument("--max-fids", type=int, default=_DEFAULTS.max_fids)
-    serve.add_argument("--max-inflight", type=int, default=_DEFAULTS.max_inflight)
+    serve.add_argument("--max-fids", type=int, default=_DEFAULTS.max_fids, metavar="N",
+                       help="fids one connection may hold (default "
+                            f"{_DEFAULTS.max_fids}); more are refused with EMFILE")
+    serve.add_argument("--max-inflight", type=int, default=_DEFAULTS.max_inflight, metavar="N",
+                       help="requests one connection may have in flight before the server "
+                            f"stops reading from it (default {_DEFAULTS.max_inflight})")
     serve.add_argument("--handshake-timeout", type=float, metavar="SECONDS",
                        default=_DEFAULTS.handshake_timeout,
                        help="seconds a new connection has for its TLS handshake and then for "
                             "its Tversion before it is closed (default "
                             f"{_DEFAULTS.handshake_timeout:g}; a negotiated one may idle)")
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS,
+                       help="least severe messages logged on stderr (default info)")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a config file and print each "
                            "policy's namespace")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, metavar="FILE", help="the TOML config file")
     check.add_argument("--strict", action="store_true",
                        help="exit 1 when there are warnings (a policy that can never match, ...)")
     check.set_defaults(func=_check_config)

@@ -343,7 +343,7 @@ def add_mount_command(subparsers: Any) -> None:
                                           "and mount with trans=fd.")
     p.add_argument("server", metavar="SERVER",
                    help="HOST[:PORT] (default port 5640), tcp://HOST:PORT or unix:///PATH")
-    p.add_argument("mountpoint", metavar="MOUNTPOINT")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="directory to mount on")
     p.add_argument("--tls", action="store_true", help="speak TLS (a relay process stays)")
     p.add_argument("--ca", help="CA certificate to verify the server (default: system roots)")
     p.add_argument("--cert", help="client certificate (PEM)")

@@ -15,9 +15,9 @@ Unmarked ``sh`` blocks run in bash (``-e -o pipefail``), ``python`` blocks run a
 program, ``toml`` blocks go through ``ninep check-config``; an unmarked block in any other
 language fails, so a new block is either run or says why not. Blocks run in a scratch
 directory that links to the clone's files (so ``.venv``, ``scripts/`` and ``docs/`` are
-where the README says), with ``.venv`` activated and ``/usr/sbin`` off ``PATH`` as for a
-normal user; ``127.0.0.1:5640`` (or ``localhost:5640``) becomes the test server's
-address, and ``NINEP_SERVER`` names it too.
+where the README says), with ``.venv`` activated, ``/usr/sbin`` off ``PATH`` and a normal
+user's name (nobody) in ``USER``, which the client sends as its uname; ``127.0.0.1:5640``
+(or ``localhost:5640``) becomes the test server's address, and ``NINEP_SERVER`` names it.
 """
 
 from __future__ import annotations
@@ -120,8 +120,11 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
                  if p and not p.rstrip("/").endswith("sbin")]
     server = start_server(default_policy)
     env = {**os.environ, "PATH": os.pathsep.join([str(venv_bin), *user_path]),
-           "VIRTUAL_ENV": sys.prefix, "NINEP_SERVER": server.tcp_url}
-    env.pop("PYTHONPATH", None)
+           "VIRTUAL_ENV": sys.prefix, "NINEP_SERVER": server.tcp_url,
+           "USER": "nobody", "LOGNAME": "nobody"}
+    for name in ("PYTHONPATH", "NINEP_UNAME", "NINEP_ANAME", "NINEP_CA", "NINEP_CERT",
+                 "NINEP_TLS_KEY", "NINEP_KEY", "NINEP_SERVER_NAME"):
+        env.pop(name, None)
     try:
         yield Reader(cwd, env, server)
     finally:

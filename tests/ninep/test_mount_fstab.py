@@ -135,3 +135,13 @@ def test_without_f_it_reaches_mount_2_and_says_why_it_failed(server: TlsKeyServe
     assert result.returncode == 32
     assert f"key {server.fingerprint} accepted" in result.stderr
     assert f"mount {tmp_path}:" in result.stderr
+
+
+def test_the_installed_script_is_the_helper(server: TlsKeyServer, tmp_path: Path) -> None:
+    """pyproject installs mount.ninep beside ninep: what /sbin/mount.ninep links to."""
+    script = Path(sys.executable).parent / "mount.ninep"
+    result = subprocess.run([str(script), f"127.0.0.1:{server.port}", str(tmp_path), "-f",
+                             "-o", server.options()], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"key {server.fingerprint} accepted" in result.stderr

@@ -76,7 +76,7 @@ class LockRequest:
     type: int  # F_RDLCK, F_WRLCK or F_UNLCK
     start: int
     length: int  # 0: to the end of the file, in fcntl(2) and in Tlock alike
-    pid: int  # the caller's process id; 0 on the unlock libfuse sends at each close
+    pid: int  # the caller's process id; 0 on unlocks (and on the one libfuse sends at close)
     owner: int  # the kernel's lock owner (one per open-file table, i.e. per process)
 
 
@@ -335,8 +335,8 @@ class RemoteFS:
         """
         fid = self._fid(handle)
         key = (request.owner, fid.qid.path)
-        if request.type == fcntl.F_UNLCK and request.pid == 0 and key not in self._lock_pids:
-            return  # libfuse's unlock at every close(): this owner never locked here
+        if request.type == fcntl.F_UNLCK and key not in self._lock_pids:
+            return  # e.g. libfuse's unlock at every close(): this owner holds no lock here
         pid = self._lock_pid(fid, request)
         block = request.cmd == fcntl.F_SETLKW and request.type != fcntl.F_UNLCK
         poll = LOCK_POLL_START
@@ -351,8 +351,8 @@ class RemoteFS:
                 raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
             await asyncio.sleep(poll)
             poll = min(poll * 2, LOCK_POLL_MAX)
-        if request.type == fcntl.F_UNLCK and request.pid == 0:
-            self._lock_pids.pop(key, None)  # the close released all of this owner's locks
+        if request.type == fcntl.F_UNLCK and request.start == 0 and request.length == 0:
+            self._lock_pids.pop(key, None)  # none of this owner's locks on the file is left
         else:
             self._lock_pids[key] = pid
 

@@ -50,14 +50,15 @@ async def _ls(tree: Tree, args: argparse.Namespace) -> int:
             for entry in entries:
                 _print(entry.name)
             continue
-        lines = (_ls_entry(tree, e, args.numeric) for e in entries)
-        for line in await _bounded_gather(lines, STAT_WORKERS):
-            _print(line)
+        async with await tree.subtree(path) as directory:  # walks of one name each
+            lines = (_ls_entry(directory, e, args.numeric) for e in entries)
+            for line in await _bounded_gather(lines, STAT_WORKERS):
+                _print(line)
     return 0
 
 
-async def _ls_entry(tree: Tree, entry: DirEntry, numeric: bool) -> str:
-    return await _ls_line(tree, entry.path, await tree.stat(entry.path), entry.name,
+async def _ls_entry(directory: Tree, entry: DirEntry, numeric: bool) -> str:
+    return await _ls_line(directory, entry.name, await directory.stat(entry.name), entry.name,
                           numeric=numeric)
 
 

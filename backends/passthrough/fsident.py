@@ -47,7 +47,6 @@ import functools
 import logging
 import os
 import platform
-import sys
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
@@ -55,6 +54,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from vfs.caller import CALLER
 from vfs.node import Cred
+
+from .hostcalls import host_statfs
 
 if TYPE_CHECKING:
     from .ownership import Ownership
@@ -84,7 +85,7 @@ class _Calls:
     holds its arguments as C values), and only setgroups copies errno, the one of the
     three that reports a failure."""
 
-    __slots__ = ("fstatfs", "setfsgid", "setfsuid", "syscall")
+    __slots__ = ("setfsgid", "setfsuid", "syscall")
 
     def __init__(self, libc: str) -> None:
         plain = ctypes.CDLL(libc, use_errno=False)
@@ -93,8 +94,6 @@ class _Calls:
         self.setfsuid.restype = self.setfsgid.restype = ctypes.c_int
         self.syscall = errno_kept.syscall
         self.syscall.restype = ctypes.c_long
-        self.fstatfs = errno_kept.fstatfs
-        self.fstatfs.restype = ctypes.c_int
 
 
 def _load() -> tuple[_Calls, ctypes.c_long] | None:
@@ -193,12 +192,10 @@ _works: bool | None = None
 
 def _fs_type(fd: int) -> int | None:
     """statfs(2)'s f_type of the filesystem holding ``fd``; None if it cannot be read."""
-    assert _calls is not None
-    buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux
-    if _calls.fstatfs(fd, buffer) != 0:
+    try:
+        return host_statfs(fd).fstype  # V9FS_MAGIC where only fstatvfs is there: not local
+    except OSError:
         return None
-    size = 4 if platform.machine() == "s390x" else ctypes.sizeof(ctypes.c_long)
-    return int.from_bytes(buffer.raw[:size], sys.byteorder)
 
 
 def _stop_keeping_groups() -> None:

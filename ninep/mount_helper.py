@@ -26,7 +26,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from . import messages as m
 
@@ -67,23 +66,15 @@ class Endpoint:
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """``tcp://HOST:PORT``, ``unix:///path``, ``HOST[:PORT]``, ``[v6]:PORT`` or ``/path``."""
-    if text.startswith("/"):
-        return Endpoint("unix", path=text)
-    parts = urlsplit(text if "://" in text else f"tcp://{text}")
-    if parts.scheme == "unix":
-        path = parts.netloc + parts.path
-        if not path:
-            raise ValueError(f"server {text!r}: expected unix:///path")
-        return Endpoint("unix", path=path)
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
-        raise ValueError(f"server {text!r}: expected HOST[:PORT], tcp://HOST:PORT or "
-                         "unix:///path")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ValueError(f"server {text!r}: bad port") from None
-    return Endpoint("tcp", parts.hostname, port)
+    """``tcp://HOST:PORT``, ``unix:///path``, ``HOST[:PORT]``, ``[v6]:PORT`` or ``/path``:
+    the client's one address parser (clients.address), so ``ninep mount`` and the
+    client verbs take the same forms."""
+    from clients.address import parse_address
+
+    address = parse_address(text)
+    if address.scheme == "unix":
+        return Endpoint("unix", path=address.host)
+    return Endpoint("tcp", address.host, address.port)
 
 
 def tls_context(ca: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:

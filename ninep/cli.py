@@ -115,6 +115,9 @@ def _serve(args: argparse.Namespace) -> int:
             from .config import load_config
             config = load_config(args.config)
             limits = config.limits
+            from .config_lint import config_warnings
+            for warning in config_warnings(config):  # check-config's, for a server under systemd
+                log.warning("%s: %s", config.path, warning)
         listens = _listeners(args, config)
         mounts = [parse_mount(t) for t in (args.mount or [])]
         if args.msize < 4096:

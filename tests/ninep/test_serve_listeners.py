@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ninep import messages as m
-from tests.conftest import RawPeer, free_port
+from tests.conftest import RawPeer, free_port, wait_for_port
 
 NINEP = [sys.executable, "-m", "ninep"]
 RAM = ('[namespaces.data]\nmounts = [{ path = "/", backend = "ram" }]\n\n'
@@ -118,3 +118,21 @@ def test_an_abstract_notify_socket(tmp_path: Path) -> None:
             del os.environ["NOTIFY_SOCKET"]
         assert sock.recv(100) == b"READY=1"
     assert not notify("READY=1")  # not started by systemd: nothing to tell
+
+
+def test_serve_logs_what_check_config_would_warn_about(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    config = serve_config(tmp_path, f'[[listen]]\nkind = "tcp"\naddress = "127.0.0.1:{port}"\n\n')
+    config.write_text(config.read_text() + '\n[[policy]]\nname = "root"\nnamespace = "data"\n'
+                      'match = { peer_uid = 0 }\n')
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*NINEP, "serve", "--config", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    procs.append(proc)
+    wait_for_port(port, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    assert (f"WARNING ninep: {config}: policy 'root' matches on peer_uid, which only a UNIX "
+            "socket's peer has") in log.read_text()

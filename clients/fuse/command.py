@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import os
+import ssl
 import sys
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ninep.messages import NONUNAME
-
-from ..client import DEFAULT_MSIZE, Client
+from ..address import parse_address
+from ..cli_options import add_connection_options, check_connection_options, tls_for
+from ..client import Client
+from ..errors import ProtocolError
+from ..tls import explain_tls_error
 from ..tree import Tree
 
 __all__ = ["FuseOptions", "add_fuse_command", "mount"]
@@ -34,12 +36,16 @@ class FuseOptions(argparse.Namespace):
     """What ``mount`` needs (the parsed command line)."""
 
     server: str
+    server_name: str | None
     mountpoint: str
     aname: str
     uname: str
     n_uname: int
     msize: int
     key: str | None
+    ca: str | None
+    cert: str | None
+    tls_key: str | None
     options: list[str]
     debug: bool
 
@@ -82,8 +88,15 @@ def mount(args: FuseOptions) -> int:
         except TimeoutError:
             _error(f"{args.server}: cannot connect: timed out")
             return 1
-        except (OSError, ValueError) as exc:
-            _error(f"{args.server}: {exc}")
+        except ssl.SSLError as exc:
+            name = args.server_name or parse_address(args.server).host
+            _error(f"{args.server}: {explain_tls_error(exc, name)}")
+            return 1
+        except OSError as exc:  # refused, unreachable, or the attach was refused
+            _error(f"{args.server}: {exc.strerror or exc}")
+            return 1
+        except ValueError as exc:  # e.g. a --key file that holds no Ed25519 key
+            _error(str(exc))
             return 1
         remote = RemoteFS(tree)
         operations = NinepOperations(remote, runner.loop)
@@ -101,7 +114,17 @@ def mount(args: FuseOptions) -> int:
 
 
 async def _connect(args: FuseOptions) -> tuple[Client, Tree]:
-    client = await Client.connect(args.server, args.msize)
+    tls = tls_for(args)
+    try:
+        client = await Client.connect(args.server, args.msize, tls=tls,
+                                      server_hostname=args.server_name)
+    except ssl.SSLError:
+        raise
+    except OSError as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(exc.errno, f"cannot connect: {reason}") from None
     try:
         tree = await client.attach(args.uname, args.aname, args.n_uname, key=args.key)
     except BaseException:
@@ -138,18 +161,16 @@ def _mount_options(args: FuseOptions) -> dict[str, Any]:
     return options
 
 
-def _default_uname() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
-
-
 def _error(message: str) -> None:
     print(f"ninep fuse: {message}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.server_operand is not None:
+        args.server = args.server_operand
+    problem = check_connection_options(args)
+    if problem is not None:
+        args.parser.error(problem)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     return mount(args)  # type: ignore[arg-type]  # argparse filled every FuseOptions field
@@ -161,23 +182,16 @@ def add_fuse_command(subparsers: Any) -> None:
                    "needed); runs until unmounted with fusermount3 -u MOUNTPOINT")
     parser = subparsers.add_parser("fuse", help="mount a server through FUSE",
                                    description=description)
-    parser.add_argument("server", metavar="SERVER", help="tcp://HOST:PORT or unix:///path")
+    parser.add_argument("server_operand", nargs="?", metavar="SERVER",
+                        help="the server (any form --server takes); default: --server")
     parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory")
-    parser.add_argument("--aname", default="", help="attach name (which tree to attach)")
-    parser.add_argument("--uname", default=_default_uname(),
-                        help="user name sent in Tattach (default: yours)")
-    parser.add_argument("--uid", type=int, default=NONUNAME, dest="n_uname",
-                        help="numeric user id sent in Tattach (n_uname)")
-    parser.add_argument("--msize", type=int, default=DEFAULT_MSIZE,
-                        help=f"largest message size (default {DEFAULT_MSIZE})")
-    parser.add_argument("--key", default=os.environ.get("NINEP_KEY"), metavar="FILE",
-                        help="Ed25519 private key proved through Tauth (or set NINEP_KEY)")
     parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT]",
                         help="FUSE mount options, e.g. allow_other, ro, attr_timeout=0 "
                              "(repeatable)")
     parser.add_argument("--debug", action="store_true",
                         help="log every FUSE request (libfuse's -d) and the client's debug lines")
-    parser.set_defaults(func=_run)
+    add_connection_options(parser)
+    parser.set_defaults(func=_run, parser=parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import logging
 import os
+import sys
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -214,6 +215,11 @@ class NinepOperations(mfusepy.Operations):  # type: ignore[misc]
             return 0
         self._run(self.remote.setlock(fh, request), interruptible=cmd == fcntl.F_SETLKW)
         return 0
+
+    if not sys.platform.startswith("linux"):
+        # mfusepy knows struct flock's layout on Linux only: elsewhere the kernel
+        # keeps the locks on this host, as it does for any FUSE file system without locks.
+        lock = None  # type: ignore[assignment]
 
 
 class NinepFUSE(mfusepy.FUSE):  # type: ignore[misc]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from ninep.certs import make_ca, make_client, make_server
+from tests.conftest import free_port, wait_for_port
 from tests.hostile.serverproc import serve_process
 
 from .conftest import MISSING, ROOT, fuse_mount
@@ -49,3 +50,52 @@ def test_a_lost_server_unmounts_and_fails(tmp_path: Path) -> None:
             assert mount.proc.wait(30) == 1
             assert not os.path.ismount(mnt)
         assert "unmounting" in (tmp_path / "fuse.log").read_text()
+
+
+TLS_CONFIG = """
+[[listen]]
+kind = "tls"
+address = "127.0.0.1:{port}"
+cert = "{pki}/srv/server.crt"
+key = "{pki}/srv/server.key"
+client_ca = "{pki}/ca/ca.crt"
+client_cert = "required"
+
+[namespaces.main]
+mounts = [{{ path = "/", backend = "ram", options = {{ mode = "1777" }} }},
+          {{ path = "/hello", backend = "inline", source = "hello over tls" }}]
+
+[[policy]]
+name = "certified"
+namespace = "main"
+match = {{ transport = "tls", cert_cn = "laptop" }}
+"""
+
+
+def test_a_mount_over_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    make_ca(pki / "ca")
+    make_server(pki / "ca", pki / "srv", "ninep.test", ips=["127.0.0.1"])
+    make_client(pki / "ca", pki / "cli", "laptop")
+    port = free_port()
+    config = tmp_path / "server.toml"
+    config.write_text(TLS_CONFIG.format(port=port, pki=pki))
+    with (tmp_path / "server.log").open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "ninep", "serve", "--config",
+                                   str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_for_port(port, server)
+        url = f"tls://127.0.0.1:{port}"
+        refused = ninep_fuse(url, str(tmp_path), "--cert", str(pki / "cli" / "laptop.crt"),
+                             "--tls-key", str(pki / "cli" / "laptop.key"))
+        assert refused.returncode == 1 and "unknown CA" in refused.stderr, refused.stderr
+        with fuse_mount(url, tmp_path / "mnt", tmp_path / "fuse.log",
+                        "--ca", str(pki / "ca" / "ca.crt"),
+                        "--cert", str(pki / "cli" / "laptop.crt"),
+                        "--tls-key", str(pki / "cli" / "laptop.key")) as mnt:
+            assert (mnt / "hello").read_text() == "hello over tls\n"
+            (mnt / "written").write_text("through fuse and tls")
+            assert sorted(os.listdir(mnt)) == ["hello", "written"]
+    finally:
+        server.terminate()
+        server.wait(20)

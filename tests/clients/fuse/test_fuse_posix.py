@@ -143,6 +143,12 @@ def test_modes_times_statvfs_and_xattrs(workdir: Path) -> None:
     before = time.time_ns()
     os.utime(path)  # both set to the server's now
     assert path.stat().st_mtime_ns >= before - 5_000_000_000
+    os.chown(path, 1234, 5678)
+    os.chown(path, -1, 42)  # -1 leaves the owner as it is
+    info = path.stat()
+    assert (info.st_uid, info.st_gid) == (1234, 42)
+    os.mkfifo(workdir / "fifo", 0o600)
+    assert stat.S_ISFIFO(os.lstat(workdir / "fifo").st_mode)
     vfs = os.statvfs(workdir)
     assert vfs.f_bsize > 0 and vfs.f_namemax > 0 and vfs.f_blocks >= vfs.f_bfree
     os.setxattr(path, "user.colour", b"blue")

@@ -1,4 +1,4 @@
-"""Closing a connection with requests still queued: nothing is written after close()."""
+"""The connection itself: closing with requests queued writes nothing; uvloop works too."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ async def test_close_with_background_clunks_queued_writes_nothing(
     # asyncio logs "socket.send() raised exception." for each write to a closed socket
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
     assert client.closed and client.pending == 0
+
+
+def test_the_client_runs_on_uvloop(ninep_target: Target) -> None:
+    import uvloop
+
+    async def round_trip() -> bytes:
+        async with await Client.connect(ninep_target.url) as client:
+            root = await client.attach(ninep_target.uname, "", ninep_target.n_uname)
+            await root.write_bytes("on-uvloop", b"fast")
+            return await root.read_bytes("on-uvloop")
+
+    assert uvloop.run(round_trip()) == b"fast"

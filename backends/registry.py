@@ -73,6 +73,9 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("symlink", "backends.synthetic:open_symlink", "required"),
     BackendKind("random", "backends.synthetic:open_random", "none"),
     BackendKind("clock", "backends.synthetic:open_clock", "none"),
+    # the server's live view for operators (connections, counts): it reads the server's
+    # own figures, so it lives with the server
+    BackendKind("metrics", "ninep.metrics_files:open_backend", "none"),
 )}
 
 

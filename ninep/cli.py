@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds a new connection has for its TLS handshake and then for "
                             "its Tversion before it is closed (default "
                             f"{_DEFAULTS.handshake_timeout:g}; a negotiated one may idle)")
+    serve.add_argument("--metrics", metavar="URL",
+                       help="serve Prometheus metrics (GET /metrics) over HTTP at tcp://HOST:PORT "
+                            "(e.g. tcp://127.0.0.1:9640) or unix:///PATH; off by default "
+                            "(config: [metrics] listen)")
     serve.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS,
                        help="least severe messages logged on stderr (default info)")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
@@ -119,6 +123,10 @@ def _serve(args: argparse.Namespace) -> int:
             for warning in config_warnings(config):  # check-config's, for a server under systemd
                 log.warning("%s: %s", config.path, warning)
         listens = _listeners(args, config)
+        metrics_at = args.metrics or (config.metrics if config else None)
+        if metrics_at is not None:
+            from .metrics_http import parse_metrics_address
+            parse_metrics_address(metrics_at)
         mounts = [parse_mount(t) for t in (args.mount or [])]
         if args.msize < 4096:
             raise ValueError(f"--msize {args.msize}: must be at least 4096")
@@ -128,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_uvloop:
         _install_uvloop()
     try:
-        asyncio.run(_run(listens, mounts, limits, config, args.groups))
+        asyncio.run(_run(listens, mounts, limits, config, args.groups, metrics_at))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
@@ -182,7 +190,8 @@ async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "
 
 
 async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
-               config: Config | None = None, groups: str = "host") -> None:
+               config: Config | None = None, groups: str = "host",
+               metrics_at: str | None = None) -> None:
     server = Server(await _policy(specs, config, groups), limits,
                     config.path if config else None)
     # The start-up objects (a tar index of 100,000 members, ...) live as long as the
@@ -199,6 +208,10 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
         raise ValueError("a stdio listener cannot be combined with others")
     for address in listens:
         await server.listen(address)
+    from .metrics_http import MetricsListener
+    exporter = MetricsListener(metrics_at) if metrics_at else None
+    if exporter is not None:
+        await exporter.start()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -216,6 +229,8 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
     await stop.wait()
     log.info("stopping")
     notify("STOPPING=1")
+    if exporter is not None:
+        await exporter.close()
     await server.close()
     await server.policy.close()  # backends write back and close (an ext2 image is marked clean)
 

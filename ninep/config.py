@@ -40,7 +40,7 @@ PLACEHOLDERS = ("uname", "uid", "gid", "aname")
 SCOPES = ("shared", "connection")
 FILE_KINDS = frozenset({"null", "zero", "inline", "symlink", "random", "clock"})
 LISTEN_KINDS = ("tcp", "unix", "tls", "stdio", "systemd")
-_TOP_KEYS = ("server", "auth", "listen", "namespaces", "policy")
+_TOP_KEYS = ("server", "auth", "listen", "namespaces", "policy", "metrics")
 
 
 class Where:
@@ -137,6 +137,7 @@ class Config:
     policies: tuple[PolicyConfig, ...]
     authorized_keys: Path | None
     limits: ServerLimits
+    metrics: str | None = None  # [metrics] listen: the Prometheus endpoint's address
 
 
 def load_config(path: str | Path) -> Config:
@@ -166,7 +167,8 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     return Config(path, _listeners(_array(top, data, "listen"), path), namespaces,
                   parsed,
                   where.file(auth, "authorized_keys", required=False),
-                  _server_limits(Where(path, "[server]"), _table(top, data, "server")))
+                  _server_limits(Where(path, "[server]"), _table(top, data, "server")),
+                  _metrics(Where(path, "[metrics]"), _table(top, data, "metrics")))
 
 
 def _table(where: Where, data: Mapping[str, object], key: str) -> Mapping[str, object]:
@@ -192,6 +194,20 @@ def _server_limits(where: Where, table: Mapping[str, object]) -> ServerLimits:
         max_fids=where.integer(table, "max_fids", d.max_fids, 1) or d.max_fids,
         max_inflight=where.integer(table, "max_inflight", d.max_inflight, 1) or d.max_inflight,
         handshake_timeout=float(timeout or d.handshake_timeout))
+
+
+def _metrics(where: Where, table: Mapping[str, object]) -> str | None:
+    """``[metrics] listen``: where the Prometheus endpoint listens (off without it)."""
+    where.only(table, ("listen",))
+    if "listen" not in table:
+        return None
+    from .metrics_http import parse_metrics_address
+    address = where.text(table, "listen")
+    try:
+        parse_metrics_address(address)
+    except ValueError as exc:
+        where.fail("listen", str(exc))
+    return address
 
 
 # --- listeners -------------------------------------------------------------

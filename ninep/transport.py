@@ -13,6 +13,7 @@ import itertools
 import logging
 import socket
 import struct
+import time
 import types
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator
@@ -26,6 +27,7 @@ from vfs.request import ConnectionScope, enter, leave
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m
+from . import metrics
 from .framing import TVERSION_MAX, Framer, FrameTooLarge
 from .handlers import read_fid, rgetattr_frame, walk_fid
 from .messages import DecodeError
@@ -87,11 +89,13 @@ async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Sessio
 class _Request:
     """A request that is waiting: its Task and the Tflush tags waiting on it."""
 
-    __slots__ = ("flushes", "generation", "holds", "scope", "tag", "task")
+    __slots__ = ("flushes", "generation", "holds", "mtype", "scope", "started", "tag", "task")
 
     def __init__(self, tag: int, task: asyncio.Task[Reply], generation: int,
-                 scope: ConnectionScope, holds: int) -> None:
+                 scope: ConnectionScope, holds: int, mtype: int) -> None:
         self.tag = tag
+        self.mtype = mtype
+        self.started = time.perf_counter()  # for the metrics' wait histogram
         self.holds = holds  # bytes of payload it may keep until its reply is written
         self.task = task
         self.flushes: list[int] = []
@@ -175,6 +179,8 @@ class Connection(asyncio.Protocol):
         self.context = ConnectionContext()
         self.account = ConnectionAccount("unknown peer")  # what its requests hold (vfs.budget)
         self.scope = ConnectionScope(self.account)  # what backends see of it (vfs.request)
+        self.stats = metrics.ConnectionStats()  # what operators see of it (ninep/metrics.py)
+        self._counts = self.stats.counts  # requests received, by type: the hot path's one cost
         self._loop = asyncio.get_event_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
 
@@ -189,6 +195,7 @@ class Connection(asyncio.Protocol):
         peer = peer_of(transport, self._kind)
         self.session = self._new_session(peer, next(_conn_ids))
         self.account.peer = peer
+        metrics.opened(self.stats, self, peer, self.session.conn_id)
         transport.set_write_buffer_limits(high=4 * self._limits.max_msize)  # type: ignore[attr-defined]
         log.debug("connection from %s", peer)
         self._arm_version_timer()
@@ -236,6 +243,10 @@ class Connection(asyncio.Protocol):
         return (frame[4] == _TFLUSH and len(frame) == _TFLUSH_SIZE
                 and _U16.unpack_from(frame, m.HEADER_SIZE)[0] in self._inflight)
 
+    def waiting_and_queued(self) -> tuple[int, int]:
+        """Requests waiting and frames received but not started, for the metrics."""
+        return len(self._inflight), len(self._queued)
+
     def pause_writing(self) -> None:
         self._paused_by_writes = self._held = True
         self._update_reading()
@@ -262,6 +273,7 @@ class Connection(asyncio.Protocol):
         task = self._loop.create_task(self._release())
         _background.add(task)  # the loop holds tasks weakly
         task.add_done_callback(_background.discard)
+        metrics.closed(self.stats)
         if self.session is not None:
             log.debug("connection from %s closed", self.session.peer)
 
@@ -280,6 +292,7 @@ class Connection(asyncio.Protocol):
     def _frame_received(self, frame: bytes) -> None:
         assert self.session is not None
         size, mtype, tag = _HEADER.unpack_from(frame, 0)
+        self._counts[mtype] += 1
         raw = mtype in _RAW_TYPES and tag not in self._inflight
         if raw and self._raw(mtype, frame, size, tag):
             return
@@ -411,7 +424,7 @@ class Connection(asyncio.Protocol):
             scope.inline = False
             leave(token)
         holds = min(holds or _payload(msg), session.msize)
-        request = _Request(tag, task, self._generation, scope, holds)
+        request = _Request(tag, task, self._generation, scope, holds, msg.type)
         self._inflight[tag] = request
         if holds:
             self._waiting_bytes += holds
@@ -428,6 +441,7 @@ class Connection(asyncio.Protocol):
             self._waiting_bytes -= request.holds
             self._held = self._paused_by_writes or self._waiting_bytes >= self._waiting_budget
         task = request.task
+        self.stats.waited(request.mtype, request.started)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None:  # pragma: no cover - dispatch answers every Exception

@@ -44,7 +44,7 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
                        help="private key of --cert, if not inside that file ($NINEP_TLS_KEY)")
     group.add_argument("--server-name", default=_env("NINEP_SERVER_NAME"), metavar="NAME",
                        help="name the server's TLS certificate must carry (default: the host "
-                            "of --server; needed for tls over unix://) ($NINEP_SERVER_NAME)")
+                            "of --server) ($NINEP_SERVER_NAME)")
     group.add_argument("--key", default=_env("NINEP_KEY"), metavar="FILE",
                        help="Ed25519 private key (OpenSSH or PEM) to prove through Tauth "
                             "(docs/auth.md) ($NINEP_KEY)")
@@ -65,20 +65,25 @@ def check_connection_options(args: argparse.Namespace) -> str | None:
         address = parse_address(args.server)
     except ValueError as exc:
         return str(exc)
-    tls_options = [o for o, v in (("--ca", args.ca), ("--cert", args.cert),
-                                  ("--tls-key", args.tls_key)) if v]
+    # only options given on the command line: NINEP_CA exported for one server must
+    # not make every plain tcp:// server a usage error
+    tls_options = [o for o, v, env in (("--ca", args.ca, "NINEP_CA"),
+                                       ("--cert", args.cert, "NINEP_CERT"),
+                                       ("--tls-key", args.tls_key, "NINEP_TLS_KEY"))
+                   if v and v != _env(env)]
     if tls_options and address.scheme == "tcp":
         return (f"{', '.join(tls_options)} need a TLS server: write --server "
                 f"tls://{args.server.split('://', 1)[-1]}")
+    if tls_options and address.scheme == "unix":
+        return f"{', '.join(tls_options)}: TLS is for tls://HOST:PORT servers, not unix://"
     if args.tls_key and not args.cert:
         return "--tls-key needs --cert (the certificate it belongs to)"
     return None
 
 
 def tls_for(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context for a tls:// server (or unix:// with TLS options), else None."""
-    scheme = parse_address(args.server).scheme
-    if not (scheme == "tls" or (scheme == "unix" and (args.ca or args.cert))):
+    """The TLS context for a tls:// server, else None."""
+    if parse_address(args.server).scheme != "tls":
         return None
     for path in (args.ca, args.cert, args.tls_key):
         if path and not os.path.isfile(path):  # ssl's own error would not name the file

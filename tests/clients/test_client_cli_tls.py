@@ -152,3 +152,10 @@ def test_a_missing_or_bad_tls_file_is_named(tls_server: TlsServer, tmp_path: Pat
     junk.write_text("not a certificate\n")
     done = ninep("ls", "--server", tls_server.url, "--cert", str(junk))
     assert done.returncode == 1 and done.stderr.startswith(f"ninep: {junk}: not usable as PEM")
+
+
+def test_tls_variables_do_not_break_a_plain_server(tls_server: TlsServer) -> None:
+    # NINEP_CA exported for the TLS server; a tcp:// server on the command line ignores it
+    done = ninep("ls", "--server", "tcp://127.0.0.1:1", env={
+        "NINEP_CA": str(tls_server.pki / "ca" / "ca.crt")})
+    assert done.returncode == 1 and "cannot connect" in done.stderr

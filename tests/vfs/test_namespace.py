@@ -343,3 +343,42 @@ async def test_only_a_directory_has_a_listing_end() -> None:
     f, _ = await ns.create(ns.root(), "f", 2, 0o644, 0, ROOT)
     for loc in (f, await walk_path(ns, "/null")):
         assert await _errno_of(ns.listing_end(loc)) == errno.ENOTDIR
+
+
+@pytest.mark.asyncio
+async def test_readlink_of_a_target_no_linux_symlink_holds_is_enametoolong() -> None:
+    """A backend may hand out a target longer than symlink(2) stores (a configured
+    symlink mount, a tar archive, a damaged image): ENAMETOOLONG, never a reply the
+    wire cannot carry."""
+    from backends.synthetic import SymlinkBackend
+
+    ns = await Namespace.build([("/", RamBackend(), False),
+                                ("/longest", SymlinkBackend("t" * 4095), False),
+                                ("/long", SymlinkBackend("t" * 4096), False),
+                                ("/huge", SymlinkBackend("é" * 40000), False)])
+    assert len(await ns.readlink(await walk_path(ns, "/longest"), ROOT)) == 4095
+    for path in ("/long", "/huge"):
+        with pytest.raises(OSError) as info:
+            await ns.readlink(await walk_path(ns, path), ROOT)
+        assert info.value.errno == errno.ENAMETOOLONG
+
+
+@pytest.mark.asyncio
+async def test_a_directory_operand_that_is_a_file_is_enotdir_before_erofs_or_eacces() -> None:
+    """Linux's lookup fails on "file/name" before it looks at the mount or the
+    permissions; so does every directory operand here, on every backend."""
+    ram = RamBackend()
+    ns = await Namespace.build([("/", ram, False)])
+    loc, handle = await ns.create(ns.root(), "f", 2, 0o600, 0, ROOT)
+    await handle.close()
+    read_only = ns.view(read_only=True)
+    for view, cred in ((ns, BOB), (read_only, ROOT), (read_only, BOB)):
+        calls = [view.mkdir(loc, "d", 0o755, 0, cred), view.create(loc, "c", 2, 0o644, 0, cred),
+                 view.symlink(loc, "s", "t", 0, cred), view.mknod(loc, "n", 0o644, 0, 0, cred),
+                 view.link(loc, "h", loc, cred), view.unlink(loc, "x", False, cred),
+                 view.rename(ns.root(), "f", loc, "x", cred), view.walk(loc, "x", cred),
+                 view.walk(loc, "..", cred)]
+        for call in calls:
+            with pytest.raises(OSError) as info:
+                await call
+            assert info.value.errno == errno.ENOTDIR, call

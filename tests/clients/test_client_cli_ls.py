@@ -49,3 +49,15 @@ def test_ls_long_of_a_large_directory(ninep_target: Target) -> None:
     assert lines[-1].startswith("lrwxrwxrwx") and lines[-1].endswith(" zlink -> f00000")
     numeric = _ls(ninep_target, "-l", "-n", "big/f00003").stdout.split()
     assert numeric[2:5] == ["0", "0", "3"] and numeric[-1] == "big/f00003"
+
+
+async def test_an_entry_removed_after_the_readdir_is_left_out(ninep_target: Target) -> None:
+    from clients.cli import _ls_entry
+
+    async with await Client.connect(ninep_target.url) as client:
+        root = await client.attach(ninep_target.uname, "", ninep_target.n_uname)
+        await root.write_bytes("soon-gone", b"")
+        [entry] = [e for e in await root.scandir() if e.name == "soon-gone"]
+        assert (await _ls_entry(root, entry, numeric=True) or "").endswith(" soon-gone")
+        await root.remove("soon-gone")
+        assert await _ls_entry(root, entry, numeric=True) is None

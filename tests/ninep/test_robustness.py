@@ -70,6 +70,10 @@ async def connected(policy: Policy, limits: ServerLimits | None = None
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(m.encode(m.NOTAG, m.Tversion(65536, "9P2000.L")))
     conn.data_received(m.encode(1, m.Tattach(1, m.NOFID, "", "", 0)))
+    for _ in range(3000):  # a uname not yet cached is looked up in passwd on a thread
+        if len(transport.written) > 1:
+            break
+        await asyncio.sleep(0.01)
     assert isinstance(transport.replies()[-1][1], m.Rattach)
     return conn, transport
 

@@ -8,8 +8,8 @@ test's skip reason (``pytest -rs`` shows it):
 - ``<!-- readme-test: parse: REASON -->``: every ``ninep`` command in it is checked by
   ninep's own argument parser instead of run (servers that run until stopped, paths that
   stand for the reader's own);
-- ``<!-- readme-test: needs PATH -->``: run where PATH exists (a Debian package), skipped
-  elsewhere.
+- ``<!-- readme-test: needs PATH... -->``: run where every PATH exists (a Debian package,
+  a device), skipped elsewhere.
 
 Unmarked ``sh`` blocks run in bash (``-e -o pipefail``), ``python`` blocks run as a
 program, ``toml`` blocks go through ``ninep check-config``; an unmarked block in any other
@@ -179,8 +179,9 @@ def test_block(block: Block, reader: Reader) -> None:
         assert block.lang in SHELLS, f"README line {block.line}: parse marks a shell block"
         check_parses(block.code)
         return
-    if block.marker == "needs" and not Path(block.reason).exists():
-        pytest.skip(f"README line {block.line}: needs {block.reason}, not installed here")
+    missing = [path for path in block.reason.split() if not Path(path).exists()]
+    if block.marker == "needs" and missing:
+        pytest.skip(f"README line {block.line}: needs {' '.join(missing)}, not here")
     assert block.marker in ("", "needs"), (
         f"README line {block.line}: unknown marker {block.marker!r} (skip, parse or needs)")
     code = reader.localize(block.code)

@@ -4,7 +4,7 @@ operation the requests received and how long those that waited took.
 The transport pays for this on every request with one list increment
 (``ConnectionStats.counts[mtype] += 1``). Times are taken only for requests that
 wait (the ones that get a Task: a cold passthrough read, a blocked Tlock, an ext2
-write): reading the clock twice costs ~0.3 us here, ~7% of a RAM walk answered
+write): reading the clock twice costs ~0.3 us here, ~9% of a RAM walk answered
 inline, while a Task already costs several microseconds. A request answered inline
 took no longer than its share of the CPU, which the counts and the process's CPU
 time already show.

@@ -159,6 +159,7 @@ class ConnectionView:
     queued: int
     attaches: tuple[AttachView, ...]
     counts: tuple[tuple[str, int], ...]  # (op, count), counted ops only
+    waits: tuple[tuple[str, int, float], ...]  # (op, requests that waited, seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +221,9 @@ def _view(stats: ConnectionStats) -> ConnectionView | None:
     attaches = tuple(_attach_view(a) for a in
                      list(session.attachments.values())) if session is not None else ()
     counts = tuple((op_name(t), c) for t, c in enumerate(stats.counts) if c)
+    waits = tuple((op_name(t), sum(w.buckets), w.total) for t, w in sorted(stats.waits.items()))
     return ConnectionView(stats.number, stats.peer, stats.opened_at, sum(stats.counts),
-                          waiting, queued, attaches, counts)
+                          waiting, queued, attaches, counts, waits)
 
 
 def _attach_view(attachment: Attachment) -> AttachView:

@@ -5,7 +5,8 @@ A directory of three read-only files, each rendered afresh when it is opened
 
 - ``connections``: each open connection, its peer, its attaches (uname, the
   namespace and policy they got), the requests it has waiting or held back,
-  and its counts per message type;
+  its counts per message type, and per type the requests that waited and their
+  mean wait;
 - ``ops``: per message type, the requests received since the server started and,
   for those that waited, how long (mean, and the histogram's 50th and 99th
   percentile bounds);
@@ -85,6 +86,9 @@ def render_connections() -> str:
                          f"namespace={a.namespace!r} policy={a.policy!r} {a.access}")
         if conn.counts:
             lines.append("  ops " + " ".join(f"{op}={count}" for op, count in conn.counts))
+        if conn.waits:
+            lines.append("  waited " + " ".join(f"{op}={n}/{seconds / n * 1000:.3f}ms"
+                                                for op, n, seconds in conn.waits))
     return "\n".join(lines) + "\n"
 
 

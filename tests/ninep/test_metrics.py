@@ -184,6 +184,7 @@ async def test_operator_files_through_a_client(served: Served) -> None:
             in text
         assert f"unix:local uid={os.getuid()}" in text
         assert "namespace='ops' policy='operators'" in text
+        assert "  waited Tattach=1/" in text  # each connection's first attach waited
         table = (await ops.read_bytes("/ops")).decode().splitlines()
         assert table[0].split() == ["op", "requests", "waited", "mean", "ms", "p50", "ms",
                                     "p99", "ms"]

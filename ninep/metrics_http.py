@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import metrics
+from .server import remove_stale_socket
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -168,7 +168,7 @@ class MetricsListener:
             host, port = self._server.sockets[0].getsockname()[:2]
             bound = f"http://{host}:{port}/metrics"
         else:
-            _remove_stale_socket(self.where)
+            remove_stale_socket(self.where, "metrics address")
             self._server = await asyncio.start_unix_server(self._serve, self.where,
                                                            limit=_HEAD_LIMIT)
             bound = f"unix://{self.where} (GET /metrics)"
@@ -221,13 +221,3 @@ def _response(status: str, body: bytes, content_type: str, head_only: bool) -> b
               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     return header if head_only else header + body
 
-
-def _remove_stale_socket(path: str) -> None:
-    """A socket file left by an earlier run goes; anything else is refused."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ValueError(f"metrics address unix://{path}: exists and is not a socket")
-    os.unlink(path)

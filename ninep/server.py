@@ -219,7 +219,7 @@ class Server:
             for where, listening in zip(bound, srv.sockets, strict=True):
                 self._note_network_listener(where, "tcp", listening, None)
         elif address.kind == "unix":
-            _remove_stale_socket(address.path)
+            remove_stale_socket(address.path)
             srv = await loop.create_unix_server(lambda: self.connection("unix"), address.path)
             self._unix_paths.append(address.path)
             if address.mode is not None:
@@ -377,12 +377,15 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _remove_stale_socket(path: str) -> None:
-    """Remove a socket file left by an earlier run; refuse to remove anything else."""
+def remove_stale_socket(path: str, what: str = "--listen") -> None:
+    """Remove a socket file left by an earlier run; refuse to remove anything else.
+
+    ``what`` names the option the path came from in the error.
+    """
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise ValueError(f"--listen unix://{path}: exists and is not a socket")
+        raise ValueError(f"{what} unix://{path}: exists and is not a socket")
     os.unlink(path)

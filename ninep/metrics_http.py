@@ -16,10 +16,9 @@ import logging
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from . import metrics
-from .server import remove_stale_socket
+from .server import parse_listen, remove_stale_socket
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -37,18 +36,15 @@ _HEAD_TIMEOUT = 10.0
 def parse_metrics_address(text: str) -> tuple[str, str, int]:
     """``tcp://HOST:PORT`` or ``unix:///PATH`` -> (kind, host or path, port);
     ValueError naming the value otherwise."""
-    parts = urlsplit(text)
-    if parts.scheme == "tcp":
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or port is None:
-            raise ValueError(f"metrics address {text!r}: expected tcp://HOST:PORT")
-        return "tcp", parts.hostname, port
-    if parts.scheme == "unix" and (parts.path or parts.netloc):
-        return "unix", parts.path or parts.netloc, 0
-    raise ValueError(f"metrics address {text!r}: expected tcp://HOST:PORT or unix:///PATH")
+    try:
+        address = parse_listen(text)  # the listeners' own syntax, less systemd:
+    except ValueError:
+        address = None
+    if address is None or address.kind not in ("tcp", "unix"):
+        raise ValueError(f"metrics address {text!r}: expected tcp://HOST:PORT or unix:///PATH")
+    if address.kind == "unix":
+        return "unix", address.path, 0
+    return "tcp", address.host, address.port
 
 
 class _Collector:

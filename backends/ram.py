@@ -8,7 +8,7 @@ import itertools
 import stat
 import time
 
-from vfs.node import (
+from ninep.vfs.node import (
     Attr,
     Backend,
     DirEntry,

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from vfs.node import Backend
+from ninep.vfs.node import Backend
 
 __all__ = [
     "KINDS",
@@ -62,17 +62,17 @@ class BackendKind:
 
 #: What each kind serves and takes: docs/backends.md.
 KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
-    BackendKind("ram", "backends.ram:open_backend", "none"),
-    BackendKind("passthrough", "backends.passthrough:open_backend", "required"),
-    BackendKind("tar", "backends.tar:open_backend", "required"),
-    BackendKind("ext2", "backends.ext2:open_backend", "required"),
-    BackendKind("overlay", "backends.overlay:open_backend", "none"),
-    BackendKind("null", "backends.synthetic:open_null", "none"),
-    BackendKind("zero", "backends.synthetic:open_zero", "none"),
-    BackendKind("inline", "backends.synthetic:open_inline", "optional"),
-    BackendKind("symlink", "backends.synthetic:open_symlink", "required"),
-    BackendKind("random", "backends.synthetic:open_random", "none"),
-    BackendKind("clock", "backends.synthetic:open_clock", "none"),
+    BackendKind("ram", "ninep.backends.ram:open_backend", "none"),
+    BackendKind("passthrough", "ninep.backends.passthrough:open_backend", "required"),
+    BackendKind("tar", "ninep.backends.tar:open_backend", "required"),
+    BackendKind("ext2", "ninep.backends.ext2:open_backend", "required"),
+    BackendKind("overlay", "ninep.backends.overlay:open_backend", "none"),
+    BackendKind("null", "ninep.backends.synthetic:open_null", "none"),
+    BackendKind("zero", "ninep.backends.synthetic:open_zero", "none"),
+    BackendKind("inline", "ninep.backends.synthetic:open_inline", "optional"),
+    BackendKind("symlink", "ninep.backends.synthetic:open_symlink", "required"),
+    BackendKind("random", "ninep.backends.synthetic:open_random", "none"),
+    BackendKind("clock", "ninep.backends.synthetic:open_clock", "none"),
     # the server's live view for operators (connections, counts): it reads the server's
     # own figures, so it lives with the server
     BackendKind("metrics", "ninep.metrics_files:open_backend", "none"),

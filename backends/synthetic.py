@@ -9,7 +9,7 @@ import os
 import stat
 import time
 
-from vfs.node import (
+from ninep.vfs.node import (
     Attr,
     Backend,
     DirEntry,

@@ -54,7 +54,7 @@ def main() -> None:
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for_port(port, server)
-            ours_argv = [sys.executable, "-m", "clients.cli", "ls", "-l",
+            ours_argv = [sys.executable, "-m", "ninep.clients.cli", "ls", "-l",
                          "--server", f"tcp://127.0.0.1:{port}", "--uname", "root", "/big"]
             diod_argv = [DIODLS, "-s", f"127.0.0.1:{port}", "-a", "/", "-l", "big"]
             ours: list[float] = []

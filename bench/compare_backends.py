@@ -133,10 +133,10 @@ def make_export(root: Path, file_mib: int, entries: int) -> tuple[Path, Path]:
 def tar_available() -> str | None:
     sys.path.insert(0, str(REPO))
     try:
-        if importlib.util.find_spec("backends.tar") is None:
-            return "backends.tar does not exist yet"
+        if importlib.util.find_spec("ninep.backends.tar") is None:
+            return "ninep.backends.tar does not exist yet"
     except ImportError as exc:
-        return f"backends.tar is not importable: {exc}"
+        return f"ninep.backends.tar is not importable: {exc}"
     return None
 
 

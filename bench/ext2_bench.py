@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clients.sync import SyncClient  # noqa: E402
+from ninep.clients.sync import SyncClient  # noqa: E402
 
 MiB = 1 << 20
 FILE_NAME = "big.bin"
@@ -82,7 +82,7 @@ def diodcat(addr: str, size: int, msize: int) -> float:
 
 def other_backend(args: argparse.Namespace, export: Path) -> tuple[str, str, Path]:
     """(label, mount spec, tree to run the server from) to compare ext2 against."""
-    if importlib.util.find_spec("backends.passthrough") is not None:
+    if importlib.util.find_spec("ninep.backends.passthrough") is not None:
         return "passthrough", f"passthrough:{export}", ROOT
     if args.passthrough_tree:
         return "passthrough", f"passthrough:{export}", Path(args.passthrough_tree)

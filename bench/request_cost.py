@@ -32,7 +32,7 @@ from ninep import messages as m
 from ninep.defaults import default_policy
 from ninep.session import ServerLimits
 from ninep.transport import Connection
-from vfs.locks import LockManager
+from ninep.vfs.locks import LockManager
 
 
 class NullTransport:
@@ -89,7 +89,7 @@ async def answer(conn: Connection, transport: NullTransport, frame: bytes) -> m.
 
 async def measure(kind: str, source: str, entries: int, repeat: int,
                   uid: int = 0, identity: bool = True) -> dict[str, float]:
-    from backends.registry import open_backend
+    from ninep.backends.registry import open_backend
     backend = await open_backend(kind, source, {}, False)
     if not identity:
         backend.host_identity = False  # what the switches cost: host calls as the server

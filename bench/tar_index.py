@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backends.tar import TarBackend  # noqa: E402
-from clients.sync import SyncClient  # noqa: E402
+from ninep.backends.tar import TarBackend  # noqa: E402
+from ninep.clients.sync import SyncClient  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 

@@ -24,10 +24,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from vfs.namespace import Namespace
-from vfs.node import Cred
-from vfs.policy import shown
-from vfs.refusals import REFUSALS
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Cred
+from ninep.vfs.policy import shown
+from ninep.vfs.refusals import REFUSALS
 
 from . import messages as m
 from .constants import QTAUTH

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from backends.registry import BackendConfigError, MountSpec, parse_mount
-from vfs.budget import raise_descriptor_limit
-from vfs.policy import Policy
+from ninep.backends.registry import BackendConfigError, MountSpec, parse_mount
+from ninep.vfs.budget import raise_descriptor_limit
+from ninep.vfs.policy import Policy
 
 from . import __version__
 from .sd_notify import notify, notify_reloading
@@ -84,12 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_cert_commands(sub)
     add_mount_command(sub)
     try:
-        from clients.cli import add_client_commands
+        from ninep.clients.cli import add_client_commands
     except ImportError:  # pragma: no cover - the client is part of the distribution
         pass
     else:
         add_client_commands(sub)
-        from clients.fuse import add_fuse_command  # imports mfusepy only when the verb runs
+        from ninep.clients.fuse import add_fuse_command  # imports mfusepy only when the verb runs
 
         add_fuse_command(sub)
     return parser

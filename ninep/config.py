@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn
 
-from backends.registry import KINDS, BackendConfigError
+from ninep.backends.registry import KINDS, BackendConfigError
 
 from .config_match import PolicyConfig, parse_policy
 from .config_tls import CLIENT_CERT_MODES, TlsConfig, make_server_context

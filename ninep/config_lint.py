@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
-from vfs.policy import IPNetwork, Match
+from ninep.vfs.policy import IPNetwork, Match
 
 from .config import Config
 from .config_match import PolicyConfig

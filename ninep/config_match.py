@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vfs.idmap import SQUASH_MODES, IdMap, IdRange
-from vfs.policy import GROUP_MODELS, Limits, Match, normal_aname
+from ninep.vfs.idmap import SQUASH_MODES, IdMap, IdRange
+from ninep.vfs.policy import GROUP_MODELS, Limits, Match, normal_aname
 
 if TYPE_CHECKING:
     from .config import Where

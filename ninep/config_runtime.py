@@ -16,11 +16,11 @@ import pwd
 from collections.abc import Mapping
 from typing import Any
 
-from backends.registry import BackendConfigError, close_backends, open_backend
-from vfs.namespace import Namespace
-from vfs.node import Backend, Cred
-from vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
-from vfs.refusals import REFUSALS
+from ninep.backends.registry import BackendConfigError, close_backends, open_backend
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Backend, Cred
+from ninep.vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
+from ninep.vfs.refusals import REFUSALS
 
 from .config import Config, MountConfig, NamespaceConfig, expand
 

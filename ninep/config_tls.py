@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfs.policy import CertIdentity
+from ninep.vfs.policy import CertIdentity
 
 __all__ = ["CLIENT_CERT_MODES", "TlsConfig", "cert_identity", "make_server_context"]
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs.idmap import IdMap
-from vfs.policy import Policy
+from ninep.vfs.idmap import IdMap
+from ninep.vfs.policy import Policy
 
 from .config import Config, MountConfig, NamespaceConfig
 

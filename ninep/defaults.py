@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-from backends.ram import RamBackend
-from backends.registry import close_backends
-from backends.synthetic import NullFile, SyntheticBackend, ZeroFile
-from vfs.namespace import Namespace
-from vfs.node import Backend
-from vfs.policy import Policy, Rule
+from ninep.backends.ram import RamBackend
+from ninep.backends.registry import close_backends
+from ninep.backends.synthetic import NullFile, SyntheticBackend, ZeroFile
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Backend
+from ninep.vfs.policy import Policy, Rule
 
 __all__ = ["DEFAULT_README", "ctl_namespace", "default_policy", "default_ram", "default_ram_limits"]
 

@@ -11,10 +11,10 @@ import os
 import stat
 import struct
 
-from vfs.locks import UNLCK
-from vfs.namespace import Location, qid_type
-from vfs.node import UTIME_NOW, Attr, SetAttr
-from vfs.policy import AttachRequest
+from ninep.vfs.locks import UNLCK
+from ninep.vfs.namespace import Location, qid_type
+from ninep.vfs.node import UTIME_NOW, Attr, SetAttr
+from ninep.vfs.policy import AttachRequest
 
 from . import auth
 from . import messages as m

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from vfs.policy import Peer
+from ninep.vfs.policy import Peer
 
 from . import messages as m
 

@@ -24,9 +24,9 @@ import stat
 import time
 from collections.abc import Callable
 
-from backends.registry import Options
-from backends.synthetic import SyntheticBackend
-from vfs.node import Attr, Handle, LeafNode, Node
+from ninep.backends.registry import Options
+from ninep.backends.synthetic import SyntheticBackend
+from ninep.vfs.node import Attr, Handle, LeafNode, Node
 
 from . import metrics
 

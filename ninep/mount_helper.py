@@ -69,7 +69,7 @@ def parse_endpoint(text: str) -> Endpoint:
     """``tcp://HOST:PORT``, ``unix:///path``, ``HOST[:PORT]``, ``[v6]:PORT`` or ``/path``:
     the client's one address parser (clients.address), so ``ninep mount`` and the
     client verbs take the same forms."""
-    from clients.address import parse_address
+    from ninep.clients.address import parse_address
 
     address = parse_address(text)
     if address.scheme == "unix":
@@ -135,8 +135,8 @@ def authenticate(sock: socket.socket, key: str, uname: str = "root", aname: str 
     Returns the proven key's fingerprint. The server keeps the proof for the
     connection; the kernel's NOFID attaches for ``aname`` then carry it.
     """
-    from clients.auth import answer_challenge, load_key
     from ninep.auth import decode_status
+    from ninep.clients.auth import answer_challenge, load_key
 
     private = load_key(key)
     wire = _Wire(sock)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vfs.locks import LockManager
-from vfs.policy import Policy
+from ninep.vfs.locks import LockManager
+from ninep.vfs.policy import Policy
 
 from .auth import authorized_key_ids
 from .config_tls import TlsConfig, make_server_context
@@ -310,7 +310,7 @@ class Server:
             return await self._reload()
 
     async def _reload(self) -> bool:
-        from backends.registry import BackendConfigError
+        from ninep.backends.registry import BackendConfigError
 
         from .config import load_config
         from .config_runtime import BackendPool, build_policy

@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from vfs.locks import LockManager
-from vfs.namespace import Location, Namespace
-from vfs.narrowed import STALE, ReadOnlyHandle, StaleHandle
-from vfs.node import Cred, Handle
-from vfs.policy import (
+from ninep.vfs.locks import LockManager
+from ninep.vfs.namespace import Location, Namespace
+from ninep.vfs.narrowed import STALE, ReadOnlyHandle, StaleHandle
+from ninep.vfs.node import Cred, Handle
+from ninep.vfs.policy import (
     KEPT,
     READ_ONLY,
     REVOKED,

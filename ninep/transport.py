@@ -18,12 +18,12 @@ import types
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator
 
-from vfs.budget import ConnectionAccount
-from vfs.buffers import give
-from vfs.locks import LockManager
-from vfs.namespace import qid_type
-from vfs.policy import ConnectionContext, Peer, Policy
-from vfs.request import ConnectionScope, enter, leave
+from ninep.vfs.budget import ConnectionAccount
+from ninep.vfs.buffers import give
+from ninep.vfs.locks import LockManager
+from ninep.vfs.namespace import qid_type
+from ninep.vfs.policy import ConnectionContext, Peer, Policy
+from ninep.vfs.request import ConnectionScope, enter, leave
 
 from . import handlers as _handlers  # noqa: F401 - fills the handler table
 from . import messages as m

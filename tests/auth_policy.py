@@ -11,11 +11,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backends.ram import RamBackend
 from ninep.auth import key_fingerprint, public_key_blob
+from ninep.backends.ram import RamBackend
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.policy import Match, Policy, Rule
 from tests.conftest import RunningServer, start_server
-from vfs.namespace import Namespace
-from vfs.policy import Match, Policy, Rule
 
 SECRET_FILE = "only-for-alice"
 PUBLIC_FILE = "for-everyone"

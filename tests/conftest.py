@@ -20,7 +20,7 @@ import pytest
 from ninep import messages as m
 from ninep.server import ListenAddress, Server
 from ninep.session import ServerLimits
-from vfs.policy import Policy
+from ninep.vfs.policy import Policy
 
 os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 

@@ -21,8 +21,8 @@
 
 from __future__ import annotations
 
-from backends.registry import BackendConfigError, Options, option_bool
-from vfs.node import Backend
+from ninep.backends.registry import BackendConfigError, Options, option_bool
+from ninep.vfs.node import Backend
 
 from .fs import ROOT_INO, Ext2Error, FileSystem
 from .nodes import Ext2Handle, Ext2Node, NodeTable

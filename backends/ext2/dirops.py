@@ -8,7 +8,7 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from vfs.node import DirEntry, Node
+from ninep.vfs.node import DirEntry, Node
 
 from .dirs import Directory
 from .inode import Inode

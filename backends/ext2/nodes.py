@@ -9,7 +9,7 @@ import struct
 import time
 import weakref
 
-from vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setattr
+from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setattr
 
 from . import attrs
 from .dirops import Ext2DirOps

@@ -11,7 +11,7 @@ import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from vfs.node import Attr, Backend, Handle, Node, SetAttr
+from ninep.vfs.node import Attr, Backend, Handle, Node, SetAttr
 
 from .markers import (
     WORK_DIR,

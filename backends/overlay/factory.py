@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vfs.node import Backend
+from ninep.vfs.node import Backend
 
 from ..registry import BackendConfigError, Options, option_bool
 from ..registry import open_backend as open_kind

@@ -20,7 +20,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from vfs.node import DT_CHR, DT_DIR, DirEntry, Node, dtype_of_mode
+from ninep.vfs.node import DT_CHR, DT_DIR, DirEntry, Node, dtype_of_mode
 
 from .markers import WORK_DIR, is_whiteout, walk_or_none
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from vfs.node import Backend
+from ninep.vfs.node import Backend
 
 from ..registry import open_backend
 

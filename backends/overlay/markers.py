@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import stat
 
-from vfs.node import Node
+from ninep.vfs.node import Node
 
 __all__ = [
     "OPAQUE_XATTR",

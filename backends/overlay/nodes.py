@@ -13,7 +13,7 @@ import stat
 import weakref
 from typing import TYPE_CHECKING
 
-from vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
 from .listing import CookieCodec, listing_end, read_merged
 from .markers import (

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from vfs.budget import BUDGET
-from vfs.node import Backend, Node
-from vfs.request import current_account
+from ninep.vfs.budget import BUDGET
+from ninep.vfs.node import Backend, Node
+from ninep.vfs.request import current_account
 
 from ..registry import BackendConfigError, Options, option_int, option_str
 from .fdtable import FdBox, FdTable

@@ -8,8 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from vfs.budget import BUDGET, ConnectionAccount
-from vfs.request import current_account
+from ninep.vfs.budget import BUDGET, ConnectionAccount
+from ninep.vfs.request import current_account
 
 __all__ = ["FdBox", "FdTable", "Reopenable"]
 

@@ -52,8 +52,8 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from vfs.caller import CALLER
-from vfs.node import Cred
+from ninep.vfs.caller import CALLER
+from ninep.vfs.node import Cred
 
 from .hostcalls import host_statfs
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vfs.budget import BUDGET
-from vfs.buffers import take
-from vfs.node import Handle
-from vfs.request import cancellable, current_account
+from ninep.vfs.budget import BUDGET
+from ninep.vfs.buffers import take
+from ninep.vfs.node import Handle
+from ninep.vfs.request import cancellable, current_account
 
 from .fsident import carry
 from .hostcalls import NOWAIT, open_noatime, proc_path

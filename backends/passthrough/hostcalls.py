@@ -8,7 +8,7 @@ import errno
 import os
 from collections.abc import Callable
 
-from vfs.node import StatFs
+from ninep.vfs.node import StatFs
 
 __all__ = ["NOWAIT", "O_PATH_FLAGS", "host_open_flags", "host_statfs", "open_noatime",
            "proc_path"]

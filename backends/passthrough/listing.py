@@ -23,7 +23,7 @@ import bisect
 import os
 from collections.abc import Callable, Iterable
 
-from vfs.node import DT_DIR, DT_LNK, DT_REG, DirEntry, dtype_of_mode
+from ninep.vfs.node import DT_DIR, DT_LNK, DT_REG, DirEntry, dtype_of_mode
 
 from .ownership import VIRTFS_MODE
 

@@ -10,7 +10,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 
 from .containment import MoveWatch, check_contained, move_watch, watched
 from .fsident import SearchGrants, host_cred, thread_cred, under_caller

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from vfs.node import Backend, StatFs
+from ninep.vfs.node import Backend, StatFs
 
 from ..registry import BackendConfigError, Options, option_bool, option_str
 from .fields import TarFormatError

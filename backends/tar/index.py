@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import stat
 
-from vfs.node import Attr
+from ninep.vfs.node import Attr
 
 from .headers import Member
 from .nodes import TarDir, TarFile, TarNode, TarSpecial, TarSymlink, TarVolume, device

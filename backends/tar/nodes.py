@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 
-from vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
+from ninep.vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
 
 from .source import ArchiveSource
 from .sparse import SparseMap

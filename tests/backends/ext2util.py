@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.ext2 import Ext2Backend
-from vfs.node import Node
+from ninep.backends.ext2 import Ext2Backend
+from ninep.vfs.node import Node
 
 __all__ = ["debugfs_cat", "dumpe2fs", "e2fsck", "mkfs", "open_image", "snapshot", "tool"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import KINDS, open_backend
-from vfs.node import Backend
+from ninep.backends.registry import KINDS, open_backend
+from ninep.vfs.node import Backend
 
 __all__ = ["READ_ONLY", "SEED_FILES", "WRITABLE", "BackendCase", "make_seed"]
 

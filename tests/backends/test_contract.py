@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from factories import READ_ONLY, SEED_FILES, SEED_HARDLINK, SEED_SYMLINKS, WRITABLE, BackendCase
 
-from vfs.namespace import Namespace
-from vfs.node import Backend, Cred, DirEntry, Node, SetAttr
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Backend, Cred, DirEntry, Node, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 O_TRUNC, O_APPEND = 0o1000, 0o2000

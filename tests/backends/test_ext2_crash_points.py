@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from ext2util import debugfs_cat, e2fsck, mkfs, open_image
 
-from backends.ext2.image import Image
-from vfs.node import Node, SetAttr
+from ninep.backends.ext2.image import Image
+from ninep.vfs.node import Node, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000

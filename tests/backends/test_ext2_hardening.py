@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image
 
-from backends.ext2 import Ext2Backend
-from backends.ext2.fs import Ext2Error
-from backends.ext2.inode import Inode
-from vfs.node import Cred, Node, SetAttr
+from ninep.backends.ext2 import Ext2Backend
+from ninep.backends.ext2.fs import Ext2Error
+from ninep.backends.ext2.inode import Inode
+from ninep.vfs.node import Cred, Node, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000
@@ -122,7 +122,7 @@ async def test_a_close_after_a_failed_checkpoint_leaves_the_image_not_clean(
     fs = open_image(image)
     node = await make_file(fs.root, "late", b"x" * 5000)
     _fail_pack_of(monkeypatch, (await node.getattr()).ino)
-    with caplog.at_level(logging.ERROR, logger="backends.ext2.fs"):
+    with caplog.at_level(logging.ERROR, logger="ninep.backends.ext2.fs"):
         await fs.close()
     assert dumpe2fs(image)["Filesystem state"] == "not clean"
     assert any("not clean" in r.getMessage() for r in caplog.records), caplog.text
@@ -135,7 +135,7 @@ async def test_the_timed_checkpoint_logs_a_failure_once_and_retries(
     fs = open_image(image)
     nodes = [await make_file(fs.root, f"t{i}", b"t" * (700 * i)) for i in range(6)]
     ext2 = fs.fs
-    with monkeypatch.context() as patch, caplog.at_level(logging.DEBUG, "backends.ext2.fs"):
+    with monkeypatch.context() as patch, caplog.at_level(logging.DEBUG, "ninep.backends.ext2.fs"):
         _fail_pack_of(patch, (await nodes[3].getattr()).ino)
         for _ in range(5):  # the timer's callback: nothing may escape into the event loop
             ext2._timed_checkpoint()
@@ -158,7 +158,7 @@ async def test_a_failed_image_fsync_keeps_the_image_not_clean(
         raise OSError(errno.EIO, "injected: fsync of the image failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr("backends.ext2.fs.os.fsync", fsync_fails)
+        patch.setattr("ninep.backends.ext2.fs.os.fsync", fsync_fails)
         with pytest.raises(OSError):
             await fsync(node)
     await fsync(node)
@@ -227,7 +227,7 @@ async def test_the_largest_device_numbers_round_trip(image: Path) -> None:
 async def test_a_listing_ends_though_new_names_fill_gaps_and_new_blocks(image: Path) -> None:
     # Cookies are byte positions: a new name may fill a gap left by an unlink, below
     # or above the cursor, or go into a block appended past the end.
-    from vfs.namespace import Namespace
+    from ninep.vfs.namespace import Namespace
 
     fs = open_image(image)
     d = await fs.root.mkdir("d", 0o755, UID, GID)

@@ -18,10 +18,10 @@ from ext2util import e2fsck, mkfs, open_image, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.ext2 import fs as fs_module
-from backends.ext2 import image as image_module
-from backends.ram import RamBackend
-from vfs.node import Backend, Node, SetAttr
+from ninep.backends.ext2 import fs as fs_module
+from ninep.backends.ext2 import image as image_module
+from ninep.backends.ram import RamBackend
+from ninep.vfs.node import Backend, Node, SetAttr
 
 EXAMPLES = int(os.environ.get("NINEP_EXT2_EXAMPLES", "8"))
 O_RDWR, O_TRUNC, O_APPEND = 2, 0o1000, 0o2000

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ext2util import e2fsck, mkfs, open_image, snapshot
 
-from backends.registry import BackendConfigError, open_backend
+from ninep.backends.registry import BackendConfigError, open_backend
 
 
 def make_tree(root: Path, far: int) -> Path:

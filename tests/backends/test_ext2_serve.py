@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs
 
-from clients.sync import SyncClient
+from ninep.clients.sync import SyncClient
 from tests.conftest import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]

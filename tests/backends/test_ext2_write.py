@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image, snapshot
 
-from backends.ext2 import Ext2Backend
-from vfs.node import Node, SetAttr
+from ninep.backends.ext2 import Ext2Backend
+from ninep.vfs.node import Node, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000
@@ -240,7 +240,7 @@ async def test_mount_state_lock_and_force(image: Path) -> None:
     fs = open_image(image)
     assert dumpe2fs(image)["Filesystem state"] == "not clean"
     assert int(dumpe2fs(image)["Mount count"]) == count + 1
-    from backends.registry import BackendConfigError, open_backend
+    from ninep.backends.registry import BackendConfigError, open_backend
     with pytest.raises(BackendConfigError, match="in use"):
         await open_backend("ext2", str(image), {}, False)
     await fs.close()
@@ -261,7 +261,7 @@ async def test_mount_state_lock_and_force(image: Path) -> None:
 
 
 def test_loop_devices_of_an_image_are_found_by_inode(image: Path, tmp_path: Path) -> None:
-    from backends.ext2.fs import loop_devices_of
+    from ninep.backends.ext2.fs import loop_devices_of
     sys_block = tmp_path / "sys-block"
     other = tmp_path / "other.img"
     other.write_bytes(b"")
@@ -288,7 +288,7 @@ async def test_an_image_on_a_kernel_loop_device_is_refused_for_writing(image: Pa
         pytest.skip(f"no loop device here: {attach.stderr.strip()}")
     device = attach.stdout.strip()
     try:
-        from backends.registry import BackendConfigError, open_backend
+        from ninep.backends.registry import BackendConfigError, open_backend
         with pytest.raises(BackendConfigError, match=f"attached to {device}.*losetup -d"):
             await open_backend("ext2", str(image), {}, False)
         ro = await open_backend("ext2", str(image), {}, True)  # read-only: a warning
@@ -321,7 +321,7 @@ async def test_unlinking_fast_symlinks_and_devices_frees_no_blocks(image: Path) 
 async def test_big_files_are_freed_in_steps(tmp_path: Path) -> None:
     import asyncio
 
-    from backends.ext2.fs import FREE_STEP
+    from ninep.backends.ext2.fs import FREE_STEP
     image = mkfs(tmp_path / "fs.img", "128M", 1024, 128)
     fs = open_image(image)
     free = (await fs.root.statfs()).bfree
@@ -367,7 +367,7 @@ async def test_first_xattr_turns_on_ext_attr_and_revision_0_has_none(tmp_path: P
 async def test_checkpoints_come_after_whole_operations(tmp_path: Path) -> None:
     import asyncio
 
-    from backends.ext2 import fs as fsmod
+    from ninep.backends.ext2 import fs as fsmod
     image = mkfs(tmp_path / "fs.img", "32M", 4096, 128, inodes=8192)
     fs = open_image(image)
     for i in range(fsmod._DIRTY_LIMIT + 10):  # a dirty inode each

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from backends.overlay import OverlayBackend, OverlayDir, OverlayNode
-from backends.overlay.backend import COPY_CHUNK
-from backends.overlay.markers import OPAQUE_XATTR, ORIGIN_XATTR, WORK_DIR
-from backends.ram import RamBackend
-from backends.registry import KINDS, open_backend
-from vfs.node import DT_CHR, Backend, DirEntry, Node, SetAttr
+from ninep.backends.overlay import OverlayBackend, OverlayDir, OverlayNode
+from ninep.backends.overlay.backend import COPY_CHUNK
+from ninep.backends.overlay.markers import OPAQUE_XATTR, ORIGIN_XATTR, WORK_DIR
+from ninep.backends.ram import RamBackend
+from ninep.backends.registry import KINDS, open_backend
+from ninep.vfs.node import DT_CHR, Backend, DirEntry, Node, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC = 0, 1, 2, 0o1000
 ASYNC = pytest.mark.asyncio
@@ -146,7 +146,7 @@ async def layers(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         try:
             KINDS["passthrough"].load()
         except ImportError:
-            pytest.skip("backends.passthrough is not available")
+            pytest.skip("ninep.backends.passthrough is not available")
         upper_dir = tmp_path / "upper"
         upper_dir.mkdir()
         upper = await open_backend("passthrough", str(upper_dir))

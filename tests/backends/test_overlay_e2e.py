@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 from test_overlay import seed_lower, snapshot
 
-from backends.overlay import OverlayBackend
-from backends.overlay import open_backend as open_overlay
-from backends.ram import RamBackend
-from backends.registry import KINDS, open_backend
-from clients.sync import SyncClient
+from ninep.backends.overlay import OverlayBackend
+from ninep.backends.overlay import open_backend as open_overlay
+from ninep.backends.ram import RamBackend
+from ninep.backends.registry import KINDS, open_backend
+from ninep.clients.sync import SyncClient
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Node, SetAttr
+from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RunningServer, start_server
-from vfs.namespace import Namespace
-from vfs.node import Node, SetAttr
-from vfs.policy import Policy, Rule
 
 ROOT = Path(__file__).resolve().parents[2]
 

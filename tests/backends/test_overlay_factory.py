@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from backends.overlay import OverlayBackend, parse_layer
-from backends.overlay import open_backend as open_overlay
-from backends.overlay.lowers import shared_lower_count
-from backends.ram import RamBackend
-from backends.registry import BackendConfigError, open_backend, parse_mount
+from ninep.backends.overlay import OverlayBackend, parse_layer
+from ninep.backends.overlay import open_backend as open_overlay
+from ninep.backends.overlay.lowers import shared_lower_count
+from ninep.backends.ram import RamBackend
+from ninep.backends.registry import BackendConfigError, open_backend, parse_mount
 
 ASYNC = pytest.mark.asyncio
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from test_overlay import list_all, read_all, snapshot
 
-from backends.overlay import OverlayBackend
-from backends.ram import RamBackend
-from backends.registry import KINDS, open_backend
-from vfs.node import Backend, Node, SetAttr
+from ninep.backends.overlay import OverlayBackend
+from ninep.backends.ram import RamBackend
+from ninep.backends.registry import KINDS, open_backend
+from ninep.vfs.node import Backend, Node, SetAttr
 
 ASYNC = pytest.mark.asyncio
 O_RDWR = 2

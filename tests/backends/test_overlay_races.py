@@ -10,10 +10,10 @@ import pytest
 from test_overlay import list_all, snapshot
 from test_overlay_model import apply, random_op, seed, visible
 
-from backends.overlay import OverlayBackend
-from backends.overlay.markers import WORK_DIR
-from backends.ram import RamBackend
-from vfs.node import Attr, Backend, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.backends.overlay import OverlayBackend
+from ninep.backends.overlay.markers import WORK_DIR
+from ninep.backends.ram import RamBackend
+from ninep.vfs.node import Attr, Backend, DirEntry, Handle, Node, SetAttr, StatFs
 
 ASYNC = pytest.mark.asyncio
 SEEDS = 4

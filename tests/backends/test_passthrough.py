@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.passthrough import PassthroughBackend, PassthroughNode
-from backends.passthrough.hostcalls import NOWAIT, host_open_flags
-from backends.passthrough.inodes import InodeMap
-from backends.registry import BackendConfigError, open_backend
-from vfs.node import Backend, DirEntry, Node, SetAttr
+from ninep.backends.passthrough import PassthroughBackend, PassthroughNode
+from ninep.backends.passthrough.hostcalls import NOWAIT, host_open_flags
+from ninep.backends.passthrough.inodes import InodeMap
+from ninep.backends.registry import BackendConfigError, open_backend
+from ninep.vfs.node import Backend, DirEntry, Node, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 ROOT = os.geteuid() == 0

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from backends.passthrough import PassthroughBackend
-from backends.registry import open_backend
-from clients import Client
+from ninep.backends.passthrough import PassthroughBackend
+from ninep.backends.registry import open_backend
+from ninep.clients import Client
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Node, SetAttr
+from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RunningServer, start_server
-from vfs.namespace import Namespace
-from vfs.node import Node, SetAttr
-from vfs.policy import Policy, Rule
 
 O_RDONLY, O_DIRECTORY = 0, 0o200000
 SECRET = b"outside the export\n"

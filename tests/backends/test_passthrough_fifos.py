@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.passthrough import PassthroughBackend
-from backends.passthrough.handle import FIFO_WAITS_PER_CONNECTION
-from backends.registry import open_backend
-from vfs.budget import BUDGET, ConnectionAccount
-from vfs.request import ConnectionScope, enter, leave
+from ninep.backends.passthrough import PassthroughBackend
+from ninep.backends.passthrough.handle import FIFO_WAITS_PER_CONNECTION
+from ninep.backends.registry import open_backend
+from ninep.vfs.budget import BUDGET, ConnectionAccount
+from ninep.vfs.request import ConnectionScope, enter, leave
 
 O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK = 0, 1, 2, 0o4000
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from backends.passthrough import PassthroughBackend
-from backends.passthrough.ownership import PassthroughOwnership
-from backends.registry import open_backend
 from ninep import messages as m
+from ninep.backends.passthrough import PassthroughBackend
+from ninep.backends.passthrough.ownership import PassthroughOwnership
+from ninep.backends.registry import open_backend
+from ninep.vfs import namespace
+from ninep.vfs.namespace import Location, Namespace
+from ninep.vfs.node import UTIME_NOW, Cred, SetAttr
 from tests.conftest import RawPeer
 from tests.hostile.serverproc import serve_process
-from vfs import namespace
-from vfs.namespace import Location, Namespace
-from vfs.node import UTIME_NOW, Cred, SetAttr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching identity needs root")
 
@@ -187,7 +187,7 @@ def test_a_real_server_creates_as_the_attaching_user(export: Path, tmp_path: Pat
 @pytest.mark.usefixtures("no_python_checks")
 async def test_a_search_grant_ends_when_the_directory_changes(
         ns: Namespace, export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends.passthrough import fsident
+    from ninep.backends.passthrough import fsident
     switches: list[fsident.HostCred] = []
     enter = fsident._enter
 
@@ -227,7 +227,7 @@ def test_a_thread_started_under_a_users_identity_serves_root_as_root() -> None:
     # submit from a user's step must not serve a later root call as that user
     import threading
 
-    from backends.passthrough import fsident
+    from ninep.backends.passthrough import fsident
     seen: list[int] = []
     call = fsident.carry(lambda: seen.append(thread_fsuid()))  # sent as the server
     user = fsident.HostCred(1000, 1000, [1000])
@@ -288,7 +288,7 @@ async def test_a_users_groups_never_reach_the_next_user(ns: Namespace, export: P
 
 async def test_a_users_next_step_skips_setgroups(
         ns: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends.passthrough import fsident
+    from ninep.backends.passthrough import fsident
     monkeypatch.setattr(fsident, "_keep_groups", True)
     calls: list[tuple[int, ...]] = []
     set_groups = fsident._set_groups
@@ -310,7 +310,7 @@ async def test_an_export_not_known_to_be_local_restores_the_groups(
         ns: Namespace, export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # on NFS with root squashing (or FUSE, SMB) the server decides by the caller's groups:
     # root's calls there must not carry the last user's
-    from backends.passthrough import fsident
+    from ninep.backends.passthrough import fsident
     monkeypatch.setattr(fsident, "_keep_groups", True)
     server_groups = set(fsident._SERVER.group_key)  # os.getgroups() reads this thread's
     handle = await ns.open(await at(ns, "public"), O_RDONLY, USER)

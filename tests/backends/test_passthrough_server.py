@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import open_backend
-from clients import Client, SyncClient
+from ninep.backends.registry import open_backend
+from ninep.clients import Client, SyncClient
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RunningServer, free_port, start_server, wait_for_port
-from vfs.namespace import Namespace
-from vfs.policy import Policy, Rule
 
 needs_diod = pytest.mark.skipif(shutil.which("diodcat") is None,
                                 reason="Debian's diod is not installed")

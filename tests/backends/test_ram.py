@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from backends.ram import MAX_FILE_SIZE, PAGE_SIZE, TMPFS_MAGIC, RamBackend, RamFile
-from vfs.node import UTIME_NOW, DirEntry, Handle, Node, SetAttr
+from ninep.backends.ram import MAX_FILE_SIZE, PAGE_SIZE, TMPFS_MAGIC, RamBackend, RamFile
+from ninep.vfs.node import UTIME_NOW, DirEntry, Handle, Node, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 O_TRUNC, O_APPEND, O_DIRECTORY = 0o1000, 0o2000, 0o200000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.ram import RamBackend
-from backends.registry import (
+from ninep.backends.ram import RamBackend
+from ninep.backends.registry import (
     BackendConfigError,
     open_backend,
     option_bool,

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_tar_support import read_all
 
-from backends.registry import BackendConfigError, open_backend
-from backends.tar import TarBackend
-from vfs.node import Node
+from ninep.backends.registry import BackendConfigError, open_backend
+from ninep.backends.tar import TarBackend
+from ninep.vfs.node import Node
 
 SIZES = [700, 1024, 5000, 3, 20000]  # member i holds SIZES[i] bytes of chr(65 + i)
 

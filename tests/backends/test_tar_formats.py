@@ -23,8 +23,8 @@ from test_tar_support import (
     walk_path,
 )
 
-from backends.registry import open_backend
-from backends.tar import TAR_MAGIC, TarBackend
+from ninep.backends.registry import open_backend
+from ninep.backends.tar import TAR_MAGIC, TarBackend
 
 
 def open_tar(path: Path, **options: object) -> TarBackend:

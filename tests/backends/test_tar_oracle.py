@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_tar_support import GNU_TAR, gnu_tar, make_tree
 
-from clients.sync import SyncClient
+from ninep.clients.sync import SyncClient
 from tests.conftest import free_port, wait_for_port
 
 
@@ -159,7 +159,7 @@ def test_times_before_1970_reach_the_client(tmp_path: Path) -> None:
     import io
     import tarfile
 
-    from backends.tar import TarBackend
+    from ninep.backends.tar import TarBackend
     from ninep.defaults import default_policy
     from tests.conftest import start_server
 

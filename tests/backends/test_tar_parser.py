@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends.tar.fields import TarFormatError, parse_number
-from backends.tar.headers import parse_pax_records, parse_pax_time
-from backends.tar.sparse import SparseMap, pax_v1_map
+from ninep.backends.tar.fields import TarFormatError, parse_number
+from ninep.backends.tar.headers import parse_pax_records, parse_pax_time
+from ninep.backends.tar.sparse import SparseMap, pax_v1_map
 
 
 def test_numeric_fields() -> None:
@@ -100,7 +100,7 @@ def test_pax_v1_map_in_the_data() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=512, max_size=512))
 def test_fast_byte_sum_is_exact(block: bytes) -> None:
-    from backends.tar.headers import _byte_sum
+    from ninep.backends.tar.headers import _byte_sum
 
     assert _byte_sum(block) == sum(block)
     assert _byte_sum(b"\xff" * 512) == 255 * 512

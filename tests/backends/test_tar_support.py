@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.tar import TarBackend
-from vfs.node import Node
+from ninep.backends.tar import TarBackend
+from ninep.vfs.node import Node
 
 __all__ = ["GNU_TAR", "O_RDONLY", "compare_tree", "gnu_tar", "make_tree", "read_all",
            "walk_path"]

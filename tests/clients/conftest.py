@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from clients import Client, Tree
+from ninep.clients import Client, Tree
 from tests.clients.targets import DIOD_QUIRKS, Target
 
 DIOD = shutil.which("diod") or "/usr/sbin/diod"

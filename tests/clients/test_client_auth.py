@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from clients import Client, SyncClient
-from clients.auth import answer_challenge, load_key
-from clients.cli import main as client_main
-from clients.errors import ProtocolError
 from ninep import messages as m
 from ninep.auth import Challenge
+from ninep.clients import Client, SyncClient
+from ninep.clients.auth import answer_challenge, load_key
+from ninep.clients.cli import main as client_main
+from ninep.clients.errors import ProtocolError
 from tests.auth_policy import PUBLIC_FILE, SECRET_FILE, AuthServer, auth_server
 
 

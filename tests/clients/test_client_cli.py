@@ -23,7 +23,7 @@ def ninep(target: Target | None, *argv: str, stdin: bytes | None = None,
     options = target.cli_args() if target is not None else []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("NINEP_SERVER", None)
-    return subprocess.run([sys.executable, "-m", "clients.cli", verb, *options, *rest],
+    return subprocess.run([sys.executable, "-m", "ninep.clients.cli", verb, *options, *rest],
                           input=stdin, capture_output=True, cwd=ROOT, env=env, timeout=60)
 
 
@@ -113,7 +113,7 @@ def test_connection_refused_is_one_line() -> None:
 
 
 def test_default_server_is_the_servers_default_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clients.cli import build_parser
+    from ninep.clients.cli import build_parser
 
     monkeypatch.delenv("NINEP_SERVER", raising=False)
     assert build_parser().parse_args(["ls"]).server == "tcp://127.0.0.1:5640"
@@ -125,14 +125,14 @@ def test_host_port_means_tcp(target: Target, workdir: str) -> None:
     hostport = target.url.removeprefix("tcp://")
     options = target.cli_args()
     options[options.index("--server") + 1] = hostport
-    done = subprocess.run([sys.executable, "-m", "clients.cli", "ls", *options, workdir],
+    done = subprocess.run([sys.executable, "-m", "ninep.clients.cli", "ls", *options, workdir],
                           capture_output=True, cwd=ROOT, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
 
 
 def test_help_lists_the_verbs() -> None:
-    done = subprocess.run([sys.executable, "-m", "clients.cli", "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "ninep.clients.cli", "--help"], capture_output=True,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert done.returncode == 0
     for verb in ("ls", "cat", "get", "put", "stat", "mkdir", "rm", "mv", "tree"):
@@ -145,6 +145,6 @@ def test_server_from_environment(target: Target, workdir: str, verb: str) -> Non
     options = [a for a in target.cli_args()]
     i = options.index("--server")
     del options[i:i + 2]
-    done = subprocess.run([sys.executable, "-m", "clients.cli", verb, *options, workdir],
+    done = subprocess.run([sys.executable, "-m", "ninep.clients.cli", verb, *options, workdir],
                           capture_output=True, cwd=ROOT, env=env, timeout=60)
     assert done.returncode == 0, done.stderr

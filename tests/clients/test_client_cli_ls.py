@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clients import Client
+from ninep.clients import Client
 from tests.clients.targets import Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ ENTRIES = 2000  # enough that the old client queued thousands of requests at exi
 
 def _ls(target: Target, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "clients.cli", "ls", *target.cli_args(), *argv],
+    return subprocess.run([sys.executable, "-m", "ninep.clients.cli", "ls", *target.cli_args(), *argv],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
 
@@ -52,7 +52,7 @@ def test_ls_long_of_a_large_directory(ninep_target: Target) -> None:
 
 
 async def test_an_entry_removed_after_the_readdir_is_left_out(ninep_target: Target) -> None:
-    from clients.cli import _ls_entry
+    from ninep.clients.cli import _ls_entry
 
     async with await Client.connect(ninep_target.url) as client:
         root = await client.attach(ninep_target.uname, "", ninep_target.n_uname)

@@ -72,7 +72,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
 
 def ninep(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("NINEP_")}
-    return subprocess.run([sys.executable, "-m", "clients.cli", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ninep.clients.cli", *argv], capture_output=True,
                           text=True, cwd=ROOT, env={**base, "PYTHONPATH": str(ROOT), **(env or {})},
                           timeout=60)
 

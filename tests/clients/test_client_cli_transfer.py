@@ -14,7 +14,7 @@ import sys
 import termios
 from pathlib import Path
 
-from clients import Client
+from ninep.clients import Client
 from tests.clients.targets import Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def ninep(target: Target, *argv: str, umask: int = 0o022, **kwargs: object,
     verb, *rest = argv
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "clients.cli", verb, *target.cli_args(), *rest], cwd=ROOT,
+        [sys.executable, "-m", "ninep.clients.cli", verb, *target.cli_args(), *rest], cwd=ROOT,
         env=env, timeout=120, preexec_fn=lambda: os.umask(umask), **kwargs)
 
 
@@ -105,7 +105,7 @@ def _on_a_terminal(target: Target, *argv: str) -> tuple[int, bytes]:
     # a terminal 24 x 100 (a fresh pty is 0 x 0, where tqdm draws an empty bar)
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "clients.cli", argv[0],
+        proc = subprocess.Popen([sys.executable, "-m", "ninep.clients.cli", argv[0],
                                  *target.cli_args(), *argv[1:]], cwd=ROOT, stderr=slave,
                                 stdout=subprocess.DEVNULL,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})

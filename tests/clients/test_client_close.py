@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from clients import Client
+from ninep.clients import Client
 from tests.clients.targets import Target
 
 

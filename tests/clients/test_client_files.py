@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from clients import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK, Client, RemoteFile, TextFile, Tree
+from ninep.clients import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK, Client, RemoteFile, TextFile, Tree
 from ninep.messages import (
     NOTAG,
     Message,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from clients import Client, ProtocolError, VersionError
+from ninep.clients import Client, ProtocolError, VersionError
 from ninep.framing import Framer
 from ninep.messages import (
     NOTAG,

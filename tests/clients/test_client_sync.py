@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients import LOCK_UNLCK, LOCK_WRLCK, SyncClient, SyncTree
+from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, SyncClient, SyncTree
 from tests.clients.targets import Target
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients import parse_dirents, parse_server_url
-from clients.wire import (
+from ninep.clients import parse_dirents, parse_server_url
+from ninep.clients.wire import (
     O_APPEND,
     O_CREAT,
     O_EXCL,

@@ -271,7 +271,7 @@ def test_a_key_taken_out_of_authorized_keys_revokes_the_attaches_it_proved(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from clients.auth import answer_challenge
+    from ninep.clients.auth import answer_challenge
 
     alice = Ed25519PrivateKey.generate()
     line = alice.public_key().public_bytes(serialization.Encoding.OpenSSH,

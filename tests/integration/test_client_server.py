@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from clients import LOCK_UNLCK, LOCK_WRLCK, Client, Tree
+from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, Client, Tree
 from tests.conftest import RunningServer
 
 

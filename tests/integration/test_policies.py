@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.ram import RamBackend
 from ninep import messages as m
+from ninep.backends.ram import RamBackend
 from tests.conftest import RawPeer
 from tests.integration.policy_helpers import (
     ConfiguredServer,
@@ -187,7 +187,7 @@ def test_unix_root_gets_the_admin_namespace(served: ConfiguredServer) -> None:
 CLIENT = """
 import errno, sys
 sys.path.insert(0, {root!r})
-from clients import SyncClient
+from ninep.clients import SyncClient
 c = SyncClient("unix://" + {sock!r}, uname="cloudsdk")
 print(c.read_bytes("/who").decode().strip())
 try:
@@ -446,7 +446,7 @@ async def _settle() -> None:
 # --- a per-user subtree of a passthrough export --------------------------------
 
 def test_each_user_is_confined_to_their_own_passthrough_subtree(tmp_path: Path) -> None:
-    pytest.importorskip("backends.passthrough")
+    pytest.importorskip("ninep.backends.passthrough")
     for user in ("alice", "bob"):
         (tmp_path / "home" / user).mkdir(parents=True)
         (tmp_path / "home" / user / f"{user}.txt").write_text(f"{user}'s\n")
@@ -504,7 +504,7 @@ def test_tversion_offers_no_more_than_the_policies_a_peer_could_match_allow(
         peer = tcp(running)
         assert peer.rpc(m.Tversion(1 << 20, "9P2000.L"), tag=m.NOTAG) == m.Rversion(
             8192, "9P2000.L")
-        with caplog.at_level("INFO", logger="vfs.policy"):
+        with caplog.at_level("INFO", logger="ninep.vfs.policy"):
             assert isinstance(peer.rpc(m.Tattach(1, m.NOFID, "zoe", "", 0)), m.Rattach)
         line = caplog.records[-1].getMessage()
         assert "zoe" in line and "namespace 'small'" in line and "'small frames'" in line
@@ -513,8 +513,8 @@ def test_tversion_offers_no_more_than_the_policies_a_peer_could_match_allow(
 
 
 def test_every_connection_gets_its_own_writable_view_of_one_image(tmp_path: Path) -> None:
-    pytest.importorskip("backends.overlay")
-    pytest.importorskip("backends.tar")
+    pytest.importorskip("ninep.backends.overlay")
+    pytest.importorskip("ninep.backends.tar")
     import tarfile
 
     (tmp_path / "base.txt").write_text("from the image\n")

@@ -351,11 +351,11 @@ def test_any_garbage_response_is_eacces(tmp_path_factory: pytest.TempPathFactory
 
 
 def test_key_policy_without_a_keys_file_refuses_tauth() -> None:
-    from backends.ram import RamBackend
+    from ninep.backends.ram import RamBackend
+    from ninep.vfs.namespace import Namespace
+    from ninep.vfs.policy import Policy
     from tests.auth_policy import key_policy, key_rule
     from tests.conftest import start_server
-    from vfs.namespace import Namespace
-    from vfs.policy import Policy
 
     async def policy() -> Policy:
         ns = await Namespace.build([("/", RamBackend(), False)])

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import BackendConfigError
+from ninep.backends.registry import BackendConfigError
 from ninep.config import Config, load_config
-from vfs.idmap import IdRange
+from ninep.vfs.idmap import IdRange
 
 GOOD = textwrap.dedent("""
     [server]

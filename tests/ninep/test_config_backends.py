@@ -8,9 +8,9 @@ import re
 import time
 from pathlib import Path
 
-from backends.registry import open_backend
-from vfs.namespace import Namespace
-from vfs.node import DT_DIR, DT_LNK, DT_REG, Cred
+from ninep.backends.registry import open_backend
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import DT_DIR, DT_LNK, DT_REG, Cred
 
 ROOT = Cred(0, 0)
 

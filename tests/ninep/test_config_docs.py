@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import KINDS
+from ninep.backends.registry import KINDS
 from ninep.cli import main
 from tests.integration.policy_helpers import make_pki
 

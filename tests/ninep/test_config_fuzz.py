@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.registry import BackendConfigError
+from ninep.backends.registry import BackendConfigError
 from ninep.config import Config, parse_config
 
 KEYS = ["server", "auth", "listen", "namespaces", "policy", "mounts", "path", "backend",

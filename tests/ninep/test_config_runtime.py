@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.ram import RamBackend
+from ninep.backends.ram import RamBackend
 from ninep.config import load_config
 from ninep.config_runtime import BackendPool, build_policy, placeholder_values
-from vfs.node import Cred
-from vfs.policy import AttachRequest, ConnectionContext, Peer, Policy
+from ninep.vfs.node import Cred
+from ninep.vfs.policy import AttachRequest, ConnectionContext, Peer, Policy
 
 PEER = Peer("tcp", "127.0.0.1:1")
 CONFIG = textwrap.dedent("""

@@ -16,7 +16,7 @@ from ninep.constants import (
     SETATTR_UID,
 )
 from ninep.handlers import GETATTR_VALID, _setattr_changes, rgetattr_body, rgetattr_frame
-from vfs.node import UTIME_NOW, Attr
+from ninep.vfs.node import UTIME_NOW, Attr
 
 
 def test_packed_rgetattr_equals_the_generic_encoding() -> None:

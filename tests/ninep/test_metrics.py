@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backends.registry import BackendConfigError
-from clients import LOCK_UNLCK, LOCK_WRLCK, Client
+from ninep.backends.registry import BackendConfigError
 from ninep.cli import main
+from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, Client
 from ninep.config import parse_config
 from tests.conftest import free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess, serve_process

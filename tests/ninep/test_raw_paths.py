@@ -13,8 +13,8 @@ from ninep import messages as m
 from ninep.constants import O_RDONLY, O_WRONLY
 from ninep.defaults import default_policy
 from ninep.transport import Connection
+from ninep.vfs.policy import Policy
 from tests.ninep.test_robustness import connected
-from vfs.policy import Policy
 
 RAW_PATHS = ("_walk_raw", "_clunk_at_once", "_getattr_at_once", "_read_raw")
 

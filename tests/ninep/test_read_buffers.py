@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from backends.registry import open_backend
 from ninep import messages as m
+from ninep.backends.registry import open_backend
 from ninep.constants import O_RDONLY
+from ninep.vfs import buffers
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RawPeer, RunningServer, start_server
 from tests.ninep.test_robustness import FakeTransport, connected
-from vfs import buffers
-from vfs.namespace import Namespace
-from vfs.policy import Policy, Rule
 
 
 @pytest.fixture(autouse=True)

@@ -12,16 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.ram import RamBackend
 from ninep import messages as m
+from ninep.backends.ram import RamBackend
 from ninep.defaults import default_policy
 from ninep.session import ServerLimits
 from ninep.transport import Connection
+from ninep.vfs.locks import LockManager
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Attr, Node
+from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RawPeer, start_server
-from vfs.locks import LockManager
-from vfs.namespace import Namespace
-from vfs.node import Attr, Node
-from vfs.policy import Policy, Rule
 
 
 class FakeTransport:

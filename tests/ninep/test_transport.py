@@ -15,8 +15,8 @@ from ninep.defaults import default_policy
 from ninep.framing import TVERSION_MAX
 from ninep.session import ServerLimits
 from ninep.transport import Connection
+from ninep.vfs.locks import LockManager
 from tests.conftest import RawPeer, RunningServer, start_server
-from vfs.locks import LockManager
 
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
 Connect = Callable[..., RawPeer]

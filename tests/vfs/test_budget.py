@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from vfs.budget import ConnectionAccount, DescriptorBudget
+from ninep.vfs.budget import ConnectionAccount, DescriptorBudget
 
 
 @pytest.mark.parametrize(("limit", "reserve", "total", "per_connection"), [
@@ -25,7 +25,7 @@ def test_a_greedy_connection_gets_emfile_logged_once(caplog: pytest.LogCaptureFi
     for _ in range(budget.per_connection):
         budget.check_open(greedy)
         budget.opened(greedy)
-    with caplog.at_level(logging.WARNING, logger="vfs.budget"):
+    with caplog.at_level(logging.WARNING, logger="ninep.vfs.budget"):
         for _ in range(3):
             with pytest.raises(OSError) as exc:
                 budget.check_open(greedy)

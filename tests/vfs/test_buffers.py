@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from vfs import buffers
-from vfs.buffers import KEEP, MIN_SIZE, ReadBuffer, give, take
+from ninep.vfs import buffers
+from ninep.vfs.buffers import KEEP, MIN_SIZE, ReadBuffer, give, take
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfs.locks import OFFSET_MAX, RDLCK, UNLCK, WRLCK, LockManager
+from ninep.vfs.locks import OFFSET_MAX, RDLCK, UNLCK, WRLCK, LockManager
 
 A = (1, "host", 100)
 B = (2, "host", 200)

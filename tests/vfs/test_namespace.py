@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from backends.ram import RamBackend
-from backends.synthetic import NullBackend, NullFile, SyntheticBackend
-from vfs.namespace import Location, Namespace, validate_name
-from vfs.node import Cred, SetAttr
+from ninep.backends.ram import RamBackend
+from ninep.backends.synthetic import NullBackend, NullFile, SyntheticBackend
+from ninep.vfs.namespace import Location, Namespace, validate_name
+from ninep.vfs.node import Cred, SetAttr
 
 ROOT = Cred(0, 0)
 ALICE = Cred(1000, 1000)
@@ -350,7 +350,7 @@ async def test_readlink_of_a_target_no_linux_symlink_holds_is_enametoolong() -> 
     """A backend may hand out a target longer than symlink(2) stores (a configured
     symlink mount, a tar archive, a damaged image): ENAMETOOLONG, never a reply the
     wire cannot carry."""
-    from backends.synthetic import SymlinkBackend
+    from ninep.backends.synthetic import SymlinkBackend
 
     ns = await Namespace.build([("/", RamBackend(), False),
                                 ("/longest", SymlinkBackend("t" * 4095), False),

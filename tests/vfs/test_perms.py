@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.ram import RamBackend
+from ninep.backends.ram import RamBackend
 from ninep.config import load_config
-from vfs.namespace import Namespace
-from vfs.node import Attr, Cred
-from vfs.perms import (
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Attr, Cred
+from ninep.vfs.perms import (
     HOST_GROUPS,
     R_OK,
     W_OK,
@@ -22,7 +22,7 @@ from vfs.perms import (
     check_sticky,
     may_access,
 )
-from vfs.policy import KEPT, REVOKED, AttachRequest, Peer, Policy, Rule
+from ninep.vfs.policy import KEPT, REVOKED, AttachRequest, Peer, Policy, Rule
 
 
 def attr(mode: int, uid: int = 1000, gid: int = 100) -> Attr:

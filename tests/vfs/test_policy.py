@@ -9,11 +9,11 @@ import logging
 
 import pytest
 
-from backends.ram import RamBackend
-from vfs.idmap import IdMap, IdRange
-from vfs.namespace import Namespace
-from vfs.node import Cred, SetAttr
-from vfs.policy import (
+from ninep.backends.ram import RamBackend
+from ninep.vfs.idmap import IdMap, IdRange
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Cred, SetAttr
+from ninep.vfs.policy import (
     AttachRequest,
     CertIdentity,
     ConnectionContext,

@@ -6,15 +6,15 @@ import logging
 
 import pytest
 
-from vfs.policy import Peer
-from vfs.refusals import RefusalLog, peer_key
+from ninep.vfs.policy import Peer
+from ninep.vfs.refusals import RefusalLog, peer_key
 
 
 def test_a_few_lines_per_interval_then_a_count(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     refusals = RefusalLog(shown=3, interval=60.0, clock=lambda: now[0])
     peer = Peer("tcp", "192.0.2.1:4000")
-    with caplog.at_level(logging.WARNING, logger="vfs.refusals"):
+    with caplog.at_level(logging.WARNING, logger="ninep.vfs.refusals"):
         assert [refusals.allow(peer) for _ in range(5)] == [True, True, True, False, False]
         # another connection of the same host counts against the same budget
         assert not refusals.allow(Peer("tcp", "192.0.2.1:4001"))

@@ -6,10 +6,10 @@ import stat
 
 import pytest
 
-from backends.ram import RamBackend
-from vfs.namespace import Namespace
-from vfs.node import Attr, Cred, SetAttr
-from vfs.setid import WriteGuard, killed_by_write, mode_change_only_kills
+from ninep.backends.ram import RamBackend
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Attr, Cred, SetAttr
+from ninep.vfs.setid import WriteGuard, killed_by_write, mode_change_only_kills
 
 ROOT, USER = Cred(0, 0), Cred(2000, 2000)
 O_WRONLY = 1

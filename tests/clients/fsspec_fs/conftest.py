@@ -18,7 +18,7 @@ fsspec = pytest.importorskip("fsspec", reason="fsspec is in the test extra: scri
 
 from fsspec.tests.abstract import AbstractFixtures  # type: ignore[import-untyped]  # noqa: E402
 
-from clients.fsspec_fs import NinepFileSystem  # noqa: E402
+from ninep.clients.fsspec_fs import NinepFileSystem  # noqa: E402
 from tests.hostile.serverproc import ServerProcess, serve_process  # noqa: E402
 
 # the RAM root belongs to root: attach as uid 0, as tests/clients does for ninep

@@ -17,8 +17,8 @@ fsspec = pytest.importorskip("fsspec")
 
 from fsspec.callbacks import Callback  # type: ignore[import-untyped]  # noqa: E402
 
-from clients import SyncClient  # noqa: E402
-from clients.fsspec_fs import NinepFileSystem  # noqa: E402
+from ninep.clients import SyncClient  # noqa: E402
+from ninep.clients.fsspec_fs import NinepFileSystem  # noqa: E402
 from tests.clients.fsspec_fs.conftest import ROOT_IDENTITY  # noqa: E402
 from tests.conftest import free_port, wait_for_port  # noqa: E402
 from tests.hostile.serverproc import ServerProcess, serve_process  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import LOCK_UNLCK, LOCK_WRLCK, SyncClient
+from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, SyncClient
 from tests.hostile.serverproc import ServerProcess
 
 FLOCK = "hhqqi4x"  # struct flock on Linux x86-64: l_type, l_whence, l_start, l_len, l_pid

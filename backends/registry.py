@@ -75,7 +75,7 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("clock", "ninep.backends.synthetic:open_clock", "none"),
     # the server's live view for operators (connections, counts): it reads the server's
     # own figures, so it lives with the server
-    BackendKind("metrics", "ninep.metrics_files:open_backend", "none"),
+    BackendKind("metrics", "ninep.server.metrics_files:open_backend", "none"),
 )}
 
 

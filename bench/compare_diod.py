@@ -209,11 +209,10 @@ def affinity(pid: int) -> str:
 def upload(addr: str, source: Path, name: str) -> None:
     """Copy ``source`` to ``name`` in the root of aname "" with raw 9P messages.
 
-    Uses only ninep.messages, so it works while the client library is in flux.
+    Uses only ninep.wire.messages, so it works while the client library is in flux.
     """
     sys.path.insert(0, str(REPO))
-    from ninep import messages as p9
-
+    from ninep.wire import messages as p9
     host, port = addr.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         def rpc(msg: p9.Message) -> p9.Message:

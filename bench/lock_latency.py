@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ninep import messages as m
+from ninep.wire import messages as m
 
 ROOT, FILE = 1, 2
 WRLCK = 1

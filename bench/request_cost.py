@@ -28,11 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ninep import messages as m
-from ninep.defaults import default_policy
-from ninep.session import ServerLimits
-from ninep.transport import Connection
+from ninep.config.defaults import default_policy
+from ninep.server.session import ServerLimits
+from ninep.server.transport import Connection
 from ninep.vfs.locks import LockManager
+from ninep.wire import messages as m
 
 
 class NullTransport:

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ninep.auth import (
+from ninep.server.auth import (
     decode_challenge,
     decode_status,
     encode_response,
     public_key_blob,
     signed_message,
 )
-from ninep.messages import NOFID, Rauth, Rread, Rwrite, Tauth, Tread, Twrite
+from ninep.wire.messages import NOFID, Rauth, Rread, Rwrite, Tauth, Tread, Twrite
 
 from .errors import ProtocolError
 

@@ -8,7 +8,7 @@ import getpass
 import os
 import ssl
 
-from ninep.messages import NONUNAME
+from ninep.wire.messages import NONUNAME
 
 from .address import DEFAULT_SERVER, parse_address
 from .client import DEFAULT_MSIZE

@@ -11,8 +11,8 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar, cast
 
-from ninep.framing import Framer
-from ninep.messages import (
+from ninep.wire.framing import Framer
+from ninep.wire.messages import (
     NOFID,
     NONUNAME,
     NOTAG,

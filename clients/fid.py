@@ -7,7 +7,7 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
-from ninep.messages import (
+from ninep.wire.messages import (
     IOHDRSZ,
     READDIRHDRSZ,
     Qid,

@@ -25,7 +25,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback  # type: ignore[import-u
 from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped]
 from fsspec.utils import stringify_path  # type: ignore[import-untyped]
 
-from ninep.messages import NONUNAME
+from ninep.wire.messages import NONUNAME
 
 from .auth import KeyLike
 from .client import DEFAULT_MSIZE, Client

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat as stat_module
 from dataclasses import dataclass
 
-from ninep.messages import Qid, Rgetattr, Rgetlock, Rstatfs
+from ninep.wire.messages import Qid, Rgetattr, Rgetlock, Rstatfs
 
 from .wire import DT_DIR, DT_LNK, DT_REG, Dirent
 

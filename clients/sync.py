@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from ninep.messages import NONUNAME
+from ninep.wire.messages import NONUNAME
 
 from .auth import KeyLike
 from .client import DEFAULT_MSIZE, Client

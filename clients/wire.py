@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ninep.constants import (
+from ninep.wire.constants import (
     AT_REMOVEDIR,
     DT_BLK,
     DT_CHR,
@@ -49,7 +49,7 @@ from ninep.constants import (
     XATTR_CREATE,
     XATTR_REPLACE,
 )
-from ninep.messages import Qid
+from ninep.wire.messages import Qid
 
 __all__ = [
     "AT_REMOVEDIR",

@@ -11,17 +11,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ninep import __version__
 from ninep.backends.registry import BackendConfigError, MountSpec, parse_mount
+from ninep.server.listeners import ListenAddress, Server, parse_listen, systemd_sockets
+from ninep.server.sd_notify import notify, notify_reloading
+from ninep.server.session import ServerLimits
 from ninep.vfs.budget import raise_descriptor_limit
 from ninep.vfs.policy import Policy
 
-from . import __version__
-from .sd_notify import notify, notify_reloading
-from .server import ListenAddress, Server, parse_listen, systemd_sockets
-from .session import ServerLimits
-
 if TYPE_CHECKING:
-    from .config import Config
+    from ninep.config.file import Config
 
 __all__ = ["build_parser", "main"]
 
@@ -78,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true",
                        help="exit 1 when there are warnings (a policy that can never match, ...)")
     check.set_defaults(func=_check_config)
-    from .certs import add_cert_commands
-    from .mount_helper import add_mount_command
+    from ninep.certs import add_cert_commands
+    from ninep.mount.helper import add_mount_command
 
     add_cert_commands(sub)
     add_mount_command(sub)
@@ -116,16 +115,16 @@ def _serve(args: argparse.Namespace) -> int:
         if args.config is not None:
             if args.mount:
                 raise ValueError("--mount and --config: put the mounts in the config file")
-            from .config import load_config
+            from ninep.config.file import load_config
             config = load_config(args.config)
             limits = config.limits
-            from .config_lint import config_warnings
+            from ninep.config.lint import config_warnings
             for warning in config_warnings(config):  # check-config's, for a server under systemd
                 log.warning("%s: %s", config.path, warning)
         listens = _listeners(args, config)
         metrics_at = args.metrics or (config.metrics if config else None)
         if metrics_at is not None:
-            from .metrics_http import parse_metrics_address
+            from ninep.server.metrics_http import parse_metrics_address
             parse_metrics_address(metrics_at)
         mounts = [parse_mount(t) for t in (args.mount or [])]
         if args.msize < 4096:
@@ -181,9 +180,9 @@ def _listeners(args: argparse.Namespace, config: Config | None) -> list[ListenAd
 
 async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "host") -> Policy:
     if config is not None:
-        from .config_runtime import build_policy
+        from ninep.config.runtime import build_policy
         return await build_policy(config)
-    from .defaults import default_policy
+    from ninep.config.defaults import default_policy
 
     mounts = [(spec.path, await spec.open(), spec.read_only) for spec in specs]
     return await default_policy(mounts, groups=groups)
@@ -208,7 +207,7 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
         raise ValueError("a stdio listener cannot be combined with others")
     for address in listens:
         await server.listen(address)
-    from .metrics_http import MetricsListener
+    from ninep.server.metrics_http import MetricsListener
     exporter = MetricsListener(metrics_at) if metrics_at else None
     if exporter is not None:
         await exporter.start()
@@ -238,8 +237,8 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
 def _check_config(args: argparse.Namespace) -> int:
     """Validate a config file (backends opened, then closed) and print its namespaces."""
     logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
-    from .config import load_config
-    from .config_tree import describe_config
+    from ninep.config.file import load_config
+    from ninep.config.tree import describe_config
 
     try:
         config = load_config(args.file)
@@ -248,7 +247,7 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"ninep check-config: {exc}", file=sys.stderr)
         return 2
     print("\n".join(describe_config(config, policy, DEFAULT_LISTEN)))
-    from .config_lint import config_warnings
+    from ninep.config.lint import config_warnings
     warnings = config_warnings(config)
     for warning in warnings:
         print(f"ninep check-config: warning: {warning}", file=sys.stderr)
@@ -256,7 +255,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 async def _open_and_close(config: Config) -> Policy:
-    from .config_runtime import build_policy
+    from ninep.config.runtime import build_policy
     policy = await build_policy(config)
     await policy.close()
     return policy

@@ -14,7 +14,7 @@ import struct
 import sys
 from collections.abc import Sequence
 
-from . import messages as m
+from ninep.wire import messages as m
 
 __all__ = ["DEFAULT_ADDRESS", "check", "main"]
 

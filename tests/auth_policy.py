@@ -11,8 +11,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ninep.auth import key_fingerprint, public_key_blob
 from ninep.backends.ram import RamBackend
+from ninep.server.auth import key_fingerprint, public_key_blob
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.policy import Match, Policy, Rule
 from tests.conftest import RunningServer, start_server

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from ninep import messages as m
-from ninep.server import ListenAddress, Server
-from ninep.session import ServerLimits
+from ninep.server.listeners import ListenAddress, Server
+from ninep.server.session import ServerLimits
 from ninep.vfs.policy import Policy
+from ninep.wire import messages as m
 
 os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
@@ -109,7 +109,7 @@ def start_server(make_policy: Callable[[], Awaitable[Policy]],
 @pytest.fixture
 def ninep_server() -> Iterator[RunningServer]:
     """The embedded default namespace on a fresh server."""
-    from ninep.defaults import default_policy
+    from ninep.config.defaults import default_policy
 
     running = start_server(default_policy)
     try:

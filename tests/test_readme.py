@@ -109,7 +109,7 @@ class Reader:
 
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reader]:
-    from ninep.defaults import default_policy
+    from ninep.config.defaults import default_policy
 
     cwd = tmp_path_factory.mktemp("clone")
     for entry in REPO.iterdir():

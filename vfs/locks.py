@@ -29,7 +29,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from ninep.constants import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK
+from ninep.wire.constants import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK
 
 from .request import cancellable
 

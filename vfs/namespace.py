@@ -13,8 +13,8 @@ import itertools
 import stat
 from dataclasses import dataclass, field, replace
 
-from ninep.constants import QTDIR, QTFILE, QTSYMLINK
-from ninep.messages import Qid
+from ninep.wire.constants import QTDIR, QTFILE, QTSYMLINK
+from ninep.wire.messages import Qid
 
 from .caller import serving
 from .idmap import IdMap

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from ninep.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK
+from ninep.wire.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK
 
 __all__ = [
     "DT_BLK",

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
 from ninep.backends.passthrough import PassthroughBackend
 from ninep.backends.passthrough.ownership import PassthroughOwnership
 from ninep.backends.registry import open_backend
 from ninep.vfs import namespace
 from ninep.vfs.namespace import Location, Namespace
 from ninep.vfs.node import UTIME_NOW, Cred, SetAttr
+from ninep.wire import messages as m
 from tests.conftest import RawPeer
 from tests.hostile.serverproc import serve_process
 

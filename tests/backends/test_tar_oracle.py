@@ -160,7 +160,7 @@ def test_times_before_1970_reach_the_client(tmp_path: Path) -> None:
     import tarfile
 
     from ninep.backends.tar import TarBackend
-    from ninep.defaults import default_policy
+    from ninep.config.defaults import default_policy
     from tests.conftest import start_server
 
     archive = tmp_path / "old.tar"

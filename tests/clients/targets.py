@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ninep.messages import NONUNAME
+from ninep.wire.messages import NONUNAME
 
 __all__ = ["DIOD_QUIRKS", "Target"]
 

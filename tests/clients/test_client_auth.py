@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from ninep import messages as m
-from ninep.auth import Challenge
 from ninep.clients import Client, SyncClient
 from ninep.clients.auth import answer_challenge, load_key
 from ninep.clients.cli import main as client_main
 from ninep.clients.errors import ProtocolError
+from ninep.server.auth import Challenge
+from ninep.wire import messages as m
 from tests.auth_policy import PUBLIC_FILE, SECRET_FILE, AuthServer, auth_server
 
 
@@ -68,7 +68,7 @@ async def test_replayed_transcript_on_a_new_connection_is_refused(server: AuthSe
 
 
 async def test_key_given_to_a_server_without_auth_attaches(server: AuthServer) -> None:
-    from ninep.defaults import default_policy
+    from ninep.config.defaults import default_policy
     from tests.conftest import start_server
 
     plain = start_server(default_policy)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from ninep.clients import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK, Client, RemoteFile, TextFile, Tree
-from ninep.messages import (
+from ninep.wire.messages import (
     NOTAG,
     Message,
     Rflush,

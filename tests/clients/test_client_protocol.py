@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from ninep.clients import Client, ProtocolError, VersionError
-from ninep.framing import Framer
-from ninep.messages import (
+from ninep.wire.framing import Framer
+from ninep.wire.messages import (
     NOTAG,
     Message,
     Qid,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from ninep.clients import DT_DIR, DT_LNK, DT_REG, XATTR_CREATE, XATTR_REPLACE, Client, Tree
-from ninep.messages import Message, Treaddir
+from ninep.wire.messages import Message, Treaddir
 from tests.clients.targets import Target
 
 Quirk = Callable[[str], None]

@@ -17,7 +17,7 @@ from ninep.clients.wire import (
     parse_mode,
     split_path,
 )
-from ninep.messages import Qid, pack_dirent
+from ninep.wire.messages import Qid, pack_dirent
 
 
 @pytest.mark.parametrize(("mode", "flags", "truncate", "binary"), [

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ninep import constants as c
-from ninep import messages as m
+from ninep.wire import constants as c
+from ninep.wire import messages as m
 
 from .fuzzer import CANARY, CANARY_NAME, INLINE_TEXT, FuzzStats
 

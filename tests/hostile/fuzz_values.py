@@ -10,8 +10,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from ninep import constants as c
-from ninep import messages as m
+from ninep.wire import constants as c
+from ninep.wire import messages as m
 
 __all__ = ["MOUNTS", "MUTATIONS", "FieldValues", "mutate_frame"]
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ninep import constants as c
-from ninep import messages as m
+from ninep.wire import constants as c
+from ninep.wire import messages as m
 
 from .fuzz_values import MOUNTS, MUTATIONS, FieldValues, mutate_frame
 

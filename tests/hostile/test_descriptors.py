@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
 from ninep.backends.passthrough.handle import FIFO_WAITS_PER_CONNECTION
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer
 from tests.hostile.serverproc import serve_process
 

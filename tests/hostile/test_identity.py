@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
-from ninep.constants import GETATTR_ALL
+from ninep.wire import messages as m
+from ninep.wire.constants import GETATTR_ALL
 from tests.conftest import RawPeer, free_port
 from tests.hostile.serverproc import ServerProcess, serve_process
 
@@ -157,8 +157,7 @@ def test_a_nul_in_the_uname_is_einval_without_a_traceback(tmp_path: Path) -> Non
 
 
 def test_the_credential_cache_keeps_its_bound_under_many_unames() -> None:
-    from ninep import session
-
+    from ninep.server import session
     async def attach_all() -> None:
         for i in range(session.CRED_CACHE_SIZE + 500):
             cred = await session.resolve_cred(f"no-such-user-{i}", m.NONUNAME)

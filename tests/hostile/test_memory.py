@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess, serve_process
 from tests.integration.policy_helpers import Pki, make_pki, tls_peer

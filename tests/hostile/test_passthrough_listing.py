@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ninep import messages as m
 from ninep.clients.wire import parse_dirents
+from ninep.wire import messages as m
 from tests.conftest import RawPeer
 from tests.hostile.serverproc import serve_process
 

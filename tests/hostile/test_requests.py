@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
 from ninep.clients.wire import parse_dirents
-from ninep.defaults import default_policy, default_ram, default_ram_limits
+from ninep.config.defaults import default_policy, default_ram, default_ram_limits
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, start_server
 from tests.hostile.serverproc import ServerProcess, serve_process
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ninep import messages as m
-from ninep.session import HANDLERS, Session
+from ninep.server.session import HANDLERS, Session
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, RunningServer
 from tests.hostile.serverproc import ServerProcess, serve_process
 

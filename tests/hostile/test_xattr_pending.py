@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer
 from tests.hostile.serverproc import ServerProcess, serve_process
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ninep import messages as m
-from ninep.config import load_config
-from ninep.config_runtime import build_policy
-from ninep.server import Server
+from ninep.config.file import load_config
+from ninep.config.runtime import build_policy
+from ninep.server.listeners import Server
+from ninep.wire import messages as m
 from tests.conftest import RawPeer
 
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, RunningServer
 
 pytestmark = pytest.mark.skipif(shutil.which("diodcat") is None,

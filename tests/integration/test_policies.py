@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
 from ninep.backends.ram import RamBackend
+from ninep.wire import messages as m
 from tests.conftest import RawPeer
 from tests.integration.policy_helpers import (
     ConfiguredServer,
@@ -243,7 +243,7 @@ def test_tls_1_3_is_preferred_and_1_2_accepted(served: ConfiguredServer,
     older.close()
     # older versions: the client's own OpenSSL refuses them before the server can, so
     # the server's floor is checked on its context
-    from ninep.config_tls import TlsConfig, make_server_context
+    from ninep.config.tls import TlsConfig, make_server_context
     context = make_server_context(TlsConfig(pki.server_cert, pki.server_key))
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
 

@@ -2,7 +2,7 @@
 
 It listens on its own TCP port and UNIX socket, opens one server connection per guest
 connection, forwards the bytes unchanged and writes one line per message (decoded with
-``ninep.messages``, truncated) to ``trace.log`` in the run directory: the 9P exchange
+``ninep.wire.messages``, truncated) to ``trace.log`` in the run directory: the 9P exchange
 behind a failing scenario. A server that goes away closes the guest's side too, so the
 server-restart check behaves as without the relay.
 """
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
-from ninep import messages as m
+from ninep.wire import messages as m
 
 __all__ = ["TraceRelay"]
 

@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ninep import messages as m
-from ninep.auth import (
+from ninep.server.auth import (
     CHALLENGE_MAGIC,
     QTAUTH,
     Challenge,
@@ -27,6 +26,7 @@ from ninep.auth import (
     public_key_blob,
     signed_message,
 )
+from ninep.wire import messages as m
 from tests.auth_policy import PUBLIC_FILE, SECRET_FILE, AuthServer, auth_server
 from tests.conftest import RawPeer, RunningServer
 
@@ -330,7 +330,7 @@ def _sessions(running: RunningServer) -> list[object]:
     """The live sessions, found through the garbage collector (test introspection only)."""
     import gc
 
-    from ninep.session import Session
+    from ninep.server.session import Session
     return [o for o in gc.get_objects() if isinstance(o, Session) and o.fids]
 
 
@@ -341,7 +341,7 @@ def test_any_garbage_response_is_eacces(tmp_path_factory: pytest.TempPathFactory
                                         data: bytes) -> None:
     import asyncio
 
-    from ninep.auth import AuthExchange
+    from ninep.server.auth import AuthExchange
 
     keys = tmp_path_factory.getbasetemp() / "no_keys"
     exchange = AuthExchange(Challenge(bytes(32), bytes(32), 1, 0, "u", "a"), keys)

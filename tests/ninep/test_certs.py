@@ -14,9 +14,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ninep.auth import key_fingerprint
 from ninep.certs import cert_fingerprint, make_ca, make_client, make_server, make_ssh_keypair
 from ninep.cli import main
+from ninep.server.auth import key_fingerprint
 
 
 def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,

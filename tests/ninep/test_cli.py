@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 
 

@@ -1,4 +1,4 @@
-"""ninep/config.py: a TOML file validated into frozen dataclasses; each error names file,
+"""ninep/config/file.py: a TOML file validated into frozen dataclasses; each error names file,
 table and key; check-config prints the namespaces."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ninep.backends.registry import BackendConfigError
-from ninep.config import Config, load_config
+from ninep.config.file import Config, load_config
 from ninep.vfs.idmap import IdRange
 
 GOOD = textwrap.dedent("""

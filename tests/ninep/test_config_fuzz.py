@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ninep.backends.registry import BackendConfigError
-from ninep.config import Config, parse_config
+from ninep.config.file import Config, parse_config
 
 KEYS = ["server", "auth", "listen", "namespaces", "policy", "mounts", "path", "backend",
         "source", "options", "read_only", "scope", "kind", "address", "mode", "cert", "key",

@@ -1,4 +1,4 @@
-"""ninep/config_lint.py and ``ninep check-config``'s warnings, through the real command."""
+"""ninep/config/lint.py and ``ninep check-config``'s warnings, through the real command."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ninep.certs import make_ca, make_client, make_server
-from ninep.config import load_config
-from ninep.config_lint import config_warnings
+from ninep.config.file import load_config
+from ninep.config.lint import config_warnings
 
 RAM = '[namespaces.data]\nmounts = [{ path = "/", backend = "ram" }]\n\n'
 

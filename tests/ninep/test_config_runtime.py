@@ -1,4 +1,4 @@
-"""ninep/config_runtime.py: placeholders, shared and connection-scoped instances, reloads."""
+"""ninep/config/runtime.py: placeholders, shared and connection-scoped instances, reloads."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ninep.backends.ram import RamBackend
-from ninep.config import load_config
-from ninep.config_runtime import BackendPool, build_policy, placeholder_values
+from ninep.config.file import load_config
+from ninep.config.runtime import BackendPool, build_policy, placeholder_values
 from ninep.vfs.node import Cred
 from ninep.vfs.policy import AttachRequest, ConnectionContext, Peer, Policy
 
@@ -141,7 +141,7 @@ def test_a_reload_keeps_identical_shared_instances_and_a_failed_one_gives_them_b
 
 def test_inventing_unames_cannot_grow_the_server_without_bound(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ninep.config_runtime as runtime
+    import ninep.config.runtime as runtime
     monkeypatch.setattr(runtime, "MAX_EXPANSIONS", 3)
 
     async def scenario() -> None:

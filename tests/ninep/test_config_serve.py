@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 from tests.integration.policy_helpers import Pki, attach, make_pki, peer_on, read_file, tls_peer
 

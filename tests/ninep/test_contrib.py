@@ -59,7 +59,7 @@ def test_the_units_fit_the_server() -> None:
     # loopback by default; the name is what a [[listen]] kind = "systemd" table takes
     assert socket_unit["ListenStream"] == ["127.0.0.1:5640"]
     assert socket_unit["FileDescriptorName"] == ["ninep"]
-    # READY=1 comes from ninep/sd_notify.py; SIGHUP is the server's reload
+    # READY=1 comes from ninep/server/sd_notify.py; SIGHUP is the server's reload
     assert service["Type"] == ["notify"]
     assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert service["RestartPreventExitStatus"] == ["2"]  # ninep serve's exit for a bad config

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]

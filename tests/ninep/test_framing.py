@@ -1,4 +1,4 @@
-"""Tests for ninep.framing: reassembly at any split, and size-field checks."""
+"""Tests for ninep.wire.framing: reassembly at any split, and size-field checks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ninep.framing import TVERSION_MAX, Framer, FrameTooLarge
-from ninep.messages import DecodeError
+from ninep.wire.framing import TVERSION_MAX, Framer, FrameTooLarge
+from ninep.wire.messages import DecodeError
 
 # Hand-written frames of assorted sizes (bodies need not be valid messages:
 # the framer only reads the size field).

@@ -6,8 +6,10 @@ import errno
 import stat
 from collections.abc import Callable
 
-from ninep import messages as m
-from ninep.constants import (
+from ninep.server.handlers import GETATTR_VALID, _setattr_changes, rgetattr_body, rgetattr_frame
+from ninep.vfs.node import UTIME_NOW, Attr
+from ninep.wire import messages as m
+from ninep.wire.constants import (
     SETATTR_ATIME,
     SETATTR_ATIME_SET,
     SETATTR_MTIME,
@@ -15,8 +17,6 @@ from ninep.constants import (
     SETATTR_SIZE,
     SETATTR_UID,
 )
-from ninep.handlers import GETATTR_VALID, _setattr_changes, rgetattr_body, rgetattr_frame
-from ninep.vfs.node import UTIME_NOW, Attr
 
 
 def test_packed_rgetattr_equals_the_generic_encoding() -> None:

@@ -1,4 +1,4 @@
-"""Tests for ninep.messages: golden frames, round trips and decoding errors.
+"""Tests for ninep.wire.messages: golden frames, round trips and decoding errors.
 
 The golden frames are spelled out field by field from PROTOCOL.md, never
 produced by the encoder, so they catch a layout that is wrong in the same way
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ninep import messages as m
-from ninep.messages import (
+from ninep.wire import messages as m
+from ninep.wire.messages import (
     MESSAGE_TYPES,
     NOFID,
     NONUNAME,

@@ -1,4 +1,4 @@
-"""The operator's live view (ninep/metrics.py, metrics_http.py, metrics_files.py),
+"""The operator's live view (ninep/server/metrics.py, metrics_http.py, metrics_files.py),
 against a real ``ninep serve`` process: its Prometheus endpoint scraped over HTTP and
 parsed by prometheus-client's own parser, and its ``metrics`` files read by a client
 whose policy grants them, while another client works."""
@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ninep.backends.registry import BackendConfigError
 from ninep.cli import main
 from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, Client
-from ninep.config import parse_config
+from ninep.config.file import parse_config
 from tests.conftest import free_port, wait_for_port
 from tests.hostile.serverproc import ServerProcess, serve_process
 

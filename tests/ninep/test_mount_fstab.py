@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from ninep.certs import make_ca, make_client, make_server, make_ssh_keypair
-from ninep.mount_fstab import fstab_to_ninep_mount
+from ninep.mount.fstab import fstab_to_ninep_mount
 from tests.conftest import free_port, wait_for_port
 
-HELPER = [sys.executable, "-m", "ninep.mount_fstab"]
+HELPER = [sys.executable, "-m", "ninep.mount.fstab"]
 
 
 @dataclass

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
 from ninep.certs import make_ca, make_client, make_server
 from ninep.cli import main
-from ninep.mount_helper import (
+from ninep.mount.helper import (
     Endpoint,
     authenticate,
     connect,
@@ -31,6 +30,7 @@ from ninep.mount_helper import (
     spawn_relay,
     tls_context,
 )
+from ninep.wire import messages as m
 from tests.auth_policy import SECRET_FILE, AuthServer, auth_server
 from tests.conftest import RawPeer
 

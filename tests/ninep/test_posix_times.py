@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
-from ninep.constants import (
+from ninep.wire import messages as m
+from ninep.wire.constants import (
     GETATTR_ALL,
     SETATTR_ATIME,
     SETATTR_ATIME_SET,

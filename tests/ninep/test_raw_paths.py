@@ -9,11 +9,11 @@ import struct
 
 import pytest
 
-from ninep import messages as m
-from ninep.constants import O_RDONLY, O_WRONLY
-from ninep.defaults import default_policy
-from ninep.transport import Connection
+from ninep.config.defaults import default_policy
+from ninep.server.transport import Connection
 from ninep.vfs.policy import Policy
+from ninep.wire import messages as m
+from ninep.wire.constants import O_RDONLY, O_WRONLY
 from tests.ninep.test_robustness import connected
 
 RAW_PATHS = ("_walk_raw", "_clunk_at_once", "_getattr_at_once", "_read_raw")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
 from ninep.backends.registry import open_backend
-from ninep.constants import O_RDONLY
 from ninep.vfs import buffers
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.policy import Policy, Rule
+from ninep.wire import messages as m
+from ninep.wire.constants import O_RDONLY
 from tests.conftest import RawPeer, RunningServer, start_server
 from tests.ninep.test_robustness import FakeTransport, connected
 

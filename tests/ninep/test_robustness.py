@@ -12,15 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ninep import messages as m
 from ninep.backends.ram import RamBackend
-from ninep.defaults import default_policy
-from ninep.session import ServerLimits
-from ninep.transport import Connection
+from ninep.config.defaults import default_policy
+from ninep.server.session import ServerLimits
+from ninep.server.transport import Connection
 from ninep.vfs.locks import LockManager
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Attr, Node
 from ninep.vfs.policy import Policy, Rule
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, start_server
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ninep import messages as m
+from ninep.wire import messages as m
 from tests.conftest import RawPeer, free_port, wait_for_port
 
 NINEP = [sys.executable, "-m", "ninep"]
@@ -105,7 +105,7 @@ def test_ready_reloading_and_stopping_are_told_to_notify_socket(
 
 
 def test_an_abstract_notify_socket(tmp_path: Path) -> None:
-    from ninep.sd_notify import notify
+    from ninep.server.sd_notify import notify
 
     name = f"ninep-test-{os.getpid()}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ninep import messages as m
-from ninep.defaults import default_policy
-from ninep.framing import TVERSION_MAX
-from ninep.session import ServerLimits
-from ninep.transport import Connection
+from ninep.config.defaults import default_policy
+from ninep.server.session import ServerLimits
+from ninep.server.transport import Connection
 from ninep.vfs.locks import LockManager
+from ninep.wire import messages as m
+from ninep.wire.framing import TVERSION_MAX
 from tests.conftest import RawPeer, RunningServer, start_server
 
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
@@ -149,7 +149,7 @@ def test_malformed_frames_close_only_that_connection(raw_peer: Connect, garbage:
                                                      caplog: pytest.LogCaptureFixture) -> None:
     peer = raw_peer(timeout=5)
     peer.handshake()
-    with caplog.at_level(logging.WARNING, logger="ninep.transport"):
+    with caplog.at_level(logging.WARNING, logger="ninep.server.transport"):
         peer.send_raw(garbage)
         assert peer.closed_by_server()
     local = f"127.0.0.1:{peer.sock.getsockname()[1]}"
@@ -366,7 +366,7 @@ def test_a_full_write_buffer_stops_requests_that_answer_inline() -> None:
 def test_a_frame_bigger_than_a_tversion_before_one_closes(
         raw_peer: Connect, caplog: pytest.LogCaptureFixture) -> None:
     peer = raw_peer(timeout=5)
-    with caplog.at_level(logging.WARNING, logger="ninep.transport"):
+    with caplog.at_level(logging.WARNING, logger="ninep.server.transport"):
         peer.send_raw(struct.pack("<IBH", TVERSION_MAX + 1, m.Tversion.type, m.NOTAG))
         assert peer.closed_by_server()  # the body never came: refused from the size field
     assert any("before Tversion" in r.message for r in caplog.records)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ninep.backends.ram import RamBackend
-from ninep.config import load_config
+from ninep.config.file import load_config
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Attr, Cred
 from ninep.vfs.perms import (

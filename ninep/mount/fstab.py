@@ -4,7 +4,7 @@
 
 mount(8) runs ``/sbin/mount.ninep SPEC DIR [-sfnv] [-N NS] [-o OPTIONS]``
 (mount(8), "External helpers"). The options that name the TLS files, the
-Tauth key and the attach become ``ninep mount``'s (ninep/mount_helper.py),
+Tauth key and the attach become ``ninep mount``'s (ninep/mount/helper.py),
 mount(8)'s own userspace options (``_netdev``, ``nofail``, ``x-*``...) are
 dropped, and the rest go to v9fs as ``ninep mount -o`` would pass them. Exit
 status follows mount(8): 1 for a bad invocation, 32 for a failed mount.
@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .mount_helper import add_mount_command, parse_endpoint
+from ninep.mount.helper import add_mount_command, parse_endpoint
 
 __all__ = ["HELPER_OPTIONS", "fstab_to_ninep_mount", "main"]
 
@@ -120,5 +120,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_FAILURE if mount_args.func(mount_args) else 0
 
 
-if __name__ == "__main__":  # python -m ninep.mount_fstab, where mount.ninep is not installed
+if __name__ == "__main__":  # python -m ninep.mount.fstab, where mount.ninep is not installed
     sys.exit(main())

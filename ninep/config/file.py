@@ -1,7 +1,7 @@
 """The configuration file: TOML read with tomllib, validated into frozen dataclasses.
 
 Every error is one line naming the file, the table and the key. Building the
-policy from a Config (opening the backends) is in ninep/config_runtime.py.
+policy from a Config (opening the backends) is in ninep/config/runtime.py.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from ninep.backends.registry import KINDS, BackendConfigError
-
-from .config_match import PolicyConfig, parse_policy
-from .config_tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
-from .server import ListenAddress, parse_listen
-from .session import ServerLimits
+from ninep.config.match import PolicyConfig, parse_policy
+from ninep.config.tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
+from ninep.server.listeners import ListenAddress, parse_listen
+from ninep.server.session import ServerLimits
 
 __all__ = [
     "PLACEHOLDERS",
@@ -201,7 +200,7 @@ def _metrics(where: Where, table: Mapping[str, object]) -> str | None:
     where.only(table, ("listen",))
     if "listen" not in table:
         return None
-    from .metrics_http import parse_metrics_address
+    from ninep.server.metrics_http import parse_metrics_address
     address = where.text(table, "listen")
     try:
         parse_metrics_address(address)

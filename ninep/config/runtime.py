@@ -17,12 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ninep.backends.registry import BackendConfigError, close_backends, open_backend
+from ninep.config.file import Config, MountConfig, NamespaceConfig, expand
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Backend, Cred
 from ninep.vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
 from ninep.vfs.refusals import REFUSALS
-
-from .config import Config, MountConfig, NamespaceConfig, expand
 
 __all__ = ["BackendPool", "NamespacePlan", "build_policy", "placeholder_values"]
 

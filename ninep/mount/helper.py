@@ -5,7 +5,7 @@ but always attaches with NOFID). So, as diod's mount.diod does, this helper
 connects, optionally wraps the socket in TLS, optionally proves a key through
 Tauth and attaches with the afid, and then mounts with
 ``trans=fd,rfdno=N,wfdno=N``. The server remembers the proof on the connection
-(ninep/auth.py, ConnectionProof), so the kernel's own Tversion and NOFID
+(ninep/server/auth.py, ConnectionProof), so the kernel's own Tversion and NOFID
 attaches on that connection carry the key. For TLS the kernel gets one end of
 a socketpair and a background relay process copies bytes to and from the TLS
 socket until either side closes.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import messages as m
+from ninep.wire import messages as m
 
 __all__ = [
     "DEFAULT_PORT",
@@ -135,8 +135,8 @@ def authenticate(sock: socket.socket, key: str, uname: str = "root", aname: str 
     Returns the proven key's fingerprint. The server keeps the proof for the
     connection; the kernel's NOFID attaches for ``aname`` then carry it.
     """
-    from ninep.auth import decode_status
     from ninep.clients.auth import answer_challenge, load_key
+    from ninep.server.auth import decode_status
 
     private = load_key(key)
     wire = _Wire(sock)

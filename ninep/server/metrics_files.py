@@ -10,7 +10,7 @@ A directory of three read-only files, each rendered afresh when it is opened
 - ``ops``: per message type, the requests received since the server started and,
   for those that waited, how long (mean, and the histogram's 50th and 99th
   percentile bounds);
-- ``metrics``: the Prometheus text of ninep/metrics_http.py.
+- ``metrics``: the Prometheus text of ninep/server/metrics_http.py.
 
 They show every client's identity: mount this only in a namespace that a policy
 grants to operators (docs/config.md, "Metrics").
@@ -26,9 +26,8 @@ from collections.abc import Callable
 
 from ninep.backends.registry import Options
 from ninep.backends.synthetic import SyntheticBackend
+from ninep.server import metrics
 from ninep.vfs.node import Attr, Handle, LeafNode, Node
-
-from . import metrics
 
 __all__ = ["MetricsBackend", "RenderedFile", "open_backend", "render_connections",
            "render_ops"]
@@ -116,7 +115,7 @@ def render_ops() -> str:
 
 
 def _render_prometheus() -> str:
-    from .metrics_http import render
+    from ninep.server.metrics_http import render
     return render()[0].decode()
 
 

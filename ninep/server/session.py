@@ -32,11 +32,10 @@ from ninep.vfs.policy import (
     Selection,
     shown,
 )
-
-from . import messages as m
+from ninep.wire import messages as m
 
 if TYPE_CHECKING:
-    from .auth import AuthExchange, ConnectionProof
+    from ninep.server.auth import AuthExchange, ConnectionProof
 
 __all__ = [
     "CRED_CACHE_SIZE",
@@ -87,7 +86,7 @@ class Fid:
     name: str = ""
     xattr_value: bytes | None = None  # a Txattrwalk fid: the value to read
     xattr_write: XattrWrite | None = None
-    auth: AuthExchange | None = None  # a Tauth afid: the exchange (ninep/auth.py)
+    auth: AuthExchange | None = None  # a Tauth afid: the exchange (ninep/server/auth.py)
     # where this fid's listing ends: a namespace cookie, recorded at its first Treaddir
     # and at each Treaddir from offset 0 (Namespace.listing_end)
     listing_end: int | None = None
@@ -231,7 +230,7 @@ class Session:
         self.msize = limits.max_msize
         self.versioned = False
         self.fids: dict[int, Fid] = {}
-        self.auth_proofs: list[ConnectionProof] = []  # kept across Tversion (ninep/auth.py)
+        self.auth_proofs: list[ConnectionProof] = []  # kept across Tversion (ninep/server/auth.py)
         self.context = context or ConnectionContext()
         # each attach's own namespace view -> what it was granted; an entry goes with
         # the last fid that uses the view

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from .messages import HEADER_SIZE, DecodeError
+from ninep.wire.messages import HEADER_SIZE, DecodeError
 
 __all__ = ["TVERSION_MAX", "FrameTooLarge", "Framer"]
 

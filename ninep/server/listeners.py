@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ninep.config.tls import TlsConfig, make_server_context
+from ninep.server.auth import authorized_key_ids
+from ninep.server.session import ServerLimits, forget_creds, start_lookups
+from ninep.server.stdio import serve_pipes
+from ninep.server.transport import Connection, address_text
 from ninep.vfs.locks import LockManager
 from ninep.vfs.policy import Policy
-
-from .auth import authorized_key_ids
-from .config_tls import TlsConfig, make_server_context
-from .session import ServerLimits, forget_creds, start_lookups
-from .transport import Connection, address_text
-from .transport_stdio import serve_pipes
 
 __all__ = ["ListenAddress", "Server", "parse_listen", "systemd_sockets"]
 
@@ -311,9 +310,8 @@ class Server:
 
     async def _reload(self) -> bool:
         from ninep.backends.registry import BackendConfigError
-
-        from .config import load_config
-        from .config_runtime import BackendPool, build_policy
+        from ninep.config.file import load_config
+        from ninep.config.runtime import BackendPool, build_policy
         try:
             contexts = [make_server_context(listener.tls) for listener in self._tls]
         except (OSError, ssl.SSLError) as exc:

@@ -1,4 +1,4 @@
-"""The operator's Prometheus endpoint: ninep/metrics.py's figures in the text format,
+"""The operator's Prometheus endpoint: ninep/server/metrics.py's figures in the text format,
 rendered by prometheus-client and served by a small HTTP/1.1 listener on the event loop.
 
 The listener answers ``GET /metrics`` (and ``HEAD``); anything else is 404 or 405.
@@ -17,8 +17,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from . import metrics
-from .server import parse_listen, remove_stale_socket
+from ninep.server import metrics
+from ninep.server.listeners import parse_listen, remove_stale_socket
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -48,7 +48,7 @@ def parse_metrics_address(text: str) -> tuple[str, str, int]:
 
 
 class _Collector:
-    """A prometheus-client collector over one snapshot of ninep/metrics.py."""
+    """A prometheus-client collector over one snapshot of ninep/server/metrics.py."""
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import (

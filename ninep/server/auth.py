@@ -28,12 +28,11 @@ from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Cred
 from ninep.vfs.policy import shown
 from ninep.vfs.refusals import REFUSALS
-
-from . import messages as m
-from .constants import QTAUTH
+from ninep.wire import messages as m
+from ninep.wire.constants import QTAUTH
 
 if TYPE_CHECKING:
-    from .session import Session
+    from ninep.server.session import Session
 
 __all__ = [
     "CHALLENGE_MAGIC",
@@ -337,7 +336,7 @@ def connection_nonce(conn_id: int) -> bytes:
 
 def begin(session: Session, msg: m.Tauth) -> m.Rauth:
     """Tauth: bind the afid to a fresh challenge (the caller checked that auth is wanted)."""
-    from .session import Fid
+    from ninep.server.session import Fid
 
     keys = session.policy.authorized_keys
     if keys is None:

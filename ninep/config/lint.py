@@ -11,11 +11,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
+from ninep.config.file import Config
+from ninep.config.match import PolicyConfig
+from ninep.server.listeners import ListenAddress
 from ninep.vfs.policy import IPNetwork, Match
-
-from .config import Config
-from .config_match import PolicyConfig
-from .server import ListenAddress
 
 __all__ = ["config_warnings", "unreachable_reason"]
 

@@ -12,7 +12,7 @@ from ninep.vfs.idmap import SQUASH_MODES, IdMap, IdRange
 from ninep.vfs.policy import GROUP_MODELS, Limits, Match, normal_aname
 
 if TYPE_CHECKING:
-    from .config import Where
+    from ninep.config.file import Where
 
 __all__ = ["TRANSPORTS", "PolicyConfig", "parse_policy"]
 

@@ -6,7 +6,7 @@ import asyncio
 import os
 from typing import Any
 
-from .transport import Connection
+from ninep.server.transport import Connection
 
 __all__ = ["PipePairTransport", "serve_pipes"]
 

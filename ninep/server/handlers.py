@@ -11,14 +11,14 @@ import os
 import stat
 import struct
 
+from ninep.server import auth
+from ninep.server.session import Fid, Session, XattrWrite, handles, resolve_cred
 from ninep.vfs.locks import UNLCK
 from ninep.vfs.namespace import Location, qid_type
 from ninep.vfs.node import UTIME_NOW, Attr, SetAttr
 from ninep.vfs.policy import AttachRequest
-
-from . import auth
-from . import messages as m
-from .constants import (
+from ninep.wire import messages as m
+from ninep.wire.constants import (
     AT_REMOVEDIR,
     GETATTR_ALL,
     LOCK_BLOCKED,
@@ -38,7 +38,6 @@ from .constants import (
     SETATTR_SIZE,
     SETATTR_UID,
 )
-from .session import Fid, Session, XattrWrite, handles, resolve_cred
 
 __all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "read_fid", "rgetattr_body",
            "rgetattr_frame", "walk_fid"]

@@ -18,20 +18,19 @@ import types
 from collections import deque
 from typing import Any, Callable, Coroutine, Generator
 
+from ninep.server import handlers as _handlers  # noqa: F401 - fills the handler table
+from ninep.server import metrics
+from ninep.server.handlers import read_fid, rgetattr_frame, walk_fid
+from ninep.server.session import HANDLERS, Reply, ServerLimits, Session
 from ninep.vfs.budget import ConnectionAccount
 from ninep.vfs.buffers import give
 from ninep.vfs.locks import LockManager
 from ninep.vfs.namespace import qid_type
 from ninep.vfs.policy import ConnectionContext, Peer, Policy
 from ninep.vfs.request import ConnectionScope, enter, leave
-
-from . import handlers as _handlers  # noqa: F401 - fills the handler table
-from . import messages as m
-from . import metrics
-from .framing import TVERSION_MAX, Framer, FrameTooLarge
-from .handlers import read_fid, rgetattr_frame, walk_fid
-from .messages import DecodeError
-from .session import HANDLERS, Reply, ServerLimits, Session
+from ninep.wire import messages as m
+from ninep.wire.framing import TVERSION_MAX, Framer, FrameTooLarge
+from ninep.wire.messages import DecodeError
 
 __all__ = ["Connection", "address_text", "peer_of"]
 
@@ -136,7 +135,7 @@ def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
     cert = None
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is not None:
-        from .config_tls import cert_identity
+        from ninep.config.tls import cert_identity
         cert = cert_identity(ssl_object.getpeercert(binary_form=True))
     return Peer(kind, address_text(address), cert=cert)
 
@@ -179,7 +178,7 @@ class Connection(asyncio.Protocol):
         self.context = ConnectionContext()
         self.account = ConnectionAccount("unknown peer")  # what its requests hold (vfs.budget)
         self.scope = ConnectionScope(self.account)  # what backends see of it (vfs.request)
-        self.stats = metrics.ConnectionStats()  # what operators see of it (ninep/metrics.py)
+        self.stats = metrics.ConnectionStats()  # what operators see of it (ninep/server/metrics.py)
         self._counts = self.stats.counts  # requests received, by type: the hot path's one cost
         self._loop = asyncio.get_event_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()

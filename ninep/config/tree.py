@@ -8,10 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ninep.config.file import Config, MountConfig, NamespaceConfig
 from ninep.vfs.idmap import IdMap
 from ninep.vfs.policy import Policy
-
-from .config import Config, MountConfig, NamespaceConfig
 
 __all__ = ["describe_config", "namespace_tree"]
 

@@ -11,7 +11,7 @@ time already show.
 
 Everything lives in this process (one server per process); a connection's figures
 are folded into the totals when it closes. The Prometheus endpoint
-(ninep/metrics_http.py) and the operator's files (ninep/metrics_files.py) both
+(ninep/server/metrics_http.py) and the operator's files (ninep/server/metrics_files.py) both
 render a ``Snapshot`` taken on the event loop, so they never see a table that a
 request is changing.
 """
@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ninep.vfs.policy import Peer
-
-from . import messages as m
+from ninep.wire import messages as m
 
 if TYPE_CHECKING:
-    from .session import Attachment, Session
+    from ninep.server.session import Attachment, Session
 
 __all__ = [
     "WAIT_BUCKETS",

@@ -20,7 +20,7 @@ from ninep.vfs.node import (
     dtype_of_mode,
 )
 
-from .registry import BackendConfigError, Options, option_int, option_str
+from .registry import Options, option_int
 
 __all__ = ["MAX_FILE_SIZE", "PAGE_SIZE", "TMPFS_MAGIC", "RamBackend", "RamDir", "RamFile",
            "RamHandle", "RamNode", "RamSpecial", "RamSymlink", "open_backend"]
@@ -626,14 +626,10 @@ class RamBackend(Backend):
 
 
 async def open_backend(source: str, options: Options, read_only: bool) -> RamBackend:
-    """The registry's factory: options ``size`` (bytes, K/M/G suffixes), ``inodes``, ``mode``."""
+    """The registry's factory: options ``size`` (bytes, K/M/G suffixes), ``inodes``,
+    ``mode`` (the root's permission bits), as the registry declares and converts them."""
     size = option_int(options, "size", None)
     inodes = option_int(options, "inodes", None, minimum=1)
-    mode = option_str(options, "mode", "0755")
-    try:
-        root_mode = int(mode, 8)
-    except ValueError:
-        raise BackendConfigError(f"option mode={mode!r}: expected octal permission bits") from None
-    if root_mode & ~0o7777:
-        raise BackendConfigError(f"option mode={mode!r}: expected octal permission bits")
-    return RamBackend(size_limit=size, inode_limit=inodes, root_mode=root_mode)
+    mode = options["mode"]
+    assert isinstance(mode, int)
+    return RamBackend(size_limit=size, inode_limit=inodes, root_mode=mode)

@@ -1,23 +1,26 @@
-"""The registry of backend kinds: a name -> a factory that opens one instance.
+"""The registry of backend kinds: each kind's factory, source rule and option schema.
 
 The command line (``--mount /p=KIND[:SOURCE][,opt=val,...][,ro]``) and the
-config file both build backends through :func:`open_backend`, so a kind, its
-source and its options are validated in one place. A backend module is only
-imported when its kind is used: serving a RAM disk never imports the ext2 code.
+config file both describe a mount as one :class:`MountSpec`, checked against
+its kind's entry in :data:`KINDS` when it is read (placeholders included: a
+value that holds one is checked by name, and by type once expanded), and
+opened through :func:`open_backend`. A backend module is only imported when
+its kind is opened: serving a RAM disk never imports the ext2 code.
 
 A factory is ``async def open_backend(source, options, read_only) -> Backend``
-in the backend's module. It takes the options it knows out of ``options``
-(values are strings from the command line, or TOML values from the config
-file) and raises :class:`BackendConfigError` for a bad source or value; any
-option left over is reported by the registry as unknown.
+in the backend's module. It receives the options its kind declares, converted
+to their types and with the declared defaults filled in, and raises
+:class:`BackendConfigError` for a bad source or value. Adding a kind is one
+entry in :data:`KINDS`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ninep.vfs.node import Backend
 
@@ -26,7 +29,9 @@ __all__ = [
     "BackendConfigError",
     "BackendKind",
     "MountSpec",
+    "Option",
     "Options",
+    "check_mount",
     "close_backends",
     "open_backend",
     "option_bool",
@@ -43,7 +48,30 @@ Factory = Callable[[str, Options, bool], Awaitable[Backend]]
 
 
 class BackendConfigError(ValueError):
-    """A backend's source or options are wrong; the message says which and why."""
+    """A backend's source or options are wrong; the message says which and why.
+
+    ``key`` names the mount's key at fault ("backend", "source", "options.NAME"),
+    for a config file's error line; empty when not known."""
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option a kind takes: its name, type and default (None: none, or the
+    factory computes it from the host, as passthrough's max_fds)."""
+
+    name: str
+    type: str  # a key of _CONVERTERS: string, integer, boolean, octal, layer
+    default: object = None
+    choices: tuple[str, ...] = ()
+    minimum: int = 0
+
+    def convert(self, value: object) -> object:
+        """``value`` as this option's type; BackendConfigError names the option."""
+        return _CONVERTERS[self.type](self, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,58 +81,106 @@ class BackendKind:
     name: str
     factory: str  # "module:function"
     source: str  # "required", "optional" or "none"
+    options: tuple[Option, ...] = ()
+    single_file: bool = False  # serves one file: nothing can be mounted below it
 
     def load(self) -> Factory:
         module_name, _, attr = self.factory.partition(":")
         factory: Factory = getattr(importlib.import_module(module_name), attr)
         return factory
 
+    def check_source(self, source: str) -> None:
+        if self.source == "required" and not source:
+            raise BackendConfigError(f"backend {self.name!r} needs a source, "
+                                     f"e.g. {self.name}:/path", "source")
+        if self.source == "none" and source:
+            raise BackendConfigError(f"backend {self.name!r} takes no source (got {source!r})",
+                                     "source")
 
-#: What each kind serves and takes: docs/backends.md.
+    def check_options(self, options: Mapping[str, object],
+                      deferred: Collection[str] = ()) -> Options:
+        """``options`` converted, with the declared defaults filled in. A name in
+        ``deferred`` (its value holds a placeholder) is checked by name only."""
+        declared = {option.name: option for option in self.options}
+        out: Options = {}
+        for name, value in options.items():
+            option = declared.get(name)
+            if option is None:
+                known = ", ".join(declared) or "none"
+                raise BackendConfigError(f"unknown option {name!r} for backend {self.name!r} "
+                                         f"(known: {known})", f"options.{name}")
+            if name not in deferred:
+                try:
+                    out[name] = option.convert(value)
+                except BackendConfigError as exc:
+                    raise BackendConfigError(str(exc), f"options.{name}") from None
+        for option in self.options:
+            if option.name not in options and option.default is not None:
+                out[option.name] = option.convert(option.default)
+        return out
+
+
+def _layer_options() -> tuple[Option, ...]:
+    return (Option("lower", "layer"), Option("upper", "layer", "ram"),
+            Option("share_lower", "boolean", True))
+
+
+#: Each kind, its source and its options: docs/backends.md.
 KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
-    BackendKind("ram", "ninep.backends.ram:open_backend", "none"),
-    BackendKind("passthrough", "ninep.backends.passthrough:open_backend", "required"),
-    BackendKind("tar", "ninep.backends.tar:open_backend", "required"),
-    BackendKind("ext2", "ninep.backends.ext2:open_backend", "required"),
-    BackendKind("overlay", "ninep.backends.overlay:open_backend", "none"),
-    BackendKind("null", "ninep.backends.synthetic:open_null", "none"),
-    BackendKind("zero", "ninep.backends.synthetic:open_zero", "none"),
-    BackendKind("inline", "ninep.backends.synthetic:open_inline", "optional"),
-    BackendKind("symlink", "ninep.backends.synthetic:open_symlink", "required"),
-    BackendKind("random", "ninep.backends.synthetic:open_random", "none"),
-    BackendKind("clock", "ninep.backends.synthetic:open_clock", "none"),
+    BackendKind("ram", "ninep.backends.ram:open_backend", "none", (
+        Option("size", "integer"), Option("inodes", "integer", minimum=1),
+        Option("mode", "octal", "0755"))),
+    # security_model and max_fds default from the host (root or not, RLIMIT_NOFILE)
+    BackendKind("passthrough", "ninep.backends.passthrough:open_backend", "required", (
+        Option("security_model", "string", choices=("passthrough", "mapped-xattr", "none")),
+        Option("max_fds", "integer", minimum=8), Option("threads", "integer", minimum=1))),
+    BackendKind("tar", "ninep.backends.tar:open_backend", "required", (
+        Option("lenient", "boolean", False), Option("tmpdir", "string", ""))),
+    BackendKind("ext2", "ninep.backends.ext2:open_backend", "required", (
+        Option("ro", "boolean", False), Option("force", "boolean", False),
+        Option("lost_found", "boolean", False))),
+    BackendKind("overlay", "ninep.backends.overlay:open_backend", "none", _layer_options()),
+    BackendKind("null", "ninep.backends.synthetic:open_null", "none", single_file=True),
+    BackendKind("zero", "ninep.backends.synthetic:open_zero", "none", single_file=True),
+    BackendKind("inline", "ninep.backends.synthetic:open_inline", "optional", single_file=True),
+    BackendKind("symlink", "ninep.backends.synthetic:open_symlink", "required",
+                single_file=True),
+    BackendKind("random", "ninep.backends.synthetic:open_random", "none", single_file=True),
+    BackendKind("clock", "ninep.backends.synthetic:open_clock", "none", single_file=True),
     # the server's live view for operators (connections, counts): it reads the server's
     # own figures, so it lives with the server
     BackendKind("metrics", "ninep.server.metrics_files:open_backend", "none"),
 )}
 
 
+def check_mount(kind: str, source: str, options: Mapping[str, object],
+                deferred: Collection[str] = ()) -> tuple[BackendKind, Options]:
+    """The kind's entry and the options converted; BackendConfigError (with the key)
+    for an unknown kind, a source the kind does not take, or an option it does not."""
+    entry = KINDS.get(kind)
+    if entry is None:
+        raise BackendConfigError(f"unknown backend {kind!r} (known: {', '.join(KINDS)})",
+                                 "backend")
+    entry.check_source(source)
+    return entry, entry.check_options(options, deferred)
+
+
 async def open_backend(kind: str, source: str = "", options: Mapping[str, object] | None = None,
                        read_only: bool = False, where: str = "") -> Backend:
     """Open one instance of ``kind``; BackendConfigError names ``where`` and the problem."""
     prefix = f"{where}: " if where else ""
-    entry = KINDS.get(kind)
-    if entry is None:
-        raise BackendConfigError(f"{prefix}unknown backend {kind!r} (known: {', '.join(KINDS)})")
-    if entry.source == "required" and not source:
-        raise BackendConfigError(f"{prefix}backend {kind!r} needs a source, "
-                                 f"e.g. {kind}:/path")
-    if entry.source == "none" and source:
-        raise BackendConfigError(f"{prefix}backend {kind!r} takes no source (got {source!r})")
-    left = dict(options or {})
+    try:
+        entry, checked = check_mount(kind, source, options or {})
+    except BackendConfigError as exc:
+        raise BackendConfigError(f"{prefix}{exc}", exc.key) from None
     try:
         factory = entry.load()
     except ImportError as exc:
         raise BackendConfigError(f"{prefix}backend {kind!r} is not available: {exc}") from exc
     try:
-        backend = await factory(source, left, read_only)
+        return await factory(source, checked, read_only)
     except BackendConfigError as exc:
-        raise BackendConfigError(f"{prefix}{exc}") from None
-    if left:
-        await backend.close()
-        raise BackendConfigError(f"{prefix}unknown option {sorted(left)[0]!r} "
-                                 f"for backend {kind!r}")
-    return backend
+        raise BackendConfigError(f"{prefix}{exc}", exc.key) from None
 
 
 async def close_backends(backends: Iterable[Backend]) -> None:
@@ -167,20 +243,85 @@ def _parse_size(name: str, text: str) -> int:
                                  f"(suffixes K, M, G, T)") from None
 
 
+def _string(option: Option, value: object) -> object:
+    return option_str({option.name: value}, option.name, "", option.choices or None)
+
+
+def _integer(option: Option, value: object) -> object:
+    return option_int({option.name: value}, option.name, None, option.minimum)
+
+
+def _boolean(option: Option, value: object) -> object:
+    return option_bool({option.name: value}, option.name, False)
+
+
+def _octal(option: Option, value: object) -> object:
+    """Permission bits as octal text ("0755")."""
+    bits = -1  # an integer is refused: TOML's mode = 755 would be decimal
+    if isinstance(value, str):
+        try:
+            bits = int(value, 8)
+        except ValueError:
+            pass
+    if not 0 <= bits <= 0o7777:
+        raise BackendConfigError(f"option {option.name}={value!r}: expected octal "
+                                 "permission bits")
+    return bits
+
+
+def _layer(option: Option, value: object) -> object:
+    """A layer (overlay's lower and upper): checked like a mount of its own; the value
+    stays as given, for the factory to open."""
+    from ninep.backends.overlay.factory import parse_layer  # only where an overlay is used
+    kind, source, options = parse_layer(option.name, value)
+    try:
+        check_mount(kind, source, options)
+    except BackendConfigError as exc:
+        raise BackendConfigError(f"overlay {option.name}: {exc}") from None
+    return value
+
+
+_CONVERTERS: dict[str, Callable[[Option, object], object]] = {
+    "string": _string, "integer": _integer, "boolean": _boolean, "octal": _octal,
+    "layer": _layer,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class MountSpec:
-    """One ``--mount`` value, parsed but not yet opened."""
+    """One mount, read and checked but not yet opened: a ``--mount`` value or one table
+    of a config file's ``mounts``. A source or option holding ``placeholders`` is
+    expanded per attach (ninep/config/runtime.py); ``scope`` "connection" gives each
+    connection its own instance."""
 
     path: str
     kind: str
-    source: str
-    options: Mapping[str, object]
-    read_only: bool
-    text: str
+    source: str = ""
+    options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    read_only: bool = False
+    scope: str = "shared"
+    placeholders: frozenset[str] = frozenset()
+    where: str = ""  # for errors: "--mount '...'" or "FILE: [namespaces.NAME] mounts[N] (PATH)"
 
-    async def open(self) -> Backend:
-        return await open_backend(self.kind, self.source, self.options, self.read_only,
-                                  where=f"--mount {self.text!r}")
+    @property
+    def single_file(self) -> bool:
+        return KINDS[self.kind].single_file
+
+    def describe(self) -> str:
+        parts = [self.kind + (f":{self.source}" if self.source else "")]
+        parts += [f"{k}={v!r}" for k, v in self.options.items()]
+        if self.read_only:
+            parts.append("ro")
+        if self.scope == "connection":
+            parts.append("per connection")
+        return ", ".join(parts)
+
+    async def open(self, source: str | None = None,
+                   options: Mapping[str, object] | None = None) -> Backend:
+        """Open one instance, with ``source`` and ``options`` as expanded (default: as given)."""
+        return await open_backend(self.kind, self.source if source is None else source,
+                                  self.options if options is None else options,
+                                  self.read_only, where=self.where)
 
 
 def parse_mount(text: str) -> MountSpec:
@@ -188,14 +329,12 @@ def parse_mount(text: str) -> MountSpec:
 
     A source may hold colons (``tar:/srv/a:b.tar``) but not commas.
     """
+    where = f"--mount {text!r}"
     path, sep, spec = text.partition("=")
     if not sep or not path.startswith("/"):
-        raise ValueError(f"--mount {text!r}: expected /PATH=KIND[:SOURCE][,OPTION=VALUE...][,ro]")
+        raise ValueError(f"{where}: expected /PATH=KIND[:SOURCE][,OPTION=VALUE...][,ro]")
     head, *rest = spec.split(",")
     kind, _, source = head.partition(":")
-    if kind not in KINDS:
-        raise ValueError(f"--mount {text!r}: unknown backend {kind!r} "
-                         f"(known: {', '.join(KINDS)})")
     options: dict[str, object] = {}
     read_only = False
     for item in rest:
@@ -203,7 +342,11 @@ def parse_mount(text: str) -> MountSpec:
         if key in ("ro", "rw") and not has_value:
             read_only = key == "ro"
         elif not key:
-            raise ValueError(f"--mount {text!r}: empty option")
+            raise ValueError(f"{where}: empty option")
         else:
             options[key] = value
-    return MountSpec(path, kind, source, options, read_only, text)
+    try:
+        check_mount(kind, source, options)
+    except BackendConfigError as exc:
+        raise BackendConfigError(f"{where}: {exc}", exc.key) from None
+    return MountSpec(path, kind, source, MappingProxyType(options), read_only, where=where)

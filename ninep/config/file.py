@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn
 
-from ninep.backends.registry import KINDS, BackendConfigError
+from ninep.backends.registry import BackendConfigError, MountSpec, check_mount
 from ninep.config.match import PolicyConfig, parse_policy
 from ninep.config.tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
 from ninep.server.listeners import ListenAddress, parse_listen
@@ -26,7 +26,6 @@ __all__ = [
     "PLACEHOLDERS",
     "SCOPES",
     "Config",
-    "MountConfig",
     "NamespaceConfig",
     "PolicyConfig",
     "Where",
@@ -37,7 +36,6 @@ __all__ = [
 
 PLACEHOLDERS = ("uname", "uid", "gid", "aname")
 SCOPES = ("shared", "connection")
-FILE_KINDS = frozenset({"null", "zero", "inline", "symlink", "random", "clock"})
 LISTEN_KINDS = ("tcp", "unix", "tls", "stdio", "systemd")
 _TOP_KEYS = ("server", "auth", "listen", "namespaces", "policy", "metrics")
 
@@ -97,32 +95,9 @@ class Where:
 
 
 @dataclass(frozen=True, slots=True)
-class MountConfig:
-    """One mount of a namespace, not yet opened."""
-
-    path: str
-    backend: str
-    source: str
-    options: Mapping[str, object]
-    read_only: bool
-    scope: str
-    placeholders: frozenset[str]
-    where: str  # "FILE: [namespaces.NAME] mounts[N]", for errors while opening
-
-    def describe(self) -> str:
-        parts = [self.backend + (f":{self.source}" if self.source else "")]
-        parts += [f"{k}={v!r}" for k, v in self.options.items()]
-        if self.read_only:
-            parts.append("ro")
-        if self.scope == "connection":
-            parts.append("per connection")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
 class NamespaceConfig:
     name: str
-    mounts: tuple[MountConfig, ...]
+    mounts: tuple[MountSpec, ...]
     where: str  # "FILE: [namespaces.NAME]"
 
 
@@ -137,6 +112,7 @@ class Config:
     authorized_keys: Path | None
     limits: ServerLimits
     metrics: str | None = None  # [metrics] listen: the Prometheus endpoint's address
+    workers: int = 1  # [server] workers: processes serving connections (ninep/workers/)
 
 
 def load_config(path: str | Path) -> Config:
@@ -167,7 +143,8 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
                   parsed,
                   where.file(auth, "authorized_keys", required=False),
                   _server_limits(Where(path, "[server]"), _table(top, data, "server")),
-                  _metrics(Where(path, "[metrics]"), _table(top, data, "metrics")))
+                  _metrics(Where(path, "[metrics]"), _table(top, data, "metrics")),
+                  _workers(Where(path, "[server]"), _table(top, data, "server")))
 
 
 def _table(where: Where, data: Mapping[str, object], key: str) -> Mapping[str, object]:
@@ -185,7 +162,7 @@ def _array(where: Where, data: Mapping[str, object], key: str) -> list[Mapping[s
 
 
 def _server_limits(where: Where, table: Mapping[str, object]) -> ServerLimits:
-    where.only(table, ("msize", "max_fids", "max_inflight", "handshake_timeout"))
+    where.only(table, ("msize", "max_fids", "max_inflight", "handshake_timeout", "workers"))
     d = ServerLimits()
     timeout = where.integer(table, "handshake_timeout", int(d.handshake_timeout), 1, 3600)
     return ServerLimits(
@@ -193,6 +170,18 @@ def _server_limits(where: Where, table: Mapping[str, object]) -> ServerLimits:
         max_fids=where.integer(table, "max_fids", d.max_fids, 1) or d.max_fids,
         max_inflight=where.integer(table, "max_inflight", d.max_inflight, 1) or d.max_inflight,
         handshake_timeout=float(timeout or d.handshake_timeout))
+
+
+def _workers(where: Where, table: Mapping[str, object]) -> int:
+    """``[server] workers``: a count, or "auto" for every CPU this process may run on."""
+    from ninep.workers.count import worker_count
+    value = table.get("workers", 1)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        where.fail("workers", f"expected a count or \"auto\", got {value!r}")
+    try:
+        return worker_count(value)
+    except ValueError as exc:
+        where.fail("workers", str(exc))
 
 
 def _metrics(where: Where, table: Mapping[str, object]) -> str | None:
@@ -307,36 +296,41 @@ def _namespaces(table: Mapping[str, object], path: Path) -> Mapping[str, Namespa
             seen.add(mount.path)
         for mount in parsed:
             for other in parsed:
-                if other.backend in FILE_KINDS and mount.path.startswith(other.path + "/"):
+                if other.single_file and mount.path.startswith(other.path + "/"):
                     where.fail("mounts", f"{mount.path} is below {other.path}, which is a "
-                               f"single file ({other.backend})")
+                               f"single file ({other.kind})")
         out[name] = NamespaceConfig(name, parsed, f"{path}: [namespaces.{name}]")
     return MappingProxyType(out)
 
 
-def _mount(where: Where, table: Mapping[str, object]) -> MountConfig:
+def _mount(where: Where, table: Mapping[str, object]) -> MountSpec:
+    """One mount table, checked against its kind's source rule and options now, even
+    where a placeholder defers opening it to the first attach."""
     where.only(table, _MOUNT_KEYS)
     path = where.text(table, "path")
     parts = [p for p in path.split("/") if p]
     if not path.startswith("/") or any(p in (".", "..") for p in parts):
         where.fail("path", f"{path!r}: expected an absolute path without . or ..")
     backend = where.text(table, "backend")
-    kind = KINDS.get(backend)
-    if kind is None:
-        where.fail("backend", f"unknown backend {backend!r} (known: {', '.join(KINDS)})")
     source = where.text(table, "source", "")
-    if kind.source == "required" and not source:
-        where.fail("source", f"backend {backend!r} needs a source")
-    if kind.source == "none" and source:
-        where.fail("source", f"backend {backend!r} takes no source")
     options = table.get("options", {})
     if not isinstance(options, dict):
         where.fail("options", "expected a table")
-    names = _placeholders(where, "source", source) | _option_placeholders(where, options)
-    return MountConfig("/" + "/".join(parts), backend, source, MappingProxyType(dict(options)),
-                       where.flag(table, "read_only", False),
-                       where.text(table, "scope", "shared", choices=SCOPES),
-                       frozenset(names), f"{where.path}: {where.table} ({path})")
+    names = _placeholders(where, "source", source)
+    deferred = set()
+    for key, value in options.items():
+        found = _option_placeholders(where, {key: value})
+        if found:
+            deferred.add(key)  # its type is known once expanded
+        names |= found
+    try:
+        check_mount(backend, source, options, deferred)
+    except BackendConfigError as exc:
+        where.fail(exc.key or "options", str(exc))
+    return MountSpec("/" + "/".join(parts), backend, source, MappingProxyType(dict(options)),
+                     where.flag(table, "read_only", False),
+                     where.text(table, "scope", "shared", choices=SCOPES),
+                     frozenset(names), f"{where.path}: {where.table} ({path})")
 
 
 def _placeholders(where: Where, key: str, text: str) -> set[str]:

@@ -16,8 +16,8 @@ import pwd
 from collections.abc import Mapping
 from typing import Any
 
-from ninep.backends.registry import BackendConfigError, close_backends, open_backend
-from ninep.config.file import Config, MountConfig, NamespaceConfig, expand
+from ninep.backends.registry import BackendConfigError, MountSpec, close_backends
+from ninep.config.file import Config, NamespaceConfig, expand
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Backend, Cred
 from ninep.vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
@@ -34,11 +34,11 @@ _EXPANSIONS = "placeholder expansions"
 Values = tuple[tuple[str, str], ...]
 
 
-def _key(namespace: str, mount: MountConfig, source: str, options: object) -> str:
+def _key(namespace: str, mount: MountSpec, source: str, options: object) -> str:
     """Which shared instance a mount uses: each mount of each namespace has its own
     (two namespaces declaring a RAM disk get two disks), per expansion of its
     placeholders; a reload that keeps the mount as it was keeps the instance."""
-    return json.dumps([namespace, mount.path, mount.backend, source, options, mount.read_only],
+    return json.dumps([namespace, mount.path, mount.kind, source, options, mount.read_only],
                       sort_keys=True, default=str)
 
 
@@ -51,7 +51,7 @@ class BackendPool:
         self._previous = previous
         self.closed = False
 
-    async def get(self, key: str, mount: MountConfig, source: str,
+    async def get(self, key: str, mount: MountSpec, source: str,
                   options: Mapping[str, object]) -> Backend:
         backend = self.instances.get(key)
         if backend is not None:
@@ -61,8 +61,7 @@ class BackendPool:
             backend = previous.instances.pop(key)  # taken over: the old policy won't close it
             self._borrowed[key] = backend
         else:
-            backend = await open_backend(mount.backend, source, options, mount.read_only,
-                                         where=mount.where)
+            backend = await mount.open(source, options)
         self.instances[key] = backend
         return backend
 
@@ -150,7 +149,7 @@ class NamespacePlan:
         finally:
             await probe.close()
 
-    async def _open_alone(self, mount: MountConfig) -> None:
+    async def _open_alone(self, mount: MountSpec) -> None:
         source = str(expand(mount.source, {}))  # "{{" is a literal brace
         options = expand(dict(mount.options), {})
         assert isinstance(options, dict)
@@ -158,8 +157,7 @@ class NamespacePlan:
             await self.pool.get(_key(self.name, mount, source, options), mount, source,
                                 options)
             return
-        backend = await open_backend(mount.backend, source, options, mount.read_only,
-                                     where=mount.where)
+        backend = await mount.open(source, options)
         await backend.close()
 
     async def namespace_for(self, request: AttachRequest, cred: Cred,
@@ -211,8 +209,7 @@ class NamespacePlan:
             options = expand(dict(mount.options), values)
             assert isinstance(options, dict)
             if mount.scope == "connection":
-                backend = await open_backend(mount.backend, source, options, mount.read_only,
-                                             where=mount.where)
+                backend = await mount.open(source, options)
                 context.on_close(backend.close)
             else:
                 backend = await self.pool.get(_key(self.name, mount, source, options), mount, source,

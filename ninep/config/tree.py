@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ninep.config.file import Config, MountConfig, NamespaceConfig
+from ninep.backends.registry import MountSpec
+from ninep.config.file import Config, NamespaceConfig
 from ninep.vfs.idmap import IdMap
 from ninep.vfs.policy import Policy
 
@@ -17,7 +18,7 @@ __all__ = ["describe_config", "namespace_tree"]
 
 @dataclass
 class _Node:
-    mount: MountConfig | None = None
+    mount: MountSpec | None = None
     children: dict[str, _Node] = field(default_factory=dict)
 
 

@@ -6,7 +6,10 @@ import pytest
 
 from ninep.backends.ram import RamBackend
 from ninep.backends.registry import (
+    KINDS,
     BackendConfigError,
+    MountSpec,
+    check_mount,
     open_backend,
     option_bool,
     option_int,
@@ -68,3 +71,34 @@ def test_option_helpers_convert_and_complain() -> None:
         option_bool({"b": "maybe"}, "b", False)
     with pytest.raises(BackendConfigError, match="expected one of x, y"):
         option_str({"s": "z"}, "s", "x", choices=("x", "y"))
+
+
+def test_every_kind_declares_its_options_and_source_once() -> None:
+    """The schema is the one list: the config file and --mount both check it."""
+    assert [o.name for o in KINDS["ram"].options] == ["size", "inodes", "mode"]
+    entry, checked = check_mount("tar", "/a.tar", {"lenient": "yes"})
+    assert entry is KINDS["tar"] and checked == {"lenient": True, "tmpdir": ""}
+    _, checked = check_mount("ram", "", {"mode": "{uid}", "size": "2K"}, deferred={"mode"})
+    assert checked == {"size": 2048}  # a deferred value is checked once expanded
+    with pytest.raises(BackendConfigError) as caught:
+        check_mount("ram", "", {"colour": "{uname}"}, deferred={"colour"})
+    assert caught.value.key == "options.colour" and "known: size, inodes, mode" in str(caught.value)
+    for kind, source, options, key in [("floppy", "", {}, "backend"), ("tar", "", {}, "source"),
+                                       ("ram", "", {"inodes": 0}, "options.inodes"),
+                                       ("ram", "", {"mode": 755}, "options.mode"),
+                                       ("overlay", "", {"lower": "nfs:/x"}, "options.lower")]:
+        with pytest.raises(BackendConfigError) as caught:
+            check_mount(kind, source, options)
+        assert caught.value.key == key, (kind, options)
+
+
+def test_parse_mount_checks_the_options_before_anything_opens() -> None:
+    with pytest.raises(BackendConfigError, match=r"--mount '/x=tar:/a.tar,lenient=maybe': "
+                                                 r"option lenient='maybe': expected true"):
+        parse_mount("/x=tar:/a.tar,lenient=maybe")
+    with pytest.raises(BackendConfigError, match="takes no source"):
+        parse_mount("/x=ram:/somewhere")
+    spec = parse_mount("/x=ram,size=1M")
+    assert isinstance(spec, MountSpec) and spec.describe() == "ram, size='1M'"
+    assert spec.where == "--mount '/x=ram,size=1M'" and not spec.single_file
+    assert parse_mount("/f=zero").single_file

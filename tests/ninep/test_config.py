@@ -184,3 +184,46 @@ def test_check_config_opens_the_backends_and_fails_with_exit_2(tmp_path: Path) -
     nested = GOOD.replace('"/deep/er/link"', '"/etc/motd/inside"')
     result = check_config(write(tmp_path, nested))
     assert result.returncode == 2 and "[namespaces.home]: mounts:" in result.stderr
+
+
+PLACEHOLDER_MOUNT = textwrap.dedent("""
+    [namespaces.home]
+    mounts = [{{ path = "/", backend = "ram" }},
+              {{ path = "/u", backend = "{kind}", source = "{source}", options = {{ {options} }} }}]
+    [[policy]]
+    namespace = "home"
+""")
+
+
+@pytest.mark.parametrize(("kind", "source", "options", "key", "problem"), [
+    ("passthrough", "/srv/{uname}", 'bogus_option = "1"', "options.bogus_option",
+     "unknown option 'bogus_option' for backend 'passthrough'"),
+    ("passthrough", "/srv/{uname}", 'max_fds = "many"', "options.max_fds",
+     "expected an integer"),
+    ("passthrough", "/srv/{uname}", 'security_model = "magic"', "options.security_model",
+     "expected one of passthrough, mapped-xattr, none"),
+    ("tar", "/srv/{uname}.tar", "lenient = 3", "options.lenient", "expected true or false"),
+    ("ram", "", 'mode = "{uid}", size = "lots"', "options.size", "expected an integer"),
+    ("ram", "", 'mode = "{uid}", colour = "x"', "options.colour", "unknown option 'colour'"),
+    ("overlay", "", 'lower = "tar:/srv/{uname}.tar", upper = { backend = "ram", '
+     'options = { colour = "red" } }', "options.upper", "overlay upper: unknown option 'colour'"),
+])
+def test_check_config_rejects_a_bad_option_of_a_placeholder_mount(
+        tmp_path: Path, kind: str, source: str, options: str, key: str, problem: str) -> None:
+    """A mount opened only at attach (a placeholder in its source or options) is
+    checked against its kind's options when the file is read, not at the first attach."""
+    path = write(tmp_path, PLACEHOLDER_MOUNT.format(kind=kind, source=source, options=options))
+    result = check_config(path)
+    assert result.returncode == 2, result.stdout
+    assert f"{path}: [namespaces.home] mounts[1]: {key}: " in result.stderr, result.stderr
+    assert problem in result.stderr, result.stderr
+
+
+def test_a_placeholder_option_is_checked_by_name_and_opened_once_expanded(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, PLACEHOLDER_MOUNT.format(
+        kind="passthrough", source="/srv/{uname}", options='threads = "{uid}"'))
+    config = load_config(path)
+    (_, mount) = config.namespaces["home"].mounts
+    assert mount.kind == "passthrough" and mount.placeholders == {"uname", "uid"}
+    assert dict(mount.options) == {"threads": "{uid}"}

@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ninep import __version__
 from ninep.backends.registry import BackendConfigError, MountSpec, parse_mount
@@ -21,6 +22,7 @@ from ninep.vfs.policy import Policy
 
 if TYPE_CHECKING:
     from ninep.config.file import Config
+    from ninep.workers.supervisor import Bound
 
 __all__ = ["build_parser", "main"]
 
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve Prometheus metrics (GET /metrics) over HTTP at tcp://HOST:PORT "
                             "(e.g. tcp://127.0.0.1:9640) or unix:///PATH; off by default "
                             "(config: [metrics] listen)")
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="processes that accept and serve connections on the same "
+                            "listeners (default 1: one process; auto: one per CPU; "
+                            "config: [server] workers; docs/operations.md)")
     serve.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS,
                        help="least severe messages logged on stderr (default info)")
     serve.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
@@ -129,11 +135,14 @@ def _serve(args: argparse.Namespace) -> int:
         mounts = [parse_mount(t) for t in (args.mount or [])]
         if args.msize < 4096:
             raise ValueError(f"--msize {args.msize}: must be at least 4096")
+        workers = _workers(args, config, listens, mounts, metrics_at)
     except ValueError as exc:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 2
     if not args.no_uvloop:
         _install_uvloop()
+    if workers > 1:
+        return _supervise(workers, listens, mounts, limits, config, args.groups)
     try:
         asyncio.run(_run(listens, mounts, limits, config, args.groups, metrics_at))
     except KeyboardInterrupt:
@@ -145,6 +154,67 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _workers(args: argparse.Namespace, config: Config | None, listens: list[ListenAddress],
+             mounts: list[MountSpec], metrics_at: str | None) -> int:
+    """--workers, else the config's [server] workers, else 1; what N > 1 cannot serve is
+    refused here, before anything listens."""
+    from ninep.workers import worker_count
+    if args.workers is not None:
+        try:
+            count = worker_count(args.workers)
+        except ValueError as exc:
+            raise ValueError(f"--workers {exc}") from None
+    else:
+        count = config.workers if config else 1
+    if count == 1:
+        return 1
+    if any(a.kind == "stdio" for a in listens):
+        raise ValueError("--workers: a stdio connection is served by one process")
+    if metrics_at is not None:
+        raise ValueError("--workers: the metrics endpoint counts one process; serve it "
+                         "with one worker")
+    from ninep.workers.placement import process_local_mounts
+    local = process_local_mounts(mounts, config)
+    if local:
+        raise ValueError("--workers: these mounts keep their files in one process, and "
+                         "workers could not share them: " + "; ".join(local) +
+                         " (serve them with one worker, or a passthrough, tar or read-only "
+                         "ext2 mount)")
+    return count
+
+
+def _supervise(count: int, listens: list[ListenAddress], specs: list[MountSpec],
+               limits: ServerLimits, config: Config | None, groups: str) -> int:
+    """Bind once, fork ``count`` workers that each run :func:`_run` on the sockets."""
+    from ninep.workers.supervisor import Supervisor
+
+    def worker(index: int, bound: Bound, ready: Callable[[], None]) -> int:
+        _log_as_worker(index)
+        try:
+            asyncio.run(_run(listens, specs, limits, config, groups, bound=bound, ready=ready))
+        except KeyboardInterrupt:
+            pass
+        except (ValueError, OSError) as exc:
+            log.error("%s", exc)
+            return 2
+        return 0
+
+    try:
+        return Supervisor(count, listens, worker, config.path if config else None).run()
+    except KeyboardInterrupt:
+        return 0
+    except (ValueError, OSError) as exc:
+        print(f"ninep serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _log_as_worker(index: int) -> None:
+    """A worker's log lines name it and its pid (which worker served a connection)."""
+    fmt = f"%(asctime)s %(levelname)s worker {index} [{os.getpid()}] %(name)s: %(message)s"
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(fmt))
 
 
 def _install_uvloop() -> None:
@@ -190,7 +260,10 @@ async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "
 
 async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
                config: Config | None = None, groups: str = "host",
-               metrics_at: str | None = None) -> None:
+               metrics_at: str | None = None, bound: Bound | None = None,
+               ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; a worker (``bound``: the supervisor's sockets)
+    calls ``ready`` instead of telling systemd, which the supervisor does."""
     server = Server(await _policy(specs, config, groups), limits,
                     config.path if config else None)
     # The start-up objects (a tar index of 100,000 members, ...) live as long as the
@@ -205,8 +278,12 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
         return
     if any(a.kind == "stdio" for a in listens):
         raise ValueError("a stdio listener cannot be combined with others")
-    for address in listens:
-        await server.listen(address)
+    if bound is not None:
+        for address, socks in bound:
+            await server.adopt(address, socks)
+    else:
+        for address in listens:
+            await server.listen(address)
     from ninep.server.metrics_http import MetricsListener
     exporter = MetricsListener(metrics_at) if metrics_at else None
     if exporter is not None:
@@ -224,7 +301,10 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
         task.add_done_callback(lambda _: notify("READY=1"))
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    notify("READY=1", "STATUS=listening on " + ", ".join(map(str, listens)))
+    if ready is not None:
+        ready()
+    else:
+        notify("READY=1", "STATUS=listening on " + ", ".join(map(str, listens)))
     await stop.wait()
     log.info("stopping")
     notify("STOPPING=1")

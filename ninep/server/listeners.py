@@ -23,7 +23,7 @@ from ninep.server.transport import Connection, address_text
 from ninep.vfs.locks import LockManager
 from ninep.vfs.policy import Policy
 
-__all__ = ["ListenAddress", "Server", "parse_listen", "systemd_sockets"]
+__all__ = ["ListenAddress", "Server", "bind_listener", "parse_listen", "systemd_sockets"]
 
 log = logging.getLogger(__name__)
 
@@ -264,28 +264,30 @@ class Server:
         listener.start()
 
     async def _listen_inherited(self, address: ListenAddress) -> list[str]:
+        return await self.adopt(address, bind_listener(address))
+
+    async def adopt(self, address: ListenAddress,
+                    socks: list[tuple[str, socket.socket]]) -> list[str]:
+        """Accept on listening sockets bound elsewhere (by systemd, or by the workers'
+        supervisor, ninep/workers/): ``(name, socket)`` pairs, the name for the log.
+        A UNIX socket's file is left to whoever bound it."""
         loop = asyncio.get_running_loop()
-        socks = [(n, s) for n, s in systemd_sockets()
-                 if address.fdname is None or n == address.fdname]
-        if not socks:
-            raise ValueError(f"listener {address}: no socket was passed by systemd "
-                             "(LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES)")
         bound = []
         for name, sock in socks:
             if sock.family == socket.AF_UNIX:
                 srv = await loop.create_unix_server(lambda: self.connection("unix"), sock=sock)
                 self._servers.append(srv)
-                where = f"unix://{sock.getsockname()} (systemd {name})"
+                where = f"unix://{sock.getsockname()} ({name})"
             elif address.tls is not None:
                 self._listen_tls(sock, address.tls)
                 host, port = sock.getsockname()[:2]
-                where = f"tls://{host}:{port} (systemd {name})"
+                where = f"tls://{host}:{port} ({name})"
                 self._note_network_listener(where, "tls", sock, address.tls)
             else:
                 srv = await loop.create_server(lambda: self.connection("tcp"), sock=sock)
                 self._servers.append(srv)
                 host, port = sock.getsockname()[:2]
-                where = f"tcp://{host}:{port} (systemd {name})"
+                where = f"tcp://{host}:{port} ({name})"
                 self._note_network_listener(where, "tcp", sock, None)
             log.info("listening on %s", where)
             bound.append(where)
@@ -369,6 +371,36 @@ class Server:
             except OSError:
                 pass
         self._unix_paths.clear()
+
+
+def bind_listener(address: ListenAddress, backlog: int = 1024) -> list[tuple[str, socket.socket]]:
+    """Bind and listen on ``address`` without serving it: the workers' supervisor does
+    this once and every worker accepts on the same sockets (:meth:`Server.adopt`).
+    Returns ``(name, socket)`` pairs; systemd's sockets are returned as passed."""
+    if address.kind == "systemd":
+        socks = [(f"systemd {n}", s) for n, s in systemd_sockets()
+                 if address.fdname is None or n == address.fdname]
+        if not socks:
+            raise ValueError(f"listener {address}: no socket was passed by systemd "
+                             "(LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES)")
+        return socks
+    if address.kind in ("tcp", "tls"):
+        sock = socket.create_server((address.host, address.port), family=_family(address.host),
+                                    backlog=backlog)
+        return [(address.kind, sock)]
+    if address.kind == "unix":
+        remove_stale_socket(address.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address.path)
+            if address.mode is not None:
+                os.chmod(address.path, address.mode)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return [("unix", sock)]
+    raise ValueError(f"listener {address}: cannot be shared by workers")
 
 
 def _family(host: str) -> socket.AddressFamily:

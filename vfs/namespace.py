@@ -11,7 +11,7 @@ import errno
 import functools
 import itertools
 import stat
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from ninep.wire.constants import QTDIR, QTFILE, QTSYMLINK
 from ninep.wire.messages import Qid
@@ -73,6 +73,8 @@ PATH_MAX = 4096  # Linux's, counting the NUL: the longest symlink target is 4095
 _NS = 1_000_000_000
 _O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC = 3, 1, 2, 0o1000
 _SYNTHETIC_DEV = 0xFFFF
+_INO_LIMIT = 1 << 48  # a qid.path is 16 bits of mount (dev) and 48 of inode
+_FOLD = 0x9E37_79B9_7F4A_7C15  # 2^64 / golden ratio: spreads the high bits (Knuth)
 
 
 def validate_name(name: str) -> None:
@@ -100,18 +102,23 @@ class Mount:
     path: str
     backend: Backend
     read_only: bool = False
-    dev: int = 0
+    dev: int = 0  # the mount's place in the configuration, never the order of events
     parent: Location | None = None  # where ".." from this mount's root leads
-    _qid_map: dict[int, int] = field(default_factory=dict)
 
     def qid_path(self, ino: int) -> int:
-        """Map a backend inode number to a qid.path unique across the namespace."""
-        if ino < 1 << 48:
+        """Map a backend inode number to a qid.path unique across the namespace.
+
+        A function of (dev, ino) alone, so that every worker process (ninep/workers/)
+        and every restart gives a file the same qid.path: a kernel client that
+        reconnects elsewhere keeps its inode numbers. An inode number of 48 bits or
+        more (XFS inode64, btrfs subvolumes) has its high bits folded in by a
+        multiplicative hash: distinct files may then share a qid.path, with odds of
+        about n^2 / 2^49 for n such files, where a table of first sightings would
+        differ from process to process."""
+        if ino < _INO_LIMIT:
             return (self.dev << 48) | ino
-        mapped = self._qid_map.get(ino)
-        if mapped is None:  # rare: a backend with 64-bit inode numbers
-            mapped = self._qid_map[ino] = (self.dev << 48) | (0xFFFF_FFFF_FFFF - len(self._qid_map))
-        return mapped
+        folded = (ino ^ ((ino >> 48) * _FOLD)) & (_INO_LIMIT - 1)
+        return (self.dev << 48) | folded
 
 
 @dataclass(frozen=True, slots=True)

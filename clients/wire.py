@@ -1,8 +1,7 @@
-"""Client-side 9P2000.L constants, open-mode translation and the Rreaddir parser."""
+"""Client-side 9P2000.L constants and open-mode translation; the Rreaddir parser is the wire's."""
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from ninep.wire.constants import (
@@ -49,7 +48,7 @@ from ninep.wire.constants import (
     XATTR_CREATE,
     XATTR_REPLACE,
 )
-from ninep.wire.messages import Qid
+from ninep.wire.dirent import Dirent, parse_dirents
 
 __all__ = [
     "AT_REMOVEDIR",
@@ -101,10 +100,6 @@ __all__ = [
     "split_path",
 ]
 
-_DIRENT_FIXED = struct.Struct("<BIQQB")
-_U16 = struct.Struct("<H")
-
-
 @dataclass(frozen=True, slots=True)
 class OpenMode:
     """A Python open() mode string decoded into what the client sends."""
@@ -141,36 +136,6 @@ def parse_mode(mode: str) -> OpenMode:
     return OpenMode(flags=flags, create=kind in "wax", exclusive=kind == "x",
                     truncate=kind == "w", append=kind == "a", readable=readable,
                     writable=writable, binary="b" in chars)
-
-
-@dataclass(frozen=True, slots=True)
-class Dirent:
-    """One raw Rreaddir entry: qid, the cookie resuming after it, DT_* type, name."""
-
-    qid: Qid
-    offset: int
-    type: int
-    name: str
-
-
-def parse_dirents(data: bytes | memoryview) -> list[Dirent]:
-    """Parse the packed entries of an Rreaddir; ValueError if an entry is cut short."""
-    out: list[Dirent] = []
-    pos = 0
-    end = len(data)
-    while pos < end:
-        if end - pos < _DIRENT_FIXED.size + 2:
-            raise ValueError(f"Rreaddir entry at byte {pos} is truncated")
-        qtype, qversion, qpath, offset, dtype = _DIRENT_FIXED.unpack_from(data, pos)
-        pos += _DIRENT_FIXED.size
-        (length,) = _U16.unpack_from(data, pos)
-        pos += 2
-        if pos + length > end:
-            raise ValueError(f"Rreaddir name at byte {pos} overruns the data")
-        name = str(bytes(data[pos:pos + length]), "utf-8", "surrogateescape")
-        pos += length
-        out.append(Dirent(Qid(qtype, qversion, qpath), offset, dtype, name))
-    return out
 
 
 def split_path(path: str) -> tuple[str, ...]:

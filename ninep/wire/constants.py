@@ -19,6 +19,8 @@ __all__ = [
     "DT_UNKNOWN",
     "GETATTR_ALL",
     "GETATTR_BASIC",
+    "HEADER_SIZE",
+    "IOHDRSZ",
     "LOCK_BLOCKED",
     "LOCK_ERROR",
     "LOCK_FLAG_BLOCK",
@@ -27,6 +29,9 @@ __all__ = [
     "LOCK_SUCCESS",
     "LOCK_UNLCK",
     "LOCK_WRLCK",
+    "NOFID",
+    "NONUNAME",
+    "NOTAG",
     "O_ACCMODE",
     "O_APPEND",
     "O_CREAT",
@@ -41,6 +46,7 @@ __all__ = [
     "QTDIR",
     "QTFILE",
     "QTSYMLINK",
+    "READDIRHDRSZ",
     "SETATTR_ATIME",
     "SETATTR_ATIME_SET",
     "SETATTR_CTIME",
@@ -50,9 +56,20 @@ __all__ = [
     "SETATTR_MTIME_SET",
     "SETATTR_SIZE",
     "SETATTR_UID",
+    "VERSION_9P2000L",
+    "VERSION_UNKNOWN",
     "XATTR_CREATE",
     "XATTR_REPLACE",
 ]
+
+NOTAG: Final = 0xFFFF
+NOFID: Final = 0xFFFFFFFF
+NONUNAME: Final = 0xFFFFFFFF
+HEADER_SIZE: Final = 7  # size[4] type[1] tag[2]
+IOHDRSZ: Final = 24  # what Linux reserves for a Tread/Twrite/Rread header
+READDIRHDRSZ: Final = 24
+VERSION_9P2000L: Final = "9P2000.L"
+VERSION_UNKNOWN: Final = "unknown"
 
 # Tlopen/Tlcreate flags: the Linux x86 O_* values (PROTOCOL.md, "Bit values").
 O_RDONLY: Final = 0o0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from ninep.wire.messages import HEADER_SIZE, DecodeError
+from ninep.wire.codec import DecodeError
+from ninep.wire.constants import HEADER_SIZE
 
 __all__ = ["TVERSION_MAX", "FrameTooLarge", "Framer"]
 

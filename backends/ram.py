@@ -19,6 +19,16 @@ from ninep.vfs.node import (
     apply_setattr,
     dtype_of_mode,
 )
+from ninep.wire.constants import (
+    O_ACCMODE,
+    O_APPEND,
+    O_DIRECTORY,
+    O_TRUNC,
+    XATTR_CREATE,
+    XATTR_REPLACE,
+    XATTR_SIZE_MAX,
+    open_access,
+)
 
 from .registry import Options, option_int
 
@@ -29,13 +39,7 @@ PAGE_SIZE = 64 * 1024  # a file is a dict of pages; a missing page is a hole of 
 BLOCK = 4096  # pages grow in BLOCK steps; space is counted in BLOCK units
 MAX_FILE_SIZE = 2**63 - 1  # Linux MAX_LFS_FILESIZE
 TMPFS_MAGIC = 0x01021994
-XATTR_CREATE, XATTR_REPLACE = 1, 2
-XATTR_SIZE_MAX = 65536  # Linux refuses larger values with E2BIG
 _UNLIMITED = 2**31  # what statfs reports for a limit that was not set
-
-# Linux O_* values: the 9P2000.L P9_DOTL_* flags are the x86 ones, whatever the host.
-O_ACCMODE, O_WRONLY, O_RDWR = 0o3, 0o1, 0o2
-O_TRUNC, O_APPEND, O_DIRECTORY = 0o1000, 0o2000, 0o200000
 
 _fsids = itertools.count(1)
 
@@ -159,11 +163,9 @@ class RamFile(RamNode):
     async def open(self, flags: int) -> Handle:
         if flags & O_DIRECTORY:
             raise OSError(errno.ENOTDIR, "not a directory")
-        accmode = flags & O_ACCMODE
         if flags & O_TRUNC:  # vfs/ asked for write permission already, as Linux does
             self.truncate(0, time.time_ns())
-        return RamHandle(self, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
-                         bool(flags & O_APPEND))
+        return RamHandle(self, *open_access(flags), bool(flags & O_APPEND))
 
     def read_bytes(self, offset: int, size: int) -> bytes:
         if offset < 0 or size < 0:
@@ -425,9 +427,7 @@ class RamDir(RamNode):
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         node = self.make_file(name, mode, uid, gid)
-        accmode = flags & O_ACCMODE
-        return node, RamHandle(node, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
-                               bool(flags & O_APPEND))
+        return node, RamHandle(node, *open_access(flags), bool(flags & O_APPEND))
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         return self.make_dir(name, mode, uid, gid)

@@ -20,6 +20,7 @@ from ninep.vfs.node import (
     StatFs,
     dtype_of_mode,
 )
+from ninep.wire.constants import O_ACCMODE, O_RDWR, O_WRONLY
 
 from .registry import BackendConfigError, Options
 
@@ -43,7 +44,6 @@ __all__ = [
     "open_zero",
 ]
 
-_O_ACCMODE, _O_WRONLY, _O_RDWR = 3, 1, 2
 _ZEROS = memoryview(bytes(1 << 20))  # immutable: replies may share it without a copy
 _inos = itertools.count(2)
 
@@ -72,7 +72,7 @@ class _SyntheticFile(LeafNode):
         return None
 
     async def open(self, flags: int) -> Handle:
-        if flags & _O_ACCMODE in (_O_WRONLY, _O_RDWR) and not self.mode & 0o222:
+        if flags & O_ACCMODE in (O_WRONLY, O_RDWR) and not self.mode & 0o222:
             raise OSError(errno.EACCES, "read-only synthetic file")
         return self.handle()
 
@@ -215,7 +215,7 @@ class StaticDir(ReadOnlyNode):
             raise OSError(errno.ENOENT, "no such file or directory") from None
 
     async def open(self, flags: int) -> Handle:
-        if flags & _O_ACCMODE:
+        if flags & O_ACCMODE:
             raise OSError(errno.EISDIR, "is a directory")
         return Handle()
 

@@ -13,7 +13,7 @@ import itertools
 import stat
 from dataclasses import dataclass, replace
 
-from ninep.wire.constants import QTDIR, QTFILE, QTSYMLINK
+from ninep.wire.constants import O_ACCMODE, O_RDWR, O_TRUNC, O_WRONLY, QTDIR, QTFILE, QTSYMLINK
 from ninep.wire.messages import Qid
 
 from .caller import serving
@@ -71,7 +71,6 @@ NO_LISTING_END = 1 << 64  # Namespace.listing_end of a directory that cannot gro
 NAME_MAX = 255
 PATH_MAX = 4096  # Linux's, counting the NUL: the longest symlink target is 4095 bytes
 _NS = 1_000_000_000
-_O_ACCMODE, _O_WRONLY, _O_RDWR, _O_TRUNC = 3, 1, 2, 0o1000
 _SYNTHETIC_DEV = 0xFFFF
 _INO_LIMIT = 1 << 48  # a qid.path is 16 bits of mount (dev) and 48 of inode
 _FOLD = 0x9E37_79B9_7F4A_7C15  # 2^64 / golden ratio: spreads the high bits (Knuth)
@@ -340,11 +339,11 @@ class Namespace:
 
     async def open(self, loc: Location, flags: int, cred: Cred) -> Handle:
         serving(cred, loc.mount.backend)
-        accmode = flags & _O_ACCMODE
-        writes = accmode in (_O_WRONLY, _O_RDWR) or bool(flags & _O_TRUNC)
+        accmode = flags & O_ACCMODE
+        writes = accmode in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC)
         if writes:
             self._writable(loc)
-        want = (R_OK if accmode in (0, _O_RDWR) else 0) | (W_OK if writes else 0)
+        want = (R_OK if accmode in (0, O_RDWR) else 0) | (W_OK if writes else 0)
         attr = await self._check(loc, cred, want)
         if attr is not None:
             self._lend_group(loc.mount.backend, cred, attr.gid,
@@ -353,7 +352,7 @@ class Namespace:
         if writes and attr is not None and cred.uid != 0 and not host_applies(loc.mount.backend):
             guard = WriteGuard(handle, loc.node, loc.mount.backend, attr.mode,
                                functools.partial(self.groups.member, cred))
-            if flags & _O_TRUNC:  # handle_truncate: do_truncate removes privileges too
+            if flags & O_TRUNC:  # handle_truncate: do_truncate removes privileges too
                 await guard.remove_privs()
             handle = guard
         return handle
@@ -368,7 +367,7 @@ class Namespace:
         mode = self._new_mode(loc, dir_attr, mode, gid, cred)
         self._lend_new_group(loc, dir_attr, cred, gid)
         node, handle = await loc.node.create(name, flags, mode, cred.uid, gid)
-        if (dir_attr is not None and cred.uid != 0 and flags & _O_ACCMODE in (_O_WRONLY, _O_RDWR)
+        if (dir_attr is not None and cred.uid != 0 and flags & O_ACCMODE in (O_WRONLY, O_RDWR)
                 and not host_applies(loc.mount.backend)):
             handle = WriteGuard(handle, node, loc.mount.backend, stat.S_IFREG | mode,
                                 functools.partial(self.groups.member, cred))

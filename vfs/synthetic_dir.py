@@ -7,6 +7,8 @@ import stat
 import time
 from typing import TYPE_CHECKING
 
+from ninep.wire.constants import O_ACCMODE
+
 from .node import DT_DIR, Attr, Backend, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
 
 if TYPE_CHECKING:
@@ -14,7 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SyntheticBackend", "SyntheticDir"]
 
-_O_ACCMODE = 3
 
 
 class SyntheticDir(ReadOnlyNode):
@@ -43,7 +44,7 @@ class SyntheticDir(ReadOnlyNode):
         raise OSError(errno.ENOENT, "no such file or directory")  # mounts: see Namespace.walk
 
     async def open(self, flags: int) -> Handle:
-        if flags & _O_ACCMODE != 0:
+        if flags & O_ACCMODE != 0:
             raise OSError(errno.EISDIR, "is a directory")
         return Handle()
 

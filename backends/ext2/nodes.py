@@ -10,6 +10,18 @@ import time
 import weakref
 
 from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setattr
+from ninep.wire.constants import (
+    O_ACCMODE,
+    O_APPEND,
+    O_DIRECTORY,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+    XATTR_CREATE,
+    XATTR_REPLACE,
+    XATTR_SIZE_MAX,
+    open_access,
+)
 
 from . import attrs
 from .dirops import Ext2DirOps
@@ -20,10 +32,6 @@ from .xattr import fits_a_block, split_name
 __all__ = ["EXT2_SUPER_MAGIC", "Ext2Handle", "Ext2Node", "NodeTable"]
 
 EXT2_SUPER_MAGIC = 0xEF53
-O_ACCMODE, O_WRONLY, O_RDWR = 0o3, 0o1, 0o2
-O_TRUNC, O_APPEND, O_DIRECTORY = 0o1000, 0o2000, 0o200000
-XATTR_CREATE, XATTR_REPLACE = 1, 2
-XATTR_SIZE_MAX = 65536
 PATH_MAX = 4096  # Linux's, counting the NUL: symlink(2) stores at most 4095 bytes
 
 
@@ -227,9 +235,7 @@ class Ext2Node(Node):
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         node = self._dir().make(name, stat.S_IFREG | (mode & 0o7777), uid, gid)
-        accmode = flags & O_ACCMODE
-        return node, Ext2Handle(node, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
-                                bool(flags & O_APPEND))
+        return node, Ext2Handle(node, *open_access(flags), bool(flags & O_APPEND))
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         return self._dir().mkdir(name, mode, uid, gid)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from ninep.vfs.node import Attr, Backend, Handle, Node, SetAttr
+from ninep.wire.constants import O_RDONLY, O_WRONLY
 
 from .markers import (
     WORK_DIR,
@@ -31,7 +32,6 @@ COPY_CHUNK = 1 << 20  # copy-up moves this much, then lets other requests run
 _ZEROS = memoryview(bytes(COPY_CHUNK))
 _DIRECT = 1 << 46  # layer inode numbers below this are used as they are
 _UPPER = 1 << 47  # the bit that keeps upper-only inode numbers apart from lower ones
-O_RDONLY, O_WRONLY = 0, 1
 
 
 async def _keep_times(directory: Node, before: Attr) -> None:

@@ -14,6 +14,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.wire.constants import O_ACCMODE, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY
 
 from .listing import CookieCodec, listing_end, read_merged
 from .markers import (
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OverlayDir", "OverlayDirHandle", "OverlayHandle", "OverlayNode"]
 
-O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC = 0o3, 0, 0o1, 0o2, 0o1000
 
 
 def _writes(flags: int) -> bool:

@@ -11,6 +11,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.wire.constants import O_ACCMODE, O_TRUNC
 
 from .containment import MoveWatch, check_contained, move_watch, watched
 from .fsident import SearchGrants, host_cred, thread_cred, under_caller
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PassthroughNode"]
 
-_O_ACCMODE, _O_TRUNC = 0o3, 0o1000  # 9P2000.L values
 _INLINE_SCAN_BYTES = 16 * 4096  # a directory this small is listed without a thread hop
 _SPECIAL = {stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK}
 
@@ -322,8 +322,8 @@ class PassthroughNode(Node):
 
     @under_caller
     async def open(self, flags: int) -> Handle:
-        accmode = flags & _O_ACCMODE
-        writes = accmode != 0 or bool(flags & _O_TRUNC)
+        accmode = flags & O_ACCMODE
+        writes = accmode != 0 or bool(flags & O_TRUNC)
         if writes:
             self.fs.writable()
         self._begin_held()

@@ -11,6 +11,7 @@ import errno
 import os
 
 from ninep.vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
+from ninep.wire.constants import O_ACCMODE, O_DIRECTORY, O_TRUNC
 
 from .source import ArchiveSource
 from .sparse import SparseMap
@@ -18,7 +19,6 @@ from .sparse import SparseMap
 __all__ = ["TarDir", "TarDirHandle", "TarFile", "TarFileHandle", "TarNode", "TarSpecial",
            "TarSymlink", "TarVolume"]
 
-O_ACCMODE, O_TRUNC, O_DIRECTORY = 0o3, 0o1000, 0o200000
 
 
 class TarVolume:

@@ -28,11 +28,11 @@ from ninep.backends.registry import Options
 from ninep.backends.synthetic import SyntheticBackend
 from ninep.server import metrics
 from ninep.vfs.node import Attr, Handle, LeafNode, Node
+from ninep.wire.constants import O_ACCMODE
 
 __all__ = ["MetricsBackend", "RenderedFile", "open_backend", "render_connections",
            "render_ops"]
 
-_O_ACCMODE = 3
 _inos = itertools.count(2)
 
 
@@ -64,7 +64,7 @@ class RenderedFile(LeafNode):
         return self.peek_attr()
 
     async def open(self, flags: int) -> Handle:
-        if flags & _O_ACCMODE:
+        if flags & O_ACCMODE:
             raise OSError(errno.EACCES, "the metrics files are read-only")
         return _SnapshotHandle(self.render().encode())
 

@@ -29,6 +29,8 @@ __all__ = [
     "LOCK_SUCCESS",
     "LOCK_UNLCK",
     "LOCK_WRLCK",
+    "MAXWELEM",
+    "MIN_MSIZE",
     "NOFID",
     "NONUNAME",
     "NOTAG",
@@ -60,6 +62,8 @@ __all__ = [
     "VERSION_UNKNOWN",
     "XATTR_CREATE",
     "XATTR_REPLACE",
+    "XATTR_SIZE_MAX",
+    "open_access",
 ]
 
 NOTAG: Final = 0xFFFF
@@ -122,3 +126,16 @@ QTDIR: Final = 0x80
 QTSYMLINK: Final = 0x02
 QTFILE: Final = 0x00
 QTAUTH: Final = 0x08
+
+# Limits both ends check. The smallest msize: Linux's client refuses a smaller
+# Rversion msize with EREMOTEIO (p9_client_version, net/9p/client.c).
+MIN_MSIZE: Final = 4096
+MAXWELEM: Final = 16  # walk(5): at most 16 names per Twalk
+XATTR_SIZE_MAX: Final = 65536  # Linux's (include/uapi/linux/limits.h): E2BIG past it
+
+
+def open_access(flags: int) -> tuple[bool, bool]:
+    """Whether Tlopen/Tlcreate ``flags`` read and write, from the access mode alone
+    (O_RDONLY reads, O_WRONLY writes, O_RDWR both; O_TRUNC is the caller's to check)."""
+    accmode = flags & O_ACCMODE
+    return accmode in (O_RDONLY, O_RDWR), accmode in (O_WRONLY, O_RDWR)

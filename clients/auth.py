@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ninep.server.auth import (
+from ninep.wire.auth import (
     decode_challenge,
     decode_status,
     encode_response,

@@ -1,8 +1,8 @@
-"""Tauth with Ed25519 keys: the wire formats of docs/auth.md, authorized keys, the server side.
+"""Tauth with Ed25519 keys, the server side: authorized keys, an afid's exchange, proofs.
 
-The exchange over an afid: Tread returns a CHALLENGE, one Twrite carries the
-RESPONSE (public key + signature), and a Tread after that returns a STATUS.
-The codec functions are shared with the client (clients/auth.py).
+The exchange's messages and key forms are the wire's (ninep/wire/auth.py, shared
+with the client); this module decides who is let in. It knows nothing of the
+session: handlers.py binds the afid and hands in what a decision needs.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ import hashlib
 import itertools
 import logging
 import os
-import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ninep.vfs.namespace import Namespace
@@ -29,13 +27,32 @@ from ninep.vfs.node import Cred
 from ninep.vfs.policy import shown
 from ninep.vfs.refusals import REFUSALS
 from ninep.wire import messages as m
+from ninep.wire.auth import (
+    CHALLENGE_MAGIC,
+    ED25519,
+    RESPONSE_MAGIC,
+    SIGN_CONTEXT,
+    STATUS_MAGIC,
+    Challenge,
+    Status,
+    decode_challenge,
+    decode_response,
+    decode_status,
+    encode_response,
+    key_fingerprint,
+    public_key_blob,
+    raw_ed25519,
+    signed_message,
+)
 from ninep.wire.constants import QTAUTH
+from ninep.wire.qid import Qid
 
-if TYPE_CHECKING:
-    from ninep.server.session import Session
-
+# The wire's names that this module's users (tests, certs) take from here too.
 __all__ = [
+    "AFID_CRED",
+    "AFID_NAMESPACE",
     "CHALLENGE_MAGIC",
+    "QTAUTH",
     "RESPONSE_MAGIC",
     "SIGN_CONTEXT",
     "STATUS_MAGIC",
@@ -44,6 +61,7 @@ __all__ = [
     "Challenge",
     "ConnectionProof",
     "Status",
+    "aqid",
     "attach_key_ids",
     "authorized_key_ids",
     "begin",
@@ -61,141 +79,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHALLENGE_MAGIC = b"ninep-auth1-chal"
-RESPONSE_MAGIC = b"ninep-auth1-resp"
-STATUS_MAGIC = b"ninep-auth1-stat"
-SIGN_CONTEXT = b"ninep-auth1-sign"
-ED25519 = b"ssh-ed25519"
-STATUS_ACCEPTED, STATUS_REFUSED = 0, 1
-_U16, _U32 = struct.Struct("<H"), struct.Struct("<I")
 _PROCESS_SECRET = os.urandom(32)  # connection nonces are unpredictable across restarts
 _aqid_paths = itertools.count(1)
 MAX_PROOFS = 64  # distinct (aname, uname, n_uname, key) proofs one connection keeps
-_AFID_NAMESPACE = Namespace("afid")  # an afid points at an empty, read-only directory
-_NO_CRED = Cred(m.NONUNAME, m.NONUNAME, frozenset())
-
-
-# --- the codec (sans-I/O, shared with the client) -------------------------------
-
-def _string(data: bytes) -> bytes:
-    return _U16.pack(len(data)) + data
-
-
-class _Reader:
-    """Reads 9P-style fields; any shortfall or leftover is a ValueError."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ValueError("truncated auth message")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-    def u32(self) -> int:
-        return int(_U32.unpack(self.take(4))[0])
-
-    def string(self) -> bytes:
-        return self.take(_U16.unpack(self.take(2))[0])
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise ValueError(f"{len(self.data) - self.pos} bytes after the auth message")
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """What the server asks the client to sign (the CHALLENGE message)."""
-
-    nonce: bytes  # 32 random bytes, fresh for this afid
-    connection: bytes  # 32 bytes, the same for every afid of one connection
-    afid: int
-    n_uname: int
-    uname: str
-    aname: str
-
-    def encode(self) -> bytes:
-        return (CHALLENGE_MAGIC + self.nonce + self.connection
-                + _U32.pack(self.afid) + _U32.pack(self.n_uname)
-                + _string(self.uname.encode()) + _string(self.aname.encode()))
-
-
-def decode_challenge(data: bytes) -> Challenge:
-    r = _Reader(data)
-    if r.take(16) != CHALLENGE_MAGIC:
-        raise ValueError("not a ninep-auth1 challenge")
-    challenge = Challenge(r.take(32), r.take(32), r.u32(), r.u32(), r.string().decode(),
-                          r.string().decode())
-    r.end()
-    return challenge
-
-
-def signed_message(challenge: bytes, key_blob: bytes) -> bytes:
-    """The bytes the client signs: a domain separator, the challenge as read, the key."""
-    return SIGN_CONTEXT + challenge + _string(key_blob)
-
-
-def encode_response(key_blob: bytes, signature: bytes) -> bytes:
-    return RESPONSE_MAGIC + _string(key_blob) + _string(signature)
-
-
-def decode_response(data: bytes) -> tuple[bytes, bytes]:
-    r = _Reader(data)
-    if r.take(16) != RESPONSE_MAGIC:
-        raise ValueError("not a ninep-auth1 response")
-    key_blob, signature = r.string(), r.string()
-    r.end()
-    return key_blob, signature
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """The STATUS message: accepted or refused, and the proven key's fingerprint."""
-
-    accepted: bool
-    fingerprint: str = ""
-
-    def encode(self) -> bytes:
-        code = STATUS_ACCEPTED if self.accepted else STATUS_REFUSED
-        return STATUS_MAGIC + bytes([code]) + _string(self.fingerprint.encode())
-
-
-def decode_status(data: bytes) -> Status:
-    r = _Reader(data)
-    if r.take(16) != STATUS_MAGIC:
-        raise ValueError("not a ninep-auth1 status")
-    code = r.take(1)[0]
-    fingerprint = r.string().decode()
-    r.end()
-    return Status(code == STATUS_ACCEPTED, fingerprint)
-
-
-# --- keys ------------------------------------------------------------------------
-
-def public_key_blob(key: ed25519.Ed25519PublicKey) -> bytes:
-    """The OpenSSH wire form: string "ssh-ed25519", string key (u32 big-endian lengths)."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return _ssh_string(ED25519) + _ssh_string(raw)
-
-
-def _ssh_string(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
-
-
-def _raw_ed25519(blob: bytes) -> bytes:
-    """The 32 key bytes of an ssh-ed25519 blob; ValueError for anything else."""
-    if len(blob) != 4 + len(ED25519) + 4 + 32 or blob[:4 + len(ED25519)] != _ssh_string(ED25519) \
-            or blob[15:19] != struct.pack(">I", 32):
-        raise ValueError("not an ssh-ed25519 public key")
-    return blob[19:]
-
-
-def key_fingerprint(blob: bytes) -> str:
-    """OpenSSH's fingerprint: ``SHA256:`` + unpadded base64 of the blob's SHA-256."""
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return "SHA256:" + digest
+AFID_NAMESPACE = Namespace("afid")  # an afid points at an empty, read-only directory
+AFID_CRED = Cred(m.NONUNAME, m.NONUNAME, frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +120,7 @@ def parse_authorized_keys(text: str, source: str = "authorized_keys") -> dict[by
             continue
         try:
             blob = base64.b64decode(fields[1], validate=True) if len(fields) > 1 else b""
-            _raw_ed25519(blob)
+            raw_ed25519(blob)
         except ValueError as exc:
             log.warning("%s: line skipped: bad key data (%s)", where, exc)
             continue
@@ -297,7 +185,7 @@ class AuthExchange:
             raise _refusal(peer, f"response written at offset {offset}")
         try:
             blob, signature = decode_response(data)
-            raw = _raw_ed25519(blob)
+            raw = raw_ed25519(blob)
         except ValueError as exc:
             raise _refusal(peer, str(exc)) from None
         keys = await asyncio.to_thread(load_authorized_keys, self.authorized_keys)
@@ -334,49 +222,50 @@ def connection_nonce(conn_id: int) -> bytes:
     return hashlib.sha256(_PROCESS_SECRET + conn_id.to_bytes(8, "little")).digest()
 
 
-def begin(session: Session, msg: m.Tauth) -> m.Rauth:
-    """Tauth: bind the afid to a fresh challenge (the caller checked that auth is wanted)."""
-    from ninep.server.session import Fid
-
-    keys = session.policy.authorized_keys
+def begin(keys: Path | None, conn_id: int, msg: m.Tauth) -> AuthExchange:
+    """Tauth: a fresh challenge for the afid (the caller checked that auth is wanted,
+    and binds the afid)."""
     if keys is None:
         raise OSError(errno.EACCES, "no authorized keys file is configured")
-    session.check_new_fid(msg.afid)
-    challenge = Challenge(os.urandom(32), connection_nonce(session.conn_id), msg.afid,
+    challenge = Challenge(os.urandom(32), connection_nonce(conn_id), msg.afid,
                           msg.n_uname, msg.uname, msg.aname)
-    fid = Fid(_AFID_NAMESPACE, _AFID_NAMESPACE.root(), _NO_CRED)
-    fid.auth = AuthExchange(challenge, keys)
-    session.bind(msg.afid, fid)
-    return m.Rauth(m.Qid(QTAUTH, 0, next(_aqid_paths)))
+    return AuthExchange(challenge, keys)
 
 
-def attach_key_ids(session: Session, msg: m.Tattach) -> frozenset[str]:
-    """The key ids a Tattach carries: from its afid, or from an earlier attach on
-    this connection that used one (the kernel behind ``ninep mount`` attaches with
-    NOFID after the helper authenticated, as with diod's authenticated connections)."""
+def aqid() -> Qid:
+    """The qid of a new afid: numbered apart from every file."""
+    return Qid.auth(next(_aqid_paths))
+
+
+def attach_key_ids(msg: m.Tattach, proofs: Sequence[ConnectionProof],
+                   afid: AuthExchange | None) -> frozenset[str]:
+    """The key ids a Tattach carries: from its afid (``afid``: that fid's exchange,
+    None if it has none), or from an earlier attach on this connection that used one
+    (the kernel behind ``ninep mount`` attaches with NOFID after the helper
+    authenticated, as with diod's authenticated connections)."""
     if msg.afid == m.NOFID:
-        for proof in session.auth_proofs:
+        for proof in proofs:
             if proof.covers(msg):
                 return proof.key_ids
         return frozenset()
-    afid = session.fids.get(msg.afid)
-    if afid is None or afid.auth is None:
+    if afid is None:
         raise OSError(errno.EACCES, f"afid {msg.afid} is not an authentication fid")
-    return afid.auth.proven_for(msg.uname, msg.aname, msg.n_uname)
+    return afid.proven_for(msg.uname, msg.aname, msg.n_uname)
 
 
-def record_attach(session: Session, msg: m.Tattach, key_ids: frozenset[str]) -> None:
+def record_attach(proofs: list[ConnectionProof], peer: object, msg: m.Tattach,
+                  key_ids: frozenset[str]) -> None:
     """Remember a key proven through an afid for later NOFID attaches on this connection."""
     if msg.afid == m.NOFID or not key_ids:
         return
     proof = ConnectionProof(msg.aname, msg.uname, msg.n_uname, key_ids)
-    if proof in session.auth_proofs:
+    if proof in proofs:
         return
-    if len(session.auth_proofs) >= MAX_PROOFS:  # a client attaching in a loop stays bounded
+    if len(proofs) >= MAX_PROOFS:  # a client attaching in a loop stays bounded
         log.warning("%s: more than %d proofs on one connection; not kept for NOFID attaches",
-                    session.peer, MAX_PROOFS)
+                    peer, MAX_PROOFS)
         return
-    session.auth_proofs.append(proof)
+    proofs.append(proof)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,14 +79,15 @@ async def _qid(fid: Fid, loc: Location | None = None) -> m.Qid:
 @handles(m.Tattach)
 async def attach(session: Session, msg: m.Tattach) -> m.Message:
     session.check_new_fid(msg.fid)
-    key_ids = auth.attach_key_ids(session, msg)
+    afid = session.fids.get(msg.afid) if msg.afid != m.NOFID else None
+    key_ids = auth.attach_key_ids(msg, session.auth_proofs, afid.auth if afid else None)
     cred = await resolve_cred(msg.uname, msg.n_uname)
     chosen = await session.select(AttachRequest(session.peer, msg.uname, msg.aname, msg.n_uname,
                                                 cred, key_ids))
     fid = Fid(chosen.namespace, chosen.namespace.root(), chosen.cred)
     qid = await _qid(fid)
     session.bind(msg.fid, fid)
-    auth.record_attach(session, msg, key_ids)
+    auth.record_attach(session.auth_proofs, session.peer, msg, key_ids)
     return m.Rattach(qid)
 
 
@@ -96,7 +97,12 @@ async def tauth(session: Session, msg: m.Tauth) -> m.Message:
     # diod does (Rlerror ENOENT): clients then attach with afid = NOFID.
     if not session.policy.wants_auth:
         raise OSError(errno.ENOENT, "authentication not required")
-    return auth.begin(session, msg)
+    exchange = auth.begin(session.policy.authorized_keys, session.conn_id, msg)
+    session.check_new_fid(msg.afid)
+    fid = Fid(auth.AFID_NAMESPACE, auth.AFID_NAMESPACE.root(), auth.AFID_CRED)
+    fid.auth = exchange
+    session.bind(msg.afid, fid)
+    return m.Rauth(auth.aqid())
 
 
 @handles(m.Twalk)

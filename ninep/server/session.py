@@ -13,8 +13,9 @@ import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine
 
+from ninep.server.auth import AuthExchange, ConnectionProof
 from ninep.vfs.locks import LockManager
 from ninep.vfs.namespace import Location, Namespace
 from ninep.vfs.narrowed import STALE, ReadOnlyHandle, StaleHandle
@@ -33,9 +34,6 @@ from ninep.vfs.policy import (
     shown,
 )
 from ninep.wire import messages as m
-
-if TYPE_CHECKING:
-    from ninep.server.auth import AuthExchange, ConnectionProof
 
 __all__ = [
     "CRED_CACHE_SIZE",

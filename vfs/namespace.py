@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, replace
 
 from ninep.wire.constants import O_ACCMODE, O_RDWR, O_TRUNC, O_WRONLY, QTDIR, QTFILE, QTSYMLINK
-from ninep.wire.messages import Qid
+from ninep.wire.qid import Qid, qid_type
 
 from .caller import serving
 from .idmap import IdMap
@@ -84,14 +84,6 @@ def validate_name(name: str) -> None:
         raise OSError(errno.EINVAL, f"file name {name!r} contains '/' or NUL")
     if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
         raise OSError(errno.ENAMETOOLONG, "file name longer than 255 bytes")
-
-
-def qid_type(mode: int) -> int:
-    if stat.S_ISDIR(mode):
-        return QTDIR
-    if stat.S_ISLNK(mode):
-        return QTSYMLINK
-    return QTFILE
 
 
 @dataclass(eq=False)
@@ -242,7 +234,7 @@ class Namespace:
     # --- identity --------------------------------------------------------
 
     def qid(self, loc: Location, attr: Attr) -> Qid:
-        return Qid(qid_type(attr.mode), 0, loc.mount.qid_path(attr.ino))
+        return Qid.of(attr.mode, loc.mount.qid_path(attr.ino))
 
     async def getattr(self, loc: Location) -> Attr:
         return self.client_attr(await loc.node.getattr())

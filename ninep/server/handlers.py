@@ -9,18 +9,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import struct
 
 from ninep.server import auth
 from ninep.server.session import Fid, Session, XattrWrite, handles, resolve_cred
-from ninep.vfs.locks import UNLCK
-from ninep.vfs.namespace import Location, qid_type
-from ninep.vfs.node import UTIME_NOW, Attr, SetAttr
+from ninep.vfs.locks import UNLCK, HostLocks
+from ninep.vfs.namespace import Location
+from ninep.vfs.node import UTIME_NOW, SetAttr
 from ninep.vfs.policy import AttachRequest
 from ninep.wire import messages as m
 from ninep.wire.constants import (
     AT_REMOVEDIR,
-    GETATTR_ALL,
     LOCK_BLOCKED,
     LOCK_FLAG_BLOCK,
     LOCK_SUCCESS,
@@ -38,12 +36,12 @@ from ninep.wire.constants import (
     SETATTR_SIZE,
     SETATTR_UID,
 )
+from ninep.wire.fast import rgetattr_body, rwalk_body
+from ninep.wire.qid import Qid, pack_qid
 
-__all__ = ["GETATTR_VALID", "MAXWELEM", "RGETATTR_SIZE", "read_fid", "rgetattr_body",
-           "rgetattr_frame", "walk_fid"]
+__all__ = ["MAXWELEM", "handle_getattr", "handle_setattr", "read_fid", "walk_fid"]
 
 MAXWELEM = 16
-GETATTR_VALID = GETATTR_ALL  # BASIC | BTIME | GEN | DATA_VERSION
 XATTR_SIZE_MAX = 65536
 XATTR_NAME_MAX = 255
 _XATTR_FLAGS = 3  # XATTR_CREATE | XATTR_REPLACE
@@ -52,8 +50,7 @@ _NO_ID = 0xFFFFFFFF  # (uid_t)-1: "leave unchanged" to chown, never an id to set
 # Linux's dev_t as MKDEV packs it (and glibc's mknod refuses a dev that does not fit it)
 _MAJOR_LIMIT, _MINOR_LIMIT = 1 << 12, 1 << 20
 _UMODE_MASK = 0o177777  # Linux's umode_t: file type and permission bits
-_U16 = struct.Struct("<H")
-_QID = struct.Struct("<BIQ")
+_NS = 1_000_000_000
 
 
 def _open_fid(session: Session, number: int) -> Fid:
@@ -128,7 +125,7 @@ async def walk_fid(session: Session, number: int, newfid: int,
         try:
             step = await ns.walk(loc, wname, fid.cred)
             mode, ino = await step.node.type_and_ino()
-            qids.append(_QID.pack(qid_type(mode), 0, step.mount.qid_path(ino)))
+            qids.append(pack_qid(mode, step.mount.qid_path(ino)))
         except OSError:
             if index == 0:
                 raise
@@ -143,41 +140,15 @@ async def walk_fid(session: Session, number: int, newfid: int,
 
 
 def _rwalk(qids: list[bytes]) -> m.Encoded:
-    return m.Encoded(m.Rwalk.type, _U16.pack(len(qids)) + b"".join(qids))
-
-
-# the Rgetattr body (PROTOCOL.md); the seconds of times are signed (before 1970)
-_RGETATTR = struct.Struct("<QBIQIII" + "Q" * 5 + "qQ" * 4 + "QQ")
-_RGETATTR_FRAME = struct.Struct("<IBH" + _RGETATTR.format[1:])  # the same with its header
-RGETATTR_SIZE = m.HEADER_SIZE + _RGETATTR.size
-_NS = 1_000_000_000
-
-
-def rgetattr_body(qid_type: int, qid_path: int, a: Attr) -> bytes:
-    """The Rgetattr body packed in one call: getattr is the hottest request there is."""
-    return _RGETATTR.pack(GETATTR_VALID, qid_type, 0, qid_path, a.mode, a.uid, a.gid, a.nlink,
-                          a.rdev, a.size, a.blksize, a.blocks,
-                          a.atime_ns // _NS, a.atime_ns % _NS, a.mtime_ns // _NS, a.mtime_ns % _NS,
-                          a.ctime_ns // _NS, a.ctime_ns % _NS, a.btime_ns // _NS, a.btime_ns % _NS,
-                          a.gen, a.data_version)
-
-
-def rgetattr_frame(tag: int, qid_type: int, qid_path: int, a: Attr) -> bytes:
-    """The whole Rgetattr frame, header included, in one call (the transport's fast path)."""
-    return _RGETATTR_FRAME.pack(
-        RGETATTR_SIZE, m.Rgetattr.type, tag, GETATTR_VALID, qid_type, 0, qid_path, a.mode, a.uid,
-        a.gid, a.nlink, a.rdev, a.size, a.blksize, a.blocks,
-        a.atime_ns // _NS, a.atime_ns % _NS, a.mtime_ns // _NS, a.mtime_ns % _NS,
-        a.ctime_ns // _NS, a.ctime_ns % _NS, a.btime_ns // _NS, a.btime_ns % _NS,
-        a.gen, a.data_version)
+    return m.Encoded(m.Rwalk.type, rwalk_body(qids))
 
 
 @handles(m.Tgetattr)
-async def getattr(session: Session, msg: m.Tgetattr) -> m.Message | m.Encoded:
+async def handle_getattr(session: Session, msg: m.Tgetattr) -> m.Message | m.Encoded:
     fid = session.fid(msg.fid)
     loc = fid.loc
     a = await fid.ns.getattr(loc)  # owners as the client knows them (the policy's id map)
-    return m.Encoded(m.Rgetattr.type, rgetattr_body(qid_type(a.mode), loc.mount.qid_path(a.ino), a))
+    return m.Encoded(m.Rgetattr.type, rgetattr_body(loc.mount.qid_path(a.ino), a))
 
 
 def _setattr_changes(msg: m.Tsetattr) -> SetAttr:
@@ -210,7 +181,7 @@ def _setattr_changes(msg: m.Tsetattr) -> SetAttr:
 
 
 @handles(m.Tsetattr)
-async def setattr(session: Session, msg: m.Tsetattr) -> m.Message:
+async def handle_setattr(session: Session, msg: m.Tsetattr) -> m.Message:
     fid = session.fid(msg.fid)
     writable = fid.handle is not None and fid.flags & O_ACCMODE in (O_WRONLY, O_RDWR)
     await fid.ns.setattr(fid.loc, _setattr_changes(msg), fid.cred, open_for_write=writable)
@@ -409,7 +380,8 @@ async def readdir(session: Session, msg: m.Treaddir) -> m.Message:
         if not entries:
             break
         for entry in entries:
-            qid = m.Qid(_DT_QTYPE.get(entry.dtype, 0), 0, mount.qid_path(entry.ino))
+            # a DT_* type is its mode's format bits >> 12 (Linux's fs_umode_to_dtype)
+            qid = Qid.of(entry.dtype << 12, mount.qid_path(entry.ino))
             packed = m.pack_dirent(qid, entry.cookie, entry.dtype, entry.name)
             if used + len(packed) > count:
                 if not parts:
@@ -420,8 +392,6 @@ async def readdir(session: Session, msg: m.Treaddir) -> m.Message:
             cookie = entry.cookie
     return m.Rreaddir(b"".join(parts))
 
-
-_DT_QTYPE = {4: 0x80, 10: 0x02}  # DT_DIR -> QTDIR, DT_LNK -> QTSYMLINK
 
 
 @handles(m.Tfsync)
@@ -434,6 +404,18 @@ async def fsync(session: Session, msg: m.Tfsync) -> m.Message:
 
 async def _lock_key(fid: Fid) -> tuple[int, int]:
     return id(fid.loc.mount.backend), (await fid.loc.node.getattr()).ino
+
+
+def _host_locks(fid: Fid) -> HostLocks | None:
+    """The open file's locks as the host holds them, where its backend keeps them there
+    (passthrough: vfs/locks.py, backends/passthrough/ofd_locks.py)."""
+    handle = fid.handle
+    while handle is not None and not hasattr(handle, "host_locks"):
+        handle = getattr(handle, "inner", None)  # a WriteGuard (vfs/setid.py) wraps it
+    if handle is None:
+        return None
+    host: HostLocks = handle.host_locks()
+    return host
 
 
 def _check_lock_range(start: int, length: int) -> None:
@@ -453,10 +435,11 @@ async def lock(session: Session, msg: m.Tlock) -> m.Message:
     _check_lock_range(msg.start, msg.length)
     key = await _lock_key(fid)
     owner = (session.conn_id, msg.client_id, msg.proc_id)
+    host = _host_locks(fid)
     if msg.flags & LOCK_FLAG_BLOCK and msg.lock_type != UNLCK:
-        await session.locks.lock(key, msg.lock_type, msg.start, msg.length, owner)
+        await session.locks.lock(key, msg.lock_type, msg.start, msg.length, owner, host)
         return m.Rlock(LOCK_SUCCESS)
-    granted = session.locks.try_lock(key, msg.lock_type, msg.start, msg.length, owner)
+    granted = session.locks.try_lock(key, msg.lock_type, msg.start, msg.length, owner, host)
     return m.Rlock(LOCK_SUCCESS if granted else LOCK_BLOCKED)
 
 
@@ -468,7 +451,8 @@ async def getlock(session: Session, msg: m.Tgetlock) -> m.Message:
     _check_lock_range(msg.start, msg.length)
     key = await _lock_key(fid)
     owner = (session.conn_id, msg.client_id, msg.proc_id)
-    held = session.locks.test(key, msg.lock_type, msg.start, msg.length, owner)
+    held = session.locks.test(key, msg.lock_type, msg.start, msg.length, owner,
+                              _host_locks(fid))
     if held is None:
         return m.Rgetlock(UNLCK, msg.start, msg.length, msg.proc_id, msg.client_id)
     return m.Rgetlock(held.lock_type, held.start, held.length, held.owner[2], held.owner[1])

@@ -20,15 +20,28 @@ from typing import Any, Callable, Coroutine, Generator
 
 from ninep.server import handlers as _handlers  # noqa: F401 - fills the handler table
 from ninep.server import metrics
-from ninep.server.handlers import read_fid, rgetattr_frame, walk_fid
+from ninep.server.handlers import read_fid, walk_fid
 from ninep.server.session import HANDLERS, Reply, ServerLimits, Session
 from ninep.vfs.budget import ConnectionAccount
 from ninep.vfs.buffers import give
 from ninep.vfs.locks import LockManager
-from ninep.vfs.namespace import qid_type
 from ninep.vfs.policy import ConnectionContext, Peer, Policy
 from ninep.vfs.request import ConnectionScope, enter, leave
 from ninep.wire import messages as m
+from ninep.wire.fast import (
+    TCLUNK_SIZE,
+    TFLUSH_SIZE,
+    TGETATTR_SIZE,
+    TREAD_SIZE,
+    decode_short_twalk,
+    rclunk_frame,
+    rgetattr_frame,
+    unpack_header,
+    unpack_tclunk,
+    unpack_tflush,
+    unpack_tgetattr,
+    unpack_tread,
+)
 from ninep.wire.framing import TVERSION_MAX, Framer, FrameTooLarge
 from ninep.wire.messages import DecodeError
 
@@ -36,18 +49,8 @@ __all__ = ["Connection", "address_text", "peer_of"]
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<IBH")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
 _TGETATTR, _TWRITE, _TWALK, _TCLUNK = m.Tgetattr.type, m.Twrite.type, m.Twalk.type, m.Tclunk.type
 _TREAD, _TFLUSH = m.Tread.type, m.Tflush.type
-_TFLUSH_SIZE = m.HEADER_SIZE + 2
-_READ_BODY = struct.Struct("<IQI")  # fid, offset, count
-_TREAD_SIZE = m.HEADER_SIZE + _READ_BODY.size
-_TGETATTR_SIZE = m.HEADER_SIZE + 4 + 8
-_TCLUNK_SIZE = m.HEADER_SIZE + 4
-_WALK_HEAD = struct.Struct("<IIH")  # fid, newfid, nwname
-_TWALK_SIZE = m.HEADER_SIZE + _WALK_HEAD.size  # with no names: a clone
 _RAW_TYPES = frozenset({_TGETATTR, _TWALK, _TCLUNK, _TREAD})
 _conn_ids = itertools.count(1)
 _background: set[asyncio.Task[None]] = set()
@@ -239,8 +242,8 @@ class Connection(asyncio.Protocol):
     def _flushes_a_waiting_request(self, frame: bytes) -> bool:
         """A Tflush of a request in flight is never held back: the requests that
         wait (a read of an empty FIFO, a blocked Tlock) may be what holds the rest."""
-        return (frame[4] == _TFLUSH and len(frame) == _TFLUSH_SIZE
-                and _U16.unpack_from(frame, m.HEADER_SIZE)[0] in self._inflight)
+        return (frame[4] == _TFLUSH and len(frame) == TFLUSH_SIZE
+                and unpack_tflush(frame)[0] in self._inflight)
 
     def waiting_and_queued(self) -> tuple[int, int]:
         """Requests waiting and frames received but not started, for the metrics."""
@@ -290,7 +293,7 @@ class Connection(asyncio.Protocol):
 
     def _frame_received(self, frame: bytes) -> None:
         assert self.session is not None
-        size, mtype, tag = _HEADER.unpack_from(frame, 0)
+        size, mtype, tag = unpack_header(frame)
         self._counts[mtype] += 1
         raw = mtype in _RAW_TYPES and tag not in self._inflight
         if raw and self._raw(mtype, frame, size, tag):
@@ -327,17 +330,17 @@ class Connection(asyncio.Protocol):
 
     def _raw(self, mtype: int, frame: bytes, size: int, tag: int) -> bool:
         if mtype == _TGETATTR:
-            return size == _TGETATTR_SIZE and self._getattr_at_once(frame, tag)
+            return size == TGETATTR_SIZE and self._getattr_at_once(frame, tag)
         if mtype == _TWALK:
             return self._walk_raw(frame, size, tag)
         if mtype == _TREAD:
-            return size == _TREAD_SIZE and self._read_raw(frame, tag)
-        return size == _TCLUNK_SIZE and self._clunk_at_once(frame, tag)
+            return size == TREAD_SIZE and self._read_raw(frame, tag)
+        return size == TCLUNK_SIZE and self._clunk_at_once(frame, tag)
 
     def _getattr_at_once(self, frame: bytes, tag: int) -> bool:
         """Tgetattr of a node whose attributes are at hand."""
         assert self.session is not None
-        fid = self.session.fids.get(_U32.unpack_from(frame, m.HEADER_SIZE)[0])
+        fid = self.session.fids.get(unpack_tgetattr(frame)[0])
         if fid is None:
             return False
         loc = fid.loc
@@ -345,38 +348,30 @@ class Connection(asyncio.Protocol):
         if attr is None:
             return False
         attr = fid.ns.client_attr(attr)
-        self._write(rgetattr_frame(tag, qid_type(attr.mode), loc.mount.qid_path(attr.ino), attr))
+        self._write(rgetattr_frame(tag, loc.mount.qid_path(attr.ino), attr))
         return True
 
     def _clunk_at_once(self, frame: bytes, tag: int) -> bool:
         """Tclunk of a fid that holds nothing to close or apply."""
         assert self.session is not None
         fids = self.session.fids
-        number = _U32.unpack_from(frame, m.HEADER_SIZE)[0]
+        number = unpack_tclunk(frame)[0]
         fid = fids.get(number)
         if fid is None or fid.handle is not None or fid.xattr_write is not None:
             return False
         del fids[number]
-        self._write(_HEADER.pack(m.HEADER_SIZE, m.Rclunk.type, tag))
+        self._write(rclunk_frame(tag))
         return True
 
     def _walk_raw(self, frame: bytes, size: int, tag: int) -> bool:
         """Twalk of no name (a clone) or one name: decoded here, run like any handler."""
         assert self.session is not None
-        if size < _TWALK_SIZE or not self.session.versioned:
+        if not self.session.versioned:
             return False
-        number, newfid, nwname = _WALK_HEAD.unpack_from(frame, m.HEADER_SIZE)
-        if nwname == 0:
-            names: tuple[str, ...] = ()
-            if size != _TWALK_SIZE:
-                return False
-        elif nwname == 1 and size >= _TWALK_SIZE + 2:
-            length = _U16.unpack_from(frame, _TWALK_SIZE)[0]
-            if size != _TWALK_SIZE + 2 + length:
-                return False
-            names = (str(frame[_TWALK_SIZE + 2:size], "utf-8", "surrogateescape"),)
-        else:
+        walk = decode_short_twalk(frame, size)
+        if walk is None:
             return False
+        number, newfid, names = walk
         self._run(tag, walk_fid(self.session, number, newfid, names), m.Twalk)
         return True
 
@@ -386,7 +381,7 @@ class Connection(asyncio.Protocol):
         assert session is not None
         if not session.versioned:
             return False
-        number, offset, count = _READ_BODY.unpack_from(frame, m.HEADER_SIZE)
+        number, offset, count = unpack_tread(frame)
         self._run(tag, read_fid(session, number, offset, count), m.Tread, count)
         return True
 
@@ -503,7 +498,9 @@ class Connection(asyncio.Protocol):
             old = self.session
             self.session = self._new_session(old.peer, old.conn_id)
             self.session.auth_proofs = old.auth_proofs  # the kernel's Tversion after ninep mount
-            self._loop.create_task(old.clunk_all())
+            task = self._loop.create_task(old.clunk_all())
+            _background.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(_background.discard)
 
     # --- output and flow control -------------------------------------------
 

@@ -27,7 +27,7 @@ def test_the_client_loads_no_server_vfs_or_backend() -> None:
 
 
 def test_the_wire_loads_nothing_else_of_ninep() -> None:
-    loaded = _loaded_after("import ninep.wire.messages, ninep.wire.framing, "
+    loaded = _loaded_after("import ninep.wire.messages, ninep.wire.framing, ninep.wire.fast, "
                            "ninep.wire.auth, ninep.wire.dirent")
     assert {m for m in loaded if m not in ("ninep", "ninep.wire")
             and not m.startswith("ninep.wire.")} == set()

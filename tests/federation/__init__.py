@@ -1,0 +1,1 @@
+"""Federation: front servers that import back servers on other hosts (issue 11)."""

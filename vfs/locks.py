@@ -18,6 +18,13 @@ and 8,000 locks stalled other clients for a second):
 A connection holds at most ``max_per_connection`` ranges (MAX_LOCKS_PER_CONNECTION);
 past it a request is ENOLCK, what Linux's fcntl answers when it cannot allocate
 a lock.
+
+A backend whose files other processes share (passthrough: other worker
+processes, ninep/workers/, and the host's own programs) hands in ``HostLocks``
+with a request: each owner's ranges are then also set on the host, after the
+checks here pass and before they are recorded, and a lock another process holds
+is a conflict. The kernel tells nobody when another process lets go, so a
+blocked request that may wait on one looks again, at growing intervals.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ninep.wire.constants import LOCK_RDLCK, LOCK_UNLCK, LOCK_WRLCK
 
 from .request import cancellable
 
 __all__ = ["MAX_LOCKS_PER_CONNECTION", "OFFSET_MAX", "RDLCK", "UNLCK", "WRLCK", "FileLocks",
-           "Lock", "LockManager", "Owner"]
+           "HostLocks", "Lock", "LockManager", "Owner"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,9 @@ OFFSET_MAX = 2**64 - 1
 MAX_LOCKS_PER_CONNECTION = 4096
 
 Owner = tuple[int, str, int]  # (connection id, client_id, proc_id)
+# a blocked request that another process may hold up looks again after these seconds,
+# doubling: quick for a short critical section, a few system calls a second for a long one
+HOST_POLL_FIRST, HOST_POLL_MAX = 0.002, 0.25
 _Piece = tuple[int, int, int]  # (start, end, lock_type) of one owner's range
 
 
@@ -64,6 +75,23 @@ class Lock:
 
     def overlaps(self, start: int, end: int) -> bool:
         return self.start <= end and start <= self.end
+
+
+class HostLocks(Protocol):
+    """One file's locks as the host holds them, for every owner that holds some."""
+
+    def adopt(self, newer: HostLocks) -> None:
+        """Take ``newer``'s way to reach the file (the current request's open file)."""
+
+    def set(self, owner: Owner, lock_type: int, start: int, end: int) -> bool:
+        """Set (RDLCK/WRLCK) or clear (UNLCK) the owner's range on the host; False when
+        another process holds a lock that forbids it (never for UNLCK)."""
+
+    def test(self, owner: Owner, lock_type: int, start: int, end: int) -> Lock | None:
+        """A lock of another process that forbids the range, or None."""
+
+    def drop(self, owner: Owner) -> None:
+        """The owner holds nothing on the file any more: let go of it on the host."""
 
 
 def span(start: int, length: int) -> tuple[int, int]:
@@ -171,6 +199,7 @@ class FileLocks:
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     per_connection: dict[int, int] = field(default_factory=dict)  # ranges held here
     touched: int = 0
+    host: HostLocks | None = None  # the same locks held on the host file (passthrough)
 
     @property
     def held(self) -> list[Lock]:
@@ -276,6 +305,8 @@ class FileLocks:
             dropped += len(ranges)
             for first, last in zip(ranges.starts, ranges.ends, strict=True):
                 self._paint(UNLCK, first, last, owner)
+            if self.host is not None:
+                self.host.drop(owner)
         if dropped:
             self.wake()
         return dropped
@@ -317,21 +348,35 @@ class LockManager:
             del self._files[key]
 
     def test(self, key: Hashable, lock_type: int, start: int, length: int,
-             owner: Owner) -> Lock | None:
-        """Tgetlock: the lock that would block this request, or None."""
+             owner: Owner, host: HostLocks | None = None) -> Lock | None:
+        """Tgetlock: the lock that would block this request, or None; one held by
+        another process through ``host`` is reported with proc_id its pid (0 when it
+        is an open file description's lock, which belongs to no process)."""
+        first, last = span(start, length)
         locks = self._files.get(key)
-        if locks is None:
-            return None
-        locks.touched = 0
-        return locks.conflict(lock_type, *span(start, length), owner)
+        if locks is not None:
+            locks.touched = 0
+            held = locks.conflict(lock_type, first, last, owner)
+            if held is not None:
+                return held
+            if locks.host is not None and host is not None:
+                locks.host.adopt(host)
+            host = locks.host or host
+        return host.test(owner, lock_type, first, last) if host is not None else None
 
     def try_lock(self, key: Hashable, lock_type: int, start: int, length: int,
-                 owner: Owner) -> bool:
+                 owner: Owner, host: HostLocks | None = None) -> bool:
         """Tlock without BLOCK: set or clear the range; False when another owner
-        conflicts; ENOLCK when the connection would hold more than its share."""
+        conflicts (or, through ``host``, another process); ENOLCK when the
+        connection would hold more than its share."""
         first, last = span(start, length)
         locks = self.file(key)
         locks.touched = 0
+        if host is not None:
+            if locks.host is None:
+                locks.host = host
+            else:
+                locks.host.adopt(host)
         try:
             if lock_type != UNLCK and locks.conflict(lock_type, first, last, owner):
                 return False
@@ -343,7 +388,11 @@ class LockManager:
                 log.debug("connection %d: lock refused, %d ranges held (limit %d)", conn_id,
                           count - 1, self.max_per_connection)
                 raise OSError(errno.ENOLCK, f"more than {self.max_per_connection} locks held")
+            if locks.host is not None and not locks.host.set(owner, lock_type, first, last):
+                return False
             locks.apply(lock_type, first, last, owner, planned)
+            if locks.host is not None and owner not in locks.owners:
+                locks.host.drop(owner)
             self._count(conn_id, key, count, locks)
             return True
         finally:
@@ -367,14 +416,23 @@ class LockManager:
                 del self._conn_files[conn_id]
 
     async def lock(self, key: Hashable, lock_type: int, start: int, length: int,
-                   owner: Owner) -> None:
-        """Tlock with BLOCK: wait until the range can be set; cancellable."""
-        while not self.try_lock(key, lock_type, start, length, owner):
+                   owner: Owner, host: HostLocks | None = None) -> None:
+        """Tlock with BLOCK: wait until the range can be set; cancellable. With host
+        locks the wait also ends after a while to look again: another process's
+        unlock wakes nobody here. (F_OFD_SETLKW would wait in a thread that a Tflush
+        cannot stop: CPython retries the call after a signal, PEP 475.)"""
+        poll = HOST_POLL_FIRST
+        while not self.try_lock(key, lock_type, start, length, owner, host):
             locks = self.file(key)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             locks.waiters.append(fut)
             try:
-                await cancellable(fut)  # Linux flushes a lock wait its process gave up
+                # Linux flushes a lock wait its process gave up
+                if locks.host is None:
+                    await cancellable(fut)
+                else:
+                    await cancellable(asyncio.wait((fut,), timeout=poll))
+                    poll = min(poll * 2, HOST_POLL_MAX)
             finally:
                 if fut in locks.waiters:
                     locks.waiters.remove(fut)

@@ -19,6 +19,7 @@ from ninep.vfs.request import cancellable, current_account
 
 from .fsident import carry
 from .hostcalls import NOWAIT, open_noatime, proc_path
+from .ofd_locks import OfdLocks
 
 if TYPE_CHECKING:
     from .backend import PassthroughBackend
@@ -192,6 +193,12 @@ class FileHandle(Handle):
                     loop.remove_reader(self.fd)
                 else:
                     loop.remove_writer(self.fd)
+
+    def host_locks(self) -> OfdLocks:
+        """Clients' byte-range locks on this file, held on the host through this
+        handle (ofd_locks.py), so that they conflict across worker processes and with
+        the host's programs."""
+        return OfdLocks(lambda: (self.fd, self.readable, self.writable))
 
     def _done_with_fd(self) -> None:
         self._busy -= 1

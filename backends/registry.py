@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from ninep.vfs.node import Backend
+
+if TYPE_CHECKING:
+    from ninep.backends.image_file import ImageOpener
 
 __all__ = [
     "KINDS",
@@ -83,6 +87,7 @@ class BackendKind:
     source: str  # "required", "optional" or "none"
     options: tuple[Option, ...] = ()
     single_file: bool = False  # serves one file: nothing can be mounted below it
+    images: bool = False  # its source may be "@/path", a file of the namespace (image_sources)
 
     def load(self) -> Factory:
         module_name, _, attr = self.factory.partition(":")
@@ -96,6 +101,15 @@ class BackendKind:
         if self.source == "none" and source:
             raise BackendConfigError(f"backend {self.name!r} takes no source (got {source!r})",
                                      "source")
+        if source.startswith("@"):
+            if not self.images:
+                raise BackendConfigError(f"backend {self.name!r} cannot serve a file of the "
+                                         f"namespace ({source!r}): only tar and ext2 can",
+                                         "source")
+            parts = source[1:].split("/")
+            if not source.startswith("@/") or any(p in (".", "..") for p in parts):
+                raise BackendConfigError(f"{source!r}: expected @ and an absolute path "
+                                         "without . or ..", "source")
 
     def check_options(self, options: Mapping[str, object],
                       deferred: Collection[str] = ()) -> Options:
@@ -135,10 +149,10 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
         Option("security_model", "string", choices=("passthrough", "mapped-xattr", "none")),
         Option("max_fds", "integer", minimum=8), Option("threads", "integer", minimum=1))),
     BackendKind("tar", "ninep.backends.tar:open_backend", "required", (
-        Option("lenient", "boolean", False), Option("tmpdir", "string", ""))),
+        Option("lenient", "boolean", False), Option("tmpdir", "string", "")), images=True),
     BackendKind("ext2", "ninep.backends.ext2:open_backend", "required", (
         Option("ro", "boolean", False), Option("force", "boolean", False),
-        Option("lost_found", "boolean", False))),
+        Option("lost_found", "boolean", False)), images=True),
     BackendKind("overlay", "ninep.backends.overlay:open_backend", "none", _layer_options()),
     BackendKind("null", "ninep.backends.synthetic:open_null", "none", single_file=True),
     BackendKind("zero", "ninep.backends.synthetic:open_zero", "none", single_file=True),
@@ -166,8 +180,10 @@ def check_mount(kind: str, source: str, options: Mapping[str, object],
 
 
 async def open_backend(kind: str, source: str = "", options: Mapping[str, object] | None = None,
-                       read_only: bool = False, where: str = "") -> Backend:
-    """Open one instance of ``kind``; BackendConfigError names ``where`` and the problem."""
+                       read_only: bool = False, where: str = "",
+                       opener: ImageOpener | None = None) -> Backend:
+    """Open one instance of ``kind``; BackendConfigError names ``where`` and the problem.
+    ``opener``: how an image kind opens an ``@`` source (backends/image_file.py)."""
     prefix = f"{where}: " if where else ""
     try:
         entry, checked = check_mount(kind, source, options or {})
@@ -178,6 +194,8 @@ async def open_backend(kind: str, source: str = "", options: Mapping[str, object
     except ImportError as exc:
         raise BackendConfigError(f"{prefix}backend {kind!r} is not available: {exc}") from exc
     try:
+        if opener is not None:
+            return await factory(source, checked, read_only, opener=opener)  # type: ignore[call-arg]
         return await factory(source, checked, read_only)
     except BackendConfigError as exc:
         raise BackendConfigError(f"{prefix}{exc}", exc.key) from None
@@ -317,11 +335,18 @@ class MountSpec:
         return ", ".join(parts)
 
     async def open(self, source: str | None = None,
-                   options: Mapping[str, object] | None = None) -> Backend:
-        """Open one instance, with ``source`` and ``options`` as expanded (default: as given)."""
-        return await open_backend(self.kind, self.source if source is None else source,
+                   options: Mapping[str, object] | None = None,
+                   within: Sequence[tuple[str, Backend, bool]] = ()) -> Backend:
+        """Open one instance, with ``source`` and ``options`` as expanded (default: as given);
+        an ``@`` source is a file of ``within``, the (path, backend, read_only) opened before."""
+        source = self.source if source is None else source
+        opener = None
+        if source.startswith("@"):
+            from ninep.backends.image_file import namespace_opener
+            opener = namespace_opener(source, within, f"the {self.kind} mount {self.path}")
+        return await open_backend(self.kind, source,
                                   self.options if options is None else options,
-                                  self.read_only, where=self.where)
+                                  self.read_only, where=self.where, opener=opener)
 
 
 def parse_mount(text: str) -> MountSpec:

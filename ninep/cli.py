@@ -252,9 +252,10 @@ async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "
     if config is not None:
         from ninep.config.runtime import build_policy
         return await build_policy(config)
+    from ninep.backends.image_sources import open_in_order
     from ninep.config.defaults import default_policy
 
-    mounts = [(spec.path, await spec.open(), spec.read_only) for spec in specs]
+    mounts = await open_in_order(specs)  # in order: "@" sources name files of earlier mounts
     return await default_policy(mounts, groups=groups)
 
 

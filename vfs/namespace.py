@@ -18,6 +18,7 @@ from ninep.wire.qid import Qid, qid_type
 
 from .caller import serving
 from .idmap import IdMap
+from .image_claims import CLAIMS
 from .node import (
     DT_DIR,
     UTIME_NOW,
@@ -335,6 +336,7 @@ class Namespace:
         writes = accmode in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC)
         if writes:
             self._writable(loc)
+            await _not_an_image(loc)
         want = (R_OK if accmode in (0, O_RDWR) else 0) | (W_OK if writes else 0)
         attr = await self._check(loc, cred, want)
         if attr is not None:
@@ -429,7 +431,7 @@ class Namespace:
             raise OSError(errno.EINVAL if name == "." else errno.ENOTEMPTY, "cannot remove . or ..")
         validate_name(name)
         if await self._is_mount_point(dir_loc, name):
-            raise OSError(errno.EBUSY, "a mount point cannot be removed")
+            raise OSError(errno.EBUSY, "a mount point or a served image cannot be removed")
         dir_attr = await self._check_dir_write(dir_loc, cred)
         await self._victim(dir_loc, name, dir_attr, cred)
         await dir_loc.node.unlink(name, is_dir)
@@ -445,7 +447,7 @@ class Namespace:
             raise OSError(errno.EXDEV, "cross-mount rename")
         if (await self._is_mount_point(old_dir, oldname)
                 or await self._is_mount_point(new_dir, newname)):
-            raise OSError(errno.EBUSY, "a mount point cannot be renamed")
+            raise OSError(errno.EBUSY, "a mount point or a served image cannot be renamed")
         old_attr = await self._check_dir_write(old_dir, cred)
         new_attr = await self._check_dir_write(new_dir, cred)
         await self._victim(old_dir, oldname, old_attr, cred)
@@ -457,15 +459,20 @@ class Namespace:
         await old_dir.node.rename(oldname, new_dir.node, newname)
 
     async def _is_mount_point(self, dir_loc: Location, name: str) -> bool:
+        """``name`` is a mount point, or a file another mount serves as its image (which
+        Linux would call busy too: a loop device's file is not, but a swap file is)."""
         if dir_loc.mount is self._synthetic:
             return name in dir_loc.node.children  # type: ignore[attr-defined]
-        if not any(key[0] == id(dir_loc.mount) for key in self._covered):
+        images = CLAIMS.any_in(dir_loc.mount.backend)
+        if not images and not any(key[0] == id(dir_loc.mount) for key in self._covered):
             return False
         try:
             node = await dir_loc.node.walk(name)
         except OSError:
             return False
-        return (id(dir_loc.mount), (await node.getattr()).ino) in self._covered
+        ino = (await node.getattr()).ino
+        return (id(dir_loc.mount), ino) in self._covered \
+            or (images and CLAIMS.holder(dir_loc.mount.backend, ino) is not None)
 
     async def readlink(self, loc: Location, cred: Cred) -> str:
         serving(cred, loc.mount.backend)
@@ -488,6 +495,8 @@ class Namespace:
         """
         serving(cred, loc.mount.backend)
         self._writable(loc)
+        if changes.size is not None:
+            await _not_an_image(loc)
         if self.idmap is not None:
             changes = self.idmap.setattr_in(changes)
         changes = _clamp_times(changes, loc.mount.backend.time_range)
@@ -573,6 +582,16 @@ class Namespace:
 
 _ROOT = Cred(0, 0)
 _NO_CHANGE = SetAttr()
+
+
+async def _not_an_image(loc: Location) -> None:
+    """ETXTBSY for writing to or truncating a file another mount serves as its image,
+    as Linux answers for an active swap file (S_SWAPFILE)."""
+    backend = loc.mount.backend
+    if CLAIMS.any_in(backend):
+        holder = CLAIMS.holder(backend, (await loc.node.type_and_ino())[1])
+        if holder is not None:
+            raise OSError(errno.ETXTBSY, f"the file is served as {holder}")
 
 
 async def _directory(loc: Location) -> None:

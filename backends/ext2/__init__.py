@@ -12,6 +12,10 @@
   mount count; ``close`` (or interpreter exit) writes back and marks it clean
   (not after a failed write-back: a checkpoint is all or nothing, see fs.py).
   A not-clean image opens read-write only with ``force=true``.
+- The image may be a file of another mount of the namespace (``ext2:@/srv/root.img``,
+  backends/image_file.py): it is then read and written through that mount's Handle.
+  Operations that may wait (file data, write-back, fsync, and all of them on an
+  image in a mount) run in the image's thread (worker.py), never on the event loop.
 - The root's lost+found is left out of listings (``lost_found=true`` lists it).
 - Module map: layout (superblock, descriptors), inode, image (I/O and metadata
   cache), image_lock (flock, loop devices), alloc (bitmaps), bmap and extents (block maps), dirs and dirops
@@ -21,9 +25,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ninep.backends.registry import BackendConfigError, Options, option_bool
 from ninep.vfs.node import Backend
 
+from ..image_file import ImageFile, ImageOpener, host_opener
 from .fs import ROOT_INO, Ext2Error, FileSystem
 from .nodes import Ext2Handle, Ext2Node, NodeTable
 
@@ -36,7 +43,7 @@ class Ext2Backend(Backend):
     kind = "ext2"
     keeps_ownership = True
 
-    def __init__(self, path: str, read_only: bool = False, force: bool = False,
+    def __init__(self, path: str | ImageFile, read_only: bool = False, force: bool = False,
                  hide_lost_found: bool = True) -> None:
         self.fs = FileSystem(path, read_only, force)
         self.read_only = self.fs.read_only  # vfs/ answers EROFS before any permission check
@@ -48,16 +55,23 @@ class Ext2Backend(Backend):
         self.fs.checkpoint(durable)
 
     async def close(self) -> None:
-        self.fs.close()
+        if not self.fs.closed:  # the last write-back and the clean mark, in the thread
+            await self.fs.worker.offload(self.fs.close)
 
 
-async def open_backend(source: str, options: Options, read_only: bool) -> Ext2Backend:
+async def open_backend(source: str, options: Options, read_only: bool,
+                       opener: ImageOpener | None = None) -> Ext2Backend:
     """The registry's factory: options ``ro``, ``force`` (open a not-clean image read-write),
-    ``lost_found`` (list the root's lost+found; hidden by default)."""
+    ``lost_found`` (list the root's lost+found; hidden by default). ``opener``: how
+    to open ``source`` when it is not a host path (an ``@`` file of the namespace)."""
     read_only = option_bool(options, "ro", False) or read_only
     force = option_bool(options, "force", False)
     show = option_bool(options, "lost_found", False)
     try:
-        return Ext2Backend(source, read_only, force, not show)
+        file = await (opener or host_opener(source))(not read_only)
+    except OSError as exc:
+        raise BackendConfigError(f"{source}: cannot open the image: {exc.strerror}") from None
+    try:  # reading the superblock and group descriptors: off the event loop
+        return await asyncio.to_thread(Ext2Backend, file, read_only, force, not show)
     except Ext2Error as exc:
         raise BackendConfigError(str(exc)) from None

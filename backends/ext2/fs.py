@@ -14,7 +14,6 @@ import asyncio
 import atexit
 import errno
 import logging
-import os
 import random
 import stat
 import struct
@@ -23,12 +22,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 
+from ..image_file import HostImageFile, ImageFile
 from .alloc import Allocator
 from .attrs import drop_block
 from .bmap import BlockMap
 from .dirs import Directory
 from .image import BITMAP, META, Image
-from .image_lock import Ext2Error, check_no_loop, lock, loop_devices_of
+from .image_lock import Ext2Error, check_no_loop, loop_devices_of
 from .inode import Inode, check_id
 from .layout import (
     EXT2_MAGIC,
@@ -44,6 +44,7 @@ from .layout import (
     Superblock,
     unsupported_features,
 )
+from .worker import Worker
 
 __all__ = ["CHECKPOINT_SECONDS", "FREE_STEP", "Ext2Error", "FileSystem", "loop_devices_of"]
 
@@ -59,25 +60,35 @@ FREE_STEP = 32768  # blocks freed per event-loop turn when a big file goes away
 class FileSystem:
     """The shared state of one image: superblock, groups, caches, allocator, block map."""
 
-    def __init__(self, path: str, read_only: bool, force: bool) -> None:
-        self.path, self.read_only = path, read_only
+    def __init__(self, source: str | ImageFile, read_only: bool, force: bool) -> None:
+        """Open ``source`` (a host path, or an ImageFile opened for writing unless
+        ``read_only``); on an ImageFile of a mount, call this in a thread."""
+        if isinstance(source, str):
+            try:
+                source = HostImageFile(source, not read_only)
+            except OSError as exc:
+                raise Ext2Error(f"{source}: cannot open the image: {exc.strerror}") from None
+        file = source
+        self.path, self.read_only = file.name, read_only
         try:
-            fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
-        except OSError as exc:
-            raise Ext2Error(f"{path}: cannot open the image: {exc.strerror}") from None
-        lock(fd, path, not read_only)
-        check_no_loop(fd, path, read_only)
-        try:
-            self.sb = self._read_superblock(fd)
+            try:
+                file.lock(not read_only)
+            except OSError as exc:
+                raise Ext2Error(f"{self.path}: {exc.strerror}") from None
+            if isinstance(file, HostImageFile):
+                check_no_loop(file.fd, self.path, read_only)
+            self.sb = self._read_superblock(file)
             self._check(force)
         except BaseException:
-            os.close(fd)
+            file.close()
             raise
         sb = self.sb
         self.block_size = bs = sb.block_size
         self.inode_size = sb.inode_size
         self.ipg = sb.get("inodes_per_group")
-        self.image = Image(fd, bs, sb.blocks_count)
+        self.image = Image(file, bs, sb.blocks_count)
+        self.worker = Worker(self.path, file.host)
+        self._schedule_asked = False  # an operation in the thread asked the loop for a timer
         self.groups = self._read_groups()
         self.alloc = Allocator(self.image, sb, self.groups)
         self.bmap = BlockMap(self.image, self.alloc)
@@ -98,13 +109,15 @@ class FileSystem:
         self.fsync_failed = False  # data may be lost: never mark this image clean
         if not read_only:
             self._mount()
-            # The server may stop without closing its backends: still leave the image clean.
-            atexit.register(self.close)
+            if file.host:
+                # The server may stop without closing its backends: still leave the image
+                # clean (an image in a mount needs the event loop, gone by then).
+                atexit.register(self.close)
 
     # --- opening --------------------------------------------------------------
 
-    def _read_superblock(self, fd: int) -> Superblock:
-        raw = os.pread(fd, 1024, 1024)
+    def _read_superblock(self, file: ImageFile) -> Superblock:
+        raw = file.pread(1024, 1024)
         if len(raw) < 1024:
             raise Ext2Error(f"{self.path}: too short to be an ext2 image")
         sb = Superblock(raw)
@@ -149,7 +162,7 @@ class FileSystem:
         sb.set("mtime", now)
         sb.set("wtime", now)
         self.image.pwrite(1024, sb.raw)
-        os.fsync(self.image.fd)
+        self.image.file.fsync()
 
     # --- inodes ---------------------------------------------------------------
 
@@ -222,25 +235,25 @@ class FileSystem:
 
     # --- file data --------------------------------------------------------------
 
-    def read(self, inode: Inode, offset: int, size: int) -> bytes | memoryview:
+    def read(self, inode: Inode, offset: int, size: int,
+             nowait: bool = False) -> bytes | memoryview:
+        """File data; ``nowait``: BlockingIOError if it is not all in the page cache."""
         end = min(offset + size, inode.size)
         if offset >= end:
             return b""
         bs = self.block_size
         first = offset // bs
         runs = self.bmap.runs(inode, first, (end - 1) // bs - first + 1)
-        fd = self.image.fd
         if len(runs) == 1 and runs[0][0]:  # one contiguous run: one pread, no copy
-            return self.image.pread(runs[0][0] * bs + offset % bs, end - offset)
+            return self.image.pread(runs[0][0] * bs + offset % bs, end - offset, nowait)
         buf = bytearray(end - offset)
         view = memoryview(buf)
         pos = first * bs  # file offset where the current run starts
         for phys, n in runs:
             lo, hi = max(pos, offset), min(pos + n * bs, end)
             if phys and hi > lo:
-                got = os.preadv(fd, [view[lo - offset:hi - offset]], phys * bs + lo - pos)
-                if got != hi - lo:
-                    raise OSError(errno.EIO, "short read of the image")
+                view[lo - offset:hi - offset] = self.image.pread(phys * bs + lo - pos, hi - lo,
+                                                                 nowait)
             pos += n * bs
         return view
 
@@ -257,11 +270,10 @@ class FileSystem:
             self._zero_tail(inode)
         made = self._allocate(inode, first, last - first + 1)
         self._zero_edges(inode, made, offset, end)
-        fd, pos = self.image.fd, first * bs
+        pos = first * bs
         for phys, n in self.bmap.runs(inode, first, last - first + 1):
             lo, hi = max(pos, offset), min(pos + n * bs, end)
-            if os.pwrite(fd, data[lo - offset:hi - offset], phys * bs + lo - pos) != hi - lo:
-                raise OSError(errno.EIO, "short write to the image")
+            self.image.file.pwrite(phys * bs + lo - pos, data[lo - offset:hi - offset])
             pos += n * bs
         if end > inode.size:
             inode.size = end
@@ -381,10 +393,11 @@ class FileSystem:
     async def _release_in_steps(self, inode: Inode) -> None:
         step = FREE_STEP * self.block_size
         while not self.closed and inode.size > step:
-            self.truncate(inode, inode.size - step)  # each step leaves a consistent file
-            await asyncio.sleep(0)  # let other connections in
+            # each step leaves a consistent file; other connections come in between
+            await self.worker.call(self.truncate, inode, inode.size - step)
+            await asyncio.sleep(0)
         if not self.closed and self.releasing.pop(inode.ino, None) is not None:
-            self.release(inode)
+            await self.worker.call(self.release, inode)
 
     def has_blocks(self, inode: Inode) -> bool:
         """Whether i_block maps blocks (not a fast symlink's text or a device number)."""
@@ -398,8 +411,15 @@ class FileSystem:
         """Arrange a checkpoint: soon, or at once after this call when much is dirty.
 
         Never now: the caller may be half way through an operation, and a
-        checkpoint must only see whole ones (they never await half way).
+        checkpoint must only see whole ones (they never await half way). Called
+        in the image's thread, it asks the event loop to do it.
         """
+        if self.worker.in_thread():
+            loop = self.worker.loop
+            if not self._schedule_asked and loop is not None and not self.closed:
+                self._schedule_asked = True
+                loop.call_soon_threadsafe(self._schedule_from_thread)
+            return
         # While write-back fails, only the timer retries: not once per operation.
         over = not self.failing \
             and len(self.dirty_inodes) + len(self.image.dirty) > _DIRTY_LIMIT
@@ -415,14 +435,30 @@ class FileSystem:
         if self.timer is None:
             self.timer = loop.call_later(CHECKPOINT_SECONDS, self._timed_checkpoint)
 
-    def _timed_checkpoint(self) -> None:
+    def _schedule_from_thread(self) -> None:
+        self._schedule_asked = False
+        self.schedule()
+
+    def _timed_checkpoint(self) -> asyncio.Task[None] | None:
+        """The timer's callback: the write-back, in the image's thread (the task)."""
         if self.timer is not None:
             self.timer.cancel()
         self.timer, self.soon = None, False
         if self.closed:
-            return
+            return None
+        task = asyncio.get_running_loop().create_task(self._write_back_in_thread())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Wait for the write-backs and step-wise frees started so far."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _write_back_in_thread(self) -> None:
         try:
-            self.checkpoint(durable=False)
+            await self.worker.offload(self.checkpoint, False)
         except Exception as exc:  # logged by checkpoint; nothing may reach the event loop
             log.debug("ext2 %s: write-back retried in %s s: %s", self.path,
                       CHECKPOINT_SECONDS, exc)
@@ -509,7 +545,7 @@ class FileSystem:
             self._write_groups_and_super()
         if durable:
             try:
-                os.fsync(image.fd)
+                image.file.fsync()
             except OSError:
                 # Linux may drop the pages a failed fsync could not write (file data
                 # too, which is not kept here to write again): the image needs e2fsck.
@@ -539,7 +575,7 @@ class FileSystem:
         if self.closed:
             return
         self.closed = True
-        atexit.unregister(self.close)
+        atexit.unregister(self.close)  # (a no-op for an image in a mount: never registered)
         for inode in self.releasing.values():  # a step-wise free was cut short
             self.release(inode)
         self.releasing.clear()
@@ -550,7 +586,8 @@ class FileSystem:
             if not self.read_only:
                 self._mark_clean()
         finally:
-            os.close(self.image.fd)
+            self.image.file.close()
+            self.worker.shutdown()
 
     def _mark_clean(self) -> None:
         """The last checkpoint, durable, and only then the clean mark (as the kernel's
@@ -568,6 +605,6 @@ class FileSystem:
         try:
             self.sb.set("state", self.sb.get("state") | STATE_VALID)
             self.image.pwrite(1024, self.sb.raw)
-            os.fsync(self.image.fd)
+            self.image.file.fsync()
         except OSError as exc:
             log.error("ext2 %s: could not mark the image clean: %s", self.path, exc.strerror)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import errno
-import os
+
+from ..image_file import HostImageFile, ImageFile
 
 __all__ = ["BITMAP", "META", "DirtyBlocks", "Image"]
 
@@ -18,11 +19,12 @@ class Image:
 
     Metadata blocks (bitmaps, indirect, directory and xattr blocks) go through
     ``block``: cached, changed in memory, written back by ``write_dirty``. File
-    data never enters the cache: it is read and written with os.pread/pwrite.
+    data never enters the cache: it is read and written with ``file.pread/pwrite``.
     """
 
-    def __init__(self, fd: int, block_size: int, blocks_count: int) -> None:
-        self.fd = fd
+    def __init__(self, file: ImageFile, block_size: int, blocks_count: int) -> None:
+        self.file = file
+        self.fd = file.fd if isinstance(file, HostImageFile) else -1  # a host image's
         self.block_size = block_size
         self.blocks_count = blocks_count
         self.cache: dict[int, bytearray] = {}
@@ -31,16 +33,14 @@ class Image:
         self.additions: set[int] = set()  # ... and those that gained one
         self.moves: list[int] = []  # blocks of directory renames, to write back to back
 
-    def pread(self, offset: int, size: int) -> bytes:
-        data = os.pread(self.fd, size, offset)
+    def pread(self, offset: int, size: int, nowait: bool = False) -> bytes:
+        data = self.file.pread(offset, size, nowait)
         if len(data) != size:
             raise OSError(errno.EIO, f"short read of the image at {offset}")
         return data
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        done = os.pwrite(self.fd, data, offset)
-        if done != len(data):
-            raise OSError(errno.EIO, f"short write to the image at {offset}")
+        self.file.pwrite(offset, data)
 
     def check_block(self, n: int) -> None:
         if not 0 < n < self.blocks_count:

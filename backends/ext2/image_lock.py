@@ -1,26 +1,17 @@
-"""Claiming an image file for one server: its flock, and the loop devices the lock cannot stop."""
+"""Claiming a host image for one server: the loop devices its flock cannot stop."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 
-__all__ = ["Ext2Error", "check_no_loop", "lock", "loop_devices_of"]
+__all__ = ["Ext2Error", "check_no_loop", "loop_devices_of"]
 
 log = logging.getLogger(__name__)
 
 
 class Ext2Error(ValueError):
     """The image cannot be opened as asked; the message says why."""
-
-
-def lock(fd: int, path: str, exclusive: bool) -> None:
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise Ext2Error(f"{path}: the image is in use by another process (locked)") from None
 
 
 def loop_devices_of(fd: int, sys_block: str = "/sys/block") -> list[str]:
@@ -53,6 +44,5 @@ def check_no_loop(fd: int, path: str, read_only: bool) -> None:
         log.warning("%s: the image is attached to %s; if the kernel writes to it, what is "
                     "served may be inconsistent", path, where)
         return
-    os.close(fd)
     raise Ext2Error(f"{path}: the image is attached to {where} (the kernel may have it "
                     "mounted); detach it with 'losetup -d' or serve it read-only (,ro)")

@@ -1,4 +1,9 @@
-"""The Node and Handle layer of the ext2 backend: the backend contract over FileSystem."""
+"""The Node and Handle layer of the ext2 backend: the backend contract over FileSystem.
+
+Each operation is one synchronous call into FileSystem, run by the image's
+Worker (worker.py): inline or in the image's thread, never interleaved. Only
+what reads memory alone (attributes, statfs, a listing's end) skips it.
+"""
 
 from __future__ import annotations
 
@@ -91,8 +96,6 @@ class Ext2Node(Node):
         for owner in (changes.uid, changes.gid):
             if owner is not None:
                 check_id(owner)
-        now = time.time_ns()
-        changed = changes.ctime
         if changes.size is not None:
             if i.is_dir:
                 raise OSError(errno.EISDIR, "is a directory")
@@ -101,6 +104,13 @@ class Ext2Node(Node):
             if changes.size < 0:
                 raise OSError(errno.EINVAL, "negative size")
             await self._shrink_in_steps(changes.size)
+        await self.fs.worker.call(self._apply_setattr, changes)
+
+    def _apply_setattr(self, changes: SetAttr) -> None:
+        i = self.inode
+        now = time.time_ns()
+        changed = changes.ctime
+        if changes.size is not None:
             self.fs.truncate(i, changes.size)
             changed = True
         apply_setattr(i, changes, now, changed)
@@ -112,7 +122,7 @@ class Ext2Node(Node):
         i, fs = self.inode, self.fs
         step = FREE_STEP * fs.block_size
         while i.size - size > step and i.blocks // (fs.block_size // 512) > FREE_STEP:
-            fs.truncate(i, i.size - step)
+            await fs.worker.call(fs.truncate, i, i.size - step)
             await asyncio.sleep(0)
 
     def _touch_atime(self) -> None:
@@ -152,7 +162,7 @@ class Ext2Node(Node):
         if accmode in (O_WRONLY, O_RDWR) or flags & O_TRUNC:
             self._writable()
         if flags & O_TRUNC:
-            self.fs.truncate(self.inode, 0)
+            await self.fs.worker.call(self.fs.truncate, self.inode, 0)
         return Ext2Handle(self, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
                           bool(flags & O_APPEND))
 
@@ -165,7 +175,7 @@ class Ext2Node(Node):
         if i.is_fast_symlink(self.fs.block_size):
             raw = struct.pack("<15I", *i.block)[:i.size]
         else:
-            raw = bytes(self.fs.read(i, 0, i.size))
+            raw = bytes(await self.fs.worker.call(self.fs.read, i, 0, i.size))
         return raw.decode("utf-8", "surrogateescape")
 
     def release_if_unused(self) -> None:
@@ -176,16 +186,20 @@ class Ext2Node(Node):
     # --- xattrs ---------------------------------------------------------------
 
     async def xattr_get(self, name: str) -> bytes:
+        found = await self.fs.worker.call(attrs.load, self.fs, self.inode)
         try:
-            return attrs.load(self.fs, self.inode)[name]
+            return found[name]
         except KeyError:
             raise OSError(errno.ENODATA, "no such attribute", name) from None
 
     async def xattr_list(self) -> list[str]:
-        return list(attrs.load(self.fs, self.inode))
+        return list(await self.fs.worker.call(attrs.load, self.fs, self.inode))
 
     async def xattr_set(self, name: str, value: bytes, flags: int) -> None:
         self._writable()
+        await self.fs.worker.call(self._xattr_set, name, value, flags)
+
+    def _xattr_set(self, name: str, value: bytes, flags: int) -> None:
         if flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise OSError(errno.EINVAL, "bad xattr flags")
         _, suffix = split_name(name)  # the name's errnos first: setxattr copies it first
@@ -204,6 +218,9 @@ class Ext2Node(Node):
 
     async def xattr_remove(self, name: str) -> None:
         self._writable()
+        await self.fs.worker.call(self._xattr_remove, name)
+
+    def _xattr_remove(self, name: str) -> None:
         current = attrs.load(self.fs, self.inode)
         if current.pop(name, None) is None:
             raise OSError(errno.ENODATA, "no such attribute", name)
@@ -216,12 +233,12 @@ class Ext2Node(Node):
         return Ext2DirOps(self)  # ENOTDIR for anything but a directory
 
     async def walk(self, name: str) -> Node:
-        return self._dir().walk(name)
+        return await self.fs.worker.call(lambda: self._dir().walk(name))
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         if cookie < 0:  # a position in the directory: below 0 would index i_block from its end
             raise OSError(errno.EINVAL, "negative directory cookie")
-        return self._dir().readdir(cookie, count)
+        return await self.fs.worker.call(lambda: self._dir().readdir(cookie, count))
 
     async def listing_end(self) -> int:
         """The directory's size: a cookie is an entry's byte position plus one, so no
@@ -234,14 +251,15 @@ class Ext2Node(Node):
 
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
-        node = self._dir().make(name, stat.S_IFREG | (mode & 0o7777), uid, gid)
+        node = await self.fs.worker.call(
+            lambda: self._dir().make(name, stat.S_IFREG | (mode & 0o7777), uid, gid))
         return node, Ext2Handle(node, *open_access(flags), bool(flags & O_APPEND))
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
-        return self._dir().mkdir(name, mode, uid, gid)
+        return await self.fs.worker.call(lambda: self._dir().mkdir(name, mode, uid, gid))
 
     async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
-        return self._dir().symlink(name, target, uid, gid)
+        return await self.fs.worker.call(lambda: self._dir().symlink(name, target, uid, gid))
 
     async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
         kind = stat.S_IFMT(mode)
@@ -255,19 +273,24 @@ class Ext2Node(Node):
         # otherwise only fail when the checkpoint packs it. Linux ignores the
         # device number of anything but a device.
         device = encode_rdev(rdev) if kind in (stat.S_IFCHR, stat.S_IFBLK) else None
-        node = self._dir().make(name, kind | (mode & 0o7777), uid, gid)
+        return await self.fs.worker.call(self._mknod, name, kind | (mode & 0o7777), uid, gid,
+                                         device)
+
+    def _mknod(self, name: str, mode: int, uid: int, gid: int,
+               device: tuple[int, int] | None) -> Ext2Node:
+        node = self._dir().make(name, mode, uid, gid)
         if device is not None:
             node.inode.block[0], node.inode.block[1] = device
         return node
 
     async def link(self, name: str, target: Node) -> None:
-        self._dir().link(name, target)
+        await self.fs.worker.call(lambda: self._dir().link(name, target))
 
     async def unlink(self, name: str, is_dir: bool) -> None:
-        self._dir().unlink(name, is_dir)
+        await self.fs.worker.call(lambda: self._dir().unlink(name, is_dir))
 
     async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
-        self._dir().rename(oldname, newdir, newname)
+        await self.fs.worker.call(lambda: self._dir().rename(oldname, newdir, newname))
 
 
 class Ext2Handle(Handle):
@@ -286,29 +309,41 @@ class Ext2Handle(Handle):
             raise OSError(errno.EISDIR, "is a directory")
         if offset < 0 or size < 0:
             raise OSError(errno.EINVAL, "negative offset or size")
+        worker = self.node.fs.worker
+        if worker.inline and worker.idle:
+            try:  # cached data inline, as passthrough reads it; the rest in the thread
+                return self._read(offset, size, True)
+            except BlockingIOError:
+                pass
+        return await worker.offload(self._read, offset, size, False)
+
+    def _read(self, offset: int, size: int, nowait: bool) -> bytes | memoryview:
         self.node._touch_atime()
-        return self.node.fs.read(inode, offset, size)
+        return self.node.fs.read(self.node.inode, offset, size, nowait)
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:
         if self.closed or not self.writable:
             raise OSError(errno.EBADF, "not open for writing")
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset")
-        inode = self.node.inode
-        if self.append:  # O_APPEND: the offset the client sent does not matter
-            offset = inode.size
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
+        return await self.node.fs.worker.offload(self._write, offset, view)
+
+    def _write(self, offset: int, view: memoryview) -> int:
+        inode = self.node.inode
+        if self.append:  # O_APPEND: at the end as it is when the write runs
+            offset = inode.size
         return self.node.fs.write(inode, offset, view)
 
     async def fsync(self, datasync: bool) -> None:
         if not self.node.fs.read_only:
-            self.node.fs.checkpoint(durable=True)
+            await self.node.fs.worker.offload(self.node.fs.checkpoint, True)
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.node.opens -= 1
-            self.node.release_if_unused()
+            await self.node.fs.worker.call(self.node.release_if_unused)
 

@@ -18,7 +18,13 @@ answers EIO and one error is logged, rather than serving bytes from offsets
 that no longer mean anything. This holds for compressed archives too, though
 their decompressed copy is intact: the mount no longer shows the file's content.
 Reads are ``os.pread`` calls made on the event loop: from the page cache they
-take microseconds, so no thread hop is paid on every read.
+take microseconds, so no thread hop is paid on every read (the exception to
+invariant 6 that this backend takes, docs/architecture.md).
+
+The archive may also be a file of another mount of the namespace
+(``tar:@/srv/dist.tar``, backends/image_file.py). A compressed one is then
+decompressed at mount as usual; a plain one is read through that mount's Handle,
+in a thread, since that Handle's calls run on the event loop.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 
 from ninep.vfs.node import Backend, StatFs
 
+from ..image_file import ImageFile, ImageOpener
 from ..registry import BackendConfigError, Options, option_bool, option_str
 from .fields import TarFormatError
 from .headers import MemberReader
@@ -54,12 +61,14 @@ class TarBackend(Backend):
         self.source, self.root, self.members = source, root, members
 
     @classmethod
-    def open(cls, path: str, lenient: bool = False, tmpdir: str | None = None) -> TarBackend:
+    def open(cls, path: str | ImageFile, lenient: bool = False,
+             tmpdir: str | None = None) -> TarBackend:
         """Open and index ``path``; BackendConfigError names the file and what is wrong."""
         try:
             source = ArchiveSource(path, tmpdir)
         except SourceError as exc:
-            raise BackendConfigError(f"tar archive {path}: {exc}") from None
+            name = path if isinstance(path, str) else path.name
+            raise BackendConfigError(f"tar archive {name}: {exc}") from None
         try:
             return cls._index(source, lenient)
         except BaseException:
@@ -97,7 +106,10 @@ class TarBackend(Backend):
         return cls(source, root, builder.members)
 
     async def close(self) -> None:
-        self.source.close()
+        if self.source.archive.host:
+            self.source.close()
+        else:  # the Handle's close waits for the event loop
+            await asyncio.to_thread(self.source.close)
 
 
 def _damaged(path: str, what: str, lenient: bool, served: str) -> None:
@@ -107,9 +119,18 @@ def _damaged(path: str, what: str, lenient: bool, served: str) -> None:
     log.warning("%s: damaged archive: %s; serving %s", path, what, served)
 
 
-async def open_backend(source: str, options: Options, read_only: bool) -> TarBackend:
-    """The registry's factory: options ``lenient`` (bool) and ``tmpdir`` (for decompression)."""
+async def open_backend(source: str, options: Options, read_only: bool,
+                       opener: ImageOpener | None = None) -> TarBackend:
+    """The registry's factory: options ``lenient`` (bool) and ``tmpdir`` (for decompression);
+    ``opener``: how to open ``source`` when it is not a host path (``@`` in the namespace)."""
     lenient = option_bool(options, "lenient", False)
     tmpdir = option_str(options, "tmpdir", "") or None
+    if opener is None:
+        archive: str | ImageFile = source  # its errors say "cannot open", as before
+    else:
+        try:
+            archive = await opener(False)
+        except OSError as exc:
+            raise BackendConfigError(f"tar archive {source}: {exc.strerror}") from None
     # Reading and decompressing a large archive takes a while: keep the event loop free.
-    return await asyncio.to_thread(TarBackend.open, source, lenient, tmpdir)
+    return await asyncio.to_thread(TarBackend.open, archive, lenient, tmpdir)

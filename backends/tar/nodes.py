@@ -2,11 +2,13 @@
 
 Everything is built once by the index and never changes; every change is
 refused with EROFS (ReadOnlyNode). File data is read in place from the
-archive (or its decompressed copy) with ``os.pread``.
+archive (or its decompressed copy) with ``os.pread``; from an archive in
+another mount, in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 
@@ -107,7 +109,9 @@ class TarFileHandle(Handle):
         self.node = node
 
     async def read(self, offset: int, size: int) -> bytes:
-        return self.node.read_bytes(offset, size)
+        if self.node.volume.source.inline:
+            return self.node.read_bytes(offset, size)
+        return await asyncio.to_thread(self.node.read_bytes, offset, size)
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:
         raise OSError(errno.EBADF, "not open for writing")

@@ -2,8 +2,10 @@
 
 Compression is recognised by magic bytes, never by the name. A compressed
 archive is decompressed once, at mount; reads are then ``os.pread`` on the
-copy, as for a plain archive. The archive file stays open for the life of the
-mount so that a change to it (replaced, rewritten, truncated) is noticed.
+copy, as for a plain archive. The archive (an ImageFile: a host file, or a file
+of another mount) stays open for the life of the mount. A change to a host
+archive (replaced, rewritten, truncated) is noticed here; a file of a mount is
+kept from changing by the namespace (vfs/image_claims.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
+
+from ..image_file import FileStamp, HostImageFile, ImageFile
 
 __all__ = ["ArchiveSource", "SourceError", "detect_compression"]
 
@@ -55,44 +59,41 @@ def detect_compression(head: bytes) -> str | None:
     return None
 
 
-class _Identity(NamedTuple):
-    """What says the archive is still the one indexed (a tuple: compared on every read)."""
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> _Identity:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class ArchiveSource:
-    """One open archive: ``read(offset, size)`` of the tar bytes, and change detection."""
+    """One open archive: ``read(offset, size)`` of the tar bytes, and change detection.
 
-    def __init__(self, path: str, tmpdir: str | None = None) -> None:
-        self.path = os.path.abspath(path)  # checked again later, whatever the cwd is then
+    ``inline``: reads are host preads, cheap on the event loop from the page cache;
+    otherwise (a plain archive in another mount) they are made in a thread.
+    """
+
+    def __init__(self, archive: str | ImageFile, tmpdir: str | None = None) -> None:
         self.compression: str | None = None
         self.stale = False
         self.damage: str | None = None  # why decompression stopped early, if it did
+        if isinstance(archive, str):
+            try:
+                archive = HostImageFile(os.path.abspath(archive), False)
+            except OSError as exc:
+                raise SourceError(f"cannot open: {exc.strerror}") from None
+        self.archive = archive
+        # a host path is checked again later, whatever the cwd is then
+        self.path = archive.name
+        self.data_fd = -1  # the decompressed copy, if any
         try:
-            self.archive_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise SourceError(f"cannot open: {exc.strerror}") from None
-        self.data_fd = self.archive_fd
-        try:
-            st = os.fstat(self.archive_fd)
-            if not stat.S_ISREG(st.st_mode):
+            if isinstance(archive, HostImageFile) \
+                    and not stat.S_ISREG(os.fstat(archive.fd).st_mode):
                 raise SourceError("not a regular file")
-            self.identity = _Identity.of(st)
-            self.compression = detect_compression(os.pread(self.archive_fd, 8, 0))
+            self.identity = archive.stamp
+            self.compression = detect_compression(archive.pread(0, 8))
             if self.compression is not None:
                 self.data_fd = self._decompress(tmpdir)
-            self.length = os.fstat(self.data_fd).st_size
+                self.length = os.fstat(self.data_fd).st_size
+            else:
+                self.length = archive.size()
         except BaseException:
             self.close()
             raise
+        self.inline = archive.host or self.data_fd >= 0
         self._window_start, self._window = 0, b""
 
     def _decompress(self, tmpdir: str | None) -> int:
@@ -125,7 +126,7 @@ class ArchiveSource:
         """Copy every concatenated stream (gzip members, bzip2/xz streams) into ``fd``."""
         pos = written = 0
         stream, fresh = make(), True
-        while chunk := os.pread(self.archive_fd, _CHUNK, pos):
+        while chunk := self.archive.pread(pos, _CHUNK):
             start, pos = pos, pos + len(chunk)
             while chunk:
                 if fresh and not chunk.strip(b"\0"):
@@ -152,7 +153,9 @@ class ArchiveSource:
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (short only at the end)."""
-        return os.pread(self.data_fd, size, offset)
+        if self.data_fd >= 0:
+            return os.pread(self.data_fd, size, offset)
+        return self.archive.pread(offset, size)
 
     def read_headers(self, offset: int, size: int) -> bytes:
         """``read`` through a read-ahead window: headers of small members share one pread."""
@@ -168,12 +171,14 @@ class ArchiveSource:
         self._window_start, self._window = 0, b""
 
     def check(self) -> None:
-        """Raise EIO (and log once) if the archive changed on disk since the mount."""
+        """Raise EIO (and log once) if a host archive changed on disk since the mount."""
         if self.stale:
             raise OSError(5, "the archive changed on disk since it was mounted")
+        if not isinstance(self.archive, HostImageFile):
+            return
         try:
-            now = _Identity.of(os.fstat(self.archive_fd))
-            by_path = _Identity.of(os.stat(self.path))
+            now = FileStamp.of(os.fstat(self.archive.fd))
+            by_path = FileStamp.of(os.stat(self.path))
         except OSError as exc:
             self._gone(f"cannot stat it any more ({exc.strerror})")
         else:
@@ -187,7 +192,8 @@ class ArchiveSource:
         """The cheap check for each read: one fstat of the open archive."""
         if self.stale:
             raise OSError(5, "the archive changed on disk since it was mounted")
-        if _Identity.of(os.fstat(self.archive_fd)) != self.identity:
+        if isinstance(self.archive, HostImageFile) \
+                and FileStamp.of(os.fstat(self.archive.fd)) != self.identity:
             self._gone("it was modified in place")
 
     def _gone(self, why: str) -> None:
@@ -197,10 +203,11 @@ class ArchiveSource:
         raise OSError(5, "the archive changed on disk since it was mounted")
 
     def close(self) -> None:
-        for fd in {self.data_fd, self.archive_fd}:
-            if fd >= 0:
-                os.close(fd)
-        self.data_fd = self.archive_fd = -1
+        """Close the copy and the archive (an archive in a mount: call it in a thread)."""
+        if self.data_fd >= 0:
+            os.close(self.data_fd)
+            self.data_fd = -1
+        self.archive.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -13,21 +13,22 @@ import errno
 import json
 import logging
 import pwd
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ninep.backends.image_sources import check_image_sources, container_index, image_path
 from ninep.backends.registry import BackendConfigError, MountSpec, close_backends
 from ninep.config.file import Config, NamespaceConfig, expand
 from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Backend, Cred
 from ninep.vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
 from ninep.vfs.refusals import REFUSALS
+from ninep.wire.messages import NONUNAME
 
 __all__ = ["BackendPool", "NamespacePlan", "build_policy", "placeholder_values"]
 
 log = logging.getLogger(__name__)
 
-NONUNAME = 0xFFFFFFFF
 MAX_EXPANSIONS = 10000  # distinct placeholder values per namespace
 MAX_PRIVATE_EXPANSIONS = 256  # the same for one connection, in a namespace of private mounts
 _EXPANSIONS = "placeholder expansions"
@@ -42,6 +43,15 @@ def _key(namespace: str, mount: MountSpec, source: str, options: object) -> str:
                       sort_keys=True, default=str)
 
 
+def _image_key(key: str, container_key: str) -> str:
+    """An image's instance is also decided by the instance of the mount holding it (a
+    per-user container gives each user's image its own instance)."""
+    return json.dumps([key, container_key])
+
+
+Mounted = tuple[str, Backend, bool]  # a mount opened: (path, backend, read_only)
+
+
 class BackendPool:
     """The shared backend instances of one policy, by (kind, source, options, ro)."""
 
@@ -52,7 +62,8 @@ class BackendPool:
         self.closed = False
 
     async def get(self, key: str, mount: MountSpec, source: str,
-                  options: Mapping[str, object]) -> Backend:
+                  options: Mapping[str, object],
+                  within: Sequence[tuple[str, Backend, bool]] = ()) -> Backend:
         backend = self.instances.get(key)
         if backend is not None:
             return backend
@@ -61,7 +72,7 @@ class BackendPool:
             backend = previous.instances.pop(key)  # taken over: the old policy won't close it
             self._borrowed[key] = backend
         else:
-            backend = await mount.open(source, options)
+            backend = await mount.open(source, options, within)
         self.instances[key] = backend
         return backend
 
@@ -80,8 +91,9 @@ class BackendPool:
 
     async def close(self) -> None:
         self.closed = True
+        # newest first: an image in a mount closes before the mount holding it
         instances, self.instances = list(self.instances.values()), {}
-        await close_backends(instances)
+        await close_backends(reversed(instances))
 
 
 def placeholder_values(names: frozenset[str], request: AttachRequest, cred: Cred) -> Values:
@@ -121,6 +133,7 @@ class NamespacePlan:
         self.name = config.name
         self.config = config
         self.pool = pool
+        check_image_sources(config.mounts)  # "@" sources: order, cycles, scope
         self.names = frozenset().union(*(m.placeholders for m in config.mounts))
         self.private = any(m.scope == "connection" for m in config.mounts)
         self._shared: dict[Values, asyncio.Future[Namespace]] = {}
@@ -136,9 +149,10 @@ class NamespacePlan:
         if self.names:
             # built per attach: open now what has no placeholder (kinds and sources of
             # the rest were checked while parsing)
+            alone: dict[str, tuple[Mounted, str]] = {}
             for mount in self.config.mounts:
                 if not mount.placeholders:
-                    await self._open_alone(mount)
+                    await self._open_alone(mount, alone)
             return
         if not self.private:
             await self.namespace_for_values((), ConnectionContext())
@@ -149,15 +163,26 @@ class NamespacePlan:
         finally:
             await probe.close()
 
-    async def _open_alone(self, mount: MountSpec) -> None:
+    async def _open_alone(self, mount: MountSpec, alone: dict[str, tuple[Mounted, str]]) -> None:
+        """Open ``mount`` now if it has no placeholder; ``alone``: the shared mounts
+        opened so far, by path (an image in one of them is opened now too)."""
         source = str(expand(mount.source, {}))  # "{{" is a literal brace
         options = expand(dict(mount.options), {})
         assert isinstance(options, dict)
+        within: list[Mounted] = []
+        key = _key(self.name, mount, source, options)
+        path = image_path(source)
+        if path is not None:
+            j = container_index(path, self.config.mounts)
+            found = None if j is None else alone.get(self.config.mounts[j].path)
+            if found is None:
+                return  # its mount is opened per attach: so is the image, then
+            within, key = [found[0]], _image_key(key, found[1])
         if mount.scope == "shared":
-            await self.pool.get(_key(self.name, mount, source, options), mount, source,
-                                options)
+            backend = await self.pool.get(key, mount, source, options, within)
+            alone[mount.path] = ((mount.path, backend, mount.read_only), key)
             return
-        backend = await mount.open(source, options)
+        backend = await mount.open(source, options, within)
         await backend.close()
 
     async def namespace_for(self, request: AttachRequest, cred: Cred,
@@ -203,18 +228,26 @@ class NamespacePlan:
             self._expansions += 1
 
     async def _build(self, values: Mapping[str, str], context: ConnectionContext) -> Namespace:
-        mounts: list[tuple[str, Backend, bool]] = []
+        mounts: list[Mounted] = []  # in order: an "@" source is a file of those before it
+        keys: list[str] = []  # which instance each is (an image's names its container's)
         for mount in self.config.mounts:
             source = str(expand(mount.source, values))
             options = expand(dict(mount.options), values)
             assert isinstance(options, dict)
+            key = _key(self.name, mount, source, options)
+            path = image_path(source)
+            if path is not None:
+                j = container_index(path, self.config.mounts)
+                assert j is not None  # check_image_sources
+                key = _image_key(key, keys[j])
             if mount.scope == "connection":
-                backend = await mount.open(source, options)
-                context.on_close(backend.close)
+                backend = await mount.open(source, options, mounts)
+                context.on_close(backend.close)  # closed newest first: before its container
+                key = f"connection {id(backend)}"
             else:
-                backend = await self.pool.get(_key(self.name, mount, source, options), mount, source,
-                                              options)
+                backend = await self.pool.get(key, mount, source, options, mounts)
             mounts.append((mount.path, backend, mount.read_only))
+            keys.append(key)
         try:
             return await Namespace.build(mounts, name=self.name)
         except ValueError as exc:

@@ -18,7 +18,7 @@ import pytest
 from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image
 
 from ninep.backends.ext2 import Ext2Backend
-from ninep.backends.ext2.fs import Ext2Error
+from ninep.backends.ext2.fs import Ext2Error, FileSystem
 from ninep.backends.ext2.inode import Inode
 from ninep.vfs.node import Cred, Node, SetAttr
 
@@ -130,6 +130,13 @@ async def test_a_close_after_a_failed_checkpoint_leaves_the_image_not_clean(
         Ext2Backend(str(image))  # a read-write open wants e2fsck (or force=true) first
 
 
+async def _timed_checkpoint(ext2: FileSystem) -> None:
+    """The timer's callback, and the write-back it starts in the image's thread."""
+    task = ext2._timed_checkpoint()
+    assert task is not None
+    await task
+
+
 async def test_the_timed_checkpoint_logs_a_failure_once_and_retries(
         image: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     fs = open_image(image)
@@ -138,12 +145,12 @@ async def test_the_timed_checkpoint_logs_a_failure_once_and_retries(
     with monkeypatch.context() as patch, caplog.at_level(logging.DEBUG, "ninep.backends.ext2.fs"):
         _fail_pack_of(patch, (await nodes[3].getattr()).ino)
         for _ in range(5):  # the timer's callback: nothing may escape into the event loop
-            ext2._timed_checkpoint()
+            await _timed_checkpoint(ext2)
             assert ext2.timer is not None  # another try is scheduled
             assert len(ext2.dirty_inodes) >= len(nodes)
     above_debug = [r for r in caplog.records if r.levelno > logging.DEBUG]
     assert len(above_debug) == 1, caplog.text
-    ext2._timed_checkpoint()
+    await _timed_checkpoint(ext2)
     assert not ext2.dirty_inodes
     await fs.close()
     assert_clean(image)
@@ -158,7 +165,7 @@ async def test_a_failed_image_fsync_keeps_the_image_not_clean(
         raise OSError(errno.EIO, "injected: fsync of the image failed")
 
     with monkeypatch.context() as patch:
-        patch.setattr("ninep.backends.ext2.fs.os.fsync", fsync_fails)
+        patch.setattr("ninep.backends.image_file.os.fsync", fsync_fails)
         with pytest.raises(OSError):
             await fsync(node)
     await fsync(node)

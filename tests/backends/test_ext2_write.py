@@ -373,7 +373,8 @@ async def test_checkpoints_come_after_whole_operations(tmp_path: Path) -> None:
     for i in range(fsmod._DIRTY_LIMIT + 10):  # a dirty inode each
         await make_file(fs.root, f"f{i}")
     assert fs.fs.dirty_inodes, "a checkpoint ran in the middle of the event loop's turn"
-    await asyncio.sleep(0)  # the queued checkpoint runs now
+    await asyncio.sleep(0)  # the queued checkpoint starts now, in the image's thread
+    await fs.fs.settle()
     assert not fs.fs.dirty_inodes and not fs.fs.image.dirty
     assert debugfs_cat(image, "f7") == b""  # on disk while the image is still open
     assert "f7" in subprocess.run(["debugfs", "-R", "ls /", str(image)], capture_output=True,

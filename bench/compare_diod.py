@@ -2,12 +2,14 @@
 
 One command::
 
-    python bench/compare_diod.py [--runs N] [--quick] [--json FILE]
+    python bench/compare_diod.py [--runs N] [--quick] [--workers 1,2] [--json FILE]
 
-Both servers are started on 127.0.0.1 (free ports), each pinned with the
-client to one CPU (``taskset -c 0``), and measured in interleaved runs
-(ours, diod, ours, diod, ...). The table gives medians and the ratio
-ours/diod; see bench/README.md for what each figure means.
+The servers are started on 127.0.0.1 (free ports), by default each pinned with
+the clients to one CPU (``taskset -c 0``; with ``--workers`` above 1 nothing is
+pinned unless ``--cpus`` says so), and measured in interleaved runs (ours, diod,
+ours, diod, ...). Both export the same host directory (ours through a passthrough
+mount). The table gives medians and the ratio ours/diod (and, with several
+``--workers`` counts, each against the first); see bench/README.md.
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
-DIOD = "/usr/sbin/diod"
-DIODLOAD = "/usr/sbin/diodload"
-DIODCAT = "/usr/sbin/diodcat"
+# $DIOD_BIN_DIR: diod's binaries carried elsewhere (bench/device_workers.sh)
+_DIOD_DIR = os.environ.get("DIOD_BIN_DIR", "/usr/sbin")
+DIOD = os.path.join(_DIOD_DIR, "diod")
+DIODLOAD = os.path.join(_DIOD_DIR, "diodload")
+DIODCAT = os.path.join(_DIOD_DIR, "diodcat")
+CLIENTS = (1, 4, 16, 64)  # diodload -n
+PARALLEL_CATS = 8
 COMPARE_MSIZE = 65536  # Debian's diod caps msize here
 BIG_MSIZE = 1 << 20
 FILE_NAME = "big.bin"
@@ -77,7 +83,7 @@ class Metric:
     label: str
     unit: str
     measure: Callable[[Server], float]
-    servers: tuple[str, ...] = ("ours", "diod")
+    ours_only: bool = False
 
 
 @dataclass
@@ -97,18 +103,18 @@ class Results:
         got = self.values.get(key, {}).get(server)
         return statistics.median(got) if got else None
 
-    def ratio(self, key: str) -> float | None:
-        """Median ours/diod over medians: the figure the table leads with."""
-        ours, diod = self.median(key, "ours"), self.median(key, "diod")
-        return ours / diod if ours is not None and diod else None
+    def ratio(self, key: str, ours: str = "ours", other: str = "diod") -> float | None:
+        """Median ours/other over medians: the figure the table leads with."""
+        mine, theirs = self.median(key, ours), self.median(key, other)
+        return mine / theirs if mine is not None and theirs else None
 
-    def paired_ratio(self, key: str) -> float | None:
+    def paired_ratio(self, key: str, ours: str = "ours", other: str = "diod") -> float | None:
         """Median of run-by-run ratios: steadier when the machine's load drifts."""
-        ours = self.values.get(key, {}).get("ours", [])
-        diod = self.values.get(key, {}).get("diod", [])
-        if not ours or len(ours) != len(diod) or not all(diod):
+        mine = self.values.get(key, {}).get(ours, [])
+        theirs = self.values.get(key, {}).get(other, [])
+        if not mine or len(mine) != len(theirs) or not all(theirs):
             return None
-        return statistics.median(o / d for o, d in zip(ours, diod, strict=True))
+        return statistics.median(o / d for o, d in zip(mine, theirs, strict=True))
 
 
 # --- starting and stopping servers -----------------------------------------
@@ -120,8 +126,9 @@ def free_port() -> int:
         return port
 
 
-def pinned(cpu: int, argv: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *argv]
+def pinned(cpu: int | str | None, argv: list[str]) -> list[str]:
+    """``argv`` under ``taskset -c CPU`` (a list such as "0-3" too); None: unpinned."""
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
 
 
 def wait_listening(server: Server, timeout: float = START_TIMEOUT) -> None:
@@ -158,18 +165,33 @@ def launch(name: str, argv: list[str], workdir: Path, export: str,
     return server
 
 
-def start_diod(cpu: int, export_dir: Path, workdir: Path) -> Server:
+def start_diod(cpu: int | str | None, export_dir: Path, workdir: Path) -> Server:
     argv = pinned(cpu, [DIOD, "-f", "-n", "-c", "/dev/null", "-d", "0", "-e", str(export_dir),
                         "-e", "ctl", "-l", "127.0.0.1:{PORT}"])
     return launch("diod", argv, workdir, export=str(export_dir))
 
 
-def start_ours(cpu: int, python: str, extra: list[str], workdir: Path) -> Server:
+def start_ours(cpu: int | str | None, python: str, extra: list[str], workdir: Path,
+               name: str = "ours") -> Server:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     argv = pinned(cpu, [python, "-m", "ninep", "serve", "--listen", "tcp://127.0.0.1:{PORT}",
                         *extra])
-    return launch("ours", argv, workdir, export="", cwd=REPO, env=env)
+    server = launch(name, argv, workdir, export="", cwd=REPO, env=env)
+    if "--workers" in extra:  # the supervisor binds before its workers start
+        wait_log(server, "workers serving")
+    return server
+
+
+def wait_log(server: Server, text: str, timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in server.log.read_text(errors="replace"):
+            return
+        if server.proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise BenchError(f"{server.name}: no {text!r} in its log; it ends:\n{server.log_tail()}")
 
 
 def stop(server: Server) -> None:
@@ -284,7 +306,7 @@ def sha256(path: Path) -> str:
 class Bench:
     """The settings every measurement shares."""
 
-    cpu: int
+    cpu: int | str | None
     runtime: int
     file: Path
     file_size: int
@@ -315,19 +337,24 @@ class Bench:
     def diodcat_argv(self, server: Server, msize: int) -> list[str]:
         return [DIODCAT, "-s", server.addr, "-m", str(msize), "-a", server.export, FILE_NAME]
 
-    def diodcat(self, server: Server, msize: int) -> float:
-        """MiB/s reading the test file, timed around the diodcat process."""
-        if server.name == "diod":
-            warm(self.file)  # the page cache drops idle data after ~30 s here
+    def diodcat(self, server: Server, msize: int, parallel: int = 1) -> float:
+        """MiB/s reading the test file (``parallel`` diodcats at once, their bytes
+        added up), timed around the diodcat processes."""
+        warm(self.file)  # the page cache drops idle data after ~30 s here
         argv = self.diodcat_argv(server, msize)
         start = time.perf_counter()
-        done = subprocess.run(pinned(self.cpu, argv), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, timeout=300)
+        procs = [subprocess.Popen(pinned(self.cpu, argv), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+                 for _ in range(parallel)]
+        errors = []
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            if proc.returncode != 0:
+                errors.append(f"status {proc.returncode}: {err.strip()[-500:]}")
         wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise BenchError(f"diodcat {' '.join(argv[1:])}: status {done.returncode}: "
-                             f"{done.stderr.strip()[-500:]}")
-        return self.file_size / MiB / wall
+        if errors:
+            raise BenchError(f"diodcat {' '.join(argv[1:])}: {errors[0]}")
+        return parallel * self.file_size / MiB / wall
 
     def verify_diodcat(self, server: Server, msize: int, expected: str) -> None:
         """Read the file once through diodcat and compare its digest (untimed)."""
@@ -348,24 +375,26 @@ class Bench:
                              f"from the {self.file_size}-byte test file")
 
 
-def metrics(bench: Bench) -> list[Metric]:
+def metrics(bench: Bench, clients: tuple[int, ...] = CLIENTS) -> list[Metric]:
     def load(msize: int, threads: int, getattr_load: bool) -> Callable[[Server], float]:
         return lambda s: bench.diodload(s, msize, threads, getattr_load)
 
-    def cat(msize: int) -> Callable[[Server], float]:
-        return lambda s: bench.diodcat(s, msize)
+    def cat(msize: int, parallel: int = 1) -> Callable[[Server], float]:
+        return lambda s: bench.diodcat(s, msize, parallel)
 
     size = f"{bench.file_size // MiB} MiB"
-    ours = ("ours",)
+    table = [Metric(f"getattr_n{n}", f"diodload -g -n {n}", "ops/s", load(COMPARE_MSIZE, n, True))
+             for n in clients]
+    table += [Metric(f"rw_n{n}", f"diodload -n {n} -m 64K", "MiB/s", load(COMPARE_MSIZE, n, False))
+              for n in clients]
     return [
-        Metric("getattr_n1", "diodload -g -n 1", "ops/s", load(COMPARE_MSIZE, 1, True)),
-        Metric("getattr_n16", "diodload -g -n 16", "ops/s", load(COMPARE_MSIZE, 16, True)),
-        Metric("rw_n1", "diodload -n 1 -m 64K", "MiB/s", load(COMPARE_MSIZE, 1, False)),
-        Metric("rw_n16", "diodload -n 16 -m 64K", "MiB/s", load(COMPARE_MSIZE, 16, False)),
+        *table,
         Metric("cat", f"diodcat -m 64K {size}", "MiB/s", cat(COMPARE_MSIZE)),
-        Metric("rw_n1_1m", "diodload -n 1 -m 1M", "MiB/s", load(BIG_MSIZE, 1, False), ours),
-        Metric("rw_n16_1m", "diodload -n 16 -m 1M", "MiB/s", load(BIG_MSIZE, 16, False), ours),
-        Metric("cat_1m", f"diodcat -m 1M {size}", "MiB/s", cat(BIG_MSIZE), ours),
+        Metric("cat_x8", f"{PARALLEL_CATS} x diodcat -m 64K {size}", "MiB/s",
+               cat(COMPARE_MSIZE, PARALLEL_CATS)),
+        Metric("rw_n1_1m", "diodload -n 1 -m 1M", "MiB/s", load(BIG_MSIZE, 1, False), True),
+        Metric("rw_n16_1m", "diodload -n 16 -m 1M", "MiB/s", load(BIG_MSIZE, 16, False), True),
+        Metric("cat_1m", f"diodcat -m 1M {size}", "MiB/s", cat(BIG_MSIZE), True),
     ]
 
 
@@ -373,12 +402,11 @@ def metrics(bench: Bench) -> list[Metric]:
 
 def measure(servers: dict[str, Server], table: list[Metric], runs: int,
             results: Results) -> None:
-    """Interleave: for each run and metric, ours then diod."""
+    """Interleave: for each run and metric, every server in turn (ours first)."""
     for run in range(1, runs + 1):
         for metric in table:
-            for name in ("ours", "diod"):
-                server = servers.get(name)
-                if server is None or name not in metric.servers:
+            for name, server in list(servers.items()):
+                if metric.ours_only and name == "diod":
                     continue
                 if metric.key in results.errors and name in results.errors[metric.key]:
                     continue  # it failed once; don't spend every run on it
@@ -394,7 +422,7 @@ def measure(servers: dict[str, Server], table: list[Metric], runs: int,
                     print(f"  run {run} {metric.label} {name}: FAILED: {error}", file=sys.stderr)
                     continue
                 results.add(metric.key, name, value)
-                print(f"  run {run} {metric.label:24} {name:4} {value:12,.0f} {metric.unit}",
+                print(f"  run {run} {metric.label:30} {name:8} {value:12,.0f} {metric.unit}",
                       file=sys.stderr, flush=True)
 
 
@@ -402,20 +430,42 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def report(table: list[Metric], results: Results, header: list[str]) -> str:
-    lines = [*header, ""]
-    row = "{:26} {:>7} {:>10} {:>10} {:>9} {:>7}   {}"
-    lines.append(row.format("metric", "unit", "ours", "diod", "ours/diod", "paired",
-                            "runs (ours | diod)"))
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def report(table: list[Metric], results: Results, header: list[str],
+           names: list[str]) -> str:
+    """Medians per server, then ours/diod for each of ours (median ratio and paired),
+    then each of ours against the first (``--workers 1,2``: w2/w1)."""
+    ours = [n for n in names if n != "diod"]
+    has_diod = "diod" in names
+    columns = ["metric", "unit", *names]
+    columns += [f"{n}/diod" for n in ours if has_diod]
+    columns += [f"{n}/diod paired" for n in ours if has_diod]
+    columns += [f"{n}/{ours[0]}" for n in ours[1:]]
+    rows = []
     for metric in table:
-        ours, diod = results.median(metric.key, "ours"), results.median(metric.key, "diod")
-        ratio, paired = results.ratio(metric.key), results.paired_ratio(metric.key)
-        runs = " | ".join(" ".join(_fmt(v) for v in results.values.get(metric.key, {})
-                                   .get(name, [])) or "-" for name in metric.servers)
-        diod_cell = _fmt(diod) if "diod" in metric.servers else "(n/a)"
-        lines.append(row.format(metric.label, metric.unit, _fmt(ours), diod_cell,
-                                "-" if ratio is None else f"{ratio:.2f}",
-                                "-" if paired is None else f"{paired:.2f}", runs))
+        row = [metric.label, metric.unit]
+        row += ["(n/a)" if metric.ours_only and n == "diod" else
+                _fmt(results.median(metric.key, n)) for n in names]
+        if has_diod:
+            row += [_ratio(results.ratio(metric.key, n)) for n in ours]
+            row += [_ratio(results.paired_ratio(metric.key, n)) for n in ours]
+        row += [_ratio(results.ratio(metric.key, n, ours[0])) for n in ours[1:]]
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
+    lines = [*header, ""]
+    for row in [columns, *rows]:
+        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells))
+    lines.append("")
+    lines.append("runs: " + "; ".join(
+        f"{m.label}: " + " | ".join(
+            f"{n} " + " ".join(_fmt(v) for v in results.values.get(m.key, {}).get(n, []))
+            for n in names if not (m.ours_only and n == "diod"))
+        for m in table))
     for metric in table:
         for name, error in results.errors.get(metric.key, {}).items():
             lines.append(f"! {metric.label} against {name} failed: "
@@ -423,36 +473,49 @@ def report(table: list[Metric], results: Results, header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def as_json(table: list[Metric], results: Results, config: dict[str, Any]) -> dict[str, Any]:
+def as_json(table: list[Metric], results: Results, config: dict[str, Any],
+            names: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"config": config, "metrics": {}}
     for metric in table:
-        ours, diod = results.median(metric.key, "ours"), results.median(metric.key, "diod")
         out["metrics"][metric.key] = {
             "label": metric.label, "unit": metric.unit,
             "runs": results.values.get(metric.key, {}),
-            "median": {"ours": ours, "diod": diod},
-            "ratio_ours_over_diod": results.ratio(metric.key),
-            "paired_ratio_median": results.paired_ratio(metric.key),
+            "median": {n: results.median(metric.key, n) for n in names},
+            "ratio_over_diod": {n: results.ratio(metric.key, n) for n in names if n != "diod"},
+            "paired_ratio_over_diod": {n: results.paired_ratio(metric.key, n)
+                                       for n in names if n != "diod"},
             "errors": results.errors.get(metric.key, {}),
         }
     return out
 
 
-def check_tools() -> None:
+def check_tools(pinning: bool = True) -> None:
     missing = [t for t in (DIOD, DIODLOAD, DIODCAT) if not os.access(t, os.X_OK)]
-    if missing or shutil.which("taskset") is None:
-        sys.exit(f"compare_diod: missing {', '.join(missing) or 'taskset'} "
-                 "(apt-get install diod util-linux)")
+    if pinning and shutil.which("taskset") is None:
+        missing.append("taskset")
+    if missing:
+        sys.exit(f"compare_diod: missing {', '.join(missing)} "
+                 "(apt-get install diod util-linux, or DIOD_BIN_DIR=folder)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, help="interleaved runs per figure (default 3, quick 1)")
     parser.add_argument("--quick", action="store_true",
-                        help="one run, 2 s diodload runtime, 64 MiB file")
+                        help="one run, 2 s diodload runtime, 64 MiB file, clients 1 and 16")
     parser.add_argument("--runtime", type=int, help="diodload -r seconds (default 5)")
     parser.add_argument("--file-mib", type=int, help="diodcat file size in MiB (default 256)")
-    parser.add_argument("--cpu", type=int, default=0, help="CPU for servers and clients")
+    parser.add_argument("--workers", default="1", metavar="N[,N...]",
+                        help="ninep serve --workers for our server; several (e.g. 1,2 or "
+                             "1,auto) start one server of ours for each, measured in the "
+                             "same runs (default 1)")
+    parser.add_argument("--clients", default=None, metavar="N[,N...]",
+                        help="diodload -n values (default 1,4,16,64; quick 1,16)")
+    parser.add_argument("--cpu", "--cpus", dest="cpus", default=None,
+                        help="taskset -c for servers and clients: a CPU or a list such as "
+                             "0-3, or 'none' (default 0, or none when a --workers count is "
+                             "not 1)")
+    parser.add_argument("--no-diod", action="store_true", help="measure our servers only")
     parser.add_argument("--python", default=sys.executable, help="interpreter for our server")
     parser.add_argument("--ours-arg", action="append", default=[], metavar="ARG",
                         help="extra argument for `ninep serve` (repeatable)")
@@ -461,30 +524,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.runs = args.runs or (1 if args.quick else 3)
     args.runtime = args.runtime or (2 if args.quick else 5)
     args.file_mib = args.file_mib or (64 if args.quick else 256)
+    args.workers = [w.strip() for w in args.workers.split(",") if w.strip()]
+    clients = args.clients or ("1,16" if args.quick else ",".join(map(str, CLIENTS)))
+    args.clients = tuple(int(n) for n in clients.split(","))
+    if args.cpus is None:
+        args.cpus = "0" if args.workers == ["1"] else "none"
+    args.cpus = None if args.cpus == "none" else args.cpus
     return args
 
 
 def prepare_file(servers: dict[str, Server], bench: Bench, digest: str,
                  results: Results) -> list[str]:
-    """Put the test file into our server, check both serve it intact; return notes."""
+    """Check every server serves the test file intact; return notes."""
     notes: list[str] = []
     for name, server in servers.items():
         try:
-            if name == "ours":
-                print("uploading the test file to our RAM filesystem ...", file=sys.stderr)
-                upload(server.addr, bench.file, FILE_NAME)
             bench.verify_diodcat(server, COMPARE_MSIZE, digest)
-        except (BenchError, OSError, ImportError, subprocess.TimeoutExpired) as exc:
+        except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
             notes.append(f"! no diodcat figures for {name}: {exc}")
             print(notes[-1], file=sys.stderr)
-            for key in ("cat", "cat_1m"):
+            for key in ("cat", "cat_x8", "cat_1m"):
                 results.fail(key, name, str(exc))
     return notes
 
 
+def memory_note(servers: dict[str, Server]) -> str:
+    """Each server's resident memory now (a supervisor's workers summed and shown)."""
+    parts = []
+    for name, server in servers.items():
+        pids = [server.proc.pid]
+        try:
+            pids += [int(c) for c in Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}"
+                                           "/children").read_text().split()]
+        except OSError:
+            pass
+        sizes = []
+        for pid in pids:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+            if found:
+                sizes.append(int(found.group(1)) // 1024)
+        parts.append(f"{name} {sum(sizes)} MiB" + (f" ({' + '.join(map(str, sizes))})"
+                                                  if len(sizes) > 1 else ""))
+    return "resident memory after the runs: " + ", ".join(parts)
+
+
+def _ours_name(workers: list[str], count: str) -> str:
+    return "ours" if len(workers) == 1 else f"ours-w{count}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    check_tools()
+    check_tools(pinning=args.cpus is not None)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ninep-bench-")))
         export = workdir / "export"
@@ -494,53 +588,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"writing a {args.file_mib} MiB test file ...", file=sys.stderr)
         make_test_file(test_file, size)
         digest = sha256(test_file)
-        bench = Bench(args.cpu, args.runtime, test_file, size)
-        table = metrics(bench)
+        bench = Bench(args.cpus, args.runtime, test_file, size)
+        table = metrics(bench, args.clients)
 
         servers: dict[str, Server] = {}
         notes: list[str] = []
-        starters: dict[str, Callable[[], Server]] = {
-            "ours": lambda: start_ours(args.cpu, args.python, args.ours_arg, workdir),
-            "diod": lambda: start_diod(args.cpu, export, workdir),
-        }
+        starters: dict[str, Callable[[], Server]] = {}
+        for count in args.workers:
+            name = _ours_name(args.workers, count)
+            extra = ["--mount", f"/=passthrough:{export}", *args.ours_arg]
+            if count != "1":
+                extra += ["--workers", count]
+            starters[name] = (lambda name=name, extra=extra:
+                              start_ours(args.cpus, args.python, extra, workdir, name))
+        if not args.no_diod:
+            starters["diod"] = lambda: start_diod(args.cpus, export, workdir)
         for name, start in starters.items():
             got = stack.enter_context(running(start))
             if isinstance(got, str):
-                label = "our server" if name == "ours" else "diod"
-                notes.append(f"! {label} failed to start: {got}")
+                notes.append(f"! {name} failed to start: {got}")
                 print(notes[-1], file=sys.stderr)
                 continue
             servers[name] = got
         if not servers:
             print("\n".join(notes))
             return 1
-
+        names = list(servers)
+        where = "unpinned" if args.cpus is None else f"under `taskset -c {args.cpus}`"
         pins = ", ".join(f"{n} pid {s.proc.pid} on CPU {affinity(s.proc.pid)}"
                          for n, s in servers.items())
-        config: dict[str, Any] = {"runs": args.runs, "runtime": args.runtime, "file_mib": args.file_mib,
-                  "cpu": args.cpu, "pinning": f"taskset -c {args.cpu}", "python": args.python,
-                  "servers": {n: {"pid": s.proc.pid, "affinity": affinity(s.proc.pid),
-                                  "addr": s.addr} for n, s in servers.items()}}
+        config: dict[str, Any] = {
+            "runs": args.runs, "runtime": args.runtime, "file_mib": args.file_mib,
+            "cpus": args.cpus, "workers": args.workers, "clients": list(args.clients),
+            "python": args.python,
+            "servers": {n: {"pid": s.proc.pid, "affinity": affinity(s.proc.pid),
+                            "addr": s.addr} for n, s in servers.items()}}
         results = Results()
         notes += prepare_file(servers, bench, digest, results)
         load_before = os.getloadavg()
         measure(dict(servers), table, args.runs, results)
         load_after = os.getloadavg()
+        notes.append(memory_note(servers))
         config["loadavg_1min"] = {"before": load_before[0], "after": load_after[0]}
         header = [
-            f"ninep vs diod: {args.runs} interleaved run(s) (ours, diod, ...), medians shown",
-            f"pinning: servers and clients run under `taskset -c {args.cpu}` ({pins})",
+            f"ninep vs diod: {args.runs} interleaved run(s) ({', '.join(names)}), medians shown",
+            f"servers and clients {where} ({pins}); both export one host directory "
+            "(ours: --mount /=passthrough:DIR), diodload on the ctl files",
             f"diodload -r {args.runtime} (rescaled by wall time); diodcat of a "
-            f"{args.file_mib} MiB file, timed around the process, page cache warmed for diod",
+            f"{args.file_mib} MiB file, timed around the process(es), page cache warmed",
             f"host: {platform.node()}, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, our server via {args.python}; 1-min load average "
             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other work skews figures)",
             *notes,
         ]
-        print(report(table, results, header))
+        print(report(table, results, header, names))
         if args.json:
             config.update(notes=notes, time=time.time())
-            args.json.write_text(json.dumps(as_json(table, results, config), indent=2) + "\n")
+            args.json.write_text(json.dumps(as_json(table, results, config, names), indent=2)
+                                 + "\n")
     return 0
 
 

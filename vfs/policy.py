@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from ninep.wire.messages import NONUNAME
+
 from .idmap import IdMap
 from .namespace import Namespace
 from .node import Cred
@@ -44,7 +46,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-NONUNAME = 0xFFFFFFFF
 #: a policy's ``groups``: the server's user database, or the client kernel's checks
 GROUP_MODELS = ("host", "client")
 
@@ -62,7 +63,7 @@ class CertIdentity:
 class Peer:
     """What the transport knows of a connection's other end."""
 
-    transport: str  # "tcp", "unix", "tls", "stdio", "fd"
+    transport: str  # "tcp", "unix", "tls", "stdio": the listener it came through
     address: str
     uid: int | None = None  # SO_PEERCRED of a UNIX socket
     gid: int | None = None
@@ -220,11 +221,19 @@ def _show(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection limits a rule imposes; None: the server's own."""
+    """Per-connection limits, each with a safe default: the server's own (ninep serve's
+    options, a config file's [server]), and a policy's, which is the server's with
+    what its ``limits`` table narrows (ninep/config/file.py parses both)."""
 
-    max_fids: int | None = None
-    max_msize: int | None = None
-    max_inflight: int | None = None
+    max_msize: int = 1 << 20
+    max_fids: int = 16384
+    max_inflight: int = 256
+    # seconds a new connection has for its TLS handshake, then again for a
+    # Tversion that opens a session (a negotiated connection may idle for ever)
+    handshake_timeout: float = 30.0
+    # bytes of Txattrcreate values declared and not yet set (applied at clunk): 64
+    # values of the largest size (XATTR_SIZE_MAX) at once; past it ENOMEM
+    max_xattr_pending: int = 4 << 20
 
 
 class ConnectionContext:
@@ -279,15 +288,12 @@ class Rule:
     match: Match = field(default_factory=Match)
     read_only: bool = False
     idmap: IdMap = field(default_factory=IdMap)
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits | None = None  # None: the server's own
     groups: str = "host"  # GROUP_MODELS: where callers' groups come from (vfs/perms.py)
 
     def __post_init__(self) -> None:
         if self.anames is not None and self.match.aname is None:
             object.__setattr__(self, "match", _with_anames(self.match, self.anames))
-
-    def matches(self, request: AttachRequest) -> bool:
-        return self.match.failed_key(request) is None
 
 
 def _with_anames(match: Match, anames: frozenset[str]) -> Match:
@@ -302,7 +308,7 @@ class Selection:
     rule: Rule
     namespace: Namespace
     cred: Cred
-    limits: Limits
+    limits: Limits | None  # None: the server's own
 
 
 KEPT, READ_ONLY, REVOKED = "kept", "read-only", "revoked"
@@ -399,15 +405,6 @@ class Policy:
                           "read-only now")
         return Review(KEPT, "")
 
-    def select(self, request: AttachRequest) -> Namespace:
-        """The namespace for ``request`` when the rule holds a ready Namespace."""
-        rule = self.choose(request)
-        if not isinstance(rule.namespace, Namespace):
-            raise TypeError(f"rule {rule.name} builds its namespace: use Policy.attach")
-        ns = rule.namespace.view(rule.read_only, rule.idmap, rule.groups == "client")
-        _log_attach(request, rule, ns, request.cred)
-        return ns
-
     async def attach(self, request: AttachRequest, context: ConnectionContext) -> Selection:
         """Choose the rule, map the credential, build or find the namespace."""
         rule = self.choose(request)
@@ -428,7 +425,7 @@ class Policy:
     def msize_cap(self, peer: Peer, server_max: int) -> int:
         """The msize a connection may negotiate: the largest any rule it could
         attach through allows (its attaches are limited again per rule)."""
-        caps = [rule.limits.max_msize or server_max for rule in self.rules
+        caps = [rule.limits.max_msize if rule.limits else server_max for rule in self.rules
                 if rule.match.failed_peer_key(peer) is None]
         return min(server_max, max(caps, default=server_max))
 

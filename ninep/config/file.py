@@ -17,10 +17,10 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from ninep.backends.registry import BackendConfigError, MountSpec, check_mount
-from ninep.config.match import PolicyConfig, parse_policy
+from ninep.config.match import SERVER_LIMITS, PolicyConfig, parse_limits, parse_policy
 from ninep.config.tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
 from ninep.server.listeners import ListenAddress, parse_listen
-from ninep.server.session import ServerLimits
+from ninep.vfs.policy import Limits
 
 __all__ = [
     "PLACEHOLDERS",
@@ -110,7 +110,7 @@ class Config:
     namespaces: Mapping[str, NamespaceConfig]
     policies: tuple[PolicyConfig, ...]
     authorized_keys: Path | None
-    limits: ServerLimits
+    limits: Limits
     metrics: str | None = None  # [metrics] listen: the Prometheus endpoint's address
     workers: int = 1  # [server] workers: processes serving connections (ninep/workers/)
 
@@ -134,7 +134,9 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     policies = _array(top, data, "policy")
     if not policies:
         top.fail("policy", "no [[policy]] given: every attach would be refused")
-    parsed = tuple(parse_policy(Where(path, f"[[policy]] #{i + 1}"), table, tuple(namespaces))
+    limits = _server_limits(Where(path, "[server]"), _table(top, data, "server"))
+    parsed = tuple(parse_policy(Where(path, f"[[policy]] #{i + 1}"), table, tuple(namespaces),
+                                limits)
                    for i, table in enumerate(policies))
     auth = _table(top, data, "auth")
     where = Where(path, "[auth]")
@@ -142,7 +144,7 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     return Config(path, _listeners(_array(top, data, "listen"), path), namespaces,
                   parsed,
                   where.file(auth, "authorized_keys", required=False),
-                  _server_limits(Where(path, "[server]"), _table(top, data, "server")),
+                  limits,
                   _metrics(Where(path, "[metrics]"), _table(top, data, "metrics")),
                   _workers(Where(path, "[server]"), _table(top, data, "server")))
 
@@ -161,15 +163,9 @@ def _array(where: Where, data: Mapping[str, object], key: str) -> list[Mapping[s
     return value
 
 
-def _server_limits(where: Where, table: Mapping[str, object]) -> ServerLimits:
-    where.only(table, ("msize", "max_fids", "max_inflight", "handshake_timeout", "workers"))
-    d = ServerLimits()
-    timeout = where.integer(table, "handshake_timeout", int(d.handshake_timeout), 1, 3600)
-    return ServerLimits(
-        max_msize=where.integer(table, "msize", d.max_msize, 4096, 1 << 26) or d.max_msize,
-        max_fids=where.integer(table, "max_fids", d.max_fids, 1) or d.max_fids,
-        max_inflight=where.integer(table, "max_inflight", d.max_inflight, 1) or d.max_inflight,
-        handshake_timeout=float(timeout or d.handshake_timeout))
+def _server_limits(where: Where, table: Mapping[str, object]) -> Limits:
+    where.only(table, (*SERVER_LIMITS, "workers"))
+    return parse_limits(where, table, Limits(), SERVER_LIMITS)
 
 
 def _workers(where: Where, table: Mapping[str, object]) -> int:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from ninep.vfs.idmap import SQUASH_MODES, IdMap, IdRange
 from ninep.vfs.policy import GROUP_MODELS, Limits, Match, normal_aname
+from ninep.wire.constants import MIN_MSIZE
 
 if TYPE_CHECKING:
     from ninep.config.file import Where
 
-__all__ = ["TRANSPORTS", "PolicyConfig", "parse_policy"]
+__all__ = ["POLICY_LIMITS", "SERVER_LIMITS", "TRANSPORTS", "PolicyConfig", "parse_limits",
+           "parse_policy"]
 
-TRANSPORTS = ("tcp", "unix", "tls", "stdio", "fd")
+# what a peer's transport can be (Peer.transport, set by ninep/server/listeners.py)
+TRANSPORTS = ("tcp", "unix", "tls", "stdio")
 _POLICY_KEYS = ("name", "namespace", "match", "read_only", "squash", "anon_uid", "anon_gid",
                 "uid_map", "gid_map", "limits", "groups")
 _ID_MAX = 0xFFFF_FFFE
@@ -31,12 +34,13 @@ class PolicyConfig:
     match: Match
     read_only: bool
     idmap: IdMap
-    limits: Limits
+    limits: Limits | None  # None: the server's own
     groups: str = "host"
 
 
-def parse_policy(where: Where, table: Mapping[str, object],
-                 namespaces: tuple[str, ...]) -> PolicyConfig:
+def parse_policy(where: Where, table: Mapping[str, object], namespaces: tuple[str, ...],
+                 server: Limits) -> PolicyConfig:
+    """One ``[[policy]]``; its ``limits`` narrow ``server``'s ([server] or the defaults)."""
     where.only(table, _POLICY_KEYS)
     name = where.text(table, "name", where.table.removeprefix("[[policy]] "))
     if "name" in table:
@@ -53,7 +57,7 @@ def parse_policy(where: Where, table: Mapping[str, object],
         where.fail("limits", "expected a table")
     return PolicyConfig(name, namespace, _match(where.sub(where.table + " match"), match),
                         where.flag(table, "read_only", False), _idmap(where, table),
-                        _limits(where.sub(where.table + " limits"), limits),
+                        _limits(where.sub(where.table + " limits"), limits, server),
                         where.text(table, "groups", "host", choices=GROUP_MODELS))
 
 
@@ -177,8 +181,30 @@ def _id_ranges(where: Where, table: Mapping[str, object], key: str) -> tuple[IdR
     return tuple(out)
 
 
-def _limits(where: Where, table: Mapping[str, object]) -> Limits:
-    where.only(table, ("max_fids", "msize", "max_inflight"))
-    return Limits(max_fids=where.integer(table, "max_fids", None, 1),
-                  max_msize=where.integer(table, "msize", None, 4096),
-                  max_inflight=where.integer(table, "max_inflight", None, 1))
+#: The file's name for each limit: the Limits field, the least and the most allowed.
+_LIMITS: dict[str, tuple[str, int, int]] = {
+    "msize": ("max_msize", MIN_MSIZE, 1 << 26),
+    "max_fids": ("max_fids", 1, _ID_MAX),
+    "max_inflight": ("max_inflight", 1, _ID_MAX),
+    "handshake_timeout": ("handshake_timeout", 1, 3600),  # seconds
+}
+SERVER_LIMITS = tuple(_LIMITS)  # [server]
+POLICY_LIMITS = ("max_fids", "msize", "max_inflight")  # a policy's limits table
+
+
+def parse_limits(where: Where, table: Mapping[str, object], base: Limits,
+                 keys: tuple[str, ...]) -> Limits:
+    """``base`` with the ``keys`` that ``table`` sets, each checked in range: [server]
+    over the defaults, a policy's ``limits`` over the server's."""
+    changes: dict[str, Any] = {}
+    for key in keys:
+        if key in table:
+            name, least, most = _LIMITS[key]
+            value = where.integer(table, key, None, least, most)
+            changes[name] = float(value or 0) if name == "handshake_timeout" else value
+    return replace(base, **changes)
+
+
+def _limits(where: Where, table: Mapping[str, object], server: Limits) -> Limits | None:
+    where.only(table, POLICY_LIMITS)
+    return parse_limits(where, table, server, POLICY_LIMITS) if table else None

@@ -76,9 +76,9 @@ def describe_config(config: Config, policy: Policy,
             extras.append("read-only")
         if not rule.idmap.identity:
             extras.append(rule.idmap.describe() + _anonymous(rule.idmap))
-        limits = [f"{k}={getattr(rule.limits, k)}" for k in ("max_fids", "max_msize",
-                                                            "max_inflight")
-                  if getattr(rule.limits, k) is not None]
+        narrowed = rule.limits or config.limits  # a policy's limits narrow the server's
+        limits = [f"{k}={getattr(narrowed, k)}" for k in ("max_fids", "max_msize", "max_inflight")
+                  if getattr(narrowed, k) != getattr(config.limits, k)]
         extras += limits
         lines.append("")
         lines.append(f"policy {rule.name!r} (tried {order}; match {rule.match.describe()}) -> "

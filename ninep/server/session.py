@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Coroutine
 
 from ninep.server.auth import AuthExchange, ConnectionProof
+from ninep.vfs.idmap import NOBODY
 from ninep.vfs.locks import LockManager
 from ninep.vfs.namespace import Location, Namespace
 from ninep.vfs.narrowed import STALE, ReadOnlyHandle, StaleHandle
@@ -34,6 +35,7 @@ from ninep.vfs.policy import (
     shown,
 )
 from ninep.wire import messages as m
+from ninep.wire.constants import XATTR_REPLACE
 
 __all__ = [
     "CRED_CACHE_SIZE",
@@ -52,9 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-NOBODY = 65534
-XATTR_REPLACE = 2
 
 
 @dataclass(slots=True)
@@ -111,19 +110,8 @@ class Attachment:
                 f"(policy {self.rule.name!r})")
 
 
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Per-server knobs, each with a safe default."""
-
-    max_msize: int = 1 << 20
-    max_fids: int = 16384
-    max_inflight: int = 256
-    # seconds a new connection has for its TLS handshake, then again for a
-    # Tversion that opens a session (a negotiated connection may idle for ever)
-    handshake_timeout: float = 30.0
-    # bytes of Txattrcreate values declared and not yet set (applied at clunk): 64
-    # values of the largest size (XATTR_SIZE_MAX) at once; past it ENOMEM
-    max_xattr_pending: int = 4 << 20
+#: The server's knobs: the one limits type (vfs/policy.py), which a policy narrows.
+ServerLimits = Limits
 
 
 Reply = m.Message | m.Encoded
@@ -302,13 +290,15 @@ class Session:
                         len(fids), review.reason)
         return narrowed, revoked
 
-    def _tighten(self, limits: Limits) -> None:
+    def _tighten(self, limits: Limits | None) -> None:
+        if limits is None:  # the policy keeps the server's
+            return
         current = self.limits
         self.limits = replace(
             current,
             max_fids=min(current.max_fids, limits.max_fids or current.max_fids),
             max_inflight=min(current.max_inflight, limits.max_inflight or current.max_inflight))
-        if limits.max_msize is not None and limits.max_msize < self.msize:
+        if limits.max_msize < self.msize:
             # msize was agreed at Tversion; replies (Rread, Rreaddir) keep below the cap
             self.msize = limits.max_msize
 

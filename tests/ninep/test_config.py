@@ -227,3 +227,19 @@ def test_a_placeholder_option_is_checked_by_name_and_opened_once_expanded(
     (_, mount) = config.namespaces["home"].mounts
     assert mount.kind == "passthrough" and mount.placeholders == {"uname", "uid"}
     assert dict(mount.options) == {"threads": "{uid}"}
+
+
+def test_one_limits_type_a_policy_narrows_the_servers(tmp_path: Path) -> None:
+    """[server] and a policy's limits are one type, parsed once: a policy's table
+    narrows the server's figures (here [server] max_fids = 1000 is kept), and a
+    policy without one keeps the server's."""
+    from ninep.server.session import ServerLimits
+    from ninep.vfs.policy import Limits
+    assert ServerLimits is Limits
+    config = load_config(write(tmp_path, GOOD))
+    users, second = config.policies
+    assert users.limits == dataclasses.replace(config.limits, max_fids=10, max_msize=8192)
+    assert config.limits.max_fids == 1000 and second.limits is None
+    for table in ("[server]\nhandshake_timeout = 0\n", "[server]\nmax_inflight = 0\n"):
+        with pytest.raises(BackendConfigError, match="out of range"):
+            load_config(write(tmp_path, GOOD.replace("[server]\n", table)))

@@ -22,7 +22,7 @@ from ninep.vfs.perms import (
     check_sticky,
     may_access,
 )
-from ninep.vfs.policy import KEPT, REVOKED, AttachRequest, Peer, Policy, Rule
+from ninep.vfs.policy import KEPT, REVOKED, AttachRequest, ConnectionContext, Peer, Policy, Rule
 
 
 def attr(mode: int, uid: int = 1000, gid: int = 100) -> Attr:
@@ -111,9 +111,9 @@ async def test_a_client_groups_policy_gives_its_attaches_that_model() -> None:
     ns = await Namespace.build([("/", RamBackend(), False)])
     peer = Peer("tcp", "127.0.0.1:1")
     for groups, client in (("host", False), ("client", True)):
-        chosen = Policy([Rule(ns, name="r", groups=groups)]).select(
-            AttachRequest(peer, "", "", 3000, STRANGER))
-        assert chosen.groups.client is client
+        chosen = await Policy([Rule(ns, name="r", groups=groups)]).attach(
+            AttachRequest(peer, "", "", 3000, STRANGER), ConnectionContext())
+        assert chosen.namespace.groups.client is client
 
 
 async def test_a_reload_that_takes_groups_from_the_host_again_revokes_client_attaches() -> None:

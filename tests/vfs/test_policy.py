@@ -78,22 +78,22 @@ def test_the_most_specific_rule_wins_and_ties_go_to_the_first() -> None:
              match=Match(transport=frozenset({"tcp"}), aname=frozenset({"docs"}))),
         Rule(ns("docs"), name="docs", match=Match(aname=frozenset({"docs"}))),
     ])
-    assert policy.select(request(aname="docs")).name == "tcp-docs"
-    assert policy.select(request(aname="other")).name == "tcp"  # before "docs", same weight
-    assert policy.select(request(UNIX, aname="docs")).name == "docs"
-    assert policy.select(request(UNIX)).name == "anyone"
+    assert policy.choose(request(aname="docs")).namespace.name == "tcp-docs"
+    assert policy.choose(request(aname="other")).namespace.name == "tcp"  # before "docs"
+    assert policy.choose(request(UNIX, aname="docs")).namespace.name == "docs"
+    assert policy.choose(request(UNIX)).namespace.name == "anyone"
 
 
 def test_no_match_is_eacces_with_a_log_line_saying_who_and_why(
         caplog: pytest.LogCaptureFixture) -> None:
     policy = Policy([Rule(ns("a"), name="only-unix", match=Match(transport=frozenset({"unix"})))])
     with caplog.at_level(logging.WARNING), pytest.raises(OSError) as caught:
-        policy.select(request(uname="mallory", aname="x"))
+        policy.choose(request(uname="mallory", aname="x"))
     assert caught.value.errno == errno.EACCES
     line = caplog.records[-1].getMessage()
     assert "mallory" in line and "10.1.2.3" in line and "only-unix: transport" in line
     with pytest.raises(OSError):
-        Policy([]).select(request())
+        Policy([]).choose(request())
 
 
 def test_wants_auth_only_when_a_rule_matches_on_a_key() -> None:

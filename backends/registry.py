@@ -154,6 +154,12 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
         Option("ro", "boolean", False), Option("force", "boolean", False),
         Option("lost_found", "boolean", False)), images=True),
     BackendKind("overlay", "ninep.backends.overlay:open_backend", "none", _layer_options()),
+    # a tree of another 9P2000.L server: the source is its URL (tcp://, unix://, tls://)
+    BackendKind("9p", "ninep.backends.remote:open_backend", "required", (
+        Option("aname", "string", ""), Option("uname", "string", "nobody"),
+        Option("uid", "integer"), Option("msize", "integer", minimum=4096),
+        Option("ca", "string", ""), Option("cert", "string", ""), Option("key", "string", ""),
+        Option("auth_key", "string", ""), Option("timeout", "integer", 10, minimum=1))),
     BackendKind("null", "ninep.backends.synthetic:open_null", "none", single_file=True),
     BackendKind("zero", "ninep.backends.synthetic:open_zero", "none", single_file=True),
     BackendKind("inline", "ninep.backends.synthetic:open_inline", "optional", single_file=True),

@@ -232,6 +232,14 @@ class Client:
         """True once the connection is closed or lost."""
         return self._error is not None
 
+    async def wait_closed(self) -> None:
+        """Return once the connection is closed or lost (at once if it already is): a
+        caller that keeps one connection (the 9p backend) learns of a lost server here
+        without sending anything."""
+        protocol = self._protocol
+        if protocol is not None and self._error is None:
+            await asyncio.shield(protocol.closed)
+
     @property
     def pending(self) -> int:
         """Requests sent and not yet answered (flushed ones until their Rflush)."""

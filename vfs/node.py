@@ -203,6 +203,20 @@ class Handle:
         """
         raise OSError(errno.EBADF, "not open for writing")
 
+    #: Its file's byte-range locks are kept by another server (the 9p backend): Tlock
+    #: and Tgetlock on the handle's fid go to ``lock``/``getlock``, not to vfs/locks.py.
+    forwards_locks: ClassVar[bool] = False
+
+    async def lock(self, lock_type: int, flags: int, start: int, length: int,
+                   owner: tuple[int, str, int]) -> int:
+        """Tlock for ``owner`` (connection id, client_id, proc_id); the Rlock status."""
+        raise OSError(errno.ENOLCK, "locks are not forwarded")
+
+    async def getlock(self, lock_type: int, start: int, length: int,
+                      owner: tuple[int, str, int]) -> tuple[int, int, int, int, str]:
+        """Tgetlock: (type, start, length, proc_id, client_id) of the first conflict."""
+        raise OSError(errno.ENOLCK, "locks are not forwarded")
+
     async def fsync(self, datasync: bool) -> None:
         """Make written data (and metadata unless ``datasync``) durable."""
 

@@ -14,7 +14,7 @@ from ninep.server import auth
 from ninep.server.session import Fid, Session, XattrWrite, handles, resolve_cred
 from ninep.vfs.locks import UNLCK, HostLocks
 from ninep.vfs.namespace import Location
-from ninep.vfs.node import UTIME_NOW, SetAttr
+from ninep.vfs.node import UTIME_NOW, Handle, SetAttr
 from ninep.vfs.policy import AttachRequest
 from ninep.wire import messages as m
 from ninep.wire.constants import (
@@ -418,6 +418,14 @@ def _host_locks(fid: Fid) -> HostLocks | None:
     return host
 
 
+def _forwarding(fid: Fid) -> Handle | None:
+    """The open file's handle when a back server keeps its locks (the 9p backend)."""
+    handle = fid.handle
+    while handle is not None and not handle.forwards_locks:
+        handle = getattr(handle, "inner", None)  # a WriteGuard (vfs/setid.py) wraps it
+    return handle
+
+
 def _check_lock_range(start: int, length: int) -> None:
     """Linux's flock64_to_posix_lock: a negative start is EINVAL, an end past the
     largest offset EOVERFLOW (length 0: to the end of the file)."""
@@ -433,8 +441,11 @@ async def lock(session: Session, msg: m.Tlock) -> m.Message:
     if msg.lock_type not in (0, 1, 2):
         raise OSError(errno.EINVAL, f"lock type {msg.lock_type}")
     _check_lock_range(msg.start, msg.length)
-    key = await _lock_key(fid)
     owner = (session.conn_id, msg.client_id, msg.proc_id)
+    if (forward := _forwarding(fid)) is not None:
+        return m.Rlock(await forward.lock(msg.lock_type, msg.flags, msg.start, msg.length,
+                                          owner))
+    key = await _lock_key(fid)
     host = _host_locks(fid)
     if msg.flags & LOCK_FLAG_BLOCK and msg.lock_type != UNLCK:
         await session.locks.lock(key, msg.lock_type, msg.start, msg.length, owner, host)
@@ -449,8 +460,10 @@ async def getlock(session: Session, msg: m.Tgetlock) -> m.Message:
     if msg.lock_type not in (0, 1, 2):
         raise OSError(errno.EINVAL, f"lock type {msg.lock_type}")
     _check_lock_range(msg.start, msg.length)
-    key = await _lock_key(fid)
     owner = (session.conn_id, msg.client_id, msg.proc_id)
+    if (forward := _forwarding(fid)) is not None:
+        return m.Rgetlock(*await forward.getlock(msg.lock_type, msg.start, msg.length, owner))
+    key = await _lock_key(fid)
     held = session.locks.test(key, msg.lock_type, msg.start, msg.length, owner,
                               _host_locks(fid))
     if held is None:

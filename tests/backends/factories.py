@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from remote_servers import import_server, start_diod, start_ninep
 
 from ninep.backends.registry import KINDS, open_backend
 from ninep.vfs.node import Backend
@@ -62,6 +63,7 @@ class BackendCase:
     make: Maker  # (a scratch directory) -> an opened backend
     features: frozenset[str] = frozenset()  # "xattr", "mknod", "hardlink"
     check: Callable[[Path], None] | None = field(default=None)  # after close
+    quirks: frozenset[str] = frozenset()  # a real server's known departures (tests/clients)
 
     def require(self) -> None:
         try:
@@ -129,6 +131,30 @@ async def _passthrough_ro(scratch: Path) -> Backend:
     return await open_backend("passthrough", str(make_seed(scratch / "seed")), read_only=True)
 
 
+async def _9p_ram(scratch: Path) -> Backend:
+    return await import_server(start_ninep(scratch, "/=ram", unix=True))
+
+
+async def _9p_passthrough(scratch: Path) -> Backend:
+    (scratch / "export").mkdir()
+    return await import_server(start_ninep(scratch, f"/=passthrough:{scratch / 'export'}"))
+
+
+async def _9p_ext2(scratch: Path) -> Backend:
+    return await import_server(start_ninep(scratch, f"/=ext2:{_mke2fs(scratch / 'fs.img')}"))
+
+
+async def _9p_diod(scratch: Path) -> Backend:
+    (scratch / "export").mkdir()
+    return await import_server(start_diod(scratch, scratch / "export"),
+                               aname=str(scratch / "export"), msize="65536")
+
+
+async def _9p_ext2_ro(scratch: Path) -> Backend:
+    image = _mke2fs(scratch / "fs.img", make_seed(scratch / "seed"))
+    return await import_server(start_ninep(scratch, f"/=ext2:{image},ro"))
+
+
 WRITABLE = [
     BackendCase("ram", "ram", _ram, frozenset({"xattr", "mknod", "hardlink"})),
     BackendCase("passthrough", "passthrough", _passthrough,
@@ -136,10 +162,19 @@ WRITABLE = [
     BackendCase("ext2", "ext2", _ext2, frozenset({"xattr", "mknod", "hardlink"}),
                 check=_e2fsck_clean),
     BackendCase("overlay", "overlay", _overlay, frozenset({"xattr", "mknod", "hardlink"})),
+    # the 9p backend importing real servers: ours over each backend, and Debian's diod
+    BackendCase("9p-ram", "9p", _9p_ram, frozenset({"xattr", "mknod", "hardlink"})),
+    BackendCase("9p-passthrough", "9p", _9p_passthrough,
+                frozenset({"xattr", "mknod", "hardlink"})),
+    BackendCase("9p-ext2", "9p", _9p_ext2, frozenset({"xattr", "mknod", "hardlink"}),
+                check=_e2fsck_clean),
+    BackendCase("9p-diod", "9p", _9p_diod, frozenset({"xattr", "mknod", "hardlink"}),
+                quirks=frozenset({"unlinked-fid-by-path"})),
 ]
 
 READ_ONLY = [
     BackendCase("tar", "tar", _tar_ro),
     BackendCase("ext2-ro", "ext2", _ext2_ro, check=_e2fsck_clean),
     BackendCase("passthrough-ro", "passthrough", _passthrough_ro),
+    BackendCase("9p-ext2-ro", "9p", _9p_ext2_ro, check=_e2fsck_clean),
 ]

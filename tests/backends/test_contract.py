@@ -353,6 +353,8 @@ async def test_xattrs(fs: Backend) -> None:
 
 
 async def test_open_unlinked_file_keeps_its_data_until_closed(fs: Backend) -> None:
+    if "unlinked-fid-by-path" in _case(fs).quirks:  # diod 1.0.24 (tests/clients/targets.py)
+        pytest.xfail("the back server finds an open fid's file by its path")
     node = await make_file(fs.root, "f", b"z" * 100_000)
     handle = await node.open(O_RDWR)
     await fs.root.unlink("f", False)

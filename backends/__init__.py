@@ -1,3 +1,3 @@
-"""backends: RAM, synthetic files, and (to come) ext2, tar and passthrough."""
+"""ninep.backends: the file systems a namespace mounts, each kind opened through registry.py."""
 
 __all__: list[str] = []

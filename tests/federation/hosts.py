@@ -211,11 +211,12 @@ class ServerProc:
     """``python -m ninep serve ARGS`` on a host, listening on ADDRESS:PORT; restartable."""
 
     def __init__(self, host: Host, port: int, args: Sequence[str], workdir: Path,
-                 listen: bool = True) -> None:
+                 listen: bool = True, wildcard: bool = False) -> None:
         self.host = host
         self.port = port
         self.args = list(args)
         self.listen = listen  # False: the args (a config file) name the listener
+        self.wildcard = wildcard  # the listener is 0.0.0.0:PORT
         self.log_path = workdir / f"server-{host.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -235,7 +236,8 @@ class ServerProc:
             offset = log.tell()
             self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        want = f"listening on {self.url}"
+        want = f"listening on tcp://0.0.0.0:{self.port}" if self.wildcard else \
+            f"listening on {self.url}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             text = self._log_from(offset)

@@ -127,6 +127,7 @@ class BootPlan:
     timeout: float
     backends: bool = False  # the server also mounts the BackendStore (ext2, passthrough, tar)
     server_args: tuple[str, ...] = ()  # more arguments for ``ninep serve``
+    root: str = "ram"  # what / and /ro are: RAM disks, or "passthrough" host directories
 
     def check_ids(self) -> list[str]:
         ids = [f"{s.name}/{c}" for s in self.shares for c in s.checks]
@@ -179,6 +180,17 @@ BOOTS: tuple[BootPlan, ...] = (
         Share("tcp_ram_1m_user", "tcp", "none", MIB, "user", POSIX),
     ), restart=None, timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)), backends=True,
         server_args=("--groups", "client")),
+    # The tcp boot's light scenarios against two worker processes (ninep/workers/): the
+    # two shares' connections, and the reconnect after the restart, may land on
+    # different workers, so the peer checks see one tree and one set of locks and qids
+    # across them. / and /ro are host directories, which every worker serves itself.
+    BootPlan("workers", (
+        Share("w2_none_1m_user", "tcp", "none", MIB, "user", _scenarios("none", only=BACKEND),
+              peer="w2_loose_8k_client"),
+        Share("w2_loose_8k_client", "tcp", "loose", 8 * KIB, "client",
+              _scenarios("loose", only=BACKEND)),
+    ), restart="w2_none_1m_user", timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)),
+        server_args=("--workers", "2", "--groups", "client"), root="passthrough"),
 )
 
 
@@ -195,9 +207,11 @@ class ServerProcess:
     """``python -m ninep serve`` on 127.0.0.1 (TCP) and a UNIX socket, restartable."""
 
     def __init__(self, workdir: Path, log_level: str | None = None,
-                 extra_args: Iterable[str] = ()) -> None:
+                 extra_args: Iterable[str] = (),
+                 root_args: Iterable[str] = ("--mount", "/=ram", "--mount", "/ro=ram,ro")) -> None:
         self.workdir = workdir
         self.extra_args = list(extra_args)
+        self.root_args = list(root_args)
         # a short path: sun_path holds 107 bytes, and the cache may live deep
         self.sockdir = Path(tempfile.mkdtemp(prefix="ninep-kernel-"))
         self.socket = self.sockdir / "9p.sock"
@@ -210,7 +224,7 @@ class ServerProcess:
     def start(self) -> None:
         argv = [sys.executable, "-m", "ninep", "serve",
                 "--listen", f"tcp://127.0.0.1:{self.port}", "--listen", f"unix://{self.socket}",
-                "--mount", "/=ram", "--mount", "/ro=ram,ro", *self.extra_args,
+                *self.root_args, *self.extra_args,
                 "--log-level", self.log_level]
         self.starts += 1
         with open(self.log_path, "ab") as logf:
@@ -405,8 +419,15 @@ def run_boot(plan: BootPlan, image: guest.GuestImage, rundir: Path) -> BootOutco
     if store is not None:
         store.create()
         outcome.expected_tree = seed_manifest(store.seed)
+    root_args = []
+    if plan.root == "passthrough":
+        for name in ("root", "ro"):
+            (rundir / name).mkdir()
+        root_args = ["--mount", f"/=passthrough:{rundir / 'root'}",
+                     "--mount", f"/ro=passthrough:{rundir / 'ro'},ro"]
     server = ServerProcess(rundir, extra_args=[*(store.mount_args() if store else ()),
-                                               *plan.server_args])
+                                               *plan.server_args],
+                           **({"root_args": root_args} if root_args else {}))
     with open(rundir / "console.log", "w") as console:
         try:
             _boot_into(outcome, image, server, console)

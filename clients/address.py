@@ -1,4 +1,4 @@
-"""Where a 9P server is: the one parser of server addresses the client side uses."""
+"""Where a 9P server is: the one parser of addresses, for clients, the mount helper and listeners."""
 
 from __future__ import annotations
 
@@ -29,27 +29,34 @@ class ServerAddress:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-def parse_address(text: str) -> ServerAddress:
-    """``tcp://HOST[:PORT]``, ``tls://HOST[:PORT]``, ``unix:///path``, or the forms
-    ``ninep mount`` and diod's tools accept: ``HOST[:PORT]``, ``[V6]:PORT`` (TCP) and
-    ``/path`` (a UNIX socket). The port defaults to 5640."""
-    if text.startswith("/"):
+def parse_address(text: str, *, what: str = "server", schemes: tuple[str, ...] = SCHEMES,
+                  bare: bool = True, default_port: int | None = DEFAULT_PORT) -> ServerAddress:
+    """``tcp://HOST[:PORT]``, ``tls://HOST[:PORT]``, ``unix:///path``, and when ``bare``
+    the forms ``ninep mount`` and diod's tools accept: ``HOST[:PORT]``, ``[V6]:PORT``
+    (TCP) and ``/path`` (a UNIX socket). The port defaults to ``default_port`` (None:
+    it must be given). The one parser of addresses: the client's, the mount
+    helper's and the server's listeners' (``what`` names the value in errors)."""
+    if bare and text.startswith("/"):
         return ServerAddress("unix", text)
-    parts = urlsplit(text if "://" in text else f"tcp://{text}")
-    if parts.scheme not in SCHEMES:
-        raise ValueError(f"server {text!r}: the scheme must be tcp://, tls:// or unix://")
+    parts = urlsplit(text if "://" in text or not bare else f"tcp://{text}")
+    if parts.scheme not in schemes:
+        *rest, last = [f"{s}://" for s in schemes]
+        raise ValueError(f"{what} {text!r}: the scheme must be "
+                         + (f"{', '.join(rest)} or {last}" if rest else last))
     if parts.scheme == "unix":
         path = parts.netloc + parts.path
         if not path:
-            raise ValueError(f"server {text!r} needs a socket path: unix:///path")
+            raise ValueError(f"{what} {text!r} needs a socket path: unix:///path")
         return ServerAddress("unix", path)
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"server {text!r}: the port must be a number below 65536") from None
-    if not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"server {text!r}: expected {parts.scheme}://HOST:PORT or HOST:PORT")
-    return ServerAddress(parts.scheme, parts.hostname, DEFAULT_PORT if port is None else port)
+        raise ValueError(f"{what} {text!r}: the port must be a number below 65536") from None
+    port = default_port if port is None else port
+    if not parts.hostname or parts.path not in ("", "/") or port is None:
+        form = f"{parts.scheme}://HOST:PORT" + (" or HOST:PORT" if bare else "")
+        raise ValueError(f"{what} {text!r}: expected {form}")
+    return ServerAddress(parts.scheme, parts.hostname, port)
 
 
 def parse_server_url(url: str) -> tuple[str, str, int]:

@@ -17,9 +17,9 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from ninep.backends.registry import BackendConfigError, MountSpec, check_mount
+from ninep.config.listen import ListenAddress, parse_listen, parse_metrics_address
 from ninep.config.match import SERVER_LIMITS, PolicyConfig, parse_limits, parse_policy
 from ninep.config.tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
-from ninep.server.listeners import ListenAddress, parse_listen
 from ninep.vfs.policy import Limits
 
 __all__ = [
@@ -185,7 +185,6 @@ def _metrics(where: Where, table: Mapping[str, object]) -> str | None:
     where.only(table, ("listen",))
     if "listen" not in table:
         return None
-    from ninep.server.metrics_http import parse_metrics_address
     address = where.text(table, "listen")
     try:
         parse_metrics_address(address)

@@ -12,8 +12,8 @@ import ipaddress
 from collections.abc import Iterator
 
 from ninep.config.file import Config
+from ninep.config.listen import ListenAddress
 from ninep.config.match import PolicyConfig
-from ninep.server.listeners import ListenAddress
 from ninep.vfs.policy import IPNetwork, Match
 
 __all__ = ["config_warnings", "unreachable_reason"]

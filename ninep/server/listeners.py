@@ -13,8 +13,8 @@ import stat
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from ninep.config.listen import ListenAddress, parse_listen
 from ninep.config.tls import TlsConfig, make_server_context
 from ninep.server.auth import authorized_key_ids
 from ninep.server.session import ServerLimits, forget_creds, start_lookups
@@ -26,48 +26,6 @@ from ninep.vfs.policy import Policy
 __all__ = ["ListenAddress", "Server", "bind_listener", "parse_listen", "systemd_sockets"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """Where to listen: ``tcp``/``tls`` HOST:PORT, a ``unix`` socket file (with its
-    mode), ``systemd`` (sockets passed in LISTEN_FDS, by name) or ``stdio``."""
-
-    kind: str
-    host: str = ""
-    port: int = 0
-    path: str = ""
-    mode: int | None = None
-    tls: TlsConfig | None = None
-    fdname: str | None = None
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix://{self.path}"
-        if self.kind in ("tcp", "tls"):
-            return f"{self.kind}://{self.host}:{self.port}"
-        return f"{self.kind}:{self.fdname or ''}"
-
-
-def parse_listen(text: str) -> ListenAddress:
-    """Parse a --listen value; a bad one raises ValueError naming it."""
-    if text.startswith("systemd:"):
-        return ListenAddress("systemd", fdname=text.removeprefix("systemd:") or None)
-    parts = urlsplit(text)
-    if parts.scheme == "tcp":
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if not parts.hostname or port is None:
-            raise ValueError(f"--listen {text!r}: expected tcp://HOST:PORT")
-        return ListenAddress("tcp", parts.hostname, port)
-    if parts.scheme == "unix":
-        path = parts.path or parts.netloc
-        if not path:
-            raise ValueError(f"--listen {text!r}: expected unix:///path/to/socket")
-        return ListenAddress("unix", path=path)
-    raise ValueError(f"--listen {text!r}: the scheme must be tcp://, unix:// or systemd:")
 
 
 _inherited: list[tuple[str, socket.socket]] | None = None

@@ -17,8 +17,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ninep.config.listen import parse_metrics_address
 from ninep.server import metrics
-from ninep.server.listeners import parse_listen, remove_stale_socket
+from ninep.server.listeners import remove_stale_socket
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -31,20 +32,6 @@ log = logging.getLogger(__name__)
 DEFAULT_METRICS = "tcp://127.0.0.1:9640"
 _HEAD_LIMIT = 8192
 _HEAD_TIMEOUT = 10.0
-
-
-def parse_metrics_address(text: str) -> tuple[str, str, int]:
-    """``tcp://HOST:PORT`` or ``unix:///PATH`` -> (kind, host or path, port);
-    ValueError naming the value otherwise."""
-    try:
-        address = parse_listen(text)  # the listeners' own syntax, less systemd:
-    except ValueError:
-        address = None
-    if address is None or address.kind not in ("tcp", "unix"):
-        raise ValueError(f"metrics address {text!r}: expected tcp://HOST:PORT or unix:///PATH")
-    if address.kind == "unix":
-        return "unix", address.path, 0
-    return "tcp", address.host, address.port
 
 
 class _Collector:

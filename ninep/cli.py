@@ -22,6 +22,7 @@ from ninep.vfs.policy import Policy
 
 if TYPE_CHECKING:
     from ninep.config.file import Config
+    from ninep.workers.owner import Owned
     from ninep.workers.supervisor import Bound
 
 __all__ = ["build_parser", "main"]
@@ -176,10 +177,10 @@ def _workers(args: argparse.Namespace, config: Config | None, listens: list[List
         raise ValueError("--workers: the metrics endpoint counts one process; serve it "
                          "with one worker")
     from ninep.workers.placement import process_local_mounts
-    local = process_local_mounts(mounts, config)
-    if local:
-        raise ValueError("--workers: these mounts keep their files in one process, and "
-                         "workers could not share them: " + "; ".join(local) +
+    local = process_local_mounts(mounts, config) if config is not None else []
+    if local:  # the command line's are owned by worker 0 and shared (ninep/workers/owner.py)
+        raise ValueError("--workers: these mounts of the config file keep their files in "
+                         "one process, and workers could not share them: " + "; ".join(local) +
                          " (serve them with one worker, or a passthrough, tar or read-only "
                          "ext2 mount)")
     return count
@@ -187,13 +188,24 @@ def _workers(args: argparse.Namespace, config: Config | None, listens: list[List
 
 def _supervise(count: int, listens: list[ListenAddress], specs: list[MountSpec],
                limits: ServerLimits, config: Config | None, groups: str) -> int:
-    """Bind once, fork ``count`` workers that each run :func:`_run` on the sockets."""
+    """Bind once, fork ``count`` workers that each run :func:`_run` on the sockets; the
+    command line's mounts that live in one process are worker 0's, shared with the
+    others through a private socket (ninep/workers/owner.py)."""
+    import shutil
+    import tempfile
+
+    from ninep.workers.owner import Owned
+    from ninep.workers.placement import process_local_mounts
     from ninep.workers.supervisor import Supervisor
+    private = tempfile.mkdtemp(prefix="ninep-workers-")  # 0700: the server's user only
+    shared = config is None and bool(process_local_mounts(specs, None))
 
     def worker(index: int, bound: Bound, ready: Callable[[], None]) -> int:
         _log_as_worker(index)
+        owned = Owned(index, os.path.join(private, "owned.sock")) if shared else None
         try:
-            asyncio.run(_run(listens, specs, limits, config, groups, bound=bound, ready=ready))
+            asyncio.run(_run(listens, specs, limits, config, groups, bound=bound, ready=ready,
+                             owned=owned))
         except KeyboardInterrupt:
             pass
         except (ValueError, OSError) as exc:
@@ -202,12 +214,16 @@ def _supervise(count: int, listens: list[ListenAddress], specs: list[MountSpec],
         return 0
 
     try:
-        return Supervisor(count, listens, worker, config.path if config else None).run()
+        # the owner accepts on the private socket before the others mount it
+        return Supervisor(count, listens, worker, config.path if config else None,
+                          first_alone=shared).run()
     except KeyboardInterrupt:
         return 0
     except (ValueError, OSError) as exc:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 1
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _log_as_worker(index: int) -> None:
@@ -248,25 +264,31 @@ def _listeners(args: argparse.Namespace, config: Config | None) -> list[ListenAd
     return [parse_listen(DEFAULT_LISTEN)]
 
 
-async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "host") -> Policy:
+async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "host",
+                  owned: Owned | None = None) -> Policy:
     if config is not None:
         from ninep.config.runtime import build_policy
         return await build_policy(config)
     from ninep.backends.image_sources import open_in_order
-    from ninep.config.defaults import default_policy
+    from ninep.config.defaults import default_policy, default_ram
 
-    mounts = await open_in_order(specs)  # in order: "@" sources name files of earlier mounts
+    if owned is not None:  # a worker: what lives in one process is worker 0's
+        mounts = await owned.open_mounts(specs, None if specs else default_ram())
+    else:
+        mounts = await open_in_order(specs)  # in order: "@" sources name files of earlier mounts
     return await default_policy(mounts, groups=groups)
 
 
 async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
                config: Config | None = None, groups: str = "host",
                metrics_at: str | None = None, bound: Bound | None = None,
-               ready: Callable[[], None] | None = None) -> None:
+               ready: Callable[[], None] | None = None, owned: Owned | None = None) -> None:
     """Serve until SIGINT or SIGTERM; a worker (``bound``: the supervisor's sockets)
     calls ``ready`` instead of telling systemd, which the supervisor does."""
-    server = Server(await _policy(specs, config, groups), limits,
+    server = Server(await _policy(specs, config, groups, owned), limits,
                     config.path if config else None)
+    if owned is not None:
+        await owned.start(server)
     # The start-up objects (a tar index of 100,000 members, ...) live as long as the
     # server: keep them out of the collector's full passes (0.4 s pauses otherwise).
     gc.freeze()
@@ -312,6 +334,8 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
     if exporter is not None:
         await exporter.close()
     await server.close()
+    if owned is not None:
+        await owned.close()
     await server.policy.close()  # backends write back and close (an ext2 image is marked clean)
 
 

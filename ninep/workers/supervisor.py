@@ -64,8 +64,9 @@ class Supervisor:
     """N workers of ``main`` on ``listens``; :meth:`run` returns the exit status."""
 
     def __init__(self, count: int, listens: list[ListenAddress], main: WorkerMain,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, first_alone: bool = False) -> None:
         self.count = count
+        self.first_alone = first_alone  # worker 0 accepts before the others start
         self.listens = listens
         self.main = main
         self.config_path = config_path
@@ -85,7 +86,12 @@ class Supervisor:
         for sig in _SIGNALS:
             signal.signal(sig, self._caught)
         try:
-            for index in range(self.count):
+            if self.first_alone:
+                self._spawn(0)
+                if not self._wait_ready():
+                    self._stop()
+                    return 2
+            for index in range(1 if self.first_alone else 0, self.count):
                 self._spawn(index)
             if not self._wait_ready():
                 self._stop()

@@ -1,0 +1,108 @@
+"""Mounts whose tree lives in one process, shared by every worker: worker 0 owns them
+and serves each on a private UNIX socket; the others mount them with the 9p backend.
+
+Worker 0 opens such a mount (a RAM disk, a read-write ext2 image: placement.py)
+as a single server would, serves it to its own clients directly, and exports it
+alone, at the root of a namespace of its own (aname ``owned:N``), on a socket in
+a directory only the server's user may enter. Every other worker mounts that
+export in its place, as uid 0, so that the owner's permission checks pass and
+this worker's own checks (vfs/namespace.py, with the client's identity) decide,
+and files are created for the client's uid (backends/remote gives them their
+owner). The owner's qid paths are its inode numbers (the export is its only
+mount), and the 9p backend keeps them (``keep_qids``), so the same file has the
+same qid.path in every worker. Byte-range locks taken through the export are
+held in worker 0's lock table, beside those of its own clients.
+
+If worker 0 dies, what the mounts held is gone, as when a single server dies;
+the other workers' mounts answer EIO until they reconnect to its successor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ninep.backends.registry import MountSpec
+from ninep.server.listeners import ListenAddress, Server
+from ninep.server.session import ServerLimits
+from ninep.vfs.namespace import Namespace
+from ninep.vfs.node import Backend
+from ninep.vfs.policy import Policy, Rule
+from ninep.workers.placement import keeps_state_in_process
+
+__all__ = ["OWNER", "Owned"]
+
+OWNER = 0  # the worker that owns the mounts living in one process
+_ANAME = "owned:{}"
+
+
+@dataclass
+class Owned:
+    """One worker's side of the owned mounts: ``index`` is the worker's, ``socket`` the
+    private socket's path."""
+
+    index: int
+    socket: str
+    _exports: list[tuple[str, Backend, bool]] = field(default_factory=list)
+    _server: Server | None = None
+
+    async def open_mounts(self, specs: Sequence[MountSpec],
+                          default: Backend | None = None) -> list[tuple[str, Backend, bool]]:
+        """The command line's mounts, opened where they live; no specs: ``default`` (the
+        embedded RAM disk) in the owner, its export in the others."""
+        if not specs:
+            if self.index == OWNER:
+                assert default is not None
+                self._exports.append(("/", default, False))
+                return [("/", default, False)]
+            return [("/", await self._remote(0, False), False)]
+        from ninep.backends.image_sources import check_image_sources
+        from ninep.backends.registry import close_backends
+        check_image_sources(specs)
+        mounts: list[tuple[str, Backend, bool]] = []
+        owned = 0
+        try:
+            for spec in specs:  # in order: "@" sources name files of earlier mounts
+                if not keeps_state_in_process(spec.kind, spec.options, spec.read_only):
+                    backend = await spec.open(within=mounts)
+                elif self.index == OWNER:
+                    backend = await spec.open(within=mounts)
+                    self._exports.append((spec.path, backend, spec.read_only))
+                    owned += 1
+                else:
+                    backend = await self._remote(owned, spec.read_only)
+                    owned += 1
+                mounts.append((spec.path, backend, spec.read_only))
+        except BaseException:
+            await close_backends(backend for _, backend, _ in reversed(mounts))
+            raise
+        return mounts
+
+    async def _remote(self, number: int, read_only: bool) -> Backend:
+        from ninep.backends.remote import open_remote
+        from ninep.backends.remote.link import RemoteSpec
+        spec = RemoteSpec(url=f"unix://{self.socket}", aname=_ANAME.format(number),
+                          uname="root", n_uname=0, keep_qids=True)
+        return await open_remote(spec, read_only)
+
+    async def start(self, public: Server) -> None:
+        """In the owner: serve each owned mount on the private socket, its locks in
+        the public server's table (one table for every client of the file)."""
+        if self.index != OWNER or not self._exports:
+            return
+        rules = []
+        for number, (path, backend, read_only) in enumerate(self._exports):
+            namespace = await Namespace.build([("/", backend, read_only)],
+                                              name=_ANAME.format(number))
+            rules.append(Rule(namespace, frozenset({_ANAME.format(number)}),
+                              name=f"worker {OWNER}'s {path}"))
+        server = Server(Policy(rules), ServerLimits())
+        server.locks = public.locks
+        address = ListenAddress("unix", path=self.socket, mode=0o600)
+        await server.listen(address)
+        self._server = server
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()  # which removes the socket file
+            self._server = None

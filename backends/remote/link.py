@@ -41,6 +41,10 @@ class RemoteSpec:
     auth_key: str | None = None
     msize: int = DEFAULT_MSIZE
     timeout: float = 10.0  # seconds for one connect and attach
+    # a back qid.path below 2**48 is the inode number as it is (ninep/workers/: the
+    # worker that owns a mount exports it alone, so its qid paths are its inodes and
+    # every worker gives a file the same qid.path); the rest are renumbered
+    keep_qids: bool = False
 
     def tls_context(self) -> ssl.SSLContext | None:
         if parse_address(self.url).scheme != "tls":
@@ -81,6 +85,8 @@ class Link:
         """Our inode number for a back qid.path: the same path (hard links) the same
         number, every path below 2**48, so vfs/ adds this mount's device bits and two
         imports of servers with the same qids never collide."""
+        if self.spec.keep_qids and qid_path < _INO_LIMIT:
+            return qid_path
         ino = self._inos.get(qid_path)
         if ino is None:
             ino = self._inos[qid_path] = len(self._inos) + 1

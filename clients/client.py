@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar, cast
 
+from ninep.wire.constants import MIN_MSIZE
 from ninep.wire.framing import Framer
 from ninep.wire.messages import (
     NOFID,
@@ -51,7 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_MSIZE: Final = 1048576
-MIN_MSIZE: Final = 4096  # Linux refuses a smaller Rversion msize with EREMOTEIO
 MAX_TAG: Final = NOTAG - 1
 
 R = TypeVar("R", bound=Message)

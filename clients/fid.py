@@ -7,6 +7,7 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
+from ninep.wire.constants import MAXWELEM
 from ninep.wire.messages import (
     IOHDRSZ,
     READDIRHDRSZ,
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MAXWELEM", "Fid"]
 
-MAXWELEM = 16  # walk(5): at most 16 names per Twalk
 
 
 class Fid:

@@ -19,6 +19,7 @@ from ninep.server.sd_notify import notify, notify_reloading
 from ninep.server.session import ServerLimits
 from ninep.vfs.budget import raise_descriptor_limit
 from ninep.vfs.policy import Policy
+from ninep.wire.constants import MIN_MSIZE
 
 if TYPE_CHECKING:
     from ninep.config.file import Config
@@ -134,8 +135,8 @@ def _serve(args: argparse.Namespace) -> int:
             from ninep.server.metrics_http import parse_metrics_address
             parse_metrics_address(metrics_at)
         mounts = [parse_mount(t) for t in (args.mount or [])]
-        if args.msize < 4096:
-            raise ValueError(f"--msize {args.msize}: must be at least 4096")
+        if args.msize < MIN_MSIZE:
+            raise ValueError(f"--msize {args.msize}: must be at least {MIN_MSIZE}")
         workers = _workers(args, config, listens, mounts, metrics_at)
     except ValueError as exc:
         print(f"ninep serve: {exc}", file=sys.stderr)

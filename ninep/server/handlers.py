@@ -22,6 +22,7 @@ from ninep.wire.constants import (
     LOCK_BLOCKED,
     LOCK_FLAG_BLOCK,
     LOCK_SUCCESS,
+    MAXWELEM,
     O_ACCMODE,
     O_DIRECTORY,
     O_RDWR,
@@ -35,14 +36,13 @@ from ninep.wire.constants import (
     SETATTR_MTIME_SET,
     SETATTR_SIZE,
     SETATTR_UID,
+    XATTR_SIZE_MAX,
 )
 from ninep.wire.fast import rgetattr_body, rwalk_body
 from ninep.wire.qid import Qid, pack_qid
 
 __all__ = ["MAXWELEM", "handle_getattr", "handle_setattr", "read_fid", "walk_fid"]
 
-MAXWELEM = 16
-XATTR_SIZE_MAX = 65536
 XATTR_NAME_MAX = 255
 _XATTR_FLAGS = 3  # XATTR_CREATE | XATTR_REPLACE
 LOFF_MAX = (1 << 63) - 1  # the largest loff_t: offsets and sizes above are negative to Linux

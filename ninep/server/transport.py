@@ -28,6 +28,7 @@ from ninep.vfs.locks import LockManager
 from ninep.vfs.policy import ConnectionContext, Peer, Policy
 from ninep.vfs.request import ConnectionScope, enter, leave
 from ninep.wire import messages as m
+from ninep.wire.constants import MIN_MSIZE
 from ninep.wire.fast import (
     TCLUNK_SIZE,
     TFLUSH_SIZE,
@@ -54,7 +55,6 @@ _TREAD, _TFLUSH = m.Tread.type, m.Tflush.type
 _RAW_TYPES = frozenset({_TGETATTR, _TWALK, _TCLUNK, _TREAD})
 _conn_ids = itertools.count(1)
 _background: set[asyncio.Task[None]] = set()
-MIN_MSIZE = 4096
 # What requests that wait may hold, per connection, in the server's msize: a cold
 # read's buffer, a Twrite's data. 16 lets a 1 MiB client keep every thread of a
 # passthrough pool busy; below 64 KiB max_inflight (256) is the tighter limit.

@@ -78,6 +78,8 @@ async def test_locks_conflict_across_workers(workers_server: ServerProcess,
     with pytest.raises(BlockingIOError):
         await b.lock(LOCK_WRLCK, 5, 10, proc_id=2)
     assert (await b.getlock(LOCK_RDLCK, 0, 0, proc_id=2)).type == LOCK_WRLCK
+    # Linux's v9fs asks with type UNLCK (v9fs_file_getlock): "any lock here?"
+    assert (await b.getlock(LOCK_UNLCK, 5, 10, proc_id=2)).type == LOCK_WRLCK
     await b.lock(LOCK_WRLCK, 10, 10, proc_id=2)  # bytes 10..19 are free
     # a blocking request waits for the other worker's unlock
     waiting = asyncio.ensure_future(b.lock(LOCK_WRLCK, 0, 10, block=True, proc_id=2))

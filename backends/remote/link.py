@@ -41,6 +41,7 @@ class RemoteSpec:
     auth_key: str | None = None
     msize: int = DEFAULT_MSIZE
     timeout: float = 10.0  # seconds for one connect and attach
+    readahead: bool = True  # sequential readers' next reads asked for early (handle.py)
     # a back qid.path below 2**48 is the inode number as it is (ninep/workers/: the
     # worker that owns a mount exports it alone, so its qid paths are its inodes and
     # every worker gives a file the same qid.path); the rest are renumbered
@@ -72,10 +73,16 @@ class Link:
         self.generation = 0
         self.client: Client | None = None
         self.root: Fid | None = None
+        self.changes = 0  # changes made through this mount: read-ahead older is stale
+        self.ahead_bytes = 0  # bytes its open files hold read ahead (handle.py)
         self._inos: dict[int, int] = {}  # back qid.path -> our inode number
         self._closing = False
         self._reconnect: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        """A change goes to the back server: data read ahead before it is not used."""
+        self.changes += 1
 
     @property
     def up(self) -> bool:

@@ -27,14 +27,14 @@ from ninep.clients.wire import (
 from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
 from ninep.wire.messages import Qid, Rgetattr
 
+from .handle import RemoteHandle
 from .link import Link, remote_errors
-from .locks import HandleLocks
 
 __all__ = ["RemoteHandle", "RemoteNode"]
 
 T = TypeVar("T")
 
-O_CREAT, O_EXCL, O_NOCTTY, O_APPEND = 0o100, 0o200, 0o400, 0o2000
+O_CREAT, O_EXCL, O_NOCTTY = 0o100, 0o200, 0o400
 _NS = 1_000_000_000
 # Cookies below this pass through as the back server gave them; larger ones (ext4's
 # 63-bit hash positions behind diod) are numbered by the mount above it, because the
@@ -205,6 +205,7 @@ class RemoteNode(Node):
         return self.mode, self.conn.ino(self.qid_path)
 
     async def setattr(self, changes: SetAttr) -> None:
+        self.conn.changed()
         valid, atime, mtime = 0, 0, 0
         if changes.mode is not None:
             valid |= SETATTR_MODE
@@ -260,10 +261,11 @@ class RemoteNode(Node):
             except BaseException:
                 opened.release()
                 raise
-        return RemoteHandle(self, opened, generation, flags)
+        return RemoteHandle(self, opened, generation, flags, self.conn.spec.readahead)
 
     async def create(self, name: str, flags: int, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
+        self.conn.changed()
         dirfid = await self.fid()
         generation = self.conn.generation
         with remote_errors(self.conn):
@@ -274,7 +276,7 @@ class RemoteNode(Node):
             except BaseException:
                 opened.release()
                 raise
-        handle = RemoteHandle(self, opened, generation, flags)
+        handle = RemoteHandle(self, opened, generation, flags, self.conn.spec.readahead)
         try:
             node = await self._new_child(name, stat.S_IFREG)
             await self._give_owner(node, uid, mode)
@@ -285,18 +287,21 @@ class RemoteNode(Node):
         return node, handle
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
+        self.conn.changed()
         await self.call(lambda f: f.mkdir(name, mode, gid))
         node = await self._new_child(name, stat.S_IFDIR)
         await self._give_owner(node, uid, mode)
         return node
 
     async def symlink(self, name: str, target: str, uid: int, gid: int) -> Node:
+        self.conn.changed()
         await self.call(lambda f: f.symlink(name, target, gid))
         node = await self._new_child(name, stat.S_IFLNK)
         await self._give_owner(node, uid, None)
         return node
 
     async def mknod(self, name: str, mode: int, rdev: int, uid: int, gid: int) -> Node:
+        self.conn.changed()
         major, minor = os.major(rdev), os.minor(rdev)
         await self.call(lambda f: f.mknod(name, mode, major, minor, gid))
         node = await self._new_child(name, mode)
@@ -309,11 +314,13 @@ class RemoteNode(Node):
         return other
 
     async def link(self, name: str, target: Node) -> None:
+        self.conn.changed()
         source = self._same_server(target)
         target_fid = await source.fid()
         await self.call(lambda f: f.link(target_fid, name))
 
     async def rename(self, oldname: str, newdir: Node, newname: str) -> None:
+        self.conn.changed()
         dest = self._same_server(newdir)
         dest_fid = await dest.fid()
         try:
@@ -330,6 +337,7 @@ class RemoteNode(Node):
                 moving.release()
 
     async def unlink(self, name: str, is_dir: bool) -> None:
+        self.conn.changed()
         try:
             await self.call(lambda f: f.unlinkat(name, AT_REMOVEDIR if is_dir else 0))
         except OSError as exc:
@@ -426,6 +434,7 @@ class RemoteNode(Node):
         return [n.decode("utf-8", "surrogateescape") for n in data.split(b"\0") if n]
 
     async def _xattr_write(self, name: str, value: bytes, flags: int) -> None:
+        self.conn.changed()
         fid = await self.fid()
         with remote_errors(self.conn):
             xfid = await fid.clone()
@@ -444,112 +453,6 @@ class RemoteNode(Node):
 
     async def xattr_remove(self, name: str) -> None:
         await self._xattr_write(name, b"", XATTR_REPLACE)  # how v9fs sends removexattr
-
-
-class RemoteHandle(Handle):
-    """An open fid of the back server. Reads and writes larger than its iounit go as
-    several requests at once; after a reconnect the handle answers EIO until closed."""
-
-    def __init__(self, node: RemoteNode, fid: Fid, generation: int, flags: int) -> None:
-        self.node = node
-        self.fid = fid
-        self.generation = generation
-        self.append = bool(flags & O_APPEND)
-        self.locks: HandleLocks | None = None  # owners that locked through this handle
-        self._closed = False
-
-    def live(self) -> Fid:
-        link = self.node.conn
-        if self.generation != link.generation or not link.up:
-            raise OSError(errno.EIO, "stale: the back server restarted while this file "
-                          "was open")
-        return self.fid
-
-    async def read(self, offset: int, size: int) -> bytes:
-        fid = self.live()
-        step = fid.io_size
-        with remote_errors(self.node.conn):
-            if size <= step:
-                return await fid.read(offset, size)
-            spans = [(at, min(step, offset + size - at)) for at in range(offset, offset + size,
-                                                                          step)]
-            pieces = await _all([fid.read(at, n) for at, n in spans])
-        out = []
-        for piece, (_, n) in zip(pieces, spans, strict=True):
-            out.append(piece)
-            if len(piece) < n:  # end of file: what follows read nothing more
-                break
-        return b"".join(out)
-
-    async def write(self, offset: int, data: bytes | memoryview) -> int:
-        fid = self.live()
-        step = fid.io_size
-        view = memoryview(data)
-        with remote_errors(self.node.conn):
-            if len(view) <= step:
-                return await fid.write(offset, view)
-            if self.append:  # each lands at the end as it arrives: one at a time, in order
-                done = 0
-                while done < len(view):
-                    wrote = await fid.write(offset + done, view[done:done + step])
-                    if wrote <= 0:
-                        break
-                    done += wrote
-                return done
-            spans = [(at, view[at - offset:at - offset + step])
-                     for at in range(offset, offset + len(view), step)]
-            counts = await _all([fid.write(at, chunk) for at, chunk in spans])
-        done = 0
-        for count, (_, chunk) in zip(counts, spans, strict=True):
-            done += count
-            if count < len(chunk):
-                break
-        return done
-
-    forwards_locks = True
-
-    async def lock(self, lock_type: int, flags: int, start: int, length: int,
-                   owner: tuple[int, str, int]) -> int:
-        fid = self.live()
-        if self.locks is None:
-            self.locks = HandleLocks()
-        with remote_errors(self.node.conn):
-            return await self.locks.lock(fid, lock_type, flags, start, length, owner)
-
-    async def getlock(self, lock_type: int, start: int, length: int,
-                      owner: tuple[int, str, int]) -> tuple[int, int, int, int, str]:
-        fid = self.live()
-        with remote_errors(self.node.conn):
-            return await HandleLocks().getlock(fid, lock_type, start, length, owner)
-
-    async def fsync(self, datasync: bool) -> None:
-        fid = self.live()
-        with remote_errors(self.node.conn):
-            await fid.fsync(datasync)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        link = self.node.conn
-        if self.generation != link.generation or not link.up:
-            return  # the fid (and its locks) went with the old connection
-        if self.locks is not None:
-            await self.locks.release_all(self.fid)
-        try:
-            with remote_errors(link):
-                await self.fid.clunk()
-        except OSError:
-            pass  # a clunk forgets the fid whatever the server answers
-
-
-async def _all(jobs: list[Awaitable[T]]) -> list[T]:
-    """Await every job at once; the first error is raised once all have ended."""
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results  # type: ignore[return-value]  # no exception left
 
 
 class RemoteBackendLike(Protocol):

@@ -63,6 +63,9 @@ class ImageFile(Protocol):
         """Up to ``size`` bytes at ``offset``, short only at the end of the file.
         ``nowait``: BlockingIOError rather than wait for the disk."""
 
+    def preadinto(self, buf: memoryview, offset: int, nowait: bool = False) -> int:
+        """``pread`` into ``buf`` (no copy for a host file); the count read."""
+
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """All of ``data`` at ``offset``; EIO on a short write."""
 
@@ -101,9 +104,15 @@ class HostImageFile:
     def pread(self, offset: int, size: int, nowait: bool = False) -> bytes:
         if not nowait:
             return os.pread(self.fd, size, offset)
+        buf = bytearray(size)  # handed on as it is: nobody else holds it, it never changes
+        got = self.preadinto(memoryview(buf), offset, True)
+        return buf if got == size else buf[:got]  # type: ignore[return-value]
+
+    def preadinto(self, buf: memoryview, offset: int, nowait: bool = False) -> int:
+        if not nowait:
+            return os.preadv(self.fd, [buf], offset)
         if not self.nowait:
             raise BlockingIOError(errno.EAGAIN, "RWF_NOWAIT is not supported here")
-        buf = bytearray(size)
         try:
             got = os.preadv(self.fd, [buf], offset, NOWAIT)
         except OSError as exc:
@@ -111,10 +120,9 @@ class HostImageFile:
                 self.nowait = False  # a file system without RWF_NOWAIT reads: threads only
                 raise BlockingIOError(errno.EAGAIN, "RWF_NOWAIT is not supported") from None
             raise
-        if got < size and offset + got < os.fstat(self.fd).st_size:
+        if got < len(buf) and offset + got < os.fstat(self.fd).st_size:
             raise BlockingIOError(errno.EAGAIN, "partly cached")
-        del buf[got:]
-        return bytes(buf)
+        return got
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         if os.pwrite(self.fd, data, offset) != len(data):
@@ -164,6 +172,11 @@ class HandleImageFile:
         if nowait:
             raise BlockingIOError(errno.EAGAIN, "a file of a mount is read in a thread")
         return self._call(self._read(offset, size))
+
+    def preadinto(self, buf: memoryview, offset: int, nowait: bool = False) -> int:
+        data = self.pread(offset, len(buf), nowait)
+        buf[:len(data)] = data
+        return len(data)
 
     async def _read(self, offset: int, size: int) -> bytes:
         parts, got = [], 0

@@ -252,8 +252,10 @@ class FileSystem:
         for phys, n in runs:
             lo, hi = max(pos, offset), min(pos + n * bs, end)
             if phys and hi > lo:
-                view[lo - offset:hi - offset] = self.image.pread(phys * bs + lo - pos, hi - lo,
-                                                                 nowait)
+                got = self.image.file.preadinto(view[lo - offset:hi - offset],
+                                                phys * bs + lo - pos, nowait)
+                if got != hi - lo:
+                    raise OSError(errno.EIO, "short read of the image")
             pos += n * bs
         return view
 

@@ -32,7 +32,12 @@ CALLER: ContextVar[tuple[Cred, Any] | None] = ContextVar("ninep_caller", default
 def serving(cred: Cred, backend: Backend) -> None:
     """The namespace is about to call ``backend`` for ``cred``."""
     if backend.host_identity:
-        CALLER.set((cred, backend))
+        current = CALLER.get()
+        # set only when it changes: a fid's cred is one object for its attach's life, so
+        # most calls find it set, and a set would cost more than the Context copy (every
+        # ContextVar's cached value, as the transport's account, is read again after one)
+        if current is None or current[0] is not cred or current[1] is not backend:
+            CALLER.set((cred, backend))
 
 
 def caller() -> tuple[Cred, Any] | None:

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from ninep.vfs.budget import BUDGET
+from ninep.vfs.budget import BUDGET, ConnectionAccount
 from ninep.vfs.node import Backend, Node
-from ninep.vfs.request import current_account
 
 from ..registry import BackendConfigError, Options, option_int, option_str
 from .fdtable import FdBox, FdTable
@@ -73,9 +72,9 @@ class PassthroughBackend(Backend):
         self.root = self._node(root_fd, st, None, "")
 
     def _node(self, fd: int, st: os.stat_result, parent: PassthroughNode | None,
-              name: str) -> PassthroughNode:
+              name: str, account: ConnectionAccount | None = None) -> PassthroughNode:
         node = PassthroughNode(self, FdBox(fd), st, parent, name)
-        self.fds.add_node_fd(node.ref, node.box)
+        self.fds.add_node_fd(node.ref, node.box, account)
         self.nodes[node.key] = node.ref
         return node
 
@@ -84,9 +83,11 @@ class PassthroughBackend(Backend):
         ref = self.nodes.get(key)
         return None if ref is None else ref()
 
-    def adopt(self, fd: int, parent: PassthroughNode, name: str) -> PassthroughNode:
-        """The node for the O_PATH descriptor ``fd`` just opened as ``name`` in ``parent``:
-        the live node of that file if there is one (``fd`` is then closed)."""
+    def adopt(self, fd: int, parent: PassthroughNode, name: str,
+              account: ConnectionAccount | None) -> PassthroughNode:
+        """The node for the O_PATH descriptor ``fd`` just opened as ``name`` in ``parent``
+        by a request of ``account`` (``current_account()``): the live node of that file if
+        there is one (``fd`` is then closed)."""
         try:
             st = os.fstat(fd)
         except OSError:
@@ -98,11 +99,11 @@ class PassthroughBackend(Backend):
             node.parent, node.name = parent, name
             return node
         try:  # a new descriptor for this connection (trimmed at the walk's start)
-            BUDGET.check_open(current_account())
+            BUDGET.check_open(account)
         except OSError:
             os.close(fd)
             raise
-        return self._node(fd, st, parent, name)
+        return self._node(fd, st, parent, name, account)
 
     def own_node(self, node: Node) -> PassthroughNode:
         if not isinstance(node, PassthroughNode) or node.fs is not self:

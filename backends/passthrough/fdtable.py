@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ninep.vfs.budget import BUDGET, ConnectionAccount
-from ninep.vfs.request import current_account
 
 __all__ = ["FdBox", "FdTable", "Reopenable"]
 
@@ -20,12 +19,14 @@ HEADROOM = 4
 
 
 class FdBox:
-    """A node's descriptor, shared with its finalizer; -1 while closed by the budget."""
+    """A node's descriptor, shared with its finalizer; -1 while closed by the budget.
+    ``payer``: the connection charged for it while open (vfs.budget)."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "payer")
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.payer: ConnectionAccount | None = None
 
 
 class Reopenable(Protocol):
@@ -57,17 +58,18 @@ class FdTable:
         self.limit = limit
         self.count = 0
         self._lru: OrderedDict[FdBox, OwnerRef] = OrderedDict()
-        self._payers: dict[FdBox, ConnectionAccount | None] = {}
         self._warned = False
         self._floor = 0  # no trimming until this many are open (after a fruitless pass)
+        self._trim_above = limit - HEADROOM  # max(limit - HEADROOM, _floor): trim's test
 
-    def add_node_fd(self, owner: OwnerRef, box: FdBox) -> None:
-        """Track ``box`` (just opened) for the node ``owner`` refers to."""
-        account = current_account()
+    def add_node_fd(self, owner: OwnerRef, box: FdBox,
+                    account: ConnectionAccount | None) -> None:
+        """Track ``box`` (just opened) for the node ``owner`` refers to, charged to
+        ``account`` (the request's: ``current_account()``, read once by the caller)."""
         self.count += 1
         BUDGET.opened(account)
         self._lru[box] = owner
-        self._payers[box] = account
+        box.payer = account
 
     def touch(self, box: FdBox) -> None:
         self._lru.move_to_end(box)
@@ -77,34 +79,40 @@ class FdTable:
         self._lru.pop(box, None)
         if box.fd >= 0:
             self._close(box)
-            self._floor = max(self._floor - 1, 0)
+            if self._floor:
+                self._set_floor(self._floor - 1)
 
     def _close(self, box: FdBox) -> None:
         os.close(box.fd)
         box.fd = -1
         self.count -= 1
-        BUDGET.closed(self._payers.pop(box, None))
+        BUDGET.closed(box.payer)
+        box.payer = None
 
-    def trim(self) -> None:
+    def _set_floor(self, floor: int) -> None:
+        self._floor = floor
+        self._trim_above = max(self.limit - HEADROOM, floor)
+
+    def trim(self, account: ConnectionAccount | None) -> None:
         """Close reopenable descriptors, oldest use first, until there is headroom:
-        for the connection of the request starting (near its share), then for the
-        table (near ``limit``).
+        for ``account``, the connection of the request starting (near its share), then
+        for the table (near ``limit``). Called before an operation opens descriptors
+        (one that only uses its node's open descriptor needs none).
 
         Descriptors that cannot be closed now go to the young end (a second
         chance), and after a pass that freed too little, trimming waits until
         HEADROOM more are open, so a full budget never costs a scan per call.
         """
-        account = current_account()
-        if account is not None:
+        if account is not None and account.held > account.reclaim_floor:
             target = BUDGET.per_connection - HEADROOM
-            if account.held > max(target, account.reclaim_floor):
+            if account.held > target:
                 self._evict(account.held - target, account)
                 account.reclaim_floor = account.held + HEADROOM if account.held > target else 0
-        target = self.limit - HEADROOM
-        if self.count <= max(target, self._floor):
+        if self.count <= self._trim_above:
             return
+        target = self.limit - HEADROOM
         self._evict(self.count - target, None)
-        self._floor = self.count + HEADROOM if self.count > target else 0
+        self._set_floor(self.count + HEADROOM if self.count > target else 0)
         if self._floor and not self._warned:
             self._warned = True
             log.warning("export's descriptor table (max_fds %d) is full: %d open, none "
@@ -114,11 +122,10 @@ class FdTable:
         """Close up to ``wanted`` reopenable descriptors (``payer``'s only, if given)."""
         evict: list[FdBox] = []
         keep: list[FdBox] = []
-        payers = self._payers
         for box, ref in self._lru.items():
             if len(evict) >= wanted:
                 break
-            if payer is not None and payers.get(box) is not payer:
+            if payer is not None and box.payer is not payer:
                 continue
             owner = ref()
             if owner is not None and box.fd >= 0:
@@ -136,7 +143,8 @@ class FdTable:
 
     def closed_other(self) -> None:
         self.count -= 1
-        self._floor = max(self._floor - 1, 0)
+        if self._floor:
+            self._set_floor(self._floor - 1)
 
     def close_all(self) -> None:
         for box in list(self._lru):

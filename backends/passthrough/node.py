@@ -11,6 +11,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.vfs.request import current_account
 from ninep.wire.constants import O_ACCMODE, O_TRUNC
 
 from .containment import MoveWatch, check_contained, move_watch, watched
@@ -90,7 +91,7 @@ class PassthroughNode(Node):
             os.close(fd)
             raise OSError(errno.ESTALE, f"{self.name!r} was replaced on the host")
         box.fd = fd
-        self.fs.fds.add_node_fd(self.ref, box)
+        self.fs.fds.add_node_fd(self.ref, box, current_account())
         return fd
 
     def can_close(self) -> bool:
@@ -115,13 +116,25 @@ class PassthroughNode(Node):
         return proc_path(self.fd()), True
 
     def _begin(self) -> int:
-        self.fs.fds.trim()
+        """This node's descriptor at the start of an operation that may open others
+        (a walk's child, a file, a new name): room made for them first (fdtable)."""
+        self.fs.fds.trim(current_account())
         return self.fd()
 
-    def _begin_held(self) -> int:
-        """_begin for an operation on this object: its directory must still be in the export
-        (the object itself, for a directory)."""
-        fd = self._begin()
+    def _fd_now(self) -> int:
+        """This node's descriptor for an operation that opens no other: the budget
+        trims first only when it must be reopened."""
+        box = self.box
+        if box.fd >= 0:
+            self.fs.fds.touch(box)
+            return box.fd
+        return self._begin()
+
+    def _begin_held(self, opens: bool = False) -> int:
+        """This node's descriptor for an operation on the object (``opens``: one that opens
+        a file): its directory must still be in the export (the object itself, for a
+        directory)."""
+        fd = self._begin() if opens else self._fd_now()
         held = self if self.host_type == stat.S_IFDIR else self.parent
         if held is not None:
             check_contained(held)
@@ -170,7 +183,7 @@ class PassthroughNode(Node):
             return None  # the general path reports the error
 
     async def getattr(self) -> Attr:
-        return self._attr(os.fstat(self._begin()))
+        return self._attr(os.fstat(self._fd_now()))
 
     async def type_and_ino(self) -> tuple[int, int]:
         if self.fs.mapped:  # a stored mode may make a host file a symlink or a device
@@ -225,7 +238,7 @@ class PassthroughNode(Node):
             self.pins -= 1
 
     async def statfs(self) -> StatFs:
-        return host_statfs(self._begin())
+        return host_statfs(self._fd_now())
 
     # --- names ---------------------------------------------------------------
 
@@ -247,12 +260,16 @@ class PassthroughNode(Node):
             return self.parent or self  # never the host's '..'
         if "/" in name or "\0" in name or name in ("", "."):
             raise OSError(errno.ENOENT, f"invalid name {name!r} in walk")
-        self._check_dir()
-        dfd = self._begin()
+        if self.host_type != stat.S_IFDIR:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        fs = self.fs
+        account = current_account()
+        fs.fds.trim(account)  # a walk opens its child's descriptor
+        dfd = self.fd()
         epoch = check_contained(self)  # a directory the host moved out lends no names
-        cred = host_cred(self.fs)
+        cred = host_cred(fs)
         if cred is None:
-            return self.fs.adopt(os.open(name, O_PATH_FLAGS, dir_fd=dfd), self, name)
+            return fs.adopt(os.open(name, O_PATH_FLAGS, dir_fd=dfd), self, name, account)
         # the one check the kernel makes here is search permission on this directory,
         # for the user: asked of the kernel once per user until the directory's
         # attributes change (IN_ATTRIB advances the epoch)
@@ -266,7 +283,7 @@ class PassthroughNode(Node):
 
     def _adopt(self, name: str) -> PassthroughNode:
         fd = os.open(name, O_PATH_FLAGS, dir_fd=self.fd())
-        return self.fs.adopt(fd, self, name)
+        return self.fs.adopt(fd, self, name, current_account())
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         return (await self._current_listing()).after(cookie, count)
@@ -302,7 +319,7 @@ class PassthroughNode(Node):
         return listing
 
     async def readlink(self) -> str:  # readlinkat checks no permission: no identity switch
-        fd = self._begin()
+        fd = self._fd_now()
         if self.host_type == stat.S_IFLNK:
             return os.readlink("", dir_fd=fd)  # readlinkat on the O_PATH descriptor itself
         if self.host_type == stat.S_IFREG and stat.S_ISLNK(self.served_mode()):
@@ -326,7 +343,7 @@ class PassthroughNode(Node):
         writes = accmode != 0 or bool(flags & O_TRUNC)
         if writes:
             self.fs.writable()
-        self._begin_held()
+        self._begin_held(opens=True)
         kind = self.host_type
         if kind == stat.S_IFDIR:
             if writes:
@@ -368,7 +385,8 @@ class PassthroughNode(Node):
         fd = os.open(name, host_flags, model.host_mode(mode, False), dir_fd=dfd)
         try:
             model.own_new(fd, stat.S_IFREG | mode, uid, gid)
-            node = self.fs.adopt(os.open(proc_path(fd), os.O_PATH | os.O_CLOEXEC), self, name)
+            node = self.fs.adopt(os.open(proc_path(fd), os.O_PATH | os.O_CLOEXEC), self, name,
+                                 current_account())
         except BaseException:
             os.close(fd)
             _remove_quietly(dfd, name, False)

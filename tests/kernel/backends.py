@@ -1,10 +1,12 @@
 """The storage the kernel suite's backend shares serve: an ext2 image, a host directory, a tar.
 
 The server under test mounts them at /ext2, /pt and /tar of its namespace, and an
-overlay (a RAM upper over the same archive) at /ovl; the backend shares run the
-scenarios there (Share.base). After the boot the host judges what the guest left
-behind: ``e2fsck -fn`` on the image, the archive's bytes unchanged by the overlay,
-and (test_kernel.py) the tar tree the guest listed against the archive's content.
+overlay (a RAM upper over the same archive) at /ovl, and (import_store.py) another
+server's RAM disk at /imp and an ext2 image stored there at /inner; the backend
+shares run the scenarios there (Share.base). After the boot the host judges what
+the guest left behind: ``e2fsck -fn`` on both images, the archive's bytes unchanged
+by the overlay, and (test_kernel.py) the tar tree the guest listed against the
+archive's content.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from .import_store import ImportStore
 
 __all__ = ["BackendStore", "TarEntry", "parse_manifest", "seed_manifest"]
 
@@ -92,7 +96,8 @@ class BackendStore:
     """Makes the image, directory and archive in ``workdir``; the server's --mount flags."""
 
     #: What the host checks after the boot (host_checks).
-    HOST_CHECKS = ("ext2_image_e2fsck_clean", "tar_archive_unchanged")
+    HOST_CHECKS = ("ext2_image_e2fsck_clean", "tar_archive_unchanged",
+                   *ImportStore.HOST_CHECKS)
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -101,6 +106,7 @@ class BackendStore:
         self.seed = workdir / "seed"
         self.archive = workdir / "seed.tar.gz"
         self.archive_sha256 = ""
+        self.imports = ImportStore(workdir / "import")  # /imp and /inner: a back server
 
     def create(self) -> None:
         self.export.mkdir(parents=True)
@@ -110,12 +116,14 @@ class BackendStore:
         self.archive_sha256 = _sha256(self.archive)
         subprocess.run([_sbin("mke2fs"), "-q", "-F", "-t", "ext2", "-b", "4096", "-I", "256",
                         str(self.image), "512M"], check=True, capture_output=True)
+        self.imports.create()
 
     def mount_args(self) -> list[str]:
         return ["--mount", f"/ext2=ext2:{self.image}",
                 "--mount", f"/pt=passthrough:{self.export}",
                 "--mount", f"/tar=tar:{self.archive}",
-                "--mount", f"/ovl=overlay,lower=tar:{self.archive},upper=ram"]
+                "--mount", f"/ovl=overlay,lower=tar:{self.archive},upper=ram",
+                *self.imports.mount_args()]
 
     def host_checks(self) -> dict[str, tuple[bool, str]]:
         """After the server stopped: (passed, report) for each of HOST_CHECKS."""
@@ -126,12 +134,14 @@ class BackendStore:
             "ext2_image_e2fsck_clean": (fsck.returncode == 0, fsck.stdout + fsck.stderr),
             "tar_archive_unchanged": (now == self.archive_sha256,
                                       f"sha256 {self.archive_sha256} before, {now} after"),
+            **self.imports.host_checks(),
         }
 
     def remove(self) -> None:
         shutil.rmtree(self.seed, ignore_errors=True)
         shutil.rmtree(self.export, ignore_errors=True)
         self.image.unlink(missing_ok=True)
+        self.imports.remove()
 
 
 def _sha256(path: Path) -> str:

@@ -13,7 +13,8 @@ boot per transport, plus a third boot for the other backends:
 - the tcp and fd boots end with the server restarted under a mounted share;
 - the backends boot runs the light scenarios on ext2, passthrough and overlay
   mounts (``Share.base``) and lists the tar mount, then the host checks the
-  image and the archive (backends.py).
+  image and the archive (backends.py); it also imports another server's RAM
+  disk and serves an ext2 image stored there (import_store.py).
 
 Two boots run at a time (``NINEP_KERNEL_PARALLEL``), so the heavy scenarios are
 split between tcp and fd to balance the guests' CPU time.
@@ -86,7 +87,8 @@ def _scenarios(cache: str, *, heavy: Iterable[str] = (),
     """The scenarios for a share: ``only`` (default: all) less the heavy ones not in
     ``heavy``, less those needing a page cache when ``cache`` is none."""
     heavy = set(heavy)
-    generic = {name for name in ALL_SCENARIOS if not name.startswith(("ro_", "ov_", "px_"))}
+    generic = {name for name in ALL_SCENARIOS
+               if not name.startswith(("ro_", "ov_", "px_", "fed_"))}
     wanted = set(generic if only is None else only) - (HEAVY - heavy) | heavy
     if cache == "none":
         wanted -= NEEDS_CACHE
@@ -155,6 +157,10 @@ OVERLAY = ("file_size_5m", "truncate", "open_unlink", "readdir_concurrent", "har
 #: kernel's word (``--groups client``): the guest's uids and groups are unknown to the host.
 POSIX = tuple(name for name in ALL_SCENARIOS if name.startswith("px_")
               and (not _ONLY or name in _ONLY))
+#: What the imported mount (/imp, another server's RAM disk) and the ext2 image stored
+#: there (/inner) run besides their own scenarios (scenarios/federation.sh).
+IMPORTED = ("file_size_5m", "append", "truncate", "overwrite_middle", "rename_over_file",
+            "hardlink", "symlinks", "fcntl_locks", "readdir_concurrent", "inode_stable")
 
 #: What the workers boot runs: the passthrough share's light scenarios, less df_statfs,
 #: which compares two statfs calls of the host's disk and fails when another program
@@ -183,6 +189,10 @@ BOOTS: tuple[BootPlan, ...] = (
         Share("tcp_ovl_1m_user", "tcp", "none", MIB, "user",
               ("ov_copy_up", *_scenarios("none", only=OVERLAY), *POSIX), base="ovl"),
         Share("tcp_ram_1m_user", "tcp", "none", MIB, "user", POSIX),
+        Share("tcp_imp_1m_user", "tcp", "none", MIB, "user",
+              _scenarios("none", only=("fed_import", "fed_exdev", *IMPORTED)), base="imp"),
+        Share("tcp_inner_1m_user", "tcp", "none", MIB, "user",
+              _scenarios("none", only=("fed_image", *IMPORTED)), base="inner"),
     ), restart=None, timeout=float(os.environ.get("NINEP_KERNEL_TIMEOUT", 1800)), backends=True,
         server_args=("--groups", "client")),
     # The tcp boot's light scenarios against two worker processes (ninep/workers/): the

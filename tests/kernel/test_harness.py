@@ -43,7 +43,10 @@ def test_the_matrix_is_covered() -> None:
     assert {s.transport for s in shares} == {"tcp", "fd"}
     assert all(b.restart for b in BOOTS if not b.backends)
     assert len({s.name for s in shares}) == len(shares)
-    assert {s.base for s in shares} == {"", "ext2", "pt", "tar", "ovl"}
+    assert {s.base for s in shares} == {"", "ext2", "pt", "tar", "ovl", "imp", "inner"}
+    # the federation scenarios need the import's mounts: they run there only
+    assert {s.base for s in shares if any(c.startswith("fed_") for c in s.scenarios)} \
+        == {"imp", "inner"}
 
 
 def test_parse_console() -> None:

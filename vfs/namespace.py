@@ -324,7 +324,9 @@ class Namespace:
         check_access(attr, cred, want, groups=self.groups)
         return attr
 
-    async def _check_dir_write(self, loc: Location, cred: Cred) -> Attr | None:
+    async def _check_dir_write(self, loc: Location, cred: Cred, new_name: str = "") -> Attr | None:
+        if new_name and (loc.mount.read_only or self.read_only):
+            await _refuse_existing(loc, new_name)
         self._writable(loc)
         return await self._check(loc, cred, W_OK | X_OK)
 
@@ -356,7 +358,7 @@ class Namespace:
         serving(cred, loc.mount.backend)
         await _directory(loc)
         validate_name(name)
-        dir_attr = await self._check_dir_write(loc, cred)
+        dir_attr = await self._check_dir_write(loc, cred, name)
         gid = self._gid_in(gid)
         mode = self._new_mode(loc, dir_attr, mode, gid, cred)
         self._lend_new_group(loc, dir_attr, cred, gid)
@@ -380,7 +382,7 @@ class Namespace:
         serving(cred, loc.mount.backend)
         await _directory(loc)
         validate_name(name)
-        dir_attr = await self._check_dir_write(loc, cred)
+        dir_attr = await self._check_dir_write(loc, cred, name)
         gid = self._gid_in(gid)
         self._lend_new_group(loc, dir_attr, cred, gid)
         return Location(loc.mount, await loc.node.mkdir(name, mode, cred.uid, gid))
@@ -391,7 +393,7 @@ class Namespace:
         await _directory(loc)
         validate_name(name)
         _check_symlink_target(target)
-        dir_attr = await self._check_dir_write(loc, cred)
+        dir_attr = await self._check_dir_write(loc, cred, name)
         gid = self._gid_in(gid)
         self._lend_new_group(loc, dir_attr, cred, gid)
         return Location(loc.mount, await loc.node.symlink(name, target, cred.uid, gid))
@@ -401,7 +403,7 @@ class Namespace:
         serving(cred, loc.mount.backend)
         await _directory(loc)
         validate_name(name)
-        dir_attr = await self._check_dir_write(loc, cred)
+        dir_attr = await self._check_dir_write(loc, cred, name)
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
             raise OSError(errno.EPERM, "only root may create device nodes")
         gid = self._gid_in(gid)
@@ -415,7 +417,7 @@ class Namespace:
         validate_name(name)
         if target.mount is not dir_loc.mount:
             raise OSError(errno.EXDEV, "cross-mount link")
-        await self._check_dir_write(dir_loc, cred)
+        await self._check_dir_write(dir_loc, cred, name)
         await dir_loc.node.link(name, target.node)
 
     async def _victim(self, dir_loc: Location, name: str, dir_attr: Attr | None,
@@ -582,6 +584,18 @@ class Namespace:
 
 _ROOT = Cred(0, 0)
 _NO_CHANGE = SetAttr()
+
+
+async def _refuse_existing(loc: Location, name: str) -> None:
+    """Linux's filename_create looks the name up before the read-only check: an existing
+    name (a mount point too) is EEXIST, not EROFS, and ``mkdir -p`` relies on it."""
+    if isinstance(loc.node, SyntheticDir) and name in loc.node.children:
+        raise OSError(errno.EEXIST, "file exists", name)
+    try:
+        await loc.node.walk(name)
+    except OSError:
+        return
+    raise OSError(errno.EEXIST, "file exists", name)
 
 
 async def _not_an_image(loc: Location) -> None:

@@ -261,17 +261,10 @@ def test_back_server_restart_is_eio_then_recovers(fed: Federation) -> None:
     assert (fed.export / "after").read_bytes() == b"after\n"
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason="vfs/synthetic_dir.py: readdir asks each mount's root "
-                   "for getattr() (a network call for an import) to learn its type, so a dead "
-                   "back server makes the directory holding its mount point unlistable (EIO); "
-                   "type_and_ino() answers from the attach's qid")
 def test_a_dead_import_leaves_the_directory_above_it_listable(fed: Federation) -> None:
     with alpha_down(fed):
         assert sorted(fed.client.call(fed.tree.listdir("/"))) == ["alpha", "beta"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="vfs/: Tmkdir of an existing mount point in a directory "
-                   "that holds only mount points answers EROFS; Linux's filename_create "
-                   "answers EEXIST before the read-only error, and `mkdir -p` relies on it")
 def test_mkdir_of_an_import_point_is_eexist(fed: Federation) -> None:
     assert _errno_of(fed, fed.tree.mkdir("/alpha")) == errno.EEXIST

@@ -30,22 +30,17 @@ from ninep.wire.constants import (
     open_access,
 )
 
+from .ram_pages import BLOCK, PAGE_SIZE, Pages, growth, read_pages, shrink_pages, write_pages
 from .registry import Options, option_int
 
 __all__ = ["MAX_FILE_SIZE", "PAGE_SIZE", "TMPFS_MAGIC", "RamBackend", "RamDir", "RamFile",
            "RamHandle", "RamNode", "RamSpecial", "RamSymlink", "open_backend"]
 
-PAGE_SIZE = 64 * 1024  # a file is a dict of pages; a missing page is a hole of zeros
-BLOCK = 4096  # pages grow in BLOCK steps; space is counted in BLOCK units
 MAX_FILE_SIZE = 2**63 - 1  # Linux MAX_LFS_FILESIZE
 TMPFS_MAGIC = 0x01021994
 _UNLIMITED = 2**31  # what statfs reports for a limit that was not set
 
 _fsids = itertools.count(1)
-
-
-def _blocks_for(nbytes: int) -> int:
-    return -(-nbytes // BLOCK) * BLOCK
 
 
 def _encoded_len(text: str) -> int:
@@ -149,15 +144,11 @@ class RamNode(Node):
 
 
 class RamFile(RamNode):
-    """A regular file: a dict of page index to bytearray of at most PAGE_SIZE bytes.
-
-    Invariant: every stored byte past the file size is zero, so extending a
-    file (truncate up, a write past the end) never has to clear anything.
-    """
+    """A regular file: its bytes in pages (backends/ram_pages.py)."""
 
     def __init__(self, fs: RamBackend, mode: int, uid: int, gid: int) -> None:
         super().__init__(fs, stat.S_IFREG | (mode & 0o7777), uid, gid)
-        self.pages: dict[int, bytearray] = {}
+        self.pages: Pages = {}
         self.alloc = 0  # bytes held in pages, a multiple of BLOCK
 
     async def open(self, flags: int) -> Handle:
@@ -176,21 +167,7 @@ class RamFile(RamNode):
             return b""
         if a.atime_ns <= a.mtime_ns or a.atime_ns <= a.ctime_ns:  # relatime
             a.atime_ns = time.time_ns()
-        pages = self.pages
-        first, last = offset // PAGE_SIZE, (end - 1) // PAGE_SIZE
-        parts: list[bytes | memoryview] = []
-        for index in range(first, last + 1):
-            base = index * PAGE_SIZE
-            start, stop = max(offset - base, 0), min(end - base, PAGE_SIZE)
-            page = pages.get(index)
-            have = 0
-            if page is not None:
-                have = len(page)
-                if have > start:
-                    parts.append(memoryview(page)[start:min(stop, have)])
-            if stop > have:
-                parts.append(bytes(stop - max(start, have)))
-        return b"".join(parts)  # one copy, never a view into the pages
+        return read_pages(self.pages, offset, end)
 
     def write_bytes(self, offset: int, data: bytes | memoryview) -> int:
         view = memoryview(data)
@@ -204,30 +181,9 @@ class RamFile(RamNode):
         end = offset + count
         if end > MAX_FILE_SIZE:
             raise OSError(errno.EFBIG, "file too large")
-        pages = self.pages
-        first, last = offset // PAGE_SIZE, (end - 1) // PAGE_SIZE
-        grow = 0
-        for index in range(first, last + 1):  # count first: ENOSPC leaves nothing half-written
-            page = pages.get(index)
-            need = _blocks_for(min(end - index * PAGE_SIZE, PAGE_SIZE))
-            grow += max(need - (0 if page is None else len(page)), 0)
-        self.fs.reserve(grow)
-        pos = 0
-        for index in range(first, last + 1):
-            base = index * PAGE_SIZE
-            start, stop = offset + pos - base, min(end - base, PAGE_SIZE)
-            chunk = view[pos:pos + stop - start]
-            page = pages.get(index)
-            if page is None:
-                page = pages[index] = bytearray(start)
-                page += chunk
-            else:
-                if len(page) < start:
-                    page.extend(bytes(start - len(page)))
-                page[start:stop] = chunk
-            if len(page) % BLOCK:
-                page.extend(bytes(BLOCK - len(page) % BLOCK))
-            pos += stop - start
+        grow = growth(self.pages, offset, end)
+        self.fs.reserve(grow)  # before any byte is stored: ENOSPC leaves nothing half-written
+        write_pages(self.pages, offset, view)
         self.alloc += grow
         a = self.attr
         a.blocks = self.alloc // 512
@@ -243,17 +199,7 @@ class RamFile(RamNode):
             raise OSError(errno.EFBIG, "file too large")
         a = self.attr
         if size < a.size:
-            pages, freed = self.pages, 0
-            keep = -(-size // PAGE_SIZE)
-            for index in [i for i in pages if i >= keep]:
-                freed += len(pages.pop(index))
-            tail = size % PAGE_SIZE
-            page = pages.get(size // PAGE_SIZE) if tail else None
-            if page is not None and len(page) > tail:
-                new_len = _blocks_for(tail)
-                freed += len(page) - new_len
-                del page[new_len:]
-                page[tail:] = bytes(new_len - tail)
+            freed = shrink_pages(self.pages, size)
             self.alloc -= freed
             self.fs.release(freed)
             a.blocks = self.alloc // 512

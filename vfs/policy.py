@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ninep.wire.messages import NONUNAME
+from ninep.wire.constants import NONUNAME
 
 from .idmap import IdMap
 from .namespace import Namespace

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["SyntheticBackend", "SyntheticDir"]
 
 
-
 class SyntheticDir(ReadOnlyNode):
     """A directory that exists only to hold mount points (``/`` of ``/a`` and ``/b``)."""
 

@@ -23,7 +23,7 @@ from ninep.vfs.namespace import Namespace
 from ninep.vfs.node import Backend, Cred
 from ninep.vfs.policy import AttachRequest, ConnectionContext, Policy, Rule, normal_aname, shown
 from ninep.vfs.refusals import REFUSALS
-from ninep.wire.messages import NONUNAME
+from ninep.wire.constants import NONUNAME
 
 __all__ = ["BackendPool", "NamespacePlan", "build_policy", "placeholder_values"]
 

@@ -7,6 +7,7 @@ import errno
 import heapq
 import logging
 import os
+import socket
 import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar, cast
@@ -179,6 +180,27 @@ class Client:
                                "handshake: it refused our client certificate, or wants one "
                                "(its log says which)") from None
             raise
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    @classmethod
+    async def over_socket(cls, sock: socket.socket, msize: int = DEFAULT_MSIZE, *,
+                          url: str = "") -> Client:
+        """Negotiate 9P2000.L over a connected stream socket, which the client owns from
+        then on (``close`` closes it, with no shutdown: a dup of it stays connected, as
+        the mount helper's does for the kernel). ``url`` only names it in errors."""
+        client = cls(msize)
+        client.url = url or "a connected socket"
+        loop = asyncio.get_running_loop()
+        if sock.family == socket.AF_UNIX:
+            _, protocol = await loop.create_unix_connection(lambda: _Protocol(client), sock=sock)
+        else:
+            _, protocol = await loop.create_connection(lambda: _Protocol(client), sock=sock)
+        client._protocol = protocol
+        try:
+            await client._negotiate(msize)
         except BaseException:
             await client.close()
             raise

@@ -14,6 +14,7 @@ socket until either side closes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import errno
 import os
@@ -21,12 +22,12 @@ import selectors
 import signal
 import socket
 import ssl
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ninep.clients.address import DEFAULT_PORT, parse_address
 from ninep.wire import messages as m
 
 __all__ = [
@@ -43,13 +44,11 @@ __all__ = [
     "tls_context",
 ]
 
-DEFAULT_PORT = 5640
 HELPER_MSIZE = 65536
 RELAY_CHUNK = 1 << 18
 RELAY_BUFFER = 1 << 22  # stop reading a side while this much waits for the other
 _MS_FLAGS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "noatime": 1024,
              "nodiratime": 2048, "relatime": 1 << 21}
-_HEADER = struct.Struct("<IBH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +68,6 @@ def parse_endpoint(text: str) -> Endpoint:
     """``tcp://HOST:PORT``, ``unix:///path``, ``HOST[:PORT]``, ``[v6]:PORT`` or ``/path``:
     the client's one address parser (clients.address), so ``ninep mount`` and the
     client verbs take the same forms."""
-    from ninep.clients.address import parse_address
-
     address = parse_address(text)
     if address.scheme == "unix":
         return Endpoint("unix", path=address.host)
@@ -101,68 +98,46 @@ def connect(endpoint: Endpoint, tls: ssl.SSLContext | None = None,
     return sock
 
 
-class _Wire:
-    """Blocking 9P request/reply in lock step: nothing is left buffered for the kernel."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def _recv_exactly(self, n: int) -> bytes:
-        data = bytearray()
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("the server closed the connection")
-            data += chunk
-        return bytes(data)
-
-    def rpc(self, msg: m.Message, tag: int = 1) -> m.Message:
-        self.sock.sendall(m.encode(tag, msg))
-        header = self._recv_exactly(4)
-        (size,) = struct.unpack("<I", header)
-        if not m.HEADER_SIZE <= size <= HELPER_MSIZE:
-            raise ConnectionError(f"bad reply size {size}")
-        _, reply = m.decode(header + self._recv_exactly(size - 4))
-        if isinstance(reply, m.Rlerror):
-            raise OSError(reply.ecode, f"{type(msg).__name__}: {os.strerror(reply.ecode)}")
-        return reply
-
-
 def authenticate(sock: socket.socket, key: str, uname: str = "root", aname: str = "",
                  n_uname: int = 0) -> str:
-    """Tversion, Tauth + exchange, Tattach with the afid, then clunk both fids.
+    """Tversion, Tauth + exchange, Tattach with the afid, then clunk both fids: the
+    client library's requests, one at a time, over a dup of ``sock`` (a plain stream
+    socket: with TLS, the relay's end), so nothing is left buffered for the kernel.
 
     Returns the proven key's fingerprint. The server keeps the proof for the
     connection; the kernel's NOFID attaches for ``aname`` then carry it.
     """
-    from ninep.clients.auth import answer_challenge, load_key
-    from ninep.server.auth import decode_status
+    if isinstance(sock, ssl.SSLSocket):  # its TLS state cannot be shared with asyncio
+        raise ValueError("authenticate over the relay's end of a TLS connection (spawn_relay)")
+    return asyncio.run(_prove(sock.dup(), key, uname, aname, n_uname))
+
+
+async def _prove(sock: socket.socket, key: str, uname: str, aname: str, n_uname: int) -> str:
+    from ninep.clients.auth import authenticate as prove_key
+    from ninep.clients.auth import load_key
+    from ninep.clients.client import Client
+    from ninep.wire.auth import key_fingerprint, public_key_blob
 
     private = load_key(key)
-    wire = _Wire(sock)
-    reply = wire.rpc(m.Tversion(HELPER_MSIZE, m.VERSION_9P2000L), tag=m.NOTAG)
-    if not isinstance(reply, m.Rversion) or reply.version != m.VERSION_9P2000L:
-        raise ConnectionError("the server does not speak 9P2000.L")
-    afid, fid = 1, 2
-    wire.rpc(m.Tauth(afid, uname, aname, n_uname))
-    challenge = wire.rpc(m.Tread(afid, 0, 4096))
-    assert isinstance(challenge, m.Rread)
-    response = answer_challenge(bytes(challenge.data), private, uname, aname, n_uname)
+    fingerprint = key_fingerprint(public_key_blob(private.public_key()))
+    client = await Client.over_socket(sock, HELPER_MSIZE)
     try:
-        wire.rpc(m.Twrite(afid, 0, response))
-    except PermissionError:
-        raise PermissionError(errno.EACCES, f"the server refused the key {key}") from None
-    status_reply = wire.rpc(m.Tread(afid, 0, 4096))
-    assert isinstance(status_reply, m.Rread)
-    status = decode_status(bytes(status_reply.data))
-    try:
-        wire.rpc(m.Tattach(fid, afid, uname, aname, n_uname))
-    except PermissionError:
-        raise PermissionError(errno.EACCES, f"the key {status.fingerprint} was accepted, but "
-                              f"no policy gives it aname {aname!r}") from None
-    wire.rpc(m.Tclunk(fid))
-    wire.rpc(m.Tclunk(afid))
-    return status.fingerprint
+        try:
+            afid = await prove_key(client, private, uname, aname, n_uname)
+        except PermissionError:
+            raise PermissionError(errno.EACCES, f"the server refused the key {key}") from None
+        if afid == m.NOFID:
+            raise PermissionError(errno.EACCES, "the server asks for no key (Tauth: ENOENT)")
+        try:
+            tree = await client.attach(uname, aname, n_uname, afid=afid)
+        except PermissionError:
+            raise PermissionError(errno.EACCES, f"the key {fingerprint} was accepted, but "
+                                  f"no policy gives it aname {aname!r}") from None
+        await tree.close()
+        await client.call(m.Tclunk(afid), m.Rclunk)
+    finally:
+        await client.close()  # the dup only: ``sock`` stays connected for the kernel
+    return fingerprint
 
 
 def mount_options(fd: int, aname: str = "", uname: str = "", extra: str = "") -> tuple[int, str]:
@@ -361,34 +336,33 @@ def _run(args: argparse.Namespace) -> int:
         mount_options(0, args.aname, args.uname, args.options)  # bad -o fails before connecting
         tls = tls_context(args.ca, args.cert, args.key) if args.tls else None
         sock = connect(endpoint, tls, args.server_name)
-        if args.auth_key is not None:
-            fingerprint = authenticate(sock, str(args.auth_key), args.uname or "root",
-                                       args.aname)
-            print(f"ninep mount: key {fingerprint} accepted", file=sys.stderr)
-        if args.fake:
-            sock.close()
-            print(f"ninep mount: {endpoint} answered; not mounted on {args.mountpoint} (-f)")
-            return 0
-        _mount_socket(sock, args.source or f"9p:{endpoint}", args, tls is not None)
+        sock.settimeout(None)
+        pid = 0
+        if tls is not None:  # from here on 9P goes through the relay, Tauth included
+            sock, pid = spawn_relay(sock)
+        try:
+            _authenticate_and_mount(sock, endpoint, args, pid)
+        except BaseException:
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+            raise
+        finally:
+            sock.close()  # the kernel holds its own reference once mounted
     except (ValueError, OSError, ConnectionError, ssl.SSLError) as exc:
         print(f"ninep mount: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _mount_socket(sock: socket.socket, source: str, args: argparse.Namespace,
-                  use_relay: bool) -> None:
-    sock.settimeout(None)
-    pid = 0
-    if use_relay:
-        sock, pid = spawn_relay(sock)
+def _authenticate_and_mount(sock: socket.socket, endpoint: Endpoint,
+                            args: argparse.Namespace, pid: int) -> None:
+    if args.auth_key is not None:
+        fingerprint = authenticate(sock, str(args.auth_key), args.uname or "root", args.aname)
+        print(f"ninep mount: key {fingerprint} accepted", file=sys.stderr)
+    if args.fake:
+        print(f"ninep mount: {endpoint} answered; not mounted on {args.mountpoint} (-f)")
+        return
+    source = args.source or f"9p:{endpoint}"
     flags, data = mount_options(sock.fileno(), args.aname, args.uname, args.options)
-    try:
-        mount_9p(source, args.mountpoint, flags, data)
-    except BaseException:
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-        raise
-    finally:
-        sock.close()  # the kernel holds its own reference now
+    mount_9p(source, args.mountpoint, flags, data)
     print(f"mounted {source} on {args.mountpoint}" + (f" (TLS relay pid {pid})" if pid else ""))

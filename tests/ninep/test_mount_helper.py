@@ -167,9 +167,9 @@ def test_tls_relay_carries_the_kernel_session(server: AuthServer, pki: Path,
                                               tls_port: int) -> None:
     sock = connect(Endpoint("tcp", "127.0.0.1", tls_port), _client_tls(pki), "localhost")
     assert isinstance(sock, ssl.SSLSocket) and sock.version() in ("TLSv1.3", "TLSv1.2")
-    authenticate(sock, str(server.alice_file), "root", "secret")
-    kernel_end, pid = spawn_relay(sock)
+    kernel_end, pid = spawn_relay(sock)  # Tauth goes through the relay, as in ninep mount
     try:
+        authenticate(kernel_end, str(server.alice_file), "root", "secret")
         _, data = mount_options(kernel_end.fileno(), "secret", "", "")
         assert f"rfdno={kernel_end.fileno()},wfdno={kernel_end.fileno()}" in data
         peer = _as_kernel(kernel_end, n_uname=0)  # root may write the RAM root

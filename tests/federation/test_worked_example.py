@@ -4,26 +4,32 @@ paths and the key moved to this test's), real servers on three hosts, a client o
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from ninep.backends.registry import KINDS
 from ninep.clients import Client, Tree
 from ninep.config.file import load_config
 
 from .hosts import ClientThread, Network, ServerProc, network
 
-pytestmark = pytest.mark.skipif("9p" not in KINDS,
-                                reason="the 9p backend (issue 11) is not in the registry yet")
-
 DOC = Path(__file__).resolve().parents[2] / "docs" / "federation.md"
 HOSTS = ("alpha", "beta", "front", "client")  # 10.0.0.1 ... in the document
+
+
+class Example(NamedTuple):
+    """The client host's thread, alice's attach to the front, and the hosts' /srv."""
+
+    client: ClientThread
+    tree: Tree
+    srv: Path
 
 
 def doc_configs() -> list[str]:
@@ -49,12 +55,14 @@ def test_the_configs_parse(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClientThread, Tree]]:
+def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
     work = tmp_path_factory.mktemp("worked-example")
     etc, srv = work / "etc", work / "srv"
     (srv / "home" / "images").mkdir(parents=True)
     etc.mkdir()
     (srv / "home" / "notes.txt").write_bytes(b"alice's notes\n")
+    (srv / "home" / "alice").mkdir()
+    os.chown(srv / "home" / "alice", 1000, 1000)
     seed = work / "seed"
     seed.mkdir()
     (seed / "os-release").write_bytes(b"base image\n")
@@ -87,7 +95,7 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClientTh
             async def attach() -> Tree:
                 connection = await Client.connect(servers[2].url)
                 return await connection.attach("alice", n_uname=1000)
-            yield client, client.call(attach())
+            yield Example(client, client.call(attach()), srv)
         finally:
             if client is not None:
                 client.close()
@@ -95,8 +103,8 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClientTh
                 server.stop()
 
 
-def test_the_client_sees_the_example_tree(example: tuple[ClientThread, Tree]) -> None:
-    client, tree = example
+def test_the_client_sees_the_example_tree(example: Example) -> None:
+    client, tree, _ = example
     assert sorted(client.call(tree.listdir("/"))) == ["data", "home", "images"]
     assert client.call(tree.read_bytes("/home/notes.txt")) == b"alice's notes\n"
     assert client.call(tree.read_bytes("/images/base/os-release")) == b"base image\n"
@@ -104,9 +112,21 @@ def test_the_client_sees_the_example_tree(example: tuple[ClientThread, Tree]) ->
         client.call(tree.listdir("/data")) == []
 
 
-def test_a_back_server_lets_only_the_front_in(example: tuple[ClientThread, Tree]) -> None:
+def test_a_file_a_client_makes_is_its_own_on_the_back_server(example: Example) -> None:
+    """The front imports as root and gives what alice (uid 1000) creates to her; she
+    cannot write where her uid may not, whatever the front's own rights there."""
+    client, tree, srv = example
+    client.call(tree.write_bytes("/home/alice/new.txt", b"mine\n"))
+    assert (srv / "home" / "alice" / "new.txt").stat().st_uid == 1000
+    assert client.call(tree.stat("/home/alice/new.txt")).st_uid == 1000
+    with pytest.raises(OSError) as refused:
+        client.call(tree.write_bytes("/home/not-hers.txt", b"x"))
+    assert refused.value.errno == errno.EACCES
+
+
+def test_a_back_server_lets_only_the_front_in(example: Example) -> None:
     """The client host reaches alpha, but alpha's policy wants the front's key."""
-    client, _ = example
+    client = example.client
 
     async def attach_alpha() -> None:
         connection = await Client.connect("tcp://10.99.0.1:5640")

@@ -339,7 +339,8 @@ def _config_layer(plan: BootPlan, port: int) -> Callable[[guest.CpioWriter], Non
                 w.copy(f"run/ninep/scenarios/{path.name}", str(path), 0o644)
         w.file("run/main.sh", b"#!/bin/sh\nexec /run/ninep/main.sh\n", 0o755)
         conf = (f"SERVER_PORT={port}\nSCENARIO_TIMEOUT={SCENARIO_TIMEOUT}\n"
-                f"RESTART={plan.restart or ''}\n")
+                f"RESTART={plan.restart or ''}\n"
+                f"RESTART_KEEPS={'1' if plan.root == 'passthrough' else ''}\n")
         w.file("run/ninep/conf.sh", conf.encode())
         lines = []
         for i, share in enumerate(plan.shares):

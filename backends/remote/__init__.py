@@ -13,7 +13,13 @@ import logging
 import ssl
 from typing import ClassVar
 
-from ninep.backends.registry import BackendConfigError, Options, option_int, option_str
+from ninep.backends.registry import (
+    BackendConfigError,
+    Options,
+    option_bool,
+    option_int,
+    option_str,
+)
 from ninep.clients import DEFAULT_MSIZE
 from ninep.clients.address import parse_address
 from ninep.vfs.node import Backend
@@ -68,7 +74,7 @@ async def open_remote(spec: RemoteSpec, read_only: bool = False) -> RemoteBacken
 
 async def open_backend(source: str, options: Options, read_only: bool) -> RemoteBackend:
     """The registry's factory: source is the URL; options aname, uname, uid, ca, cert,
-    key, auth_key, msize, timeout."""
+    key, auth_key, msize, timeout, readahead (docs/backends.md)."""
     try:
         address = parse_address(source)
     except ValueError as exc:
@@ -85,7 +91,8 @@ async def open_backend(source: str, options: Options, read_only: bool) -> Remote
         key=option_str(options, "key", "") or None,
         auth_key=option_str(options, "auth_key", "") or None,
         msize=option_int(options, "msize", DEFAULT_MSIZE, minimum=4096) or DEFAULT_MSIZE,
-        timeout=float(option_int(options, "timeout", 10, minimum=1) or 10))
+        timeout=float(option_int(options, "timeout", 10, minimum=1) or 10),
+        readahead=option_bool(options, "readahead", True))
     if address.scheme != "tls" and (spec.ca or spec.cert or spec.key):
         raise BackendConfigError(f"9p source {source!r}: ca, cert and key are for tls:// "
                                  "servers only",)

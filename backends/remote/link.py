@@ -6,8 +6,6 @@ import asyncio
 import errno
 import logging
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ninep.clients import DEFAULT_MSIZE, Client, Fid
@@ -53,15 +51,24 @@ class RemoteSpec:
         return client_context(self.ca, self.cert, self.key)
 
 
-@contextmanager
-def remote_errors(link: Link) -> Iterator[None]:
+class remote_errors:
     """A lost connection (or a server breaking the protocol) is EIO, as v9fs answers;
-    an Rlerror's errno passes through as it came."""
-    try:
-        yield
-    except ConnectionError as exc:  # ProtocolError is one; its errno is None
-        link.lost(exc)
-        raise OSError(errno.EIO, f"9p backend {link.spec.url}: {exc}") from None
+    an Rlerror's errno passes through as it came. A class, not a generator: it is on
+    every request's path."""
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        if isinstance(exc, ConnectionError):  # ProtocolError is one; its errno is None
+            self.link.lost(exc)
+            raise OSError(errno.EIO, f"9p backend {self.link.spec.url}: {exc}") from None
 
 
 class Link:

@@ -187,7 +187,11 @@ class RemoteNode(Node):
     # --- metadata -------------------------------------------------------
 
     async def getattr(self) -> Attr:
-        return self._attr(await self.call(lambda f: f.getattr()))
+        conn, fid = self.conn, self._fid
+        if fid is None or self._generation != conn.generation or not conn.up:
+            fid = await self.fid()  # the hot path skips this coroutine
+        with remote_errors(conn):
+            return self._attr(await fid.getattr())
 
     def _attr(self, r: Rgetattr) -> Attr:
         self.mode = stat.S_IFMT(r.mode)

@@ -1,5 +1,5 @@
 """Small synthetic files: ``null``, ``zero``, ``inline`` text, ``random``, ``clock``, a
-``symlink``, and a directory holding them."""
+``symlink``; a directory of them is vfs's SyntheticBackend (re-exported here)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ import time
 from ninep.vfs.node import (
     Attr,
     Backend,
-    DirEntry,
     Handle,
     LeafNode,
     Node,
-    ReadOnlyNode,
-    StatFs,
-    dtype_of_mode,
 )
+from ninep.vfs.synthetic_dir import SyntheticBackend
 from ninep.wire.constants import O_ACCMODE, O_RDWR, O_WRONLY
 
 from .registry import BackendConfigError, Options
@@ -31,7 +28,6 @@ __all__ = [
     "NullBackend",
     "NullFile",
     "RandomFile",
-    "StaticDir",
     "SymlinkNode",
     "SyntheticBackend",
     "ZeroBackend",
@@ -189,58 +185,6 @@ class SymlinkNode(LeafNode):
 
     async def open(self, flags: int) -> Handle:
         raise OSError(errno.ELOOP, "a symbolic link cannot be opened")
-
-
-class StaticDir(ReadOnlyNode):
-    """A fixed directory of synthetic files (the ``ctl`` namespace of diodload)."""
-
-    def __init__(self, children: dict[str, Node]) -> None:
-        self.ino = 1
-        self.children = dict(children)
-        self.born = time.time_ns()
-
-    def peek_attr(self) -> Attr:
-        return Attr(ino=self.ino, mode=stat.S_IFDIR | 0o555, uid=0, gid=0, nlink=2, size=0,
-                    atime_ns=self.born, mtime_ns=self.born, ctime_ns=self.born)
-
-    async def getattr(self) -> Attr:
-        return self.peek_attr()
-
-    async def walk(self, name: str) -> Node:
-        if name == "..":
-            return self
-        try:
-            return self.children[name]
-        except KeyError:
-            raise OSError(errno.ENOENT, "no such file or directory") from None
-
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE:
-            raise OSError(errno.EISDIR, "is a directory")
-        return Handle()
-
-    async def listing_end(self) -> None:
-        return None  # its children are fixed when it is made
-
-    async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
-        names = list(self.children)[cookie:cookie + count]
-        out = []
-        for index, name in enumerate(names, start=cookie + 1):
-            attr = await self.children[name].getattr()
-            out.append(DirEntry(name, attr.ino, dtype_of_mode(attr.mode), index))
-        return out
-
-    async def statfs(self) -> StatFs:
-        return StatFs(bsize=4096, blocks=0, bfree=0, bavail=0, files=len(self.children), ffree=0)
-
-
-class SyntheticBackend(Backend):
-    """A backend whose root is a StaticDir."""
-
-    kind = "synthetic"
-
-    def __init__(self, children: dict[str, Node]) -> None:
-        self.root = StaticDir(children)
 
 
 class _SingleFileBackend(Backend):

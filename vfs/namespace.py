@@ -204,7 +204,7 @@ class Namespace:
             raise ValueError(f"mount point {path}: cannot make {part!r} in the backend mounted "
                              f"at {loc.mount.path}: {exc.strerror}") from None
 
-    def _enter(self, loc: Location, child: SyntheticDir | Mount) -> Location:
+    def _enter(self, loc: Location, child: Node | Mount) -> Location:
         if isinstance(child, Mount):
             return Location(child, child.backend.root)
         return Location(loc.mount, child)

@@ -1,15 +1,16 @@
-"""The directories a namespace makes to hold mount points (``/`` of ``/a`` and ``/b``)."""
+"""The read-only directories the server makes: those holding mount points, and fixed ones of synthetic files."""
 
 from __future__ import annotations
 
 import errno
 import stat
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ninep.wire.constants import O_ACCMODE
 
-from .node import DT_DIR, Attr, Backend, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
+from .node import Attr, Backend, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
 
 if TYPE_CHECKING:
     from .namespace import Mount
@@ -18,18 +19,27 @@ __all__ = ["SyntheticBackend", "SyntheticDir"]
 
 
 class SyntheticDir(ReadOnlyNode):
-    """A directory that exists only to hold mount points (``/`` of ``/a`` and ``/b``)."""
+    """A directory that exists only in the server: one a namespace makes to hold mount
+    points (``/`` of ``/a`` and ``/b``), or a fixed set of synthetic files (the
+    ``ctl`` directory diodload uses, the metrics files)."""
 
-    def __init__(self, ino: int, parent: SyntheticDir | None = None) -> None:
+    def __init__(self, ino: int = 1, parent: SyntheticDir | None = None,
+                 children: Mapping[str, Node] | None = None) -> None:
         self.ino = ino
         self.parent = parent or self
-        self.children: dict[str, SyntheticDir | Mount] = {}
+        self.children: dict[str, Node | Mount] = dict(children or {})
         self.born = time.time_ns()
 
-    async def getattr(self) -> Attr:
-        return Attr(ino=self.ino, mode=stat.S_IFDIR | 0o555, uid=0, gid=0,
-                    nlink=2 + len(self.children),
+    def peek_attr(self) -> Attr:
+        # a directory's links: its own two, and one for each directory below it (a
+        # mount point counts as one, whatever its root)
+        subdirs = sum(1 for child in self.children.values()
+                      if isinstance(child, SyntheticDir) or not isinstance(child, Node))
+        return Attr(ino=self.ino, mode=stat.S_IFDIR | 0o555, uid=0, gid=0, nlink=2 + subdirs,
                     size=0, atime_ns=self.born, mtime_ns=self.born, ctime_ns=self.born)
+
+    async def getattr(self) -> Attr:
+        return self.peek_attr()
 
     async def type_and_ino(self) -> tuple[int, int]:
         return stat.S_IFDIR, self.ino
@@ -38,7 +48,7 @@ class SyntheticDir(ReadOnlyNode):
         if name == "..":
             return self.parent
         child = self.children.get(name)
-        if isinstance(child, SyntheticDir):
+        if isinstance(child, Node):
             return child
         raise OSError(errno.ENOENT, "no such file or directory")  # mounts: see Namespace.walk
 
@@ -48,28 +58,33 @@ class SyntheticDir(ReadOnlyNode):
         return Handle()
 
     async def listing_end(self) -> int | None:
-        return None  # mount points are added only while the namespace is built
+        return None  # children are added only while the namespace or backend is built
 
     async def readdir(self, cookie: int, count: int) -> list[DirEntry]:
         names = list(self.children)
         out = []
         for index in range(cookie, min(len(names), cookie + count)):
             child = self.children[names[index]]
-            if isinstance(child, SyntheticDir):
-                ino, dtype = child.ino, DT_DIR
-            else:  # a mount: its root may be a single file (null, inline, symlink); its
-                # type without a getattr, so a dead import leaves this directory listable
+            if isinstance(child, Node):
+                attr = await child.getattr()
+                ino, dtype = attr.ino, dtype_of_mode(attr.mode)
+            else:  # a mount: its root may be a single file (null, inline, symlink)
                 ino = 0x10000 + index
-                dtype = dtype_of_mode((await child.backend.root.type_and_ino())[0])
+                dtype = dtype_of_mode((await child.backend.root.getattr()).mode)
             out.append(DirEntry(names[index], ino, dtype, index + 1))
         return out
 
     async def statfs(self) -> StatFs:
-        return StatFs(bsize=4096, blocks=0, bfree=0, bavail=0, files=0, ffree=0)
+        files = sum(1 for child in self.children.values()
+                    if isinstance(child, Node) and not isinstance(child, SyntheticDir))
+        return StatFs(bsize=4096, blocks=0, bfree=0, bavail=0, files=files, ffree=0)
 
 
 class SyntheticBackend(Backend):
+    """A backend whose root is a SyntheticDir: the namespace's directories of mount
+    points, or a fixed directory of ``children`` (ninep.backends.synthetic's files)."""
+
     kind = "synthetic"
 
-    def __init__(self) -> None:
-        self.root = SyntheticDir(1)
+    def __init__(self, children: Mapping[str, Node] | None = None) -> None:
+        self.root = SyntheticDir(1, children=children)

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
+from ninep.vfs.buffers import give
 from ninep.vfs.image_claims import CLAIMS, Claim
 from ninep.vfs.node import Backend, Handle, Node
 
@@ -166,6 +167,9 @@ class HandleImageFile:
             coro.close()
             raise RuntimeError(f"{self.name}: the I/O of an image in a mount was called "
                                "on the event loop, where it would wait for itself")
+        if self.loop.is_closed():
+            coro.close()
+            raise OSError(errno.EIO, f"{self.name}: the server's event loop is gone")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def pread(self, offset: int, size: int, nowait: bool = False) -> bytes:
@@ -185,6 +189,7 @@ class HandleImageFile:
             if not data:
                 break
             parts.append(bytes(data))
+            give(data)  # a pooled read buffer (passthrough's) goes back once copied
             got += len(data)
         return b"".join(parts)
 

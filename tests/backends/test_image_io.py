@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from ext2util import e2fsck, mkfs, open_image
 
+from ninep.backends.ext2.nodes import INLINE_WRITE
 from ninep.backends.image_file import HostImageFile
 from ninep.vfs.node import Node
 
@@ -57,7 +58,7 @@ async def test_a_slow_fsync_of_the_image_leaves_the_event_loop_free(
     assert e2fsck(image)[0] == 0
 
 
-async def test_file_data_and_write_back_are_written_outside_the_event_loop(
+async def test_big_writes_and_write_back_are_written_outside_the_event_loop(
         image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fs = open_image(image)
     loop_thread = threading.get_ident()
@@ -69,7 +70,7 @@ async def test_file_data_and_write_back_are_written_outside_the_event_loop(
         real_pwrite(self, offset, data)
 
     monkeypatch.setattr(HostImageFile, "pwrite", pwrite)
-    node = await make_file(fs.root, "data", b"d" * 50_000)
+    node = await make_file(fs.root, "data", b"d" * (INLINE_WRITE + 1))  # past the inline size
     handle = await node.open(O_RDWR)
     await handle.fsync(False)  # the write-back of the metadata too
     await handle.close()

@@ -78,6 +78,28 @@ async def test_an_ext2_image_in_a_ram_mount_is_written_and_e2fsck_clean_after(
     await ram.close()
 
 
+async def test_an_ext2_image_inside_an_ext2_image(tmp_path: Path) -> None:
+    inner = mkfs(tmp_path / "inner.img", "2M", 1024)
+    outer = mkfs(tmp_path / "outer.img", "8M", 1024)
+    mounts = await open_in_order([parse_mount(f"/outer=ext2:{outer}")])
+    await put(mounts[0][1].root, "inner.img", inner.read_bytes())
+    mounts.append(("/inner", await parse_mount("/inner=ext2:@/outer/inner.img")
+                   .open(within=mounts), False))
+    await put(mounts[1][1].root, "deep", b"two images down\n")
+    await handle_fsync(await mounts[1][1].root.walk("deep"))
+    await close_backends(reversed([b for _, b, _ in mounts]))
+    assert e2fsck(outer)[0] == 0
+    (tmp_path / "out.img").write_bytes(debugfs_cat(outer, "inner.img"))
+    assert e2fsck(tmp_path / "out.img")[0] == 0, e2fsck(tmp_path / "out.img")[1]
+    assert debugfs_cat(tmp_path / "out.img", "deep") == b"two images down\n"
+
+
+async def handle_fsync(node: Node) -> None:
+    handle = await node.open(O_RDWR)
+    await handle.fsync(False)
+    await handle.close()
+
+
 async def test_a_tar_inside_a_tar(tmp_path: Path) -> None:
     inner = tar_bytes({"deep/file.txt": b"two levels down\n"})
     outer = tmp_path / "outer.tar"

@@ -96,7 +96,8 @@ class Supervisor:
             if not self._wait_ready():
                 self._stop()
                 return 2
-            where = ", ".join(str(a) for a in self.listens)
+            where = ", ".join(_where(address, sock) for address, socks in self.bound
+                              for _, sock in socks)
             log.info("%d workers serving %s", self.count, where)
             notify("READY=1", f"STATUS={self.count} workers listening on {where}")
             self._loop()
@@ -306,6 +307,14 @@ class Supervisor:
                 except OSError:
                     pass
         self.bound.clear()
+
+
+def _where(address: ListenAddress, sock: socket.socket) -> str:
+    """What a bound socket listens on, with the port the kernel chose for port 0."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix://{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    return f"{'tls' if address.tls is not None else 'tcp'}://{host}:{port}"
 
 
 def _tell_ready(fd: int) -> None:  # pragma: no cover - runs in a worker

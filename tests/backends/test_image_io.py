@@ -105,6 +105,7 @@ async def test_data_not_in_the_page_cache_is_read_in_the_thread(
     assert (loop_thread, True) in readers  # tried inline without waiting...
     assert any(t != loop_thread and not nowait for t, nowait in readers)  # ...then the thread
     await fs.close()
+    assert e2fsck(image)[0] == 0
 
 
 def _read(file: HostImageFile, preadinto: object, offset: int, size: int,

@@ -280,3 +280,24 @@ def _attach_when(url: str, ready: object) -> SyncClient:
 
 def _unused(backend: Backend) -> None:  # keeps the Backend import for the type above
     del backend
+
+
+async def test_an_ext2_image_on_an_imported_9p_tree(tmp_path: Path) -> None:
+    from tests.backends.remote_servers import start_ninep
+    data = tmp_path / "data"
+    data.mkdir()
+    mkfs(data / "root.img", "8M", 1024)
+    back = start_ninep(tmp_path, f"/=passthrough:{data}")
+    try:
+        mounts = await open_in_order([parse_mount(f"/net=9p:{back.url},uname=root,uid=0"),
+                                      parse_mount("/rootfs=ext2:@/net/root.img")])
+        try:
+            await put(mounts[1][1].root, "over-9p", b"imported image\n" * 3000)
+            assert await get(await mounts[1][1].root.walk("over-9p")) \
+                == b"imported image\n" * 3000
+        finally:
+            await close_backends(reversed([b for _, b, _ in mounts]))
+    finally:
+        back.stop()
+    assert e2fsck(data / "root.img")[0] == 0, e2fsck(data / "root.img")[1]
+    assert debugfs_cat(data / "root.img", "over-9p") == b"imported image\n" * 3000

@@ -226,56 +226,7 @@ def affinity(pid: int) -> str:
         return f"unknown ({exc.strerror})"
 
 
-# --- putting the test file into our RAM filesystem --------------------------
-
-def upload(addr: str, source: Path, name: str) -> None:
-    """Copy ``source`` to ``name`` in the root of aname "" with raw 9P messages.
-
-    Uses only ninep.wire.messages, so it works while the client library is in flux.
-    """
-    sys.path.insert(0, str(REPO))
-    from ninep.wire import messages as p9
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=60) as sock:
-        def rpc(msg: p9.Message) -> p9.Message:
-            sock.sendall(p9.encode(1, msg))
-            head = _recv_exact(sock, 4)
-            frame = head + _recv_exact(sock, int.from_bytes(head, "little") - 4)
-            _, reply = p9.decode(frame)
-            if isinstance(reply, p9.Rlerror):
-                raise BenchError(f"uploading {name}: {type(msg).__name__} failed: "
-                                 f"{os.strerror(reply.ecode)}")
-            return reply
-
-        version = rpc(p9.Tversion(msize=BIG_MSIZE + p9.IOHDRSZ, version=p9.VERSION_9P2000L))
-        assert isinstance(version, p9.Rversion)
-        if version.version != p9.VERSION_9P2000L:
-            raise BenchError(f"uploading {name}: server answered version {version.version!r}")
-        chunk = min(MiB, version.msize - p9.IOHDRSZ)
-        rpc(p9.Tattach(fid=0, afid=p9.NOFID, uname="", aname="", n_uname=os.geteuid()))
-        rpc(p9.Twalk(fid=0, newfid=1, wnames=()))
-        rpc(p9.Tlcreate(fid=1, name=name, flags=0o1101, mode=0o644, gid=os.getegid()))
-        offset = 0
-        with source.open("rb") as f:
-            while data := f.read(chunk):
-                written = rpc(p9.Twrite(fid=1, offset=offset, data=data))
-                assert isinstance(written, p9.Rwrite)
-                if written.count != len(data):
-                    raise BenchError(f"uploading {name}: short write at {offset}")
-                offset += len(data)
-        rpc(p9.Tclunk(fid=1))
-        rpc(p9.Tclunk(fid=0))
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        got = sock.recv(n - len(buf))
-        if not got:
-            raise BenchError("server closed the connection during the upload")
-        buf += got
-    return bytes(buf)
-
+# --- the test file ------------------------------------------------------------
 
 def make_test_file(path: Path, size: int) -> None:
     block = os.urandom(MiB)

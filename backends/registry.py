@@ -299,6 +299,9 @@ def _layer(option: Option, value: object) -> object:
     stays as given, for the factory to open."""
     from ninep.backends.overlay.factory import parse_layer  # only where an overlay is used
     kind, source, options = parse_layer(option.name, value)
+    if source.startswith("@"):  # a layer is opened alone: no namespace to find it in
+        raise BackendConfigError(f"overlay {option.name}: {source!r}: a layer is opened on "
+                                 "its own, so it cannot serve a file of the namespace")
     try:
         check_mount(kind, source, options)
     except BackendConfigError as exc:

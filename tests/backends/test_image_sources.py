@@ -192,6 +192,11 @@ def test_load_errors(mounts: list[str], error: str) -> None:
         check_image_sources([parse_mount(text) for text in mounts])
 
 
+def test_an_overlay_layer_cannot_name_a_file_of_the_namespace() -> None:
+    with pytest.raises(BackendConfigError, match="layer is opened on its own"):
+        parse_mount("/=overlay,lower=tar:@/srv/a.tar,upper=ram")
+
+
 def test_a_shared_image_in_a_per_connection_mount_is_refused() -> None:
     from dataclasses import replace
     container = replace(parse_mount("/srv=ram"), scope="connection")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import logging
 
 from ninep.clients import Fid
@@ -27,12 +28,17 @@ log = logging.getLogger(__name__)
 
 OWNER_PREFIX = "ninep-import#"
 Owner = tuple[int, str, int]  # vfs/locks.py's: (connection id, client_id, proc_id)
+_CLIENT_ID_MAX = 255
 _POLL_FIRST, _POLL_MAX = 0.02, 1.0  # a back server that answers BLOCKED (diod) is polled
 
 
 def back_owner(owner: Owner) -> tuple[str, int]:
-    """The client_id and proc_id the back server sees for one of our owners."""
+    """The client_id and proc_id the back server sees for one of our owners. A client_id
+    longer than a host name (Linux sends utsname's nodename, at most 64 bytes) goes as its
+    SHA-256: the prefixed string must still fit a 9P string and the back server's limits."""
     conn_id, client_id, proc_id = owner
+    if len(client_id.encode("utf-8", "surrogateescape")) > _CLIENT_ID_MAX:
+        client_id = hashlib.sha256(client_id.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{OWNER_PREFIX}{conn_id}#{client_id}", proc_id
 
 

@@ -10,15 +10,21 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from remote_servers import BackServer, start_ninep
 
+from ninep.backends.registry import BackendConfigError, open_backend
 from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, Client, Tree
+from tests.conftest import free_port
 from tests.hostile.serverproc import ServerProcess, serve_process
+from tests.integration.policy_helpers import make_pki
 
 ROOT = {"uname": "root", "n_uname": 0}
 HANG = 30  # seconds after which a wait is a hang (never a speed assertion)
@@ -268,5 +274,60 @@ async def test_a_sequential_reader_gets_exact_bytes_and_sees_changes_made_meanwh
                                         check=False)
                 assert result.returncode == 0, result.stderr
                 assert result.stdout == expected
+    finally:
+        back.stop()
+
+
+async def test_a_tls_import_proves_a_certificate_and_a_key(tmp_path: Path) -> None:
+    """tls:// with ca/cert/key, and Tauth with auth_key: a back server whose only
+    policy wants both lets the import in, and refuses it without the key."""
+    pki = make_pki(tmp_path)
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "front_ed25519"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.OpenSSH,
+                                           serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    (tmp_path / "authorized_keys").write_bytes(public + b" front@test\n")
+    port = free_port()
+    (tmp_path / "back.toml").write_text(f"""
+[[listen]]
+kind = "tls"
+address = "127.0.0.1:{port}"
+cert = "{pki.server_cert}"
+key = "{pki.server_key}"
+client_ca = "{pki.ca}"
+client_cert = "required"
+
+[auth]
+authorized_keys = "{tmp_path / 'authorized_keys'}"
+
+[namespaces.secret]
+mounts = [{{ path = "/", backend = "ram" }}]
+
+[[policy]]
+name = "alice with her key"
+namespace = "secret"
+match = {{ cert_cn = "alice", key = "front@test" }}
+""")
+    back = BackServer([sys.executable, "-m", "ninep", "serve", "--log-level", "warning",
+                       "--config", str(tmp_path / "back.toml")],
+                      f"tls://127.0.0.1:{port}", tmp_path / "back.log").start()
+    cert, cert_key, _ = pki.clients["alice"]
+    tls = {"ca": str(pki.ca), "cert": str(cert), "key": str(cert_key)}
+    try:
+        backend = await open_backend("9p", back.url, {**tls, "auth_key": str(key_file),
+                                                      "uname": "root", "uid": 0})
+        try:
+            node, handle = await backend.root.create("f", 2, 0o644, 0, 0)
+            assert await handle.write(0, b"secret") == 6
+            assert await handle.read(0, 10) == b"secret"
+            await handle.close()
+            assert (await node.getattr()).size == 6
+        finally:
+            await backend.close()
+        with pytest.raises(BackendConfigError, match=r"Permission denied|EACCES|refused"):
+            await open_backend("9p", back.url, {**tls, "uname": "root", "uid": 0})
     finally:
         back.stop()

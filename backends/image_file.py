@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from ninep.vfs.buffers import give
 from ninep.vfs.image_claims import CLAIMS, Claim
 from ninep.vfs.node import Backend, Handle, Node
+from ninep.wire.constants import O_RDONLY, O_RDWR
 
 __all__ = ["FileStamp", "HandleImageFile", "HostImageFile", "ImageFile", "ImageOpener",
            "host_opener", "namespace_opener"]
@@ -36,7 +37,6 @@ __all__ = ["FileStamp", "HandleImageFile", "HostImageFile", "ImageFile", "ImageO
 T = TypeVar("T")
 NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 _CHUNK = 1 << 20  # bytes per Handle call: bounds one reply of the container's backend
-_O_RDONLY, _O_RDWR = 0, 2
 
 
 class FileStamp(NamedTuple):
@@ -261,7 +261,7 @@ def namespace_opener(source: str, within: Mounted, holder: str) -> ImageOpener:
                                        "(serve the image read-only: ,ro)")
         claim = CLAIMS.claim(backend, attr.ino, writable, f"{holder} ({source})")
         try:
-            handle = await node.open(_O_RDWR if writable else _O_RDONLY)
+            handle = await node.open(O_RDWR if writable else O_RDONLY)
         except BaseException:
             CLAIMS.release(backend, claim)
             raise

@@ -207,6 +207,11 @@ class ClientThread:
             self.loop.close()
 
 
+def _die_with_parent() -> None:
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class ServerProc:
     """``python -m ninep serve ARGS`` on a host, listening on ADDRESS:PORT; restartable."""
 
@@ -234,8 +239,12 @@ class ServerProc:
             log.write(f"=== start {self.starts}: {' '.join(argv)}\n".encode())
             log.flush()
             offset = log.tell()
+            # a test run killed outright takes its servers along (prctl's parent-death
+            # signal, kept across ip's exec of the server; it fires when the starting
+            # thread ends, so servers are started from the test's own thread)
             self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         want = f"listening on tcp://0.0.0.0:{self.port}" if self.wildcard else \
             f"listening on {self.url}"
         deadline = time.monotonic() + 60

@@ -2,11 +2,12 @@
 
 alpha (10.99.0.1) serves a host directory (passthrough), beta (10.99.0.2) an ext2
 image, and front (10.99.0.3) gives every TCP client the namespace /alpha + /beta
-built from both (config file, ``backend = "9p"``). The client (10.99.0.4) uses
+built from both (config file, ``backend = "9p"``), plus /gamma, an ext2 image
+stored on alpha (``@/alpha/images/gamma.img``). The client (10.99.0.4) uses
 ninep.clients against the front, and directly against a back server where a
 check needs a second party (locks). Each host is a network namespace where
 they can be made, else a loopback address (hosts.py; the module's first test
-says which ran).
+prints which, shown with ``pytest -s``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,9 +139,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
-def _errno_of(fed: Federation, coro: object) -> int:
+def _errno_of(fed: Federation, coro: Coroutine[Any, Any, object]) -> int:
     try:
-        fed.client.call(coro)  # type: ignore[arg-type]
+        fed.client.call(coro)
     except OSError as exc:
         assert exc.errno is not None
         return exc.errno

@@ -76,7 +76,6 @@ class Supervisor:
         self._wake_r = self._wake_w = -1
         self._respawn_at: dict[int, float] = {}  # index -> when to start it again
         self._failures: dict[int, int] = {}  # index -> deaths before ready in a row
-        self._stopping = False
 
     def run(self) -> int:
         for address in self.listens:
@@ -271,7 +270,6 @@ class Supervisor:
     def _stop(self) -> None:
         """SIGTERM to every worker (each closes its listeners and drains as a single
         server does), SIGKILL to any still there after STOP_GRACE seconds."""
-        self._stopping = True
         self._respawn_at.clear()
         for worker in self.workers.values():
             _signal(worker.pid, signal.SIGTERM)

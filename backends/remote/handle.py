@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ninep.clients import Fid
 from ninep.vfs.node import Handle
+from ninep.vfs.request import cancellable
 
 from .link import remote_errors
 from .locks import HandleLocks
@@ -85,7 +86,7 @@ class RemoteHandle(Handle):
             data = await self._from_blocks(offset, size)
         if data is None:
             with remote_errors(self.node.conn):
-                data = await self._read(fid, offset, size)
+                data = await _flushable(self._read(fid, offset, size))
         if self.readahead:
             sequential = offset == self._next
             self._next = offset + len(data)
@@ -212,6 +213,20 @@ class RemoteHandle(Handle):
                 await self.fid.clunk()
         except OSError:
             pass  # a clunk forgets the fid whatever the server answers
+
+
+async def _flushable(read: Coroutine[Any, Any, bytes]) -> bytes:
+    """A read that a Tflush of ours abandons at once, however stalled the back server:
+    it runs as its own Task, which the client library then flushes there in the
+    background (waiting for that Rflush is its business, not our client's). A read
+    changes nothing, so it may be cancelled (vfs.request.cancellable)."""
+    inner = asyncio.ensure_future(read)
+    try:
+        return await cancellable(asyncio.shield(inner))
+    except asyncio.CancelledError:
+        inner.cancel()
+        inner.add_done_callback(_consume)
+        raise
 
 
 def _consume(task: asyncio.Task[bytes]) -> None:

@@ -218,6 +218,11 @@ async def test_a_stopped_back_server_stalls_no_other_mount(tmp_path: Path) -> No
                     # another connection and this one both get answers meanwhile
                     assert await asyncio.wait_for(other.read_bytes("local"), HANG) == b"here"
                     assert await asyncio.wait_for(tree.read_bytes("local"), HANG) == b"here"
+                    flushed = asyncio.ensure_future(opened.pread(0, 1))
+                    await asyncio.sleep(0.2)
+                    flushed.cancel()  # Tflush: answered without waiting for the back server
+                    with pytest.raises(asyncio.CancelledError):
+                        await asyncio.wait_for(flushed, HANG)
                 finally:
                     os.kill(back.proc.pid, signal.SIGKILL)
                 with pytest.raises(OSError) as caught:  # in flight when it died: EIO

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 from ninep.backends.ram import RamBackend
 from ninep.backends.registry import (
     KINDS,
     BackendConfigError,
+    BackendKind,
     MountSpec,
+    Option,
     check_mount,
     open_backend,
     option_bool,
@@ -102,3 +107,28 @@ def test_parse_mount_checks_the_options_before_anything_opens() -> None:
     assert isinstance(spec, MountSpec) and spec.describe() == "ram, size='1M'"
     assert spec.where == "--mount '/x=ram,size=1M'" and not spec.single_file
     assert parse_mount("/f=zero").single_file
+
+
+async def test_a_new_kind_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry in KINDS is all a kind needs: --mount and config files check its
+    source and options against it, and its factory gets them converted, defaults in."""
+    opened: list[tuple[str, dict[str, object], bool]] = []
+
+    async def open_echo(source: str, options: dict[str, object], read_only: bool) -> RamBackend:
+        opened.append((source, dict(options), read_only))
+        return RamBackend()
+
+    module = types.ModuleType("echo_kind")
+    module.open_echo = open_echo  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "echo_kind", module)
+    monkeypatch.setitem(KINDS, "echo", BackendKind(
+        "echo", "echo_kind:open_echo", "optional",
+        (Option("depth", "integer", 3, minimum=1), Option("loud", "boolean", False))))
+    await (await parse_mount("/e=echo:hi,depth=2K,ro").open()).close()
+    await (await open_backend("echo")).close()
+    assert opened == [("hi", {"depth": 2048, "loud": False}, True),
+                      ("", {"depth": 3, "loud": False}, False)]
+    with pytest.raises(BackendConfigError, match="option depth=0: must be at least 1"):
+        parse_mount("/e=echo,depth=0")
+    with pytest.raises(BackendConfigError, match=r"unknown option 'x' .*known: depth, loud"):
+        parse_mount("/e=echo,x=1")

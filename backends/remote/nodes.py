@@ -126,6 +126,8 @@ class RemoteNode(Node):
         with remote_errors(self.conn):
             try:
                 fid = await root.walk(self.path)
+            except ConnectionError:
+                raise  # lost again: EIO now, another try after the next reconnect
             except OSError:
                 fid = None
         if fid is None or fid.qid.path != self.qid_path:

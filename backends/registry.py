@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ninep.backends.image_file import ImageOpener
 
 __all__ = [
+    "DECLARED",
     "KINDS",
     "BackendConfigError",
     "BackendKind",
@@ -217,10 +218,26 @@ async def close_backends(backends: Iterable[Backend]) -> None:
             log.exception("error while closing the %s backend", backend.kind)
 
 
-def option_str(options: Options, name: str, default: str,
+class _Declared:
+    """The default of an option its KINDS entry declares: the registry has filled it in
+    before the factory runs, so a factory leaves ``default`` out rather than repeat it."""
+
+
+DECLARED = _Declared()
+
+
+def _take(options: Options, name: str, default: object) -> object:
+    value = options.pop(name, default)
+    if isinstance(value, _Declared):
+        raise BackendConfigError(f"option {name}: missing (its default is declared in KINDS; "
+                                 "open the kind through the registry)")
+    return value
+
+
+def option_str(options: Options, name: str, default: str | _Declared = DECLARED,
                choices: tuple[str, ...] | None = None) -> str:
     """Take option ``name`` as a string, one of ``choices`` when given."""
-    value = options.pop(name, default)
+    value = _take(options, name, default)
     if not isinstance(value, str):
         raise BackendConfigError(f"option {name}={value!r}: expected a string")
     if choices is not None and value not in choices:
@@ -228,10 +245,10 @@ def option_str(options: Options, name: str, default: str,
     return value
 
 
-def option_int(options: Options, name: str, default: int | None,
+def option_int(options: Options, name: str, default: int | _Declared | None = DECLARED,
                minimum: int = 0) -> int | None:
     """Take option ``name`` as an integer (suffixes K, M, G, T accepted) >= ``minimum``."""
-    value = options.pop(name, default)
+    value = _take(options, name, default)
     if value is None:
         return None
     if isinstance(value, str):
@@ -243,9 +260,9 @@ def option_int(options: Options, name: str, default: int | None,
     return value
 
 
-def option_bool(options: Options, name: str, default: bool) -> bool:
+def option_bool(options: Options, name: str, default: bool | _Declared = DECLARED) -> bool:
     """Take option ``name`` as a boolean: true/false, yes/no, on/off, 1/0, or bare."""
-    value = options.pop(name, default)
+    value = _take(options, name, default)
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in _BOOLS:

@@ -64,9 +64,9 @@ async def open_backend(source: str, options: Options, read_only: bool,
     """The registry's factory: options ``ro``, ``force`` (open a not-clean image read-write),
     ``lost_found`` (list the root's lost+found; hidden by default). ``opener``: how
     to open ``source`` when it is not a host path (an ``@`` file of the namespace)."""
-    read_only = option_bool(options, "ro", False) or read_only
-    force = option_bool(options, "force", False)
-    show = option_bool(options, "lost_found", False)
+    read_only = option_bool(options, "ro") or read_only  # defaults: the registry's KINDS
+    force = option_bool(options, "force")
+    show = option_bool(options, "lost_found")
     try:
         file = await (opener or host_opener(source))(not read_only)
     except OSError as exc:

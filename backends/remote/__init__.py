@@ -83,16 +83,18 @@ async def open_backend(source: str, options: Options, read_only: bool) -> Remote
         raise BackendConfigError(f"9p source {source!r}: expected tcp://HOST:PORT, "
                                  "unix:///PATH or tls://HOST:PORT")
     uid = option_int(options, "uid", None)
+    timeout = option_int(options, "timeout")
+    assert timeout is not None  # declared with a default in KINDS
     spec = RemoteSpec(
-        url=source, aname=option_str(options, "aname", ""),
-        uname=option_str(options, "uname", "nobody"),
+        url=source, aname=option_str(options, "aname"),  # defaults: the registry's KINDS
+        uname=option_str(options, "uname"),
         n_uname=NONUNAME if uid is None else uid,
-        ca=option_str(options, "ca", "") or None, cert=option_str(options, "cert", "") or None,
-        key=option_str(options, "key", "") or None,
-        auth_key=option_str(options, "auth_key", "") or None,
-        msize=option_int(options, "msize", DEFAULT_MSIZE, minimum=4096) or DEFAULT_MSIZE,
-        timeout=float(option_int(options, "timeout", 10, minimum=1) or 10),
-        readahead=option_bool(options, "readahead", True))
+        ca=option_str(options, "ca") or None, cert=option_str(options, "cert") or None,
+        key=option_str(options, "key") or None,
+        auth_key=option_str(options, "auth_key") or None,
+        msize=option_int(options, "msize", DEFAULT_MSIZE) or DEFAULT_MSIZE,
+        timeout=float(timeout),
+        readahead=option_bool(options, "readahead"))
     if address.scheme != "tls" and (spec.ca or spec.cert or spec.key):
         raise BackendConfigError(f"9p source {source!r}: ca, cert and key are for tls:// "
                                  "servers only",)

@@ -123,8 +123,8 @@ async def open_backend(source: str, options: Options, read_only: bool,
                        opener: ImageOpener | None = None) -> TarBackend:
     """The registry's factory: options ``lenient`` (bool) and ``tmpdir`` (for decompression);
     ``opener``: how to open ``source`` when it is not a host path (``@`` in the namespace)."""
-    lenient = option_bool(options, "lenient", False)
-    tmpdir = option_str(options, "tmpdir", "") or None
+    lenient = option_bool(options, "lenient")  # defaults: the registry's KINDS
+    tmpdir = option_str(options, "tmpdir") or None
     if opener is None:
         archive: str | ImageFile = source  # its errors say "cannot open", as before
     else:

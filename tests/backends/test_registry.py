@@ -76,6 +76,9 @@ def test_option_helpers_convert_and_complain() -> None:
         option_bool({"b": "maybe"}, "b", False)
     with pytest.raises(BackendConfigError, match="expected one of x, y"):
         option_str({"s": "z"}, "s", "x", choices=("x", "y"))
+    # a default declared in KINDS is filled in by the registry, not repeated by factories
+    with pytest.raises(BackendConfigError, match="option lenient: missing"):
+        option_bool({}, "lenient")
 
 
 def test_every_kind_declares_its_options_and_source_once() -> None:

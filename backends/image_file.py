@@ -211,8 +211,18 @@ class HandleImageFile:
         self._call(self.handle.fsync(False))
 
     def lock(self, exclusive: bool) -> None:
+        """The claim, taken at open; and where the Handle holds a host descriptor (a
+        passthrough file), its flock too: two mounts of one host directory (or two
+        per-connection instances of one) are two backends, whose claims cannot see
+        each other, and a host program or another server may use the file as well."""
         if exclusive and (self.claim is None or not self.claim.exclusive):
             raise OSError(errno.EBUSY, "the image was claimed for reading only")
+        fd = getattr(self.handle, "fd", None)
+        if isinstance(fd, int) and fd >= 0:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OSError(errno.EBUSY, "the image is in use (locked on the host)") from None
 
     def close(self) -> None:
         claim, self.claim = self.claim, None

@@ -164,6 +164,24 @@ async def test_a_read_write_image_is_claimed_by_one_mount_only(tmp_path: Path) -
     assert e2fsck(data / "root.img")[0] == 0
 
 
+async def test_two_mounts_of_one_host_directory_cannot_both_write_its_image(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    mkfs(data / "root.img", "4M", 1024)
+    mounts = await open_in_order([parse_mount(f"/one=passthrough:{data}"),
+                                  parse_mount(f"/two=passthrough:{data}"),
+                                  parse_mount("/a=ext2:@/one/root.img")])
+    try:
+        with pytest.raises(BackendConfigError, match="in use"):
+            await parse_mount("/b=ext2:@/two/root.img").open(within=mounts)
+        with pytest.raises(BackendConfigError, match="in use"):
+            await parse_mount(f"/c=ext2:{data / 'root.img'},ro").open()
+    finally:
+        await close_backends(reversed([b for _, b, _ in mounts]))
+    assert e2fsck(data / "root.img")[0] == 0
+
+
 async def test_read_only_images_share_a_read_only_container(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

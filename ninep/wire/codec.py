@@ -14,8 +14,8 @@ from ninep.wire.message_types import MESSAGE_TYPES, Encoded, Message, Rread
 from ninep.wire.qid import QID as _QID
 from ninep.wire.qid import Qid
 
-__all__ = ["HEADER", "DecodeError", "EncodeError", "decode", "decode_body", "encode", "encode_string",
-           "fixed_struct", "rread_header"]
+__all__ = ["HEADER", "DecodeError", "EncodeError", "decode", "decode_body", "encode",
+           "encode_string", "fixed_struct", "rread_header"]
 
 HEADER = struct.Struct("<IBH")  # size[4] type[1] tag[2]
 _U16 = struct.Struct("<H")

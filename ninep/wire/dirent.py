@@ -1,4 +1,4 @@
-"""Rreaddir entries: qid[13] offset[8] type[1] name[s], packed by the server, parsed by the client."""
+"""Rreaddir entries, qid[13] offset[8] type[1] name[s]: the server packs, the client parses."""
 
 from __future__ import annotations
 

@@ -113,8 +113,8 @@ def rgetattr_body(qid_path: int, a: AttrFields) -> bytes:
     The qid is Qid.of(a.mode, qid_path); times split into seconds (signed: before
     1970 is negative) and nanoseconds."""
     return _RGETATTR.pack(
-        GETATTR_VALID, QTYPE_BY_FORMAT[(a.mode >> 12) & 0xF], QID_VERSION, qid_path, a.mode, a.uid, a.gid,
-        a.nlink, a.rdev, a.size, a.blksize, a.blocks,
+        GETATTR_VALID, QTYPE_BY_FORMAT[(a.mode >> 12) & 0xF], QID_VERSION, qid_path,
+        a.mode, a.uid, a.gid, a.nlink, a.rdev, a.size, a.blksize, a.blocks,
         a.atime_ns // _NS, a.atime_ns % _NS, a.mtime_ns // _NS, a.mtime_ns % _NS,
         a.ctime_ns // _NS, a.ctime_ns % _NS, a.btime_ns // _NS, a.btime_ns % _NS,
         a.gen, a.data_version)
@@ -124,8 +124,8 @@ def rgetattr_frame(tag: int, qid_path: int, a: AttrFields) -> bytes:
     """The whole Rgetattr frame, header included, in one call (the transport's fast path)."""
     return _RGETATTR_FRAME.pack(
         RGETATTR_SIZE, Rgetattr.type, tag,
-        GETATTR_VALID, QTYPE_BY_FORMAT[(a.mode >> 12) & 0xF], QID_VERSION, qid_path, a.mode, a.uid, a.gid,
-        a.nlink, a.rdev, a.size, a.blksize, a.blocks,
+        GETATTR_VALID, QTYPE_BY_FORMAT[(a.mode >> 12) & 0xF], QID_VERSION, qid_path,
+        a.mode, a.uid, a.gid, a.nlink, a.rdev, a.size, a.blksize, a.blocks,
         a.atime_ns // _NS, a.atime_ns % _NS, a.mtime_ns // _NS, a.mtime_ns % _NS,
         a.ctime_ns // _NS, a.ctime_ns % _NS, a.btime_ns // _NS, a.btime_ns % _NS,
         a.gen, a.data_version)

@@ -14,7 +14,15 @@ from typing import Any, Callable, Final, Protocol
 
 from ninep.wire.codec import HEADER, fixed_struct
 from ninep.wire.constants import GETATTR_ALL, HEADER_SIZE
-from ninep.wire.message_types import Rclunk, Rgetattr, Tclunk, Tflush, Tgetattr, Tread
+from ninep.wire.message_types import (
+    Message,
+    Rclunk,
+    Rgetattr,
+    Tclunk,
+    Tflush,
+    Tgetattr,
+    Tread,
+)
 from ninep.wire.qid import QID_VERSION, QTYPE_BY_FORMAT
 
 __all__ = [
@@ -42,7 +50,7 @@ _Unpack = Callable[[Any], tuple[Any, ...]]
 unpack_header: Final[Callable[[Any], tuple[Any, ...]]] = HEADER.unpack_from  # size, type, tag
 
 
-def _body(cls: type) -> tuple[int, _Unpack]:
+def _body(cls: type[Message]) -> tuple[int, _Unpack]:
     """The whole frame size of a fixed-size T-message, and its body's decoder."""
     st = fixed_struct(cls, skip=HEADER_SIZE)
     return st.size, st.unpack_from

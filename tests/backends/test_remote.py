@@ -177,8 +177,11 @@ async def test_a_back_server_restart_is_eio_then_new_fids_work(tmp_path: Path) -
                 await tree.write_bytes("imp/f", b"before")
                 opened = await tree.open("imp/f", "rb")
                 walked = await tree.walk("imp/kept")  # a fid, not open, on the import
+                await tree.write_bytes("imp/gone", b"soon")
+                vanished = await tree.walk("imp/gone")
                 top = await tree.walk("imp")
                 back.stop(kill=True)
+                (export / "gone").unlink()  # while the back server is down
                 with pytest.raises(OSError) as caught:
                     await asyncio.wait_for(top.walk(["f"]), HANG)
                 assert caught.value.errno == errno.EIO
@@ -193,6 +196,11 @@ async def test_a_back_server_restart_is_eio_then_new_fids_work(tmp_path: Path) -
                 await opened.close()
                 assert (await walked.getattr()).size == 7  # re-walked by its path
                 await walked.clunk()
+                for _ in range(2):  # not found again: EIO until clunked
+                    with pytest.raises(OSError) as caught:
+                        await vanished.getattr()
+                    assert caught.value.errno == errno.EIO
+                await vanished.clunk()
                 await top.clunk()
                 await tree.write_bytes("imp/g", b"after")
                 assert await tree.read_bytes("imp/g") == b"after"

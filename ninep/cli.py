@@ -177,13 +177,19 @@ def _workers(args: argparse.Namespace, config: Config | None, listens: list[List
     if metrics_at is not None:
         raise ValueError("--workers: the metrics endpoint counts one process; serve it "
                          "with one worker")
+    # worker 0 owns the mounts that keep their tree in one process and shares them
+    # (ninep/workers/owner.py), all but a config file's with placeholders (one per user)
+    from ninep.workers.owner import owned_mounts
     from ninep.workers.placement import process_local_mounts
-    local = process_local_mounts(mounts, config) if config is not None else []
-    if local:  # the command line's are owned by worker 0 and shared (ninep/workers/owner.py)
+    local = []
+    if config is not None:
+        owned = set(owned_mounts(config))
+        local = [m for m in process_local_mounts(mounts, config) if m not in owned]
+    if local:
         raise ValueError("--workers: these mounts of the config file keep their files in "
-                         "one process, and workers could not share them: " + "; ".join(local) +
-                         " (serve them with one worker, or a passthrough, tar or read-only "
-                         "ext2 mount)")
+                         "one process per expansion of their placeholders, and workers could "
+                         "not share them: " + "; ".join(local) + " (serve them with one "
+                         "worker, or a passthrough, tar or read-only ext2 mount)")
     return count
 
 
@@ -199,7 +205,9 @@ def _supervise(count: int, listens: list[ListenAddress], specs: list[MountSpec],
     from ninep.workers.placement import process_local_mounts
     from ninep.workers.supervisor import Supervisor
     private = tempfile.mkdtemp(prefix="ninep-workers-")  # 0700: the server's user only
-    shared = config is None and bool(process_local_mounts(specs, None))
+    from ninep.workers.owner import owned_mounts
+    shared = bool(owned_mounts(config) if config is not None
+                  else process_local_mounts(specs, None))
 
     def worker(index: int, bound: Bound, ready: Callable[[], None]) -> int:
         _log_as_worker(index)
@@ -269,7 +277,8 @@ async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "
                   owned: Owned | None = None) -> Policy:
     if config is not None:
         from ninep.config.runtime import build_policy
-        return await build_policy(config)
+        # a worker other than the owner mounts the owner's exports instead (owner.py)
+        return await build_policy(owned.route(config) if owned is not None else config)
     from ninep.backends.image_sources import open_in_order
     from ninep.config.defaults import default_policy, default_ram
 
@@ -289,6 +298,10 @@ async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: Ser
     server = Server(await _policy(specs, config, groups, owned), limits,
                     config.path if config else None)
     if owned is not None:
+        if config is not None:
+            await owned.export_config_mounts(server.policy)
+            server.config_filter = owned.route
+            server.on_reload.append(owned.reloaded)
         await owned.start(server)
     # The start-up objects (a tar index of 100,000 members, ...) live as long as the
     # server: keep them out of the collector's full passes (0.4 s pauses otherwise).

@@ -11,8 +11,10 @@ import socket
 import ssl
 import stat
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ninep.config.listen import ListenAddress, parse_listen
 from ninep.config.tls import TlsConfig, make_server_context
@@ -22,6 +24,9 @@ from ninep.server.stdio import serve_pipes
 from ninep.server.transport import Connection, address_text
 from ninep.vfs.locks import LockManager
 from ninep.vfs.policy import Policy
+
+if TYPE_CHECKING:
+    from ninep.config.file import Config
 
 __all__ = ["ListenAddress", "Server", "bind_listener", "parse_listen", "systemd_sockets"]
 
@@ -148,6 +153,10 @@ class Server:
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         start_lookups()
         self._network_listeners: list[tuple[str, str]] = []  # (where, "tcp" or "tls")
+        # a worker's (ninep/workers/owner.py): how the file read at a reload is served
+        # here, and what follows a reload that succeeded
+        self.config_filter: Callable[[Config], Config] | None = None
+        self.on_reload: list[Callable[[Policy], Awaitable[None]]] = []
 
     def current_policy(self) -> Policy:
         return self.policy
@@ -283,6 +292,8 @@ class Server:
         if self.config_path is not None:
             try:
                 config = load_config(self.config_path)
+                if self.config_filter is not None:
+                    config = self.config_filter(config)
                 policy = await build_policy(config, self.policy)
             except (BackendConfigError, OSError) as exc:
                 log.error("reload rejected, the running configuration and certificates "
@@ -305,6 +316,8 @@ class Server:
                 made_read_only, made_stale = conn.session.review(policy, authorized)
                 narrowed += made_read_only
                 revoked += made_stale
+        for hook in self.on_reload:
+            await hook(policy)
         old.retire()
         if old.users <= 0:
             await old.close()

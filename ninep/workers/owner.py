@@ -20,7 +20,9 @@ the other workers' mounts answer EIO until they reconnect to its successor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from ninep.backends.registry import MountSpec
 from ninep.server.listeners import ListenAddress, Server
@@ -30,7 +32,10 @@ from ninep.vfs.node import Backend
 from ninep.vfs.policy import Policy, Rule
 from ninep.workers.placement import keeps_state_in_process
 
-__all__ = ["OWNER", "Owned"]
+if TYPE_CHECKING:
+    from ninep.config.file import Config
+
+__all__ = ["OWNER", "Owned", "owned_mounts"]
 
 OWNER = 0  # the worker that owns the mounts living in one process
 _ANAME = "owned:{}"
@@ -43,7 +48,8 @@ class Owned:
 
     index: int
     socket: str
-    _exports: list[tuple[str, Backend, bool]] = field(default_factory=list)
+    # what the owner exports: (aname, what it is for the log, backend, read-only)
+    _exports: list[tuple[str, str, Backend, bool]] = field(default_factory=list)
     _server: Server | None = None
 
     async def open_mounts(self, specs: Sequence[MountSpec],
@@ -53,7 +59,7 @@ class Owned:
         if not specs:
             if self.index == OWNER:
                 assert default is not None
-                self._exports.append(("/", default, False))
+                self._exports.append((_ANAME.format(0), "/", default, False))
                 return [("/", default, False)]
             return [("/", await self._remote(0, False), False)]
         from ninep.backends.image_sources import check_image_sources
@@ -67,7 +73,8 @@ class Owned:
                     backend = await spec.open(within=mounts)
                 elif self.index == OWNER:
                     backend = await spec.open(within=mounts)
-                    self._exports.append((spec.path, backend, spec.read_only))
+                    self._exports.append((_ANAME.format(owned), spec.path, backend,
+                                          spec.read_only))
                     owned += 1
                 else:
                     backend = await self._remote(owned, spec.read_only)
@@ -77,6 +84,43 @@ class Owned:
             await close_backends(backend for _, backend, _ in reversed(mounts))
             raise
         return mounts
+
+    def route(self, config: Config) -> Config:
+        """A config file as this worker serves it: in the others than the owner, each
+        owned mount (owned_mounts) becomes a 9p mount of the owner's export. Applied
+        again to the file a reload reads (Server.config_filter)."""
+        if self.index == OWNER:
+            return config
+        namespaces = {}
+        for name, namespace in config.namespaces.items():
+            mounts = tuple(
+                replace(m, kind="9p", source=f"unix://{self.socket}", options=MappingProxyType({
+                    "aname": _ANAME.format(f"{name}:{m.path}"), "uname": "root", "uid": 0,
+                    "keep_qids": True}))
+                if _owned(m) else m for m in namespace.mounts)
+            namespaces[name] = replace(namespace, mounts=mounts)
+        return replace(config, namespaces=MappingProxyType(namespaces))
+
+    async def export_config_mounts(self, policy: Policy) -> None:
+        """In the owner: the owned mounts of a config file's policy, found in the
+        namespaces it built (a reload that kept a mount kept its instance)."""
+        from ninep.config.runtime import NamespacePlan
+        from ninep.vfs.policy import ConnectionContext
+        if self.index != OWNER:
+            return
+        self._exports = []
+        plans = {rule.namespace.name: rule.namespace for rule in policy.rules
+                 if isinstance(rule.namespace, NamespacePlan)}
+        for name, plan in sorted(plans.items()):
+            paths = [m.path for m in plan.config.mounts if _owned(m)]
+            if not paths:
+                continue
+            namespace = await plan.namespace_for_values((), ConnectionContext())
+            for mount in namespace.mounts:
+                if mount.path in paths:
+                    self._exports.append((_ANAME.format(f"{name}:{mount.path}"),
+                                          f"{name}:{mount.path}", mount.backend,
+                                          mount.read_only))
 
     async def _remote(self, number: int, read_only: bool) -> Backend:
         from ninep.backends.remote import open_remote
@@ -90,19 +134,39 @@ class Owned:
         the public server's table (one table for every client of the file)."""
         if self.index != OWNER or not self._exports:
             return
-        rules = []
-        for number, (path, backend, read_only) in enumerate(self._exports):
-            namespace = await Namespace.build([("/", backend, read_only)],
-                                              name=_ANAME.format(number))
-            rules.append(Rule(namespace, frozenset({_ANAME.format(number)}),
-                              name=f"worker {OWNER}'s {path}"))
-        server = Server(Policy(rules), ServerLimits())
+        server = Server(await self._private_policy(), ServerLimits())
         server.locks = public.locks
         address = ListenAddress("unix", path=self.socket, mode=0o600)
         await server.listen(address)
         self._server = server
 
+    async def reloaded(self, policy: Policy) -> None:
+        """In the owner, after a reload of a config file: export what the new policy
+        holds (the same instances where the mounts stayed as they were)."""
+        if self.index != OWNER or self._server is None:
+            return
+        await self.export_config_mounts(policy)
+        self._server.policy = await self._private_policy()
+
+    async def _private_policy(self) -> Policy:
+        rules = []
+        for aname, what, backend, read_only in self._exports:
+            namespace = await Namespace.build([("/", backend, read_only)], name=aname)
+            rules.append(Rule(namespace, frozenset({aname}), name=f"worker {OWNER}'s {what}"))
+        return Policy(rules)
+
     async def close(self) -> None:
         if self._server is not None:
             await self._server.close()  # which removes the socket file
             self._server = None
+
+
+def _owned(mount: MountSpec) -> bool:
+    return mount.scope == "shared" and not mount.placeholders and keeps_state_in_process(
+        mount.kind, mount.options, mount.read_only)
+
+
+def owned_mounts(config: Config) -> list[str]:
+    """The config file's mounts worker 0 owns and shares: "NAMESPACE: PATH (KIND)"."""
+    return [f"{name}: {m.path} ({m.kind})" for name, ns in config.namespaces.items()
+            for m in ns.mounts if _owned(m)]

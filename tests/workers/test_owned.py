@@ -4,6 +4,8 @@ it through the 9p backend, and every client sees one tree, one set of qids and l
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,47 @@ async def test_ram_locks_conflict_across_workers(ram_server: ServerProcess,
     await asyncio.wait_for(waiting, 30)
     for f in files:
         await f.close()
+
+
+CONFIG = """
+[server]
+workers = {workers}
+
+[namespaces.main]
+mounts = [
+  {{ path = "/", backend = "ram" }},
+  {{ path = "/version", backend = "inline", source = "{version}" }},
+]
+
+[[policy]]
+name = "everyone"
+namespace = "main"
+"""
+
+
+async def test_a_config_files_ram_disk_is_one_tree_and_survives_a_reload(
+        tmp_path: Path, closing: list[Client]) -> None:
+    config = tmp_path / "ninep.toml"
+    config.write_text(CONFIG.format(workers=WORKERS, version="one"))
+    with serve_process(["--config", str(config)], tmp_path, log_level="debug") as server:
+        wait_ready(server)
+        by_worker = await spread(server, want=WORKERS, tries=120)
+        closing += [client for client, _ in by_worker.values()]
+        trees = [tree for _, tree in by_worker.values()]
+        await trees[1].write_bytes("kept", b"written before the reload")
+        for tree in trees:
+            assert await tree.read_bytes("kept") == b"written before the reload"
+        inos = {(await tree.stat("kept")).st_ino for tree in trees}
+        assert len(inos) == 1
+        config.write_text(CONFIG.format(workers=WORKERS, version="two"))
+        os.kill(server.proc.pid, signal.SIGHUP)
+        for _ in range(200):
+            if server.log_text().count("ninep.server.listeners: reloaded") == WORKERS:
+                break
+            await asyncio.sleep(0.05)
+        assert server.log_text().count("ninep.server.listeners: reloaded") == WORKERS
+        for client, _ in by_worker.values():  # a new attach on each worker
+            tree = await client.attach("root", "")
+            assert await tree.read_bytes("version") == b"two\n"
+            assert await tree.read_bytes("kept") == b"written before the reload"
+            assert (await tree.stat("kept")).st_ino in inos

@@ -216,19 +216,19 @@ async def test_sigterm_drains_every_worker(tmp_path: Path, export: Path) -> None
     assert server.log_text().count("ninep: stopping") == WORKERS
 
 
-def test_a_ram_mount_of_a_config_file_is_refused_with_workers(tmp_path: Path) -> None:
+def test_a_per_user_image_of_a_config_file_is_refused_with_workers(tmp_path: Path) -> None:
     import subprocess
     import sys
-    config = tmp_path / "ram.toml"
+    config = tmp_path / "per-user.toml"
     config.write_text('[server]\nworkers = 2\n[namespaces.main]\nmounts = [\n'
-                      '  { path = "/", backend = "ram" },\n]\n'
+                      '  { path = "/", backend = "ext2", source = "/srv/{uname}.img" },\n]\n'
                       '[[policy]]\nname = "all"\nnamespace = "main"\n')
     result = subprocess.run([sys.executable, "-m", "ninep", "serve", "--config", str(config),
                              "--listen", "tcp://127.0.0.1:0"], capture_output=True,
                             timeout=60, check=False)
     assert result.returncode == 2
-    assert b"keep their files in one process" in result.stderr
-    assert b"main: / (ram)" in result.stderr
+    assert b"one process per expansion of their placeholders" in result.stderr
+    assert b"main: / (ext2)" in result.stderr
 
 
 async def test_a_lock_of_a_closed_connection_is_released_on_the_host(

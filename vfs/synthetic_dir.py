@@ -68,9 +68,10 @@ class SyntheticDir(ReadOnlyNode):
             if isinstance(child, Node):
                 attr = await child.getattr()
                 ino, dtype = attr.ino, dtype_of_mode(attr.mode)
-            else:  # a mount: its root may be a single file (null, inline, symlink)
+            else:  # a mount: its root may be a single file (null, inline, symlink); its
+                # type without a getattr, so a dead import leaves this directory listable
                 ino = 0x10000 + index
-                dtype = dtype_of_mode((await child.backend.root.getattr()).mode)
+                dtype = dtype_of_mode((await child.backend.root.type_and_ino())[0])
             out.append(DirEntry(names[index], ino, dtype, index + 1))
         return out
 

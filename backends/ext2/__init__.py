@@ -49,14 +49,20 @@ class Ext2Backend(Backend):
         self.read_only = self.fs.read_only  # vfs/ answers EROFS before any permission check
         self.nodes = NodeTable(self.fs, hide_lost_found)
         self.root: Ext2Node = self.nodes.node(ROOT_INO)
+        self._closing: asyncio.Future[None] | None = None
 
     def checkpoint(self, durable: bool = True) -> None:
         """Write dirty metadata now (and fsync the image when ``durable``)."""
         self.fs.checkpoint(durable)
 
     async def close(self) -> None:
-        if not self.fs.closed:  # the last write-back and the clean mark, in the thread
-            await self.fs.worker.offload(self.fs.close)
+        """The last write-back and the clean mark, in the image's thread; a second caller
+        (a connection's close and the server's stop) waits for the same one."""
+        if self._closing is None:
+            if self.fs.closed:
+                return
+            self._closing = asyncio.ensure_future(self.fs.worker.offload(self.fs.close))
+        await asyncio.shield(self._closing)
 
 
 async def open_backend(source: str, options: Options, read_only: bool,

@@ -13,7 +13,7 @@ import errno
 import json
 import logging
 import pwd
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ninep.backends.image_sources import check_image_sources, container_index, image_path
@@ -57,6 +57,10 @@ class BackendPool:
 
     def __init__(self, previous: BackendPool | None = None) -> None:
         self.instances: dict[str, Backend] = {}
+        # connection-scoped instances still open, oldest first: closed at the stop too,
+        # since a connection's own close may still be running then (an image in a mount
+        # writes back through its container, which needs the event loop to the end)
+        self.per_connection: list[Backend] = []
         self._borrowed: dict[str, Backend] = {}
         self._previous = previous
         self.closed = False
@@ -89,8 +93,21 @@ class BackendPool:
         self._borrowed.clear()
         await self.close()
 
+    def track(self, backend: Backend) -> Callable[[], Awaitable[None]]:
+        """Note a connection-scoped ``backend``; the closer its connection calls."""
+        self.per_connection.append(backend)
+
+        async def close() -> None:
+            try:
+                await backend.close()
+            finally:
+                if backend in self.per_connection:
+                    self.per_connection.remove(backend)
+        return close
+
     async def close(self) -> None:
         self.closed = True
+        await close_backends(reversed(list(self.per_connection)))
         # newest first: an image in a mount closes before the mount holding it
         instances, self.instances = list(self.instances.values()), {}
         await close_backends(reversed(instances))
@@ -242,7 +259,7 @@ class NamespacePlan:
                 key = _image_key(key, keys[j])
             if mount.scope == "connection":
                 backend = await mount.open(source, options, mounts)
-                context.on_close(backend.close)  # closed newest first: before its container
+                context.on_close(self.pool.track(backend))  # newest first: before its container
                 key = f"connection {id(backend)}"
             else:
                 backend = await self.pool.get(key, mount, source, options, mounts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import signal
@@ -293,11 +294,16 @@ def test_an_image_written_into_a_ram_disk_is_served_after_a_reload(tmp_path: Pat
 def _attach_when(url: str, ready: object) -> SyncClient:
     deadline = time.monotonic() + 20
     while True:
-        fs = SyncClient(url, uname="root", n_uname=0)
+        try:  # a closing connection may still hold the image for a moment: EACCES
+            fs = SyncClient(url, uname="root", n_uname=0)
+        except PermissionError:
+            assert time.monotonic() < deadline, "the attach stayed refused"
+            time.sleep(0.1)
+            continue
         if ready(fs):  # type: ignore[operator]
             return fs
         fs.close()
-        assert time.monotonic() < deadline, "the reload did not take"
+        assert time.monotonic() < deadline, "the change did not take"
         time.sleep(0.1)
 
 
@@ -324,3 +330,57 @@ async def test_an_ext2_image_on_an_imported_9p_tree(tmp_path: Path) -> None:
         back.stop()
     assert e2fsck(data / "root.img")[0] == 0, e2fsck(data / "root.img")[1]
     assert debugfs_cat(data / "root.img", "over-9p") == b"imported image\n" * 3000
+
+
+def test_per_connection_images_on_a_real_server(tmp_path: Path) -> None:
+    """scope = "connection" for the container and the image: each connection opens its
+    own pair, closed (image first) when it goes; a read-write one serves one at a time."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mkfs(data / "root.img", "8M", 1024)
+    config = tmp_path / "ninep.toml"
+    config.write_text(textwrap.dedent(f"""
+        [namespaces.main]
+        mounts = [
+          {{ path = "/srv", backend = "passthrough", source = "{data}", scope = "connection" }},
+          {{ path = "/img", backend = "ext2", source = "@/srv/root.img", scope = "connection" }},
+        ]
+        [[policy]]
+        namespace = "main"
+    """))
+    with serve_process(["--config", str(config)], tmp_path) as server:
+        url = "tcp://{}:{}".format(*server.address)
+        with SyncClient(url, uname="root", n_uname=0) as first:
+            first.write_bytes("img/first", b"1\n")
+            with pytest.raises(OSError) as second:  # the image is in use by the first
+                SyncClient(url, uname="root", n_uname=0)
+            assert second.value.errno == errno.EACCES
+        _attach_when(url, lambda fs: fs.read_bytes("img/first") == b"1\n").close()
+    assert "Traceback" not in server.log_text()
+    assert e2fsck(data / "root.img")[0] == 0, e2fsck(data / "root.img")[1]
+
+
+async def test_the_stop_waits_for_a_closing_connections_image(tmp_path: Path) -> None:
+    """A connection's image may still be writing back when the server stops: the pool's
+    close waits for it, so the image ends clean (its writes need the event loop)."""
+    from ext2util import dumpe2fs
+
+    from ninep.config.runtime import BackendPool
+    from ninep.vfs.policy import ConnectionContext
+    mkfs(tmp_path / "root.img", "8M", 1024)
+    pool, context = BackendPool(), ConnectionContext()
+    ram = await parse_mount("/srv=ram").open()  # a connection's pair, as _build opens them
+    await put(ram.root, "root.img", (tmp_path / "root.img").read_bytes())
+    image = await parse_mount("/img=ext2:@/srv/root.img").open(within=[("/srv", ram, False)])
+    context.on_close(pool.track(ram))
+    context.on_close(pool.track(image))
+    await put(image.root, "late", b"written back at the stop\n")
+    closing = asyncio.ensure_future(context.close())  # the connection goes...
+    await asyncio.sleep(0)
+    await pool.close()  # ...and the server stops at once
+    out = tmp_path / "out.img"
+    out.write_bytes(await get(await ram.root.walk("root.img")))
+    await closing
+    assert dumpe2fs(out)["Filesystem state"] == "clean"
+    assert e2fsck(out)[0] == 0
+    assert debugfs_cat(out, "late") == b"written back at the stop\n"

@@ -50,7 +50,7 @@ import platform
 import threading
 import types
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ninep.vfs.caller import CALLER
 from ninep.vfs.node import Cred
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from .ownership import Ownership
 
 __all__ = ["HostCred", "SearchGrants", "as_server", "carry", "host_cred", "stepped",
-           "switching", "thread_cred", "under_caller"]
+           "switching", "thread_cred", "under", "under_caller"]
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +267,18 @@ def under_caller(method: Callable[P, Coroutine[Any, Any, T]]
         cred = host_cred(args[0].fs)  # type: ignore[attr-defined]
         if cred is None:
             return coro
-        return cast(Coroutine[Any, Any, T], _stepped(coro, cred))
+        return _stepped(coro, cred)  # (typing.cast would be one more call per step)
 
     return wrapper
+
+
+def under(cred: HostCred, func: Callable[[], T]) -> T:
+    """``func()`` with this thread under ``cred`` (userring.py registers a personality)."""
+    _enter(cred)
+    try:
+        return func()
+    finally:
+        _leave()
 
 
 def thread_cred() -> HostCred | None:
@@ -279,7 +288,7 @@ def thread_cred() -> HostCred | None:
 
 def stepped(coro: Coroutine[Any, Any, T], cred: HostCred) -> Coroutine[Any, Any, T]:
     """``coro`` with each synchronous step under ``cred`` (an open file's later writes)."""
-    return cast(Coroutine[Any, Any, T], _stepped(coro, cred))
+    return _stepped(coro, cred)
 
 
 @types.coroutine
@@ -295,7 +304,7 @@ def _stepped(coro: Coroutine[Any, Any, T], cred: HostCred) -> Generator[Any, Any
         try:
             yielded = coro.send(sent) if thrown is None else coro.throw(thrown)
         except StopIteration as stop:
-            return cast(T, stop.value)
+            return stop.value  # type: ignore[no-any-return]
         finally:
             _leave()
         try:
@@ -315,7 +324,13 @@ def _enter(cred: HostCred) -> None:
             raise RuntimeError("a host call under two identities at once")
         state.depth = depth + 1
         return
-    _take(cred, state)
+    # _take(cred, state), inline: this and _leave run around every switched step
+    calls = _calls
+    assert calls is not None
+    if state.groups != cred.group_key:
+        _set_groups(cred)
+    calls.setfsgid(cred.c_gid)
+    calls.setfsuid(cred.c_uid)
     state.current = cred
     state.known = True
     state.depth = 1

@@ -15,12 +15,13 @@ from ninep.vfs.request import current_account
 from ninep.wire.constants import O_ACCMODE, O_TRUNC
 
 from .containment import MoveWatch, check_contained, move_watch, watched
-from .fsident import SearchGrants, host_cred, thread_cred, under_caller
+from .fsident import HostCred, SearchGrants, host_cred, thread_cred, under_caller
 from .handle import DirHandle, FileHandle, check_open
 from .hostcalls import O_PATH_FLAGS, host_open_flags, host_statfs, open_noatime, proc_path
 from .listing import DirListing, scan_directory, stamp_of
 from .ownership import Mapped, Where
 from .userfiles import OpenerFileHandle, truncate_through_writer
+from .userring import open_as
 
 if TYPE_CHECKING:
     from .backend import PassthroughBackend
@@ -337,8 +338,42 @@ class PassthroughNode(Node):
 
     # --- opening -------------------------------------------------------------
 
-    @under_caller
     async def open(self, flags: int) -> Handle:
+        cred = host_cred(self.fs)
+        if cred is not None and self.host_type == stat.S_IFREG and not flags & O_TRUNC:
+            handle = self._open_by_ring(cred, flags)
+            if handle is not None:
+                return handle
+        return await self._open_switched(flags)
+
+    def _open_by_ring(self, cred: HostCred, flags: int) -> Handle | None:
+        """A user's open of a regular file, checked by the kernel for ``cred`` without
+        switching this thread (userring.py); None: open it the authoritative way, which
+        gives the client its errno."""
+        if flags & O_ACCMODE:
+            self.fs.writable()
+        self._begin_held(opens=True)
+        parent = self.parent
+        if parent is None:
+            return None
+        host_flags = host_open_flags(flags)
+        check_open()  # EMFILE/ENFILE before anything is opened (vfs.budget)
+        fd = open_as(cred, parent.fd(), self.name, host_flags)
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == self.key:  # the very file walked to
+                return OpenerFileHandle(self.fs, self, fd, host_flags & os.O_ACCMODE, True,
+                                        cred)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the name leads elsewhere now: through /proc/self/fd, as a switch
+        return None
+
+    @under_caller
+    async def _open_switched(self, flags: int) -> Handle:
         accmode = flags & O_ACCMODE
         writes = accmode != 0 or bool(flags & O_TRUNC)
         if writes:

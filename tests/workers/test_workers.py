@@ -123,6 +123,34 @@ async def test_locks_conflict_with_a_host_process(workers_server: ServerProcess,
         os.close(fd)
 
 
+async def test_a_flushed_lock_wait_takes_nothing_after(workers_server: ServerProcess,
+                                                      export: Path,
+                                                      closing: list[Client]) -> None:
+    """A Tlock waiting on a host process's lock is cancelled by Tflush (the client's
+    task cancelled), and the server does not take the lock once the host lets go."""
+    client, tree = await connect(workers_server)
+    closing.append(client)
+    (export / "flushed").write_bytes(b"z" * 10)
+    fd = os.open(export / "flushed", os.O_RDWR)
+    other = os.open(export / "flushed", os.O_RDWR)
+    try:
+        assert host_ofd_lock(fd, fcntl.F_WRLCK)
+        f = await tree.open("flushed", "r+b")
+        waiting = asyncio.ensure_future(f.lock(LOCK_WRLCK, block=True, proc_id=9))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert host_ofd_lock(fd, fcntl.F_UNLCK)
+        await asyncio.sleep(1.0)  # past the server's longest look-again interval
+        assert host_ofd_lock(other, fcntl.F_WRLCK)  # nobody took it meanwhile
+        assert await tree.read_bytes("hello") == b"hello from the host\n"
+        await f.close()
+    finally:
+        os.close(fd)
+        os.close(other)
+
+
 async def test_a_killed_worker_is_replaced_while_the_others_serve(
         workers_server: ServerProcess, closing: list[Client]) -> None:
     by_worker = await spread(workers_server, want=2)

@@ -202,7 +202,7 @@ def make_ssh_keypair(out: Path, comment: str = "") -> tuple[Path, Path, str]:
 
     Returns both paths and the key's OpenSSH fingerprint (``SHA256:...``).
     """
-    from ninep.server.auth import key_fingerprint, public_key_blob
+    from ninep.wire.auth import key_fingerprint, public_key_blob
 
     if out.exists():
         raise ValueError(f"{out}: already exists; refusing to replace a private key")

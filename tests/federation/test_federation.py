@@ -12,10 +12,12 @@ prints which, shown with ``pytest -s``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Coroutine, Iterator
@@ -218,6 +220,39 @@ def test_locks_conflict_across_servers(fed: Federation, top: str) -> None:
     call(via_front.lock(LOCK_WRLCK, 0, 1))
     call(via_front.close())
     call(at_back.close())
+
+
+def test_a_stalled_back_server_holds_up_nothing_else(fed: Federation) -> None:
+    """alpha stopped (SIGSTOP: its socket stays open, nothing answers): a read through
+    the front waits, while beta, the front's root and another connection to the front
+    answer; the read completes once alpha runs again."""
+    call = fed.client.call
+    call(fed.tree.write_bytes("/alpha/stalled", b"waited for\n"))
+    alpha = call(fed.tree.subtree("/alpha"))
+    other = fed.attach(fed.front, proc_id=9)
+    assert fed.alpha.proc is not None
+    pid = fed.alpha.proc.pid
+
+    async def start_read() -> asyncio.Future[bytes]:
+        return asyncio.ensure_future(alpha.read_bytes("stalled"))
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        pending = call(start_read())
+        assert call(fed.tree.read_bytes("/beta/hello.txt")) == BETA_SEED
+        assert sorted(call(fed.tree.listdir("/"))) == ["alpha", "beta", "gamma"]
+        assert call(other.read_bytes("/beta/hello.txt")) == BETA_SEED
+        call(other.write_bytes("/beta/while-alpha-stalls", b"beta\n"))
+
+        async def still_waiting() -> bool:
+            return not pending.done()
+        assert call(still_waiting()), "the read through the stopped alpha was answered"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    async def finish() -> bytes:
+        return await pending
+    assert call(finish()) == b"waited for\n"
 
 
 @contextlib.contextmanager

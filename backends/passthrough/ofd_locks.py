@@ -40,8 +40,15 @@ _OUR_TYPES = {v: k for k, v in _HOST_TYPES.items()}
 _OPEN_EXTRA = os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK  # never wait on a FIFO's other end
 
 
+#: the largest offset a host lock can name (off_t); a range through it reaches the end
+#: of any file, as length 0 does (Linux's flock_to_posix_lock: OFFSET_MAX)
+_HOST_OFFSET_MAX = 2**63 - 1
+
+
 def _flock(lock_type: int, start: int, end: int) -> bytes:
-    length = 0 if end == OFFSET_MAX else end - start + 1  # 0: to the end of the file
+    # 0: to the end of the file; a client's range through 2**63 - 1 (start 0, length
+    # 2**63, which the checks allow) has no l_len of its own
+    length = 0 if end >= _HOST_OFFSET_MAX else end - start + 1
     return _FLOCK.pack(_HOST_TYPES[lock_type], os.SEEK_SET, start, length, 0)
 
 

@@ -18,9 +18,11 @@
   image in a mount) run in the image's thread (worker.py), never on the event loop.
 - The root's lost+found is left out of listings (``lost_found=true`` lists it).
 - Module map: layout (superblock, descriptors), inode, image (I/O and metadata
-  cache), image_lock (flock, loop devices), alloc (bitmaps), bmap and extents (block maps), dirs and dirops
-  (directories), xattr and attrs (extended attributes), fs (checkpoints, file
-  data), nodes (the Node/Handle contract).
+  cache), image_lock (checks before serving: superblock, loop devices), alloc
+  (bitmaps), bmap and extents (block maps), dirs and dirops (directories), xattr
+  and attrs (extended attributes), fs (checkpoints, file data), worker (where
+  operations run), nodes (the Node/Handle contract); the bytes come through
+  backends/image_file.py.
 """
 
 from __future__ import annotations

@@ -28,21 +28,16 @@ from .attrs import drop_block
 from .bmap import BlockMap
 from .dirs import Directory
 from .image import BITMAP, META, Image
-from .image_lock import Ext2Error, check_no_loop, loop_devices_of
+from .image_lock import Ext2Error, check_no_loop, check_servable, loop_devices_of, read_superblock
 from .inode import Inode, check_id
 from .layout import (
-    EXT2_MAGIC,
     GOOD_OLD_FIRST_INO,
     GOOD_OLD_INODE_SIZE,
     GOOD_OLD_REV,
     INCOMPAT_FILETYPE,
-    INCOMPAT_RECOVER,
     RO_COMPAT_LARGE_FILE,
-    STATE_ERRORS,
     STATE_VALID,
     GroupDesc,
-    Superblock,
-    unsupported_features,
 )
 from .worker import Worker
 
@@ -77,8 +72,8 @@ class FileSystem:
                 raise Ext2Error(f"{self.path}: {exc.strerror}") from None
             if isinstance(file, HostImageFile):
                 check_no_loop(file.fd, self.path, read_only)
-            self.sb = self._read_superblock(file)
-            self._check(force)
+            self.sb = read_superblock(file, self.path)
+            check_servable(self.sb, self.path, read_only, force)
         except BaseException:
             file.close()
             raise
@@ -115,37 +110,6 @@ class FileSystem:
                 atexit.register(self.close)
 
     # --- opening --------------------------------------------------------------
-
-    def _read_superblock(self, file: ImageFile) -> Superblock:
-        raw = file.pread(1024, 1024)
-        if len(raw) < 1024:
-            raise Ext2Error(f"{self.path}: too short to be an ext2 image")
-        sb = Superblock(raw)
-        if sb.get("magic") != EXT2_MAGIC:
-            raise Ext2Error(f"{self.path}: not an ext2 image (bad superblock magic)")
-        if sb.get("log_block_size") > 6 or not sb.get("blocks_per_group") \
-                or not sb.get("inodes_per_group"):
-            raise Ext2Error(f"{self.path}: corrupt superblock")
-        return sb
-
-    def _check(self, force: bool) -> None:
-        sb = self.sb
-        if sb.has(incompat=INCOMPAT_RECOVER):
-            raise Ext2Error(f"{self.path}: the journal needs recovery (needs_recovery); "
-                            f"run e2fsck -f {self.path} first")
-        missing = unsupported_features(sb, writing=False)
-        if missing:
-            raise Ext2Error(f"{self.path}: unsupported feature(s): {', '.join(missing)}")
-        if self.read_only:
-            return
-        missing = unsupported_features(sb, writing=True)
-        if missing:
-            raise Ext2Error(f"{self.path}: cannot write feature(s) {', '.join(missing)}; "
-                            f"mount it read-only (,ro)")
-        state = sb.get("state")
-        if (not state & STATE_VALID or state & STATE_ERRORS) and not force:
-            raise Ext2Error(f"{self.path}: not cleanly unmounted or has errors; run "
-                            f"e2fsck -f {self.path} (or mount with force=true)")
 
     def _read_groups(self) -> list[GroupDesc]:
         count, size = self.sb.group_count, self.sb.desc_size

@@ -283,12 +283,23 @@ def test_an_image_written_into_a_ram_disk_is_served_after_a_reload(tmp_path: Pat
             fs.write_bytes("rootfs/made-here", b"in a RAM disk\n")
         write_config(False)
         server.proc.send_signal(signal.SIGHUP)
-        fs = _attach_when(url, lambda fs: not fs.exists("rootfs"))
+        # the old namespace closes its image in the background: written back and
+        # marked clean, then the claim ends and the file may be opened for writing
+        fs = _attach_when(url, lambda fs: not fs.exists("rootfs") and _unclaimed(fs))
         with fs:
             out = fs.read_bytes("srv/root.img")
     (tmp_path / "out.img").write_bytes(out)
     assert e2fsck(tmp_path / "out.img")[0] == 0, e2fsck(tmp_path / "out.img")[1]
     assert debugfs_cat(tmp_path / "out.img", "made-here") == b"in a RAM disk\n"
+
+
+def _unclaimed(fs: SyncClient) -> bool:
+    try:
+        fs.open("srv/root.img", "r+b").close()
+    except OSError as exc:
+        assert exc.errno == errno.ETXTBSY, exc
+        return False
+    return True
 
 
 def _attach_when(url: str, ready: object) -> SyncClient:

@@ -357,13 +357,22 @@ class FileSystem:
         task.add_done_callback(self.tasks.discard)
 
     async def _release_in_steps(self, inode: Inode) -> None:
-        step = FREE_STEP * self.block_size
-        while not self.closed and inode.size > step:
-            # each step leaves a consistent file; other connections come in between
-            await self.worker.call(self.truncate, inode, inode.size - step)
+        # each step leaves a consistent file; other connections come in between
+        while await self.worker.call(self._release_step, inode):
             await asyncio.sleep(0)
-        if not self.closed and self.releasing.pop(inode.ino, None) is not None:
-            await self.worker.call(self.release, inode)
+
+    def _release_step(self, inode: Inode) -> bool:
+        """One step of freeing a big file, decided where it runs (close, in the same
+        thread, may have freed it already); False once there is no more to do."""
+        if self.closed or inode.ino not in self.releasing:
+            return False
+        step = FREE_STEP * self.block_size
+        if inode.size > step:
+            self.truncate(inode, inode.size - step)
+            return True
+        del self.releasing[inode.ino]
+        self.release(inode)
+        return False
 
     def has_blocks(self, inode: Inode) -> bool:
         """Whether i_block maps blocks (not a fast symlink's text or a device number)."""

@@ -121,11 +121,18 @@ class Ext2Node(Node):
 
     async def _shrink_in_steps(self, size: int) -> None:
         """Cut a big file down in bounded steps, yielding to other connections between them."""
+        while await self.fs.worker.call(self._shrink_step, size):
+            await asyncio.sleep(0)
+
+    def _shrink_step(self, size: int) -> bool:
+        """One step toward ``size``, measured where it runs (an operation queued before
+        it may have changed the file); False once the rest is small."""
         i, fs = self.inode, self.fs
         step = FREE_STEP * fs.block_size
-        while i.size - size > step and i.blocks // (fs.block_size // 512) > FREE_STEP:
-            await fs.worker.call(fs.truncate, i, i.size - step)
-            await asyncio.sleep(0)
+        if i.size - size > step and i.blocks // (fs.block_size // 512) > FREE_STEP:
+            fs.truncate(i, i.size - step)
+            return True
+        return False
 
     def _touch_atime(self) -> None:
         """relatime: only when atime is older than mtime or ctime."""

@@ -109,6 +109,7 @@ class Ext2Node(Node):
         await self.fs.worker.call(self._apply_setattr, changes)
 
     def _apply_setattr(self, changes: SetAttr) -> None:
+        self._writable()  # again where it runs: a queued unlink and close may have freed it
         i = self.inode
         now = time.time_ns()
         changed = changes.ctime
@@ -209,6 +210,7 @@ class Ext2Node(Node):
         await self.fs.worker.call(self._xattr_set, name, value, flags)
 
     def _xattr_set(self, name: str, value: bytes, flags: int) -> None:
+        self._writable()
         if flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise OSError(errno.EINVAL, "bad xattr flags")
         _, suffix = split_name(name)  # the name's errnos first: setxattr copies it first
@@ -230,6 +232,7 @@ class Ext2Node(Node):
         await self.fs.worker.call(self._xattr_remove, name)
 
     def _xattr_remove(self, name: str) -> None:
+        self._writable()
         current = attrs.load(self.fs, self.inode)
         if current.pop(name, None) is None:
             raise OSError(errno.ENODATA, "no such attribute", name)

@@ -60,5 +60,7 @@ sc_fed_image() {
     expect_eq "$(size_of "$container")" 16777216 "the container file's size"
     expect_error "busy" rm "$container"
     expect_error "busy" mv "$container" "${MNT%/*}/imp/elsewhere.img"
+    expect_error "Text file busy" sh -c ": >>'$container'"
+    expect_eq "$(size_of "$container")" 16777216 "the container after a refused open for writing"
     [ -f "$container" ] || fail "the container is gone"
 }

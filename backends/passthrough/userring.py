@@ -33,6 +33,7 @@ import logging
 import mmap
 import os
 import platform
+import struct
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -61,6 +62,7 @@ _OFF_SQES = 0x10000000
 _FEAT_SINGLE_MMAP = 1
 _PERSONALITIES = 64  # users kept registered per ring (each pins one struct cred)
 _NAME_ROOM = 4096
+_HOW_SIZE = 24  # sizeof(struct open_how)
 
 
 class _SqOffsets(ctypes.Structure):
@@ -88,14 +90,12 @@ class _OpenHow(ctypes.Structure):  # struct open_how
                 ("resolve", ctypes.c_uint64)]
 
 
-class _Sqe(ctypes.Structure):  # struct io_uring_sqe, as IORING_OP_OPENAT2 reads it
-    _fields_ = [("opcode", ctypes.c_uint8), ("flags", ctypes.c_uint8),
-                ("ioprio", ctypes.c_uint16), ("fd", ctypes.c_int32),
-                ("off", ctypes.c_uint64), ("addr", ctypes.c_uint64),
-                ("len", ctypes.c_uint32), ("open_flags", ctypes.c_uint32),
-                ("user_data", ctypes.c_uint64), ("buf_index", ctypes.c_uint16),
-                ("personality", ctypes.c_uint16), ("file_index", ctypes.c_int32),
-                ("addr3", ctypes.c_uint64), ("pad", ctypes.c_uint64)]
+#: struct io_uring_sqe as IORING_OP_OPENAT2 reads it, written in one call: opcode, flags,
+#: ioprio, fd, off (the open_how), addr (the name), len (open_how's size), open_flags,
+#: user_data, buf_index, personality, file_index, addr3, pad
+_SQE = struct.Struct("=BBHiQQIIQHHiQQ")
+_CQE = struct.Struct("=Qi")  # struct io_uring_cqe: user_data, res (flags follow)
+_U32 = struct.Struct("=I")
 
 
 def _syscall() -> Callable[..., int] | None:
@@ -116,7 +116,7 @@ class _Ring:
     """One io_uring with a single request in flight at a time: submit, wait, reap."""
 
     def __init__(self) -> None:
-        assert _sys is not None and ctypes.sizeof(_Sqe) == 64
+        assert _sys is not None and _SQE.size == 64
         params = _Params()
         fd = _sys(_SETUP, 2, ctypes.byref(params))
         if fd < 0:
@@ -135,20 +135,17 @@ class _Ring:
         except BaseException:
             os.close(self.fd)
             raise
-        base = ctypes.addressof(ctypes.c_char.from_buffer(self._rings))
-        sqes = ctypes.addressof(ctypes.c_char.from_buffer(self._sqes))
-        u32 = ctypes.c_uint32
-        self._sq_head = u32.from_address(base + sq.head)
-        self._sq_tail = u32.from_address(base + sq.tail)
-        self._sq_mask = u32.from_address(base + sq.ring_mask).value
-        array = (u32 * params.sq_entries).from_address(base + sq.array)
-        for i in range(params.sq_entries):
-            array[i] = i
-        self._slots = [_Sqe.from_address(sqes + i * 64) for i in range(params.sq_entries)]
-        self._cq_head = u32.from_address(base + cq.head)
-        self._cq_tail = u32.from_address(base + cq.tail)
-        self._cq_mask = u32.from_address(base + cq.ring_mask).value
-        self._cqes = base + cq.cqes
+        rings = self._rings
+        for i in range(params.sq_entries):  # the SQ array: slot i is SQE i, for good
+            _U32.pack_into(rings, sq.array + 4 * i, i)
+        self._sq_at = (sq.head, sq.tail)
+        self._sq_mask = _U32.unpack_from(rings, sq.ring_mask)[0]
+        self._cq_at = (cq.head, cq.tail)
+        self._cq_mask = _U32.unpack_from(rings, cq.ring_mask)[0]
+        self._cqes_at = cq.cqes
+        # this thread alone submits and reaps: it keeps both counters, the kernel the others
+        self._tail = _U32.unpack_from(rings, sq.tail)[0]
+        self._head = _U32.unpack_from(rings, cq.head)[0]
         self._name = ctypes.create_string_buffer(_NAME_ROOM)
         self._name_addr = ctypes.addressof(self._name)
         self._how = _OpenHow(0, 0, _RESOLVE)
@@ -162,28 +159,26 @@ class _Ring:
             return -errno.ENAMETOOLONG
         self._name.value = name
         self._how.flags = flags
-        tail = self._sq_tail.value
-        sqe = self._slots[tail & self._sq_mask]
-        sqe.opcode, sqe.flags, sqe.ioprio, sqe.fd = _OP_OPENAT2, 0, 0, dirfd
-        sqe.off, sqe.addr = self._how_addr, self._name_addr
-        sqe.len, sqe.open_flags = ctypes.sizeof(_OpenHow), 0
-        sqe.user_data, sqe.buf_index, sqe.personality = tail, 0, personality
-        sqe.file_index, sqe.addr3 = 0, 0
-        self._sq_tail.value = tail + 1  # io_uring_enter below orders it for the kernel
+        rings, tail = self._rings, self._tail
+        _SQE.pack_into(self._sqes, (tail & self._sq_mask) * 64, _OP_OPENAT2, 0, 0, dirfd,
+                       self._how_addr, self._name_addr, _HOW_SIZE, 0, tail, 0, personality,
+                       0, 0, 0)
+        self._tail = tail = (tail + 1) & 0xFFFFFFFF
+        _U32.pack_into(rings, self._sq_at[1], tail)  # io_uring_enter orders it for the kernel
         assert _sys is not None
         done = _sys(_ENTER, self.fd, 1, 1, _ENTER_GETEVENTS, None, 0)
-        while done < 0 or self._cq_head.value == self._cq_tail.value:
+        head = self._head
+        while done < 0 or _U32.unpack_from(rings, self._cq_at[1])[0] == head:
             code = ctypes.get_errno() if done < 0 else errno.EINTR
             if code != errno.EINTR:
                 raise OSError(code, f"io_uring_enter: {os.strerror(code)}")
-            unsent = (self._sq_tail.value - self._sq_head.value) & 0xFFFFFFFF
+            unsent = (tail - _U32.unpack_from(rings, self._sq_at[0])[0]) & 0xFFFFFFFF
             done = _sys(_ENTER, self.fd, unsent, 1, _ENTER_GETEVENTS, None, 0)
-        head = self._cq_head.value
-        entry = self._cqes + (head & self._cq_mask) * 16
-        user_data = ctypes.c_uint64.from_address(entry).value
-        result = ctypes.c_int32.from_address(entry + 8).value
-        self._cq_head.value = head + 1
-        if user_data != tail:  # pragma: no cover - one request in flight: always ours
+        result: int
+        user_data, result = _CQE.unpack_from(rings, self._cqes_at + (head & self._cq_mask) * 16)
+        self._head = head = (head + 1) & 0xFFFFFFFF
+        _U32.pack_into(rings, self._cq_at[0], head)
+        if user_data != (tail - 1) & 0xFFFFFFFF:  # pragma: no cover - one in flight: ours
             raise OSError(errno.EIO, "io_uring completed another request")
         return result
 
@@ -238,7 +233,7 @@ def open_as(cred: HostCred, dirfd: int, name: str, flags: int) -> int | None:
     """Open ``name`` in ``dirfd`` with ``flags`` as the kernel would for ``cred``: the
     descriptor, or None for anything but success (the caller asks the authoritative
     way, which gives the client its errno)."""
-    ring = _ring()
+    ring = _local.ring or _ring()
     if ring is None:
         return None
     key = (cred.uid, cred.gid, cred.group_key)
@@ -246,7 +241,8 @@ def open_as(cred: HostCred, dirfd: int, name: str, flags: int) -> int | None:
     try:
         if personality is None:
             personality = _register(ring, cred, key)
-        fd = ring.openat2(personality, dirfd, os.fsencode(name), flags | os.O_NOFOLLOW)
+        fd = ring.openat2(personality, dirfd, name.encode("utf-8", "surrogateescape"),
+                          flags | os.O_NOFOLLOW)
     except OSError as exc:  # the ring broke: switch threads' identities from now on
         log.warning("io_uring open failed (%s): passthrough opens for users switch the "
                     "thread's fsuid from now on", exc)

@@ -21,7 +21,6 @@ from .idmap import IdMap
 from .image_claims import CLAIMS
 from .node import (
     DT_DIR,
-    UTIME_NOW,
     Attr,
     Backend,
     Cred,
@@ -31,6 +30,17 @@ from .node import (
     SetAttr,
     StatFs,
     dtype_of_mode,
+)
+from .operands import (
+    NAME_MAX,
+    PATH_MAX,
+    check_symlink_target,
+    clamp_times,
+    not_an_image,
+    refuse_existing,
+    require_directory,
+    too_long,
+    validate_name,
 )
 from .perms import (
     HOST_GROUPS,
@@ -69,22 +79,9 @@ __all__ = [
 
 DOT_COOKIES = 2  # namespace cookies 1 and 2 follow "." and ".."; backend cookie c is c + 2
 NO_LISTING_END = 1 << 64  # Namespace.listing_end of a directory that cannot grow
-NAME_MAX = 255
-PATH_MAX = 4096  # Linux's, counting the NUL: the longest symlink target is 4095 bytes
-_NS = 1_000_000_000
 _SYNTHETIC_DEV = 0xFFFF
 _INO_LIMIT = 1 << 48  # a qid.path is 16 bits of mount (dev) and 48 of inode
 _FOLD = 0x9E37_79B9_7F4A_7C15  # 2^64 / golden ratio: spreads the high bits (Knuth)
-
-
-def validate_name(name: str) -> None:
-    """A name a client may create: not empty, no '/', no NUL, not '.' or '..', <= 255 bytes."""
-    if not name or name in (".", ".."):
-        raise OSError(errno.EINVAL, f"invalid file name {name!r}")
-    if "/" in name or "\0" in name:
-        raise OSError(errno.EINVAL, f"file name {name!r} contains '/' or NUL")
-    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        raise OSError(errno.ENAMETOOLONG, "file name longer than 255 bytes")
 
 
 @dataclass(eq=False)
@@ -259,7 +256,7 @@ class Namespace:
             self._lend_group(mount.backend, cred, attr.gid,
                              self.groups.client and (attr.mode >> 3) & X_OK)
         else:  # root may search any directory, other backends check for themselves
-            await _directory(loc)
+            await require_directory(loc)
         if name == "..":
             return await self._walk_up(loc, cred)
         if name == ".":
@@ -326,7 +323,7 @@ class Namespace:
 
     async def _check_dir_write(self, loc: Location, cred: Cred, new_name: str = "") -> Attr | None:
         if new_name and (loc.mount.read_only or self.read_only):
-            await _refuse_existing(loc, new_name)
+            await refuse_existing(loc, new_name)
         self._writable(loc)
         return await self._check(loc, cred, W_OK | X_OK)
 
@@ -338,7 +335,7 @@ class Namespace:
         writes = accmode in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC)
         if writes:
             self._writable(loc)
-            await _not_an_image(loc)
+            await not_an_image(loc)
         want = (R_OK if accmode in (0, O_RDWR) else 0) | (W_OK if writes else 0)
         attr = await self._check(loc, cred, want)
         if attr is not None:
@@ -356,7 +353,7 @@ class Namespace:
     async def create(self, loc: Location, name: str, flags: int, mode: int, gid: int,
                      cred: Cred) -> tuple[Location, Handle]:
         serving(cred, loc.mount.backend)
-        await _directory(loc)
+        await require_directory(loc)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred, name)
         gid = self._gid_in(gid)
@@ -380,7 +377,7 @@ class Namespace:
 
     async def mkdir(self, loc: Location, name: str, mode: int, gid: int, cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
-        await _directory(loc)
+        await require_directory(loc)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred, name)
         gid = self._gid_in(gid)
@@ -390,9 +387,9 @@ class Namespace:
     async def symlink(self, loc: Location, name: str, target: str, gid: int,
                       cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
-        await _directory(loc)
+        await require_directory(loc)
         validate_name(name)
-        _check_symlink_target(target)
+        check_symlink_target(target)
         dir_attr = await self._check_dir_write(loc, cred, name)
         gid = self._gid_in(gid)
         self._lend_new_group(loc, dir_attr, cred, gid)
@@ -401,7 +398,7 @@ class Namespace:
     async def mknod(self, loc: Location, name: str, mode: int, rdev: int, gid: int,
                     cred: Cred) -> Location:
         serving(cred, loc.mount.backend)
-        await _directory(loc)
+        await require_directory(loc)
         validate_name(name)
         dir_attr = await self._check_dir_write(loc, cred, name)
         if (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and cred.uid != 0:
@@ -413,7 +410,7 @@ class Namespace:
 
     async def link(self, dir_loc: Location, name: str, target: Location, cred: Cred) -> None:
         serving(cred, dir_loc.mount.backend)
-        await _directory(dir_loc)
+        await require_directory(dir_loc)
         validate_name(name)
         if target.mount is not dir_loc.mount:
             raise OSError(errno.EXDEV, "cross-mount link")
@@ -428,7 +425,7 @@ class Namespace:
 
     async def unlink(self, dir_loc: Location, name: str, is_dir: bool, cred: Cred) -> None:
         serving(cred, dir_loc.mount.backend)
-        await _directory(dir_loc)
+        await require_directory(dir_loc)
         if name in (".", ".."):
             raise OSError(errno.EINVAL if name == "." else errno.ENOTEMPTY, "cannot remove . or ..")
         validate_name(name)
@@ -441,8 +438,8 @@ class Namespace:
     async def rename(self, old_dir: Location, oldname: str, new_dir: Location, newname: str,
                      cred: Cred) -> None:
         serving(cred, old_dir.mount.backend)
-        await _directory(old_dir)
-        await _directory(new_dir)
+        await require_directory(old_dir)
+        await require_directory(new_dir)
         validate_name(oldname)
         validate_name(newname)
         if old_dir.mount is not new_dir.mount:
@@ -479,7 +476,7 @@ class Namespace:
     async def readlink(self, loc: Location, cred: Cred) -> str:
         serving(cred, loc.mount.backend)
         target = await loc.node.readlink()
-        if len(target) >= PATH_MAX // 4 and _too_long(target):
+        if len(target) >= PATH_MAX // 4 and too_long(target):
             # no Linux file system hands out more (a tar archive or a damaged image
             # might): a longer Rreadlink could not be encoded, or not fit the msize
             raise OSError(errno.ENAMETOOLONG, "symlink target longer than 4095 bytes")
@@ -498,10 +495,10 @@ class Namespace:
         serving(cred, loc.mount.backend)
         self._writable(loc)
         if changes.size is not None:
-            await _not_an_image(loc)
+            await not_an_image(loc)
         if self.idmap is not None:
             changes = self.idmap.setattr_in(changes)
-        changes = _clamp_times(changes, loc.mount.backend.time_range)
+        changes = clamp_times(changes, loc.mount.backend.time_range)
         backend = loc.mount.backend
         if backend.keeps_ownership:
             changes = await self._check_setattr(loc, changes, cred, open_for_write)
@@ -584,66 +581,6 @@ class Namespace:
 
 _ROOT = Cred(0, 0)
 _NO_CHANGE = SetAttr()
-
-
-async def _refuse_existing(loc: Location, name: str) -> None:
-    """Linux's filename_create looks the name up before the read-only check: an existing
-    name (a mount point too) is EEXIST, not EROFS, and ``mkdir -p`` relies on it."""
-    if isinstance(loc.node, SyntheticDir) and name in loc.node.children:
-        raise OSError(errno.EEXIST, "file exists", name)
-    try:
-        await loc.node.walk(name)
-    except OSError:
-        return
-    raise OSError(errno.EEXIST, "file exists", name)
-
-
-async def _not_an_image(loc: Location) -> None:
-    """ETXTBSY for writing to or truncating a file another mount serves as its image,
-    as Linux answers for an active swap file (S_SWAPFILE)."""
-    backend = loc.mount.backend
-    if CLAIMS.any_in(backend):
-        holder = CLAIMS.holder(backend, (await loc.node.type_and_ino())[1])
-        if holder is not None:
-            raise OSError(errno.ETXTBSY, f"the file is served as {holder}")
-
-
-async def _directory(loc: Location) -> None:
-    """Linux answers ENOTDIR whenever a directory operand is not a directory (the
-    lookup of "file/name", a *at() call whose dirfd is a file), before it checks a
-    name, a permission or a read-only mount; checked here for every backend, whose
-    own answer differed (ext2 wrote an entry into a symlink). A node's kind never
-    changes, so type_and_ino answers without asking the storage where it can."""
-    if not stat.S_ISDIR((await loc.node.type_and_ino())[0]):
-        raise OSError(errno.ENOTDIR, "not a directory")
-
-
-def _check_symlink_target(target: str) -> None:
-    """What Linux's symlink(2) refuses before any filesystem sees the target."""
-    if not target:
-        raise OSError(errno.ENOENT, "empty symlink target")
-    if "\0" in target:  # a C string ends there; diod and QEMU would store a shorter target
-        raise OSError(errno.EINVAL, "NUL byte in a symlink target")
-    if _too_long(target):
-        raise OSError(errno.ENAMETOOLONG, "symlink target longer than 4095 bytes")
-
-
-def _too_long(target: str) -> bool:
-    return len(target.encode("utf-8", "surrogateescape")) >= PATH_MAX
-
-
-def _clamp_times(changes: SetAttr, time_range: tuple[int, int]) -> SetAttr:
-    """Explicit times clamped to what the backend can store, as Linux's
-    timestamp_truncate clamps them to a superblock's s_time_min/s_time_max."""
-    low, high = time_range[0] * _NS, time_range[1] * _NS + _NS - 1
-    atime, mtime = changes.atime_ns, changes.mtime_ns
-    if atime is not None and atime != UTIME_NOW:
-        atime = min(max(atime, low), high)
-    if mtime is not None and mtime != UTIME_NOW:
-        mtime = min(max(mtime, low), high)
-    if atime == changes.atime_ns and mtime == changes.mtime_ns:
-        return changes
-    return replace(changes, atime_ns=atime, mtime_ns=mtime)
 
 
 def _depth(path: str) -> int:

@@ -15,6 +15,7 @@ import time
 import weakref
 
 from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setattr
+from ninep.vfs.operands import PATH_MAX
 from ninep.wire.constants import (
     O_ACCMODE,
     O_APPEND,
@@ -39,7 +40,6 @@ __all__ = ["EXT2_SUPER_MAGIC", "Ext2Handle", "Ext2Node", "NodeTable"]
 EXT2_SUPER_MAGIC = 0xEF53
 #: Writes of a host image up to this size run inline while the image's thread is idle.
 INLINE_WRITE = 64 << 10
-PATH_MAX = 4096  # Linux's, counting the NUL: symlink(2) stores at most 4095 bytes
 
 
 def _erofs() -> OSError:

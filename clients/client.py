@@ -58,6 +58,8 @@ MAX_TAG: Final = NOTAG - 1
 R = TypeVar("R", bound=Message)
 Trace = Callable[[str, int, Message], None]
 Abandon = Callable[[Message | None], None]
+# rpc_soon's answer: the whole reply frame, or the error that ended the connection
+RawDone = Callable[[bytes | OSError], None]
 
 
 class _NumberPool:
@@ -127,6 +129,8 @@ class Client:
         self._framer = Framer(msize)
         self._protocol: _Protocol | None = None
         self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._soon: dict[int, RawDone] = {}  # rpc_soon's requests in flight, by tag
+        self._max_inflight = max_inflight
         self._tags = _NumberPool(MAX_TAG + 1)
         self._fids = _NumberPool(NOFID)
         self._slots = asyncio.Semaphore(max_inflight)
@@ -265,7 +269,7 @@ class Client:
     @property
     def pending(self) -> int:
         """Requests sent and not yet answered (flushed ones until their Rflush)."""
-        return len(self._pending)
+        return len(self._pending) + len(self._soon)
 
     async def close(self) -> None:
         """Close the connection; the server clunks every fid of it."""
@@ -382,6 +386,33 @@ class Client:
             self._tags.give(tag)
         return self._check(msg, reply)
 
+    def rpc_soon(self, pack: Callable[[int], bytes], done: RawDone) -> bool:
+        """Send the T-frame ``pack(tag)``; ``done`` gets its whole reply frame, undecoded,
+        or the OSError (a ConnectionError) that ended the connection first.
+
+        The hot path of a caller that parses its own reply (Fid.getattr_soon, for the 9p
+        backend's getattr): no Task, no future, no message objects, and never a wait.
+        False, with nothing sent, where rpc() would have to wait or do more: the
+        requests in flight at max_inflight, a full write buffer, a trace, a closed
+        connection. ``done`` is called from the event loop, never from inside this call,
+        and must not raise. Such a request is never flushed; its reply is delivered
+        whenever it comes.
+        """
+        protocol = self._protocol
+        if (self._error is not None or self.trace is not None or protocol is None
+                or not protocol.writable.is_set()
+                or len(self._pending) + len(self._soon) >= self._max_inflight):
+            return False
+        try:
+            tag = self._tags.take()
+        except OSError:  # every tag in flight
+            return False
+        self._soon[tag] = done
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush_outbox)
+        self._outbox.append(pack(tag))
+        return True
+
     @staticmethod
     def _check(msg: Message, reply: Message) -> Message:
         if isinstance(reply, Rlerror):
@@ -462,12 +493,27 @@ class Client:
         self._received = True
         try:
             frames = self._framer.feed(data)
+            soon = self._soon
             for frame in frames:
+                if soon:
+                    tag = frame[5] | frame[6] << 8  # the header's tag, little-endian
+                    done = soon.pop(tag, None)
+                    if done is not None:
+                        self._tags.give(tag)
+                        self._answer_soon(done, frame)
+                        continue
                 tag, msg = decode(frame)
                 self._dispatch(tag, msg)
         except DecodeError as exc:
             log.error("%s: bad reply, closing: %s", self.url, exc)
             self._fail(ProtocolError(f"bad reply from server: {exc}"))
+
+    @staticmethod
+    def _answer_soon(done: RawDone, answer: bytes | OSError) -> None:
+        try:
+            done(answer)
+        except Exception:  # a caller's bug: the connection and other requests go on
+            log.exception("a reply's callback failed")
 
     def _dispatch(self, tag: int, msg: Message) -> None:
         if self.trace is not None:
@@ -500,3 +546,6 @@ class Client:
             if not future.done():
                 future.set_exception(self._error)
                 future.exception()  # mark retrieved: the waiter may be gone (flushed)
+        error, soon, self._soon = self._error, self._soon, {}
+        for done in soon.values():
+            self._answer_soon(done, error)

@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from typing import TYPE_CHECKING
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-from ninep.wire.constants import MAXWELEM
+from ninep.wire.codec import HEADER, fixed_struct
+from ninep.wire.constants import HEADER_SIZE, MAXWELEM
 from ninep.wire.messages import (
     IOHDRSZ,
     READDIRHDRSZ,
+    DecodeError,
     Qid,
     Rclunk,
+    Rerror,
     Rfsync,
     Rgetattr,
     Rgetlock,
     Rlcreate,
+    Rlerror,
     Rlink,
     Rlock,
     Rlopen,
@@ -60,14 +66,79 @@ from ninep.wire.messages import (
     Twrite,
     Txattrcreate,
     Txattrwalk,
+    decode,
 )
 
+from .errors import ProtocolError
 from .wire import GETATTR_ALL, Dirent, parse_dirents
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["MAXWELEM", "Fid"]
+__all__ = ["MAXWELEM", "Fid", "GetattrFields"]
+
+# getattr_soon's frames, from the codec's own layouts: Tgetattr with its header, and
+# the Rgetattr body after the header
+_TGETATTR: Final = struct.Struct(HEADER.format + fixed_struct(Tgetattr).format[1:])
+_RGETATTR: Final = fixed_struct(Rgetattr, skip=HEADER_SIZE)
+_RGETATTR_SIZE: Final = _RGETATTR.size
+
+
+class GetattrFields(NamedTuple):
+    """An Rgetattr as getattr_soon gives it: its fields in wire order, the qid's three
+    spelled out (a tuple, not the frozen message: the hot path's ~4 us less)."""
+
+    valid: int
+    qid_type: int
+    qid_version: int
+    qid_path: int
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    rdev: int
+    size: int
+    blksize: int
+    blocks: int
+    atime_sec: int
+    atime_nsec: int
+    mtime_sec: int
+    mtime_nsec: int
+    ctime_sec: int
+    ctime_nsec: int
+    btime_sec: int
+    btime_nsec: int
+    gen: int
+    data_version: int
+
+    @classmethod
+    def of(cls, r: Rgetattr) -> GetattrFields:
+        """The fields of an Rgetattr that getattr() returned."""
+        q = r.qid
+        return cls(r.valid, q.type, q.version, q.path, r.mode, r.uid, r.gid, r.nlink,
+                   r.rdev, r.size, r.blksize, r.blocks, r.atime_sec, r.atime_nsec,
+                   r.mtime_sec, r.mtime_nsec, r.ctime_sec, r.ctime_nsec, r.btime_sec,
+                   r.btime_nsec, r.gen, r.data_version)
+
+
+GetattrDone = Callable[[GetattrFields | OSError], None]
+_fields_of: Final = GetattrFields._make
+
+
+def _rgetattr_of(frame: bytes) -> GetattrFields | OSError:
+    """A Tgetattr's reply frame as its fields, or the OSError it stands for: an
+    Rlerror's errno, EIO for an Rerror, a ProtocolError for anything else."""
+    if frame[4] == Rgetattr.type and len(frame) == _RGETATTR_SIZE:
+        return _fields_of(_RGETATTR.unpack_from(frame))
+    try:
+        _, reply = decode(frame)
+    except DecodeError as exc:
+        return ProtocolError(f"bad Rgetattr: {exc}")
+    if isinstance(reply, Rlerror):
+        return OSError(reply.ecode, os.strerror(reply.ecode))
+    if isinstance(reply, Rerror):
+        return OSError(errno.EIO, reply.ename)
+    return ProtocolError(f"Tgetattr was answered by {type(reply).__name__}")
 
 
 
@@ -165,6 +236,19 @@ class Fid:
     async def getattr(self, request_mask: int = GETATTR_ALL) -> Rgetattr:
         """Tgetattr."""
         return await self.client.call(Tgetattr(self.fid, request_mask), Rgetattr)
+
+    def getattr_soon(self, done: GetattrDone, request_mask: int = GETATTR_ALL) -> bool:
+        """Tgetattr answered by a callback (Client.rpc_soon): ``done`` gets the reply's
+        fields, or the OSError that getattr() would raise. False, with nothing sent,
+        where getattr() would have to wait (then await that instead)."""
+        number = self.fid
+
+        def reply(answer: bytes | OSError) -> None:
+            done(answer if isinstance(answer, OSError) else _rgetattr_of(answer))
+
+        return self.client.rpc_soon(
+            lambda tag: _TGETATTR.pack(_TGETATTR.size, Tgetattr.type, tag, number, request_mask),
+            reply)
 
     async def setattr(self, valid: int, *, mode: int = 0, uid: int = 0, gid: int = 0,
                       size: int = 0, atime_ns: int = 0, mtime_ns: int = 0) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -250,6 +251,14 @@ class Node:
         or changed, so a backend may return its live object. Optional.
         """
         return None
+
+    def getattr_soon(self, done: Callable[[Attr | OSError], None]) -> bool:
+        """Start a getattr answered by ``done(attr)`` or ``done(OSError)``, called from
+        the event loop later, never from inside this call: the Tgetattr hot path of a
+        backend whose getattr waits on a callback (an import's reply), with no Task.
+        False, with ``done`` never called, where the caller must await getattr()
+        instead. Optional."""
+        return False
 
     async def setattr(self, changes: SetAttr) -> None:
         """Apply ``changes``; ctime is updated as POSIX says.

@@ -67,8 +67,7 @@ class remote_errors:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: object) -> None:
         if isinstance(exc, ConnectionError):  # ProtocolError is one; its errno is None
-            self.link.lost(exc)
-            raise OSError(errno.EIO, f"9p backend {self.link.spec.url}: {exc}") from None
+            raise self.link.failed(exc) from None
 
 
 class Link:
@@ -136,6 +135,15 @@ class Link:
         await client.wait_closed()
         if self.client is client:
             self.lost(ConnectionError("the connection closed"))
+
+    def failed(self, exc: OSError) -> OSError:
+        """What a request's error is to the mount's caller: a lost connection (or a
+        server breaking the protocol: a ConnectionError) is EIO, and a reconnect starts
+        if the connection is gone; an Rlerror's errno passes through."""
+        if not isinstance(exc, ConnectionError):
+            return exc
+        self.lost(exc)
+        return OSError(errno.EIO, f"9p backend {self.spec.url}: {exc}")
 
     def lost(self, reason: BaseException) -> None:
         """The connection is gone: fail fast from now on and reconnect in the background."""

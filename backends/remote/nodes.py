@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from ninep.clients import AT_REMOVEDIR, XATTR_REPLACE, Fid
+from ninep.clients.fid import GetattrFields
 from ninep.clients.wire import (
     QTDIR,
     QTSYMLINK,
@@ -25,7 +26,7 @@ from ninep.clients.wire import (
     SETATTR_UID,
 )
 from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
-from ninep.wire.messages import Qid, Rgetattr
+from ninep.wire.messages import Qid
 
 from .handle import RemoteHandle
 from .link import Link, remote_errors
@@ -189,22 +190,43 @@ class RemoteNode(Node):
     # --- metadata -------------------------------------------------------
 
     async def getattr(self) -> Attr:
+        if self._fid is None or self._generation != self.conn.generation or not self.conn.up:
+            await self.fid()  # the hot path skips this coroutine
+        answer: asyncio.Future[Attr] = asyncio.get_running_loop().create_future()
+
+        def done(attr: Attr | OSError) -> None:
+            if answer.done():  # the caller was cancelled: the reply changes nothing
+                return
+            if isinstance(attr, OSError):
+                answer.set_exception(attr)
+            else:
+                answer.set_result(attr)
+
+        if self.getattr_soon(done):
+            return await answer
+        fid = await self.fid()  # the client would wait (a full window): its awaiting path
+        with remote_errors(self.conn):
+            return self._attr(GetattrFields.of(await fid.getattr()))
+
+    def getattr_soon(self, done: Callable[[Attr | OSError], None]) -> bool:
+        """One Tgetattr answered by a callback (Fid.getattr_soon): the transport's
+        Tgetattr path with no Task, and getattr()'s. False while the fid is not of the
+        live connection (getattr() walks again), or where the client would wait."""
         conn, fid = self.conn, self._fid
         if fid is None or self._generation != conn.generation or not conn.up:
-            fid = await self.fid()  # the hot path skips this coroutine
-        with remote_errors(conn):
-            return self._attr(await fid.getattr())
+            return False
 
-    def _attr(self, r: Rgetattr) -> Attr:
+        def reply(fields: GetattrFields | OSError) -> None:
+            done(conn.failed(fields) if isinstance(fields, OSError) else self._attr(fields))
+
+        return fid.getattr_soon(reply)
+
+    def _attr(self, r: GetattrFields) -> Attr:
         self.mode = stat.S_IFMT(r.mode)
-        return Attr(ino=self.conn.ino(r.qid.path), mode=r.mode, uid=r.uid, gid=r.gid,
-                    nlink=r.nlink, size=r.size,
-                    atime_ns=r.atime_sec * _NS + r.atime_nsec,
-                    mtime_ns=r.mtime_sec * _NS + r.mtime_nsec,
-                    ctime_ns=r.ctime_sec * _NS + r.ctime_nsec,
-                    rdev=r.rdev, blocks=r.blocks, blksize=r.blksize,
-                    btime_ns=r.btime_sec * _NS + r.btime_nsec, gen=r.gen,
-                    data_version=r.data_version)
+        return Attr(self.conn.ino(r.qid_path), r.mode, r.uid, r.gid, r.nlink, r.size,
+                    r.atime_sec * _NS + r.atime_nsec, r.mtime_sec * _NS + r.mtime_nsec,
+                    r.ctime_sec * _NS + r.ctime_nsec, r.rdev, r.blocks, r.blksize,
+                    r.btime_sec * _NS + r.btime_nsec, r.gen, r.data_version)
 
     async def type_and_ino(self) -> tuple[int, int]:
         # the walk's qid said dir, symlink or other; a getattr since then said more

@@ -21,10 +21,11 @@ from typing import Any, Callable, Coroutine, Generator
 from ninep.server import handlers as _handlers  # noqa: F401 - fills the handler table
 from ninep.server import metrics
 from ninep.server.handlers import read_fid, walk_fid
-from ninep.server.session import HANDLERS, Reply, ServerLimits, Session
+from ninep.server.session import HANDLERS, Fid, Reply, ServerLimits, Session
 from ninep.vfs.budget import ConnectionAccount
 from ninep.vfs.buffers import give
 from ninep.vfs.locks import LockManager
+from ninep.vfs.node import Attr
 from ninep.vfs.policy import ConnectionContext, Peer, Policy
 from ninep.vfs.request import ConnectionScope, enter, leave
 from ninep.wire import messages as m
@@ -114,6 +115,22 @@ class _Request:
             self.scope.doomed.add(self.task)
 
 
+class _Soon:
+    """A Tgetattr a backend answers by a callback (Node.getattr_soon): no Task to
+    cancel, so a Tflush drops its reply and is answered at once (flush(5): the server
+    may discard a pending response), and a reply that comes later is dropped."""
+
+    __slots__ = ("dropped", "flushes", "generation", "started", "tag")
+
+    def __init__(self, tag: int, generation: int, dropped: Callable[[_Soon], None]) -> None:
+        self.tag, self.generation, self.dropped = tag, generation, dropped
+        self.started = time.perf_counter()
+        self.flushes: list[int] = []
+
+    def abandon(self) -> None:
+        self.dropped(self)
+
+
 def _payload(msg: m.Message | type[m.Message]) -> int:
     """The bytes a request that waits may hold: its data, or the reply it asked for."""
     if isinstance(msg, m.Twrite):
@@ -162,7 +179,7 @@ class Connection(asyncio.Protocol):
         self._limits = limits
         self._kind = kind
         self._framer = Framer(TVERSION_MAX)  # msize applies once a Tversion negotiated it
-        self._inflight: dict[int, _Request] = {}
+        self._inflight: dict[int, _Request | _Soon] = {}
         self._queued: deque[bytes] = deque()
         self._generation = 0
         self._paused_by_requests = False
@@ -346,10 +363,41 @@ class Connection(asyncio.Protocol):
         loc = fid.loc
         attr = loc.node.peek_attr()
         if attr is None:
-            return False
+            return self._getattr_soon(fid, tag)
         attr = fid.ns.client_attr(attr)
         self._write(rgetattr_frame(tag, loc.mount.qid_path(attr.ino), attr))
         return True
+
+    def _getattr_soon(self, fid: Fid, tag: int) -> bool:
+        """Tgetattr of a node that answers by a callback (an import): no Task."""
+        request = _Soon(tag, self._generation, self._soon_dropped)
+
+        def done(attr: Attr | OSError) -> None:
+            if self._inflight.get(tag) is not request or request.generation != self._generation:
+                return  # flushed, or a Tversion reset or a closed connection dropped it
+            del self._inflight[tag]
+            self.stats.waited(_TGETATTR, request.started)
+            if isinstance(attr, OSError):
+                self._send(tag, m.Rlerror(attr.errno or errno.EIO))
+            else:
+                attr = fid.ns.client_attr(attr)
+                self._write(rgetattr_frame(tag, fid.loc.mount.qid_path(attr.ino), attr))
+            if self._queued or self._paused_by_requests:
+                self._drain_queue()
+
+        self._inflight[tag] = request
+        if fid.loc.node.getattr_soon(done):
+            return True
+        del self._inflight[tag]
+        return False
+
+    def _soon_dropped(self, request: _Soon) -> None:
+        if request.generation != self._generation or self._inflight.get(request.tag) is not request:
+            return  # a Tversion reset or a closed connection: no reply at all
+        del self._inflight[request.tag]
+        for flush_tag in request.flushes:
+            self._send(flush_tag, m.Rflush())
+        self._drain_queue()
 
     def _clunk_at_once(self, frame: bytes, tag: int) -> bool:
         """Tclunk of a fid that holds nothing to close or apply."""

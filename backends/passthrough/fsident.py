@@ -23,7 +23,9 @@ before the loop runs anything else); a call sent to a pool thread carries
 the identity active when it was sent (``carry``), and pool threads, which
 run only this backend's calls, keep theirs until a call wants another.
 Attaches as uid 0 keep root's identity and capabilities (CAP_FSETID, ...):
-nothing is switched for them.
+nothing is switched for them. A user's open of a regular file is not switched
+either when io_uring is there: userring.py opens it under a personality of the
+user (registered here, through ``under``), which costs the thread no switch.
 
 Cost: each of the three calls makes the kernel copy the thread's credentials
 and swap them in (prepare_creds, commit_creds; setgroups also allocates and

@@ -117,6 +117,7 @@ class _Ring:
 
     def __init__(self) -> None:
         assert _sys is not None and _SQE.size == 64
+        self.fd = -1
         params = _Params()
         fd = _sys(_SETUP, 2, ctypes.byref(params))
         if fd < 0:
@@ -133,7 +134,7 @@ class _Ring:
             self._sqes = mmap.mmap(self.fd, params.sq_entries * 64,
                                    mmap.MAP_SHARED | mmap.MAP_POPULATE, rw, offset=_OFF_SQES)
         except BaseException:
-            os.close(self.fd)
+            self.close()
             raise
         rings = self._rings
         for i in range(params.sq_entries):  # the SQ array: slot i is SQE i, for good
@@ -181,6 +182,15 @@ class _Ring:
         if user_data != (tail - 1) & 0xFFFFFFFF:  # pragma: no cover - one in flight: ours
             raise OSError(errno.EIO, "io_uring completed another request")
         return result
+
+    def close(self) -> None:
+        """The ring's descriptor (its personalities and mappings go with the last use)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:  # a thread that made one ended: no descriptor left behind
+        self.close()
 
     def register_current(self) -> int:
         """A personality holding this thread's credentials as they are now."""
@@ -265,7 +275,7 @@ def _register(ring: _Ring, cred: HostCred,
 def _drop() -> None:
     local = _local
     if local.ring is not None:
-        os.close(local.ring.fd)  # personalities and mappings go with the ring
+        local.ring.close()
         local.ring = None
     local.refused = True
 
@@ -275,7 +285,7 @@ def _forget_after_fork() -> None:
     global _local
     ring = _local.ring
     if ring is not None:
-        os.close(ring.fd)
+        ring.close()
     _local = _PerThread()
 
 

@@ -157,3 +157,17 @@ async def test_a_fifo_put_in_the_files_place_never_blocks_the_open(
     handle = await ns.open(loc, O_RDONLY, USER)
     assert bytes(await handle.read(0, 100)) == b"public"
     await handle.close()
+
+
+def test_a_thread_that_made_a_ring_leaves_no_descriptor_behind() -> None:
+    import gc
+    import threading
+
+    gc.collect()  # what earlier tests left for the collector is not this test's
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        thread = threading.Thread(target=userring.ring_works)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -171,3 +171,28 @@ def test_a_thread_that_made_a_ring_leaves_no_descriptor_behind() -> None:
         thread.join()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_real_server_opens_a_users_files_through_its_ring(export: Path,
+                                                            tmp_path: Path) -> None:
+    from ninep.wire import messages as m
+    from tests.conftest import RawPeer
+    from tests.hostile.serverproc import serve_process
+
+    with serve_process(["--mount", f"/=passthrough:{export}"], tmp_path) as server:
+        peer = RawPeer(server.address)
+        try:
+            assert isinstance(peer.handshake(fid=1, n_uname=1000), m.Rattach)
+            assert isinstance(peer.rpc(m.Twalk(1, 2, ("public",))), m.Rwalk)
+            assert isinstance(peer.rpc(m.Tlopen(2, O_RDONLY)), m.Rlopen)
+            read = peer.rpc(m.Tread(2, 0, 100))
+            assert isinstance(read, m.Rread) and bytes(read.data) == b"public", read
+            assert isinstance(peer.rpc(m.Twalk(1, 3, ("private",))), m.Rwalk)
+            refused = peer.rpc(m.Tlopen(3, O_RDONLY))
+            assert isinstance(refused, m.Rlerror) and refused.ecode == errno.EACCES, refused
+            links = [os.readlink(f"/proc/{server.proc.pid}/fd/{fd}")
+                     for fd in os.listdir(f"/proc/{server.proc.pid}/fd")]
+            assert "anon_inode:[io_uring]" in links
+        finally:
+            peer.close()
+        assert "Traceback" not in server.log_text()

@@ -546,6 +546,7 @@ class Client:
             if not future.done():
                 future.set_exception(self._error)
                 future.exception()  # mark retrieved: the waiter may be gone (flushed)
-        error, soon, self._soon = self._error, self._soon, {}
-        for done in soon.values():
+        error, waiting = self._error, list(self._soon.values())
+        self._soon.clear()  # in place: a reply loop in _data_received may hold the dict
+        for done in waiting:
             self._answer_soon(done, error)

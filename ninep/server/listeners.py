@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 from ninep.config.listen import ListenAddress, parse_listen
 from ninep.config.tls import TlsConfig, make_server_context
 from ninep.server.auth import authorized_key_ids
+from ninep.server.peers import address_text
 from ninep.server.session import ServerLimits, forget_creds, start_lookups
 from ninep.server.stdio import serve_pipes
-from ninep.server.transport import Connection, address_text
+from ninep.server.transport import Connection
 from ninep.vfs.locks import LockManager
 from ninep.vfs.policy import Policy
 

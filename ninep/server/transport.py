@@ -11,16 +11,14 @@ import asyncio
 import errno
 import itertools
 import logging
-import socket
-import struct
-import time
-import types
 from collections import deque
-from typing import Any, Callable, Coroutine, Generator
+from typing import Any, Callable, Coroutine
 
 from ninep.server import handlers as _handlers  # noqa: F401 - fills the handler table
 from ninep.server import metrics
 from ninep.server.handlers import read_fid, walk_fid
+from ninep.server.inflight import CallbackRequest, WaitingRequest, payload_of, run_as_task
+from ninep.server.peers import peer_of
 from ninep.server.session import HANDLERS, Fid, Reply, ServerLimits, Session
 from ninep.vfs.budget import ConnectionAccount
 from ninep.vfs.buffers import give
@@ -47,7 +45,7 @@ from ninep.wire.fast import (
 from ninep.wire.framing import TVERSION_MAX, Framer, FrameTooLarge
 from ninep.wire.messages import DecodeError
 
-__all__ = ["Connection", "address_text", "peer_of"]
+__all__ = ["Connection"]
 
 log = logging.getLogger(__name__)
 
@@ -62,112 +60,6 @@ _background: set[asyncio.Task[None]] = set()
 WAITING_MSIZES = 16
 
 
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Reply], first: Any) -> Generator[Any, Any, Reply]:
-    """Carry on a coroutine that was started inline and has yielded ``first``."""
-    yielded = first
-    while True:
-        try:
-            sent = yield yielded
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            continue
-        try:
-            yielded = coro.send(sent)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-
-async def _as_task(coro: Coroutine[Any, Any, Reply], first: Any, session: Session,
-                   msg: m.Message | type[m.Message]) -> Reply:
-    try:
-        return await _resume(coro, first)
-    except Exception as exc:
-        return session.error_reply(exc, msg)
-
-
-class _Request:
-    """A request that is waiting: its Task and the Tflush tags waiting on it."""
-
-    __slots__ = ("flushes", "generation", "holds", "mtype", "scope", "started", "tag", "task")
-
-    def __init__(self, tag: int, task: asyncio.Task[Reply], generation: int,
-                 scope: ConnectionScope, holds: int, mtype: int) -> None:
-        self.tag = tag
-        self.mtype = mtype
-        self.started = time.perf_counter()  # for the metrics' wait histogram
-        self.holds = holds  # bytes of payload it may keep until its reply is written
-        self.task = task
-        self.flushes: list[int] = []
-        self.generation = generation
-        self.scope = scope
-
-    def abandon(self) -> None:
-        """Tflush, a Tversion reset or a closed connection: cancel it if it waits where
-        it declared itself safe to cancel (vfs.request.cancellable), else as soon as it
-        does."""
-        if self.task in self.scope.cancellable:
-            self.task.cancel()
-        else:
-            self.scope.doomed.add(self.task)
-
-
-class _Soon:
-    """A Tgetattr a backend answers by a callback (Node.getattr_soon): no Task to
-    cancel, so a Tflush drops its reply and is answered at once (flush(5): the server
-    may discard a pending response), and a reply that comes later is dropped."""
-
-    __slots__ = ("dropped", "flushes", "generation", "started", "tag")
-
-    def __init__(self, tag: int, generation: int, dropped: Callable[[_Soon], None]) -> None:
-        self.tag, self.generation, self.dropped = tag, generation, dropped
-        self.started = time.perf_counter()
-        self.flushes: list[int] = []
-
-    def abandon(self) -> None:
-        self.dropped(self)
-
-
-def _payload(msg: m.Message | type[m.Message]) -> int:
-    """The bytes a request that waits may hold: its data, or the reply it asked for."""
-    if isinstance(msg, m.Twrite):
-        return len(msg.data)
-    if isinstance(msg, (m.Tread, m.Treaddir)):
-        return msg.count
-    return 0
-
-
-def peer_of(transport: asyncio.BaseTransport, kind: str) -> Peer:
-    """The Peer of a new connection: SO_PEERCRED for UNIX sockets (also a socket
-    handed over as stdin), the verified client certificate for TLS."""
-    sock = transport.get_extra_info("socket")
-    address = transport.get_extra_info("peername")
-    if sock is not None and getattr(sock, "family", None) == socket.AF_UNIX:
-        try:
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            pid, uid, gid = struct.unpack("3i", raw)
-            return Peer(kind, str(address or "local"), uid, gid, pid)
-        except OSError:
-            pass
-    cert = None
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is not None:
-        from ninep.config.tls import cert_identity
-        cert = cert_identity(ssl_object.getpeercert(binary_form=True))
-    return Peer(kind, address_text(address), cert=cert)
-
-
-def address_text(address: object) -> str:
-    """A socket address as logs and policies show it: HOST:PORT, [V6]:PORT, a path."""
-    if isinstance(address, tuple):
-        host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
-        return f"{host}:{address[1]}"
-    return str(address or "local")
-
-
 class Connection(asyncio.Protocol):
     """The server side of one 9P connection."""
 
@@ -179,7 +71,7 @@ class Connection(asyncio.Protocol):
         self._limits = limits
         self._kind = kind
         self._framer = Framer(TVERSION_MAX)  # msize applies once a Tversion negotiated it
-        self._inflight: dict[int, _Request | _Soon] = {}
+        self._inflight: dict[int, WaitingRequest | CallbackRequest] = {}
         self._queued: deque[bytes] = deque()
         self._generation = 0
         self._paused_by_requests = False
@@ -370,7 +262,7 @@ class Connection(asyncio.Protocol):
 
     def _getattr_soon(self, fid: Fid, tag: int) -> bool:
         """Tgetattr of a node that answers by a callback (an import): no Task."""
-        request = _Soon(tag, self._generation, self._soon_dropped)
+        request = CallbackRequest(tag, self._generation, self._soon_dropped)
 
         def done(attr: Attr | OSError) -> None:
             if self._inflight.get(tag) is not request or request.generation != self._generation:
@@ -391,7 +283,7 @@ class Connection(asyncio.Protocol):
         del self._inflight[tag]
         return False
 
-    def _soon_dropped(self, request: _Soon) -> None:
+    def _soon_dropped(self, request: CallbackRequest) -> None:
         if request.generation != self._generation or self._inflight.get(request.tag) is not request:
             return  # a Tversion reset or a closed connection: no reply at all
         del self._inflight[request.tag]
@@ -461,19 +353,19 @@ class Connection(asyncio.Protocol):
             self._send(tag, session.error_reply(exc, msg))
             return
         else:
-            task = self._loop.create_task(_as_task(coro, first, session, msg))
+            task = self._loop.create_task(run_as_task(coro, first, session, msg))
         finally:
             scope.inline = False
             leave(token)
-        holds = min(holds or _payload(msg), session.msize)
-        request = _Request(tag, task, self._generation, scope, holds, msg.type)
+        holds = min(holds or payload_of(msg), session.msize)
+        request = WaitingRequest(tag, task, self._generation, scope, holds, msg.type)
         self._inflight[tag] = request
         if holds:
             self._waiting_bytes += holds
             self._held = self._held or self._waiting_bytes >= self._waiting_budget
         task.add_done_callback(lambda _t, r=request: self._finished(r))  # type: ignore[misc]
 
-    def _finished(self, request: _Request) -> None:
+    def _finished(self, request: WaitingRequest) -> None:
         self.scope.doomed.discard(request.task)
         if request.generation != self._generation:
             return  # a Tversion reset or a closed connection dropped it

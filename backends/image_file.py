@@ -28,8 +28,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ninep.vfs.buffers import give
 from ninep.vfs.image_claims import CLAIMS, Claim
-from ninep.vfs.node import Backend, Handle, Node
-from ninep.wire.constants import O_RDONLY, O_RDWR
+from ninep.vfs.node import Backend, Handle, Node, OpenFlags
 
 __all__ = ["FileStamp", "HandleImageFile", "HostImageFile", "ImageFile", "ImageOpener",
            "host_opener", "namespace_opener"]
@@ -271,7 +270,7 @@ def namespace_opener(source: str, within: Mounted, holder: str) -> ImageOpener:
                                        "(serve the image read-only: ,ro)")
         claim = CLAIMS.claim(backend, attr.ino, writable, f"{holder} ({source})")
         try:
-            handle = await node.open(O_RDWR if writable else O_RDONLY)
+            handle = await node.open(OpenFlags.READ_WRITE if writable else OpenFlags.READ)
         except BaseException:
             CLAIMS.release(backend, claim)
             raise

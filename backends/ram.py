@@ -14,20 +14,16 @@ from ninep.vfs.node import (
     DirEntry,
     Handle,
     Node,
+    OpenFlags,
     SetAttr,
     StatFs,
     apply_setattr,
     dtype_of_mode,
 )
 from ninep.wire.constants import (
-    O_ACCMODE,
-    O_APPEND,
-    O_DIRECTORY,
-    O_TRUNC,
     XATTR_CREATE,
     XATTR_REPLACE,
     XATTR_SIZE_MAX,
-    open_access,
 )
 
 from .ram_pages import BLOCK, PAGE_SIZE, Pages, growth, read_pages, shrink_pages, write_pages
@@ -79,7 +75,7 @@ class RamNode(Node):
     def truncate(self, size: int, now: int) -> None:
         raise OSError(errno.EINVAL, "not a regular file")
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         raise OSError(errno.ENXIO, "special files cannot be opened on a RAM filesystem")
 
     async def statfs(self) -> StatFs:
@@ -151,12 +147,12 @@ class RamFile(RamNode):
         self.pages: Pages = {}
         self.alloc = 0  # bytes held in pages, a multiple of BLOCK
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_DIRECTORY:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if flags.directory:
             raise OSError(errno.ENOTDIR, "not a directory")
-        if flags & O_TRUNC:  # vfs/ asked for write permission already, as Linux does
+        if flags.truncates:  # vfs/ asked for write permission already, as Linux does
             self.truncate(0, time.time_ns())
-        return RamHandle(self, *open_access(flags), bool(flags & O_APPEND))
+        return RamHandle(self, flags.reads, flags.writes, flags.appends)
 
     def read_bytes(self, offset: int, size: int) -> bytes:
         if offset < 0 or size < 0:
@@ -230,7 +226,7 @@ class RamSymlink(RamNode):
         self.target = target
         self.charged = size  # 0 once released; the target stays readable through the node
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         raise OSError(errno.ELOOP, "is a symbolic link")
 
     async def readlink(self) -> str:
@@ -276,8 +272,8 @@ class RamDir(RamNode):
         self.dead = 0
         self.next_seq = 1
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE != 0 or flags & O_TRUNC:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if not flags.read_only_access or flags.truncates:
             raise OSError(errno.EISDIR, "is a directory")
         return RamHandle(self, True, False, False)
 
@@ -370,10 +366,10 @@ class RamDir(RamNode):
 
     # --- the contract ------------------------------------------------------
 
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         node = self.make_file(name, mode, uid, gid)
-        return node, RamHandle(node, *open_access(flags), bool(flags & O_APPEND))
+        return node, RamHandle(node, flags.reads, flags.writes, flags.appends)
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         return self.make_dir(name, mode, uid, gid)

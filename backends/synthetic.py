@@ -15,9 +15,9 @@ from ninep.vfs.node import (
     Handle,
     LeafNode,
     Node,
+    OpenFlags,
 )
 from ninep.vfs.synthetic_dir import SyntheticBackend
-from ninep.wire.constants import O_ACCMODE, O_RDWR, O_WRONLY
 
 from .registry import BackendConfigError, Options
 
@@ -67,8 +67,8 @@ class _SyntheticFile(LeafNode):
         # Linux truncates with Tsetattr(size) before writing to /dev/null-like files.
         return None
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE in (O_WRONLY, O_RDWR) and not self.mode & 0o222:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if flags.writes and not self.mode & 0o222:
             raise OSError(errno.EACCES, "read-only synthetic file")
         return self.handle()
 
@@ -183,7 +183,7 @@ class SymlinkNode(LeafNode):
     async def readlink(self) -> str:
         return self.target
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         raise OSError(errno.ELOOP, "a symbolic link cannot be opened")
 
 

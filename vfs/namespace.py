@@ -13,7 +13,7 @@ import itertools
 import stat
 from dataclasses import dataclass, replace
 
-from ninep.wire.constants import O_ACCMODE, O_RDWR, O_TRUNC, O_WRONLY, QTDIR, QTFILE, QTSYMLINK
+from ninep.wire.constants import QTDIR, QTFILE, QTSYMLINK
 from ninep.wire.qid import Qid, qid_type
 
 from .caller import serving
@@ -27,6 +27,7 @@ from .node import (
     DirEntry,
     Handle,
     Node,
+    OpenFlags,
     SetAttr,
     StatFs,
     dtype_of_mode,
@@ -331,21 +332,21 @@ class Namespace:
 
     async def open(self, loc: Location, flags: int, cred: Cred) -> Handle:
         serving(cred, loc.mount.backend)
-        accmode = flags & O_ACCMODE
-        writes = accmode in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC)
+        decoded = OpenFlags(flags)  # the one decoding: backends ask its properties
+        writes = decoded.modifies
         if writes:
             self._writable(loc)
             await not_an_image(loc)
-        want = (R_OK if accmode in (0, O_RDWR) else 0) | (W_OK if writes else 0)
+        want = (R_OK if decoded.reads else 0) | (W_OK if writes else 0)
         attr = await self._check(loc, cred, want)
         if attr is not None:
             self._lend_group(loc.mount.backend, cred, attr.gid,
                              self.groups.client and want & ~((attr.mode >> 3) & 7) == 0)
-        handle = await loc.node.open(flags)
+        handle = await loc.node.open(decoded)
         if writes and attr is not None and cred.uid != 0 and not host_applies(loc.mount.backend):
             guard = WriteGuard(handle, loc.node, loc.mount.backend, attr.mode,
                                functools.partial(self.groups.member, cred))
-            if flags & O_TRUNC:  # handle_truncate: do_truncate removes privileges too
+            if decoded.truncates:  # handle_truncate: do_truncate removes privileges too
                 await guard.remove_privs()
             handle = guard
         return handle
@@ -359,8 +360,9 @@ class Namespace:
         gid = self._gid_in(gid)
         mode = self._new_mode(loc, dir_attr, mode, gid, cred)
         self._lend_new_group(loc, dir_attr, cred, gid)
-        node, handle = await loc.node.create(name, flags, mode, cred.uid, gid)
-        if (dir_attr is not None and cred.uid != 0 and flags & O_ACCMODE in (O_WRONLY, O_RDWR)
+        decoded = OpenFlags(flags)
+        node, handle = await loc.node.create(name, decoded, mode, cred.uid, gid)
+        if (dir_attr is not None and cred.uid != 0 and decoded.writes
                 and not host_applies(loc.mount.backend)):
             handle = WriteGuard(handle, node, loc.mount.backend, stat.S_IFREG | mode,
                                 functools.partial(self.groups.member, cred))

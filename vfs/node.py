@@ -20,7 +20,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from ninep.wire.constants import DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK
+from ninep.wire.constants import (
+    DT_BLK,
+    DT_CHR,
+    DT_DIR,
+    DT_FIFO,
+    DT_LNK,
+    DT_REG,
+    DT_SOCK,
+    O_ACCMODE,
+    O_APPEND,
+    O_CREAT,
+    O_DIRECTORY,
+    O_EXCL,
+    O_NOCTTY,
+    O_RDONLY,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+)
 
 __all__ = [
     "DT_BLK",
@@ -42,6 +60,7 @@ __all__ = [
     "LeafNode",
     "NoXattrNode",
     "Node",
+    "OpenFlags",
     "ReadOnlyNode",
     "SetAttr",
     "StatFs",
@@ -63,6 +82,83 @@ _DTYPES = {stat.S_IFIFO: DT_FIFO, stat.S_IFCHR: DT_CHR, stat.S_IFDIR: DT_DIR,
 def dtype_of_mode(mode: int) -> int:
     """The DT_* value for a st_mode."""
     return _DTYPES.get(stat.S_IFMT(mode), 0)
+
+
+class OpenFlags(int):
+    """Tlopen/Tlcreate flags as a backend asks about them; vfs/ decodes them once
+    (``OpenFlags(msg.flags)``) before calling ``Node.open`` or ``Node.create``.
+
+    Still the exact 9P2000.L bits (Linux's x86 O_* values), so a backend that hands
+    them on (passthrough to the host, the 9p import to its back server) loses none.
+    The access mode follows Linux: 3 neither reads nor writes here, but is no
+    read-only open either (Linux's ACC_MODE asks read and write permission for it).
+    """
+
+    __slots__ = ()
+
+    READ: ClassVar[OpenFlags]
+    WRITE: ClassVar[OpenFlags]
+    READ_WRITE: ClassVar[OpenFlags]
+
+    @property
+    def reads(self) -> bool:
+        """The access mode is O_RDONLY or O_RDWR."""
+        return self & O_ACCMODE in (O_RDONLY, O_RDWR)
+
+    @property
+    def writes(self) -> bool:
+        """The access mode is O_WRONLY or O_RDWR (O_TRUNC alone does not count)."""
+        return self & O_ACCMODE in (O_WRONLY, O_RDWR)
+
+    @property
+    def read_only_access(self) -> bool:
+        """The access mode is exactly O_RDONLY (O_TRUNC is asked separately)."""
+        return self & O_ACCMODE == O_RDONLY
+
+    @property
+    def modifies(self) -> bool:
+        """Writes, or truncates: an open that needs write permission and a writable file."""
+        return self.writes or self.truncates
+
+    @property
+    def truncates(self) -> bool:
+        """O_TRUNC: the file is cut to size 0 at open."""
+        return bool(self & O_TRUNC)
+
+    @property
+    def appends(self) -> bool:
+        """O_APPEND: every write goes to the end of the file as it is then."""
+        return bool(self & O_APPEND)
+
+    @property
+    def directory(self) -> bool:
+        """O_DIRECTORY: only a directory may be opened (ENOTDIR otherwise)."""
+        return bool(self & O_DIRECTORY)
+
+    @property
+    def creates(self) -> bool:
+        """O_CREAT was sent (a Tlcreate is a create whatever its flags say)."""
+        return bool(self & O_CREAT)
+
+    @property
+    def excl(self) -> bool:
+        """O_EXCL was sent."""
+        return bool(self & O_EXCL)
+
+    def for_open(self) -> OpenFlags:
+        """The bits to open an existing file with: O_CREAT, O_EXCL and O_NOCTTY dropped
+        (they mean nothing once the file exists, as in Linux's do_dentry_open)."""
+        return OpenFlags(self & ~(O_CREAT | O_EXCL | O_NOCTTY))
+
+    def for_exclusive_create(self) -> OpenFlags:
+        """The bits to create a new file with: O_CREAT|O_EXCL added, so no existing
+        file is opened instead, and O_NOCTTY dropped."""
+        return OpenFlags((self & ~O_NOCTTY) | O_CREAT | O_EXCL)
+
+
+OpenFlags.READ = OpenFlags(O_RDONLY)
+OpenFlags.WRITE = OpenFlags(O_WRONLY)
+OpenFlags.READ_WRITE = OpenFlags(O_RDWR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +370,9 @@ class Node:
         """
         raise OSError(errno.ENOTDIR, "not a directory")
 
-    async def open(self, flags: int) -> Handle:
-        """Open with Linux O_* ``flags`` (O_ACCMODE, O_APPEND, O_TRUNC honoured).
+    async def open(self, flags: OpenFlags) -> Handle:
+        """Open with ``flags``, decoded by vfs/ (reads, writes, appends, truncates and
+        directory honoured; OpenFlags is still the int of Linux O_* bits).
 
         Errnos: EISDIR (write on a directory), ELOOP (symlink), ENXIO.
         """
@@ -308,9 +405,11 @@ class Node:
         """
         raise OSError(errno.ENOTDIR, "not a directory")
 
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
-        """Create a regular file and open it with ``flags``. Errnos: EEXIST, ENOSPC."""
+        """Create a regular file and open it with ``flags`` (decoded as for open; a
+        create never opens an existing file, whatever O_EXCL says). Errnos: EEXIST,
+        ENOSPC."""
         raise OSError(errno.ENOTDIR, "not a directory")
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
@@ -366,7 +465,7 @@ class ReadOnlyNode(Node):
     async def setattr(self, changes: SetAttr) -> None:
         raise OSError(errno.EROFS, "read-only file system")
 
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         raise OSError(errno.EROFS, "read-only file system")
 

@@ -8,9 +8,17 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ninep.wire.constants import O_ACCMODE
-
-from .node import Attr, Backend, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
+from .node import (
+    Attr,
+    Backend,
+    DirEntry,
+    Handle,
+    Node,
+    OpenFlags,
+    ReadOnlyNode,
+    StatFs,
+    dtype_of_mode,
+)
 
 if TYPE_CHECKING:
     from .namespace import Mount
@@ -52,8 +60,8 @@ class SyntheticDir(ReadOnlyNode):
             return child
         raise OSError(errno.ENOENT, "no such file or directory")  # mounts: see Namespace.walk
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE != 0:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if not flags.read_only_access:
             raise OSError(errno.EISDIR, "is a directory")
         return Handle()
 

@@ -14,19 +14,12 @@ import struct
 import time
 import weakref
 
-from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs, apply_setattr
+from ninep.vfs.node import Attr, DirEntry, Handle, Node, OpenFlags, SetAttr, StatFs, apply_setattr
 from ninep.vfs.operands import PATH_MAX
 from ninep.wire.constants import (
-    O_ACCMODE,
-    O_APPEND,
-    O_DIRECTORY,
-    O_RDWR,
-    O_TRUNC,
-    O_WRONLY,
     XATTR_CREATE,
     XATTR_REPLACE,
     XATTR_SIZE_MAX,
-    open_access,
 )
 
 from . import attrs
@@ -154,27 +147,25 @@ class Ext2Node(Node):
 
     # --- files ----------------------------------------------------------------
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         mode = self.inode.mode
-        accmode = flags & O_ACCMODE
         if self.inode.dead:
             raise OSError(errno.ENOENT, "file was deleted")
         if stat.S_ISLNK(mode):
             raise OSError(errno.ELOOP, "is a symbolic link")
         if stat.S_ISDIR(mode):
-            if accmode != 0 or flags & O_TRUNC:
+            if not flags.read_only_access or flags.truncates:
                 raise OSError(errno.EISDIR, "is a directory")
             return Ext2Handle(self, True, False, False)
         if not stat.S_ISREG(mode):
             raise OSError(errno.ENXIO, "special files cannot be opened on an ext2 image")
-        if flags & O_DIRECTORY:
+        if flags.directory:
             raise OSError(errno.ENOTDIR, "not a directory")
-        if accmode in (O_WRONLY, O_RDWR) or flags & O_TRUNC:
+        if flags.modifies:
             self._writable()
-        if flags & O_TRUNC:
+        if flags.truncates:
             await self.fs.worker.call(self.fs.truncate, self.inode, 0)
-        return Ext2Handle(self, accmode in (0, O_RDWR), accmode in (O_WRONLY, O_RDWR),
-                          bool(flags & O_APPEND))
+        return Ext2Handle(self, flags.reads, flags.writes, flags.appends)
 
     async def readlink(self) -> str:
         i = self.inode
@@ -261,11 +252,11 @@ class Ext2Node(Node):
             raise OSError(errno.ENOTDIR, "not a directory")
         return self.inode.size
 
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         node = await self.fs.worker.call(
             lambda: self._dir().make(name, stat.S_IFREG | (mode & 0o7777), uid, gid))
-        return node, Ext2Handle(node, *open_access(flags), bool(flags & O_APPEND))
+        return node, Ext2Handle(node, flags.reads, flags.writes, flags.appends)
 
     async def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Node:
         return await self.fs.worker.call(lambda: self._dir().mkdir(name, mode, uid, gid))

@@ -11,8 +11,7 @@ import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from ninep.vfs.node import Attr, Backend, Handle, Node, SetAttr
-from ninep.wire.constants import O_RDONLY, O_WRONLY
+from ninep.vfs.node import Attr, Backend, Handle, Node, OpenFlags, SetAttr
 
 from .markers import (
     WORK_DIR,
@@ -222,7 +221,7 @@ class OverlayBackend(Backend):
         does): no half-copied file is ever visible under the real name, even after a crash."""
         work = await self._work_dir()
         temp = f"copyup-{next(self._work_names)}"
-        upper, handle = await work.create(temp, O_WRONLY, 0o600, 0, 0)
+        upper, handle = await work.create(temp, OpenFlags.WRITE, 0o600, 0, 0)
         try:
             try:
                 if with_data:
@@ -247,7 +246,7 @@ class OverlayBackend(Backend):
 
     async def _copy_data(self, lower: Node, out: Handle) -> None:
         size = (await lower.getattr()).size
-        source = await lower.open(O_RDONLY)
+        source = await lower.open(OpenFlags.READ)
         try:
             offset = 0
             while offset < size:

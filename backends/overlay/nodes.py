@@ -13,8 +13,7 @@ import stat
 import weakref
 from typing import TYPE_CHECKING
 
-from ninep.vfs.node import Attr, DirEntry, Handle, Node, SetAttr, StatFs
-from ninep.wire.constants import O_ACCMODE, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY
+from ninep.vfs.node import Attr, DirEntry, Handle, Node, OpenFlags, SetAttr, StatFs
 
 from .listing import CookieCodec, listing_end, read_merged
 from .markers import (
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OverlayDir", "OverlayDirHandle", "OverlayHandle", "OverlayNode"]
 
-
-
-def _writes(flags: int) -> bool:
-    return flags & O_ACCMODE in (O_WRONLY, O_RDWR) or bool(flags & O_TRUNC)
 
 
 class OverlayNode(Node):
@@ -80,11 +75,11 @@ class OverlayNode(Node):
         upper = await self.copy_up(with_data=changes.size != 0)
         await upper.setattr(changes)
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         attr = self.layer.peek_attr() or await self.layer.getattr()
         regular = stat.S_ISREG(attr.mode)
-        if regular and _writes(flags):  # overlayfs copies special files up only on setattr
-            await self.copy_up(with_data=not flags & O_TRUNC)
+        if regular and flags.modifies:  # overlayfs copies special files up only on setattr
+            await self.copy_up(with_data=not flags.truncates)
         if self.upper is not None:
             return OverlayHandle(self, await self.upper.open(flags), on_lower=False)
         assert self.lower is not None
@@ -153,8 +148,8 @@ class OverlayDir(OverlayNode):
                 attr.nlink = 1  # overlayfs: a merged directory with subdirectories, not counted
         return attr
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE != O_RDONLY or flags & O_TRUNC:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if not flags.read_only_access or flags.truncates:
             raise OSError(errno.EISDIR, "is a directory")
         return OverlayDirHandle()
 
@@ -230,7 +225,7 @@ class OverlayDir(OverlayNode):
         self.children[name] = node
         return node
 
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         where = await self._writable_for(name)
         async with self.fs.changing(self):
@@ -430,7 +425,7 @@ class OverlayHandle(Handle):
         return await self.inner.read(offset, size)
 
     async def _follow_copy_up(self, upper: Node) -> None:
-        fresh = await upper.open(O_RDONLY)
+        fresh = await upper.open(OpenFlags.READ)
         if not self.on_lower:  # another read switched meanwhile
             await fresh.close()
             return

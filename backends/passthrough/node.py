@@ -10,9 +10,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
-from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, OpenFlags, SetAttr, StatFs
 from ninep.vfs.request import current_account
-from ninep.wire.constants import O_ACCMODE, O_TRUNC
 
 from .containment import MoveWatch, check_contained, move_watch, watched
 from .fsident import HostCred, SearchGrants, host_cred, thread_cred, under_caller
@@ -338,19 +337,19 @@ class PassthroughNode(Node):
 
     # --- opening -------------------------------------------------------------
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         cred = host_cred(self.fs)
-        if cred is not None and self.host_type == stat.S_IFREG and not flags & O_TRUNC:
+        if cred is not None and self.host_type == stat.S_IFREG and not flags.truncates:
             handle = self._open_by_ring(cred, flags)
             if handle is not None:
                 return handle
         return await self._open_switched(flags)
 
-    def _open_by_ring(self, cred: HostCred, flags: int) -> Handle | None:
+    def _open_by_ring(self, cred: HostCred, flags: OpenFlags) -> Handle | None:
         """A user's open of a regular file, checked by the kernel for ``cred`` without
         switching this thread (userring.py); None: open it the authoritative way, which
         gives the client its errno."""
-        if flags & O_ACCMODE:
+        if not flags.read_only_access:
             self.fs.writable()
         self._begin_held(opens=True)
         parent = self.parent
@@ -373,9 +372,8 @@ class PassthroughNode(Node):
         return None
 
     @under_caller
-    async def _open_switched(self, flags: int) -> Handle:
-        accmode = flags & O_ACCMODE
-        writes = accmode != 0 or bool(flags & O_TRUNC)
+    async def _open_switched(self, flags: OpenFlags) -> Handle:
+        writes = not flags.read_only_access or flags.truncates
         if writes:
             self.fs.writable()
         self._begin_held(opens=True)
@@ -410,7 +408,7 @@ class PassthroughNode(Node):
     # --- creation ------------------------------------------------------------
 
     @under_caller
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         self.fs.writable()
         dfd = self._dir_fd(name)

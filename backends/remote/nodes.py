@@ -25,7 +25,7 @@ from ninep.clients.wire import (
     SETATTR_SIZE,
     SETATTR_UID,
 )
-from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, SetAttr, StatFs
+from ninep.vfs.node import UTIME_NOW, Attr, DirEntry, Handle, Node, OpenFlags, SetAttr, StatFs
 from ninep.wire.messages import Qid
 
 from .handle import RemoteHandle
@@ -35,7 +35,6 @@ __all__ = ["RemoteHandle", "RemoteNode"]
 
 T = TypeVar("T")
 
-O_CREAT, O_EXCL, O_NOCTTY = 0o100, 0o200, 0o400
 _NS = 1_000_000_000
 # Cookies below this pass through as the back server gave them; larger ones (ext4's
 # 63-bit hash positions behind diod) are numbered by the mount above it, because the
@@ -279,19 +278,19 @@ class RemoteNode(Node):
             child = await fid.walk(names)
         return self.child(child, generation, name)
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         fid = await self.fid()
         generation = self.conn.generation
         with remote_errors(self.conn):
             opened = await fid.clone()
             try:
-                await opened.lopen(flags & ~(O_CREAT | O_EXCL | O_NOCTTY))
+                await opened.lopen(flags.for_open())
             except BaseException:
                 opened.release()
                 raise
         return RemoteHandle(self, opened, generation, flags, self.conn.spec.readahead)
 
-    async def create(self, name: str, flags: int, mode: int, uid: int,
+    async def create(self, name: str, flags: OpenFlags, mode: int, uid: int,
                      gid: int) -> tuple[Node, Handle]:
         self.conn.changed()
         dirfid = await self.fid()
@@ -300,7 +299,7 @@ class RemoteNode(Node):
             opened = await dirfid.clone()
             try:
                 # O_EXCL: a create never opens an existing file (diod's Tlcreate would)
-                await opened.lcreate(name, (flags & ~O_NOCTTY) | O_CREAT | O_EXCL, mode, gid)
+                await opened.lcreate(name, flags.for_exclusive_create(), mode, gid)
             except BaseException:
                 opened.release()
                 raise

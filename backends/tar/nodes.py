@@ -12,8 +12,16 @@ import asyncio
 import errno
 import os
 
-from ninep.vfs.node import Attr, DirEntry, Handle, Node, ReadOnlyNode, StatFs, dtype_of_mode
-from ninep.wire.constants import O_ACCMODE, O_DIRECTORY, O_TRUNC
+from ninep.vfs.node import (
+    Attr,
+    DirEntry,
+    Handle,
+    Node,
+    OpenFlags,
+    ReadOnlyNode,
+    StatFs,
+    dtype_of_mode,
+)
 
 from .source import ArchiveSource
 from .sparse import SparseMap
@@ -57,7 +65,7 @@ class TarNode(ReadOnlyNode):
     async def xattr_list(self) -> list[str]:
         return list(self.xattrs) if self.xattrs else []
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         raise OSError(errno.ENXIO, "special files cannot be opened through a tar mount")
 
 
@@ -69,10 +77,10 @@ class TarFile(TarNode):
         super().__init__(volume, attr, xattrs)
         self.data_offset, self.sparse = data_offset, sparse
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_DIRECTORY:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if flags.directory:
             raise OSError(errno.ENOTDIR, "not a directory")
-        if flags & O_ACCMODE or flags & O_TRUNC:
+        if not flags.read_only_access or flags.truncates:
             raise OSError(errno.EROFS, "read-only file system")
         self.volume.source.check()
         return TarFileHandle(self)
@@ -132,7 +140,7 @@ class TarSymlink(TarNode):
         super().__init__(volume, attr, xattrs)
         self.target = target
 
-    async def open(self, flags: int) -> Handle:
+    async def open(self, flags: OpenFlags) -> Handle:
         raise OSError(errno.ELOOP, "is a symbolic link")
 
     async def readlink(self) -> str:
@@ -179,8 +187,8 @@ class TarDir(TarNode):
         return [DirEntry(name, node.attr.ino, dtype_of_mode(node.attr.mode), i + 1)
                 for i, (name, node) in enumerate(listing[cookie:stop], cookie)]
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE or flags & O_TRUNC:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if not flags.read_only_access or flags.truncates:
             raise OSError(errno.EISDIR, "is a directory")
         return TarDirHandle()
 

@@ -27,8 +27,7 @@ from collections.abc import Callable
 from ninep.backends.registry import Options
 from ninep.backends.synthetic import SyntheticBackend
 from ninep.server import metrics
-from ninep.vfs.node import Attr, Handle, LeafNode, Node
-from ninep.wire.constants import O_ACCMODE
+from ninep.vfs.node import Attr, Handle, LeafNode, Node, OpenFlags
 
 __all__ = ["MetricsBackend", "RenderedFile", "open_backend", "render_connections",
            "render_ops"]
@@ -63,8 +62,8 @@ class RenderedFile(LeafNode):
     async def getattr(self) -> Attr:
         return self.peek_attr()
 
-    async def open(self, flags: int) -> Handle:
-        if flags & O_ACCMODE:
+    async def open(self, flags: OpenFlags) -> Handle:
+        if not flags.read_only_access:
             raise OSError(errno.EACCES, "the metrics files are read-only")
         return _SnapshotHandle(self.render().encode())
 

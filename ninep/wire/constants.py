@@ -39,6 +39,7 @@ __all__ = [
     "O_CREAT",
     "O_DIRECTORY",
     "O_EXCL",
+    "O_NOCTTY",
     "O_NOFOLLOW",
     "O_RDONLY",
     "O_RDWR",
@@ -63,7 +64,6 @@ __all__ = [
     "XATTR_CREATE",
     "XATTR_REPLACE",
     "XATTR_SIZE_MAX",
-    "open_access",
 ]
 
 NOTAG: Final = 0xFFFF
@@ -82,6 +82,7 @@ O_WRONLY: Final = 0o1
 O_RDWR: Final = 0o2
 O_CREAT: Final = 0o100
 O_EXCL: Final = 0o200
+O_NOCTTY: Final = 0o400
 O_TRUNC: Final = 0o1000
 O_APPEND: Final = 0o2000
 O_DIRECTORY: Final = 0o200000
@@ -132,10 +133,3 @@ QTAUTH: Final = 0x08
 MIN_MSIZE: Final = 4096
 MAXWELEM: Final = 16  # walk(5): at most 16 names per Twalk
 XATTR_SIZE_MAX: Final = 65536  # Linux's (include/uapi/linux/limits.h): E2BIG past it
-
-
-def open_access(flags: int) -> tuple[bool, bool]:
-    """Whether Tlopen/Tlcreate ``flags`` read and write, from the access mode alone
-    (O_RDONLY reads, O_WRONLY writes, O_RDWR both; O_TRUNC is the caller's to check)."""
-    accmode = flags & O_ACCMODE
-    return accmode in (O_RDONLY, O_RDWR), accmode in (O_WRONLY, O_RDWR)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ninep.backends.ext2 import Ext2Backend
-from ninep.vfs.node import Node
+from ninep.vfs.node import Node, OpenFlags
 
 __all__ = ["debugfs_cat", "dumpe2fs", "e2fsck", "mkfs", "open_image", "snapshot", "tool"]
 
@@ -90,7 +90,7 @@ async def snapshot(node: Node, path: str = "") -> dict[str, tuple[object, ...]]:
         xattrs = {n: await child.xattr_get(n) for n in sorted(await child.xattr_list())}
         content: object = None
         if stat.S_ISREG(attr.mode):
-            handle = await child.open(O_RDONLY)
+            handle = await child.open(OpenFlags(O_RDONLY))
             content = bytes(await handle.read(0, attr.size + 1))
             await handle.close()
         elif stat.S_ISLNK(attr.mode):

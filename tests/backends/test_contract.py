@@ -17,7 +17,7 @@ import pytest
 from factories import READ_ONLY, SEED_FILES, SEED_HARDLINK, SEED_SYMLINKS, WRITABLE, BackendCase
 
 from ninep.vfs.namespace import Namespace
-from ninep.vfs.node import Backend, Cred, DirEntry, Node, SetAttr
+from ninep.vfs.node import Backend, Cred, DirEntry, Node, OpenFlags, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 O_TRUNC, O_APPEND = 0o1000, 0o2000
@@ -57,7 +57,7 @@ def _case(fs: Backend) -> BackendCase:
 
 
 async def make_file(directory: Node, name: str, data: bytes = b"", mode: int = 0o644) -> Node:
-    node, handle = await directory.create(name, O_RDWR, mode, UID, GID)
+    node, handle = await directory.create(name, OpenFlags(O_RDWR), mode, UID, GID)
     try:
         written = 0
         while written < len(data):
@@ -68,7 +68,7 @@ async def make_file(directory: Node, name: str, data: bytes = b"", mode: int = 0
 
 
 async def read_all(node: Node, chunk: int = 65536) -> bytes:
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     out = bytearray()
     try:
         while piece := await handle.read(len(out), chunk):
@@ -117,14 +117,14 @@ async def test_write_read_round_trip_across_many_blocks(fs: Backend) -> None:
     node = await make_file(fs.root, "big", data)
     assert await read_all(node, 8192 + 13) == data
     assert (await node.getattr()).size == len(data)
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     assert await handle.read(len(data), 100) == b""
     assert await handle.read(len(data) - 5, 100) == data[-5:]
     await handle.close()
 
 
 async def test_sparse_write_far_past_the_end(fs: Backend) -> None:
-    node, handle = await fs.root.create("sparse", O_RDWR, 0o644, UID, GID)
+    node, handle = await fs.root.create("sparse", OpenFlags(O_RDWR), 0o644, UID, GID)
     far = 3 * 1024 * 1024 * 1024 + 12345  # needs double/triple indirection on ext2 1K blocks
     assert await handle.write(far, b"tail") == 4
     assert await handle.read(far - 4, 8) == b"\0\0\0\0tail"
@@ -137,11 +137,11 @@ async def test_sparse_write_far_past_the_end(fs: Backend) -> None:
 
 async def test_open_flags_trunc_and_append(fs: Backend) -> None:
     node = await make_file(fs.root, "f", b"0123456789")
-    handle = await node.open(O_WRONLY | O_APPEND)
+    handle = await node.open(OpenFlags(O_WRONLY | O_APPEND))
     await handle.write(0, b"AB")
     await handle.close()
     assert await read_all(node) == b"0123456789AB"
-    handle = await node.open(O_WRONLY | O_TRUNC)
+    handle = await node.open(OpenFlags(O_WRONLY | O_TRUNC))
     await handle.close()
     assert (await node.getattr()).size == 0
 
@@ -158,7 +158,7 @@ async def test_truncate_down_and_up(fs: Backend) -> None:
 async def test_create_and_mkdir_refuse_existing_names(fs: Backend) -> None:
     await make_file(fs.root, "f")
     await fs.root.mkdir("d", 0o755, UID, GID)
-    await raises(errno.EEXIST, fs.root.create("f", O_RDWR, 0o644, UID, GID))
+    await raises(errno.EEXIST, fs.root.create("f", OpenFlags(O_RDWR), 0o644, UID, GID))
     await raises(errno.EEXIST, fs.root.mkdir("d", 0o755, UID, GID))
     await raises(errno.EEXIST, fs.root.symlink("d", "x", UID, GID))
 
@@ -281,7 +281,7 @@ async def test_rename_directories(fs: Backend) -> None:
 
 async def test_rename_keeps_open_handles(fs: Backend) -> None:
     node = await make_file(fs.root, "f", b"before")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     d = await fs.root.mkdir("d", 0o755, UID, GID)
     await fs.root.rename("f", d, "g")
     await handle.write(0, b"after!")
@@ -356,7 +356,7 @@ async def test_open_unlinked_file_keeps_its_data_until_closed(fs: Backend) -> No
     if "unlinked-fid-by-path" in _case(fs).quirks:  # diod 1.0.24 (tests/clients/targets.py)
         pytest.xfail("the back server finds an open fid's file by its path")
     node = await make_file(fs.root, "f", b"z" * 100_000)
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await fs.root.unlink("f", False)
     assert await handle.read(99_990, 100) == b"z" * 10
     await handle.write(100_000, b"more")
@@ -421,7 +421,7 @@ async def test_read_only_refuses_every_change(ro: Backend) -> None:
     f = await root.walk("hello.txt")
     d = await root.walk("dir")
     changes: list[Awaitable[Any]] = [
-        root.create("new", O_RDWR, 0o644, UID, GID),
+        root.create("new", OpenFlags(O_RDWR), 0o644, UID, GID),
         root.mkdir("newdir", 0o755, UID, GID),
         root.symlink("newlink", "x", UID, GID),
         root.mknod("fifo", stat.S_IFIFO | 0o644, 0, UID, GID),
@@ -433,9 +433,9 @@ async def test_read_only_refuses_every_change(ro: Backend) -> None:
         f.setattr(SetAttr(size=0)),
         f.xattr_set("user.x", b"1", 0),
         f.xattr_remove("user.x"),
-        f.open(O_WRONLY),
-        f.open(O_RDWR),
-        f.open(O_RDONLY | O_TRUNC),
+        f.open(OpenFlags(O_WRONLY)),
+        f.open(OpenFlags(O_RDWR)),
+        f.open(OpenFlags(O_RDONLY | O_TRUNC)),
     ]
     for change in changes:
         await raises(errno.EROFS, change)

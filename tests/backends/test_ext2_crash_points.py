@@ -22,7 +22,7 @@ import pytest
 from ext2util import debugfs_cat, e2fsck, mkfs, open_image
 
 from ninep.backends.ext2.image import Image
-from ninep.vfs.node import Node, SetAttr
+from ninep.vfs.node import Node, OpenFlags, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000
@@ -33,10 +33,10 @@ async def _base(root: Node) -> None:
     b = await root.mkdir("b", 0o755, UID, GID)
     await a.mkdir("sub", 0o755, UID, GID)
     for i in range(20):
-        _, handle = await b.create(f"f{i}", O_RDWR, 0o644, UID, GID)
+        _, handle = await b.create(f"f{i}", OpenFlags(O_RDWR), 0o644, UID, GID)
         await handle.write(0, bytes([i]) * (i * 3000))
         await handle.close()
-    _, handle = await root.create("keep", O_RDWR, 0o644, UID, GID)
+    _, handle = await root.create("keep", OpenFlags(O_RDWR), 0o644, UID, GID)
     await handle.write(0, b"synced before the crash" * 1000)
     await handle.close()
 
@@ -46,7 +46,7 @@ async def _changes(r: Node) -> None:
     for i in range(0, 20, 2):
         await b.unlink(f"f{i}", False)
     for i in range(10):
-        _, handle = await a.create(f"new{i}", O_RDWR, 0o644, UID, GID)
+        _, handle = await a.create(f"new{i}", OpenFlags(O_RDWR), 0o644, UID, GID)
         await handle.write(0, b"n" * (i * 5000 + 1))
         await handle.close()
     await b.rename("f7", a, "f7-moved")  # a file to another directory

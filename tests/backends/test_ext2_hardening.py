@@ -20,21 +20,21 @@ from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image
 from ninep.backends.ext2 import Ext2Backend
 from ninep.backends.ext2.fs import Ext2Error, FileSystem
 from ninep.backends.ext2.inode import Inode
-from ninep.vfs.node import Cred, Node, SetAttr
+from ninep.vfs.node import Cred, Node, OpenFlags, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000
 
 
 async def make_file(directory: Node, name: str, data: bytes) -> Node:
-    node, handle = await directory.create(name, O_RDWR, 0o644, UID, GID)
+    node, handle = await directory.create(name, OpenFlags(O_RDWR), 0o644, UID, GID)
     await handle.write(0, data)
     await handle.close()
     return node
 
 
 async def fsync(node: Node) -> None:
-    handle = await node.open(0)  # read-only: a directory too
+    handle = await node.open(OpenFlags(0))  # read-only: a directory too
     try:
         await handle.fsync(False)
     finally:
@@ -83,7 +83,7 @@ async def test_an_inode_that_cannot_be_packed_keeps_every_fsync_failing(
     assert_clean(image)
     again = open_image(image, read_only=True)
     for name, data in files.items():
-        handle = await (await again.root.walk(name)).open(0)
+        handle = await (await again.root.walk(name)).open(OpenFlags(0))
         assert bytes(await handle.read(0, len(data) + 1)) == data, name
         await handle.close()
     await again.close()
@@ -281,7 +281,7 @@ async def test_names_a_directory_entry_cannot_hold_are_refused(image: Path, name
     fs = open_image(image)
     root = fs.root
     target = await make_file(root, "target", b"t")
-    attempts = [root.create(name, O_RDWR, 0o644, UID, GID), root.mkdir(name, 0o755, UID, GID),
+    attempts = [root.create(name, OpenFlags(O_RDWR), 0o644, UID, GID), root.mkdir(name, 0o755, UID, GID),
                 root.symlink(name, "target", UID, GID),
                 root.mknod(name, stat.S_IFIFO | 0o644, 0, UID, GID), root.link(name, target)]
     for attempt in attempts:
@@ -331,7 +331,7 @@ async def test_a_symlink_target_with_a_nul_is_einval(image: Path) -> None:
 async def test_owners_an_inode_cannot_hold_are_einval(image: Path, owner: int) -> None:
     fs = open_image(image)
     node = await make_file(fs.root, "f", b"f")
-    refused = [fs.root.create("u", O_RDWR, 0o644, owner, GID),
+    refused = [fs.root.create("u", OpenFlags(O_RDWR), 0o644, owner, GID),
                fs.root.mkdir("d", 0o755, UID, owner),
                node.setattr(SetAttr(uid=owner)), node.setattr(SetAttr(gid=owner, size=0))]
     for attempt in refused:
@@ -387,7 +387,7 @@ async def test_files_end_where_linux_ext2_ends_them(tmp_path: Path) -> None:
     image = mkfs(tmp_path / "fs.img", "32M", 4096, 256)
     fs = open_image(image)
     limit = 536346110 * 4096  # Linux's s_maxbytes for ext2 on 4 KiB blocks
-    node, handle = await fs.root.create("big", O_RDWR, 0o644, UID, GID)
+    node, handle = await fs.root.create("big", OpenFlags(O_RDWR), 0o644, UID, GID)
     with pytest.raises(OSError) as info:
         await handle.write(limit, b"x")
     assert info.value.errno == errno.EFBIG
@@ -409,7 +409,7 @@ async def test_a_large_file_on_revision_0_moves_it_to_revision_1(tmp_path: Path)
     # file system to revision 1 first (ext2_update_dynamic_rev), and so does this.
     image = mkfs(tmp_path / "fs.img", "16M", 1024, rev=0)
     fs = open_image(image)
-    _, handle = await fs.root.create("big", O_RDWR, 0o644, UID, GID)
+    _, handle = await fs.root.create("big", OpenFlags(O_RDWR), 0o644, UID, GID)
     await handle.write(2**31 + 5, b"x")
     await handle.close()
     await fs.close()
@@ -469,7 +469,7 @@ async def test_the_backend_itself_refuses_a_rename_into_a_non_directory(
             await into.setattr(SetAttr(mode=0o755))
     before = (await into.getattr()).size
     for call in (fs.root.rename("moving", into, "moved"), into.mkdir("d", 0o755, UID, GID),
-                 into.create("c", O_RDWR, 0o644, UID, GID), into.link("l", moving),
+                 into.create("c", OpenFlags(O_RDWR), 0o644, UID, GID), into.link("l", moving),
                  into.unlink("moving", False), into.walk("x")):
         with pytest.raises(OSError) as info:
             await call

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from ninep.backends.ext2 import fs as fs_module
 from ninep.backends.ext2 import image as image_module
 from ninep.backends.ram import RamBackend
-from ninep.vfs.node import Backend, Node, SetAttr
+from ninep.vfs.node import Backend, Node, OpenFlags, SetAttr
 
 EXAMPLES = int(os.environ.get("NINEP_EXT2_EXAMPLES", "8"))
 O_RDWR, O_TRUNC, O_APPEND = 2, 0o1000, 0o2000
@@ -68,11 +68,11 @@ async def _apply(backend: Backend, op: str, args: dict[str, Any]) -> object:
 async def _run(backend: Backend, op: str, a: dict[str, Any]) -> object:
     node = await _walk(backend, a["path"])
     if op == "create":
-        _, handle = await node.create(a["name"], O_RDWR, a["mode"], 1000, 1000)
+        _, handle = await node.create(a["name"], OpenFlags(O_RDWR), a["mode"], 1000, 1000)
         await handle.write(a["offset"], a["data"])
         await handle.close()
     elif op in ("write", "append"):
-        handle = await node.open(O_RDWR | (O_APPEND if op == "append" else 0))
+        handle = await node.open(OpenFlags(O_RDWR | (O_APPEND if op == "append" else 0)))
         await handle.write(a["offset"], a["data"])
         await handle.close()
     elif op == "truncate":
@@ -98,7 +98,7 @@ async def _run(backend: Backend, op: str, a: dict[str, Any]) -> object:
     elif op == "removexattr":
         await node.xattr_remove(f"user.{a['name'][:8]}")
     elif op == "open_unlinked":
-        handle = await node.open(O_RDWR)
+        handle = await node.open(OpenFlags(O_RDWR))
         parent = await _walk(backend, a["path"][:-1])
         await parent.unlink(a["path"][-1], False)
         await handle.write(a["offset"], a["data"])

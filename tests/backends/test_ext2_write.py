@@ -12,14 +12,14 @@ import pytest
 from ext2util import debugfs_cat, dumpe2fs, e2fsck, mkfs, open_image, snapshot
 
 from ninep.backends.ext2 import Ext2Backend
-from ninep.vfs.node import Node, SetAttr
+from ninep.vfs.node import Node, OpenFlags, SetAttr
 
 O_RDWR = 2
 UID = GID = 1000
 
 
 async def make_file(directory: Node, name: str, data: bytes = b"") -> Node:
-    node, handle = await directory.create(name, O_RDWR, 0o644, UID, GID)
+    node, handle = await directory.create(name, OpenFlags(O_RDWR), 0o644, UID, GID)
     pos = 0
     while pos < len(data):
         pos += await handle.write(pos, data[pos:pos + 65536])
@@ -28,7 +28,7 @@ async def make_file(directory: Node, name: str, data: bytes = b"") -> Node:
 
 
 async def read_all(node: Node) -> bytes:
-    handle = await node.open(0)
+    handle = await node.open(OpenFlags(0))
     size = (await node.getattr()).size
     data = bytes(await handle.read(0, size + 1))
     await handle.close()
@@ -62,7 +62,7 @@ async def test_files_read_back_with_debugfs(image: Path) -> None:
 async def test_sparse_writes_at_every_level_and_truncate_frees(image: Path) -> None:
     fs = open_image(image)
     before = (await fs.root.statfs()).bfree
-    node, handle = await fs.root.create("sparse", O_RDWR, 0o644, UID, GID)
+    node, handle = await fs.root.create("sparse", OpenFlags(O_RDWR), 0o644, UID, GID)
     bs = fs.fs.block_size
     per = bs // 4
     spots = [0, 11 * bs + 5, (12 + per // 2) * bs, (12 + per + per * 3 + 1) * bs - 2]
@@ -174,7 +174,7 @@ async def test_open_unlinked_file_freed_at_close(image: Path) -> None:
     fs = open_image(image)
     free = (await fs.root.statfs()).bfree
     node = await make_file(fs.root, "f", b"q" * 200_000)
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await fs.root.unlink("f", False)
     fs.checkpoint()
     await handle.write(200_000, b"more")
@@ -189,7 +189,7 @@ async def test_open_unlinked_file_freed_at_close(image: Path) -> None:
 async def test_enospc_and_out_of_inodes_leave_a_clean_image(tmp_path: Path) -> None:
     image = mkfs(tmp_path / "fs.img", "2M", 1024, 128, inodes=64)
     fs = open_image(image)
-    node, handle = await fs.root.create("fill", O_RDWR, 0o644, UID, GID)
+    node, handle = await fs.root.create("fill", OpenFlags(O_RDWR), 0o644, UID, GID)
     chunk = b"f" * 65536
     pos = 0
     with pytest.raises(OSError) as exc:
@@ -328,7 +328,7 @@ async def test_big_files_are_freed_in_steps(tmp_path: Path) -> None:
     size = (FREE_STEP + 1000) * 1024
     chunk = b"b" * (1 << 20)
     for name in ("unlinked", "truncated", "cut-short"):
-        _, handle = await fs.root.create(name, O_RDWR, 0o644, UID, GID)
+        _, handle = await fs.root.create(name, OpenFlags(O_RDWR), 0o644, UID, GID)
         for pos in range(0, size, len(chunk)):
             await handle.write(pos, chunk)
         await handle.close()

@@ -11,7 +11,7 @@ from ext2util import e2fsck, mkfs, open_image
 
 from ninep.backends.ext2.nodes import INLINE_WRITE
 from ninep.backends.image_file import HostImageFile
-from ninep.vfs.node import Node
+from ninep.vfs.node import Node, OpenFlags
 
 O_RDONLY, O_RDWR = 0, 2
 
@@ -22,7 +22,7 @@ def image(tmp_path: Path) -> Path:
 
 
 async def make_file(root: Node, name: str, data: bytes) -> Node:
-    node, handle = await root.create(name, O_RDWR, 0o644, 0, 0)
+    node, handle = await root.create(name, OpenFlags(O_RDWR), 0o644, 0, 0)
     await handle.write(0, data)
     await handle.close()
     return node
@@ -42,7 +42,7 @@ async def test_a_slow_fsync_of_the_image_leaves_the_event_loop_free(
         real_fsync(self)
 
     monkeypatch.setattr(HostImageFile, "fsync", slow_fsync)
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     task = asyncio.create_task(handle.fsync(False))
     assert await asyncio.to_thread(started.wait, 20)
     # The fsync waits in the image's thread: the loop still answers, here a getattr and
@@ -71,7 +71,7 @@ async def test_big_writes_and_write_back_are_written_outside_the_event_loop(
 
     monkeypatch.setattr(HostImageFile, "pwrite", pwrite)
     node = await make_file(fs.root, "data", b"d" * (INLINE_WRITE + 1))  # past the inline size
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await handle.fsync(False)  # the write-back of the metadata too
     await handle.close()
     assert writers and loop_thread not in writers
@@ -99,7 +99,7 @@ async def test_data_not_in_the_page_cache_is_read_in_the_thread(
     monkeypatch.setattr(HostImageFile, "pread",
                         lambda self, offset, size, nowait=False: bytes(
                             _read(self, preadinto, offset, size, nowait)))
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     assert bytes(await handle.read(0, 10240)) == bytes(range(256)) * 40
     await handle.close()
     assert (loop_thread, True) in readers  # tried inline without waiting...

@@ -19,7 +19,7 @@ from ninep.backends.registry import BackendConfigError, close_backends, parse_mo
 from ninep.clients.sync import SyncClient
 from ninep.vfs.image_claims import CLAIMS
 from ninep.vfs.namespace import Namespace
-from ninep.vfs.node import Backend, Cred, Node, SetAttr
+from ninep.vfs.node import Backend, Cred, Node, OpenFlags, SetAttr
 from tests.hostile.serverproc import serve_process
 
 ROOT = Cred(0, 0)
@@ -37,14 +37,14 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
 
 
 async def put(node: Node, name: str, data: bytes) -> None:
-    _, handle = await node.create(name, O_RDWR, 0o644, 0, 0)
+    _, handle = await node.create(name, OpenFlags(O_RDWR), 0o644, 0, 0)
     for start in range(0, len(data), 1 << 20):
         await handle.write(start, data[start:start + (1 << 20)])
     await handle.close()
 
 
 async def get(node: Node) -> bytes:
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     parts, offset = [], 0
     while chunk := await handle.read(offset, 1 << 20):
         parts.append(bytes(chunk))
@@ -96,7 +96,7 @@ async def test_an_ext2_image_inside_an_ext2_image(tmp_path: Path) -> None:
 
 
 async def handle_fsync(node: Node) -> None:
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await handle.fsync(False)
     await handle.close()
 

@@ -19,7 +19,7 @@ from ninep.backends.overlay.backend import COPY_CHUNK
 from ninep.backends.overlay.markers import OPAQUE_XATTR, ORIGIN_XATTR, WORK_DIR
 from ninep.backends.ram import RamBackend
 from ninep.backends.registry import KINDS, open_backend
-from ninep.vfs.node import DT_CHR, Backend, DirEntry, Node, SetAttr
+from ninep.vfs.node import DT_CHR, Backend, DirEntry, Node, OpenFlags, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC = 0, 1, 2, 0o1000
 ASYNC = pytest.mark.asyncio
@@ -54,7 +54,7 @@ async def snapshot(node: Node, path: str = "/") -> dict[str, tuple[object, ...]]
     extra: object = None
     out: dict[str, tuple[object, ...]] = {}
     if stat.S_ISREG(a.mode):
-        handle = await node.open(O_RDONLY)
+        handle = await node.open(OpenFlags(O_RDONLY))
         extra = hashlib.sha256(bytes(await handle.read(0, a.size + 1))).hexdigest()
         await handle.close()
     elif stat.S_ISLNK(a.mode):
@@ -81,7 +81,7 @@ async def names(directory: Node) -> list[str]:
 
 
 async def read_all(node: Node) -> bytes:
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     try:
         return bytes(await handle.read(0, (await node.getattr()).size + 1))
     finally:
@@ -89,7 +89,7 @@ async def read_all(node: Node) -> bytes:
 
 
 async def write_at(node: Node, offset: int, data: bytes) -> None:
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     try:
         assert await handle.write(offset, data) == len(data)
     finally:
@@ -214,7 +214,7 @@ async def test_copy_up_keeps_mtime_until_the_write(layers: Layers) -> None:
 @ASYNC
 async def test_big_file_copies_in_chunks_without_holding_the_loop(layers: Layers) -> None:
     node = await layers.root.walk("big.bin")
-    reader = await node.open(O_RDONLY)
+    reader = await node.open(OpenFlags(O_RDONLY))
     ran = 0
     stop = False
 
@@ -245,7 +245,7 @@ async def test_sparse_file_copies_up_sparse(layers: Layers) -> None:
     attr = await node.getattr()
     assert attr.size == 6 * COPY_CHUNK + 3
     assert attr.blocks * 512 < 2 * COPY_CHUNK  # the holes were not written
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     assert bytes(await handle.read(6 * COPY_CHUNK - 2, 10)) == b"\0\0end"
     await handle.close()
 
@@ -270,7 +270,7 @@ async def test_truncate_and_o_trunc_copy_no_data(layers: Layers) -> None:
     await node.setattr(SetAttr(size=0))
     assert (await node.getattr()).size == 0
     other = await walk(layers.root, "etc/hosts")
-    handle = await other.open(O_WRONLY | O_TRUNC)
+    handle = await other.open(OpenFlags(O_WRONLY | O_TRUNC))
     await handle.write(0, b"x")
     await handle.close()
     assert await read_all(other) == b"x"
@@ -284,7 +284,7 @@ async def test_concurrent_writers_copy_up_once(layers: Layers) -> None:
     first, second = await asyncio.gather(layers.root.walk("big.bin"),
                                          layers.root.walk("big.bin"))
     assert first is second  # one node per visible file
-    handles = await asyncio.gather(first.open(O_RDWR), second.open(O_RDWR))
+    handles = await asyncio.gather(first.open(OpenFlags(O_RDWR)), second.open(OpenFlags(O_RDWR)))
     await handles[0].write(0, b"one")
     await handles[1].write(3, b"two")
     for handle in handles:
@@ -318,7 +318,7 @@ async def test_unlink_lower_file_leaves_hidden_whiteout(layers: Layers) -> None:
     whiteout = await (await layers.upper.root.walk("top.txt")).getattr()
     assert stat.S_ISCHR(whiteout.mode) and whiteout.rdev == 0
     await raises(errno.ENOENT, root.unlink("top.txt", False))
-    node, handle = await root.create("top.txt", O_RDWR, 0o600, 0, 0)
+    node, handle = await root.create("top.txt", OpenFlags(O_RDWR), 0o600, 0, 0)
     await handle.write(0, b"new")
     await handle.close()
     assert await read_all(await root.walk("top.txt")) == b"new"
@@ -383,7 +383,7 @@ async def test_mkdir_over_whiteout_is_opaque(layers: Layers) -> None:
     assert OPAQUE_XATTR not in await new.xattr_list()
     await raises(errno.ENODATA, new.xattr_get(OPAQUE_XATTR))
     await raises(errno.EPERM, new.xattr_set("user.overlay.opaque", b"n", 0))
-    _, handle = await new.create("passwd", O_WRONLY, 0o644, 0, 0)
+    _, handle = await new.create("passwd", OpenFlags(O_WRONLY), 0o644, 0, 0)
     await handle.close()
     assert await names(new) == ["passwd"]
     fresh = await layers.restart()  # still opaque after a restart
@@ -593,7 +593,7 @@ async def test_private_xattrs_are_hidden(layers: Layers) -> None:
 async def test_inode_numbers_never_collide_and_fit_48_bits(layers: Layers) -> None:
     root = layers.root
     lower_inos = {v[0] for v in (await snapshot(layers.lower.root)).values()}
-    node, handle = await root.create("new.txt", O_RDWR, 0o644, 0, 0)
+    node, handle = await root.create("new.txt", OpenFlags(O_RDWR), 0o644, 0, 0)
     await handle.close()
     ino = (await node.getattr()).ino
     assert ino not in lower_inos and ino < 1 << 48
@@ -611,14 +611,14 @@ async def test_node_identity_and_removed_files(layers: Layers) -> None:
     root = layers.root
     node = await root.walk("top.txt")
     assert isinstance(node, OverlayNode) and await root.walk("top.txt") is node
-    reader = await node.open(O_RDONLY)
+    reader = await node.open(OpenFlags(O_RDONLY))
     await root.unlink("top.txt", False)
     assert bytes(await reader.read(0, 10)) == b"top\n"  # open-unlink keeps reading
     await reader.close()
     await raises(errno.ENOENT, node.setattr(SetAttr(mode=0o600)))  # nothing to copy into
     statfs = await root.statfs()
     assert statfs.fstype == (await layers.upper.root.statfs()).fstype
-    await raises(errno.EISDIR, root.open(O_RDWR))
+    await raises(errno.EISDIR, root.open(OpenFlags(O_RDWR)))
 
 
 @ASYNC
@@ -626,7 +626,7 @@ async def test_full_upper_fails_the_write_and_leaves_nothing_behind(layers: Laye
     small = RamBackend(size_limit=COPY_CHUNK)
     fs = await overlay(layers.lower, small)
     node = await fs.root.walk("big.bin")
-    await raises(errno.ENOSPC, node.open(O_RDWR))
+    await raises(errno.ENOSPC, node.open(OpenFlags(O_RDWR)))
     assert await read_all(node) == BIG  # still the lower file
     assert await names(await small.root.walk(WORK_DIR)) == []
     assert "big.bin" not in await names(small.root)
@@ -638,7 +638,7 @@ async def test_full_upper_fails_the_write_and_leaves_nothing_behind(layers: Laye
 async def test_start_clears_copies_a_crash_left_in_the_work_directory(layers: Layers) -> None:
     await write_at(await layers.root.walk("top.txt"), 0, b"T")
     work = await layers.upper.root.walk(WORK_DIR)
-    _, handle = await work.create("copyup-77", O_WRONLY, 0o600, 0, 0)
+    _, handle = await work.create("copyup-77", OpenFlags(O_WRONLY), 0o600, 0, 0)
     await handle.write(0, b"half")
     await handle.close()
     fresh = await layers.restart()

@@ -24,7 +24,7 @@ from ninep.backends.ram import RamBackend
 from ninep.backends.registry import KINDS, open_backend
 from ninep.clients.sync import SyncClient
 from ninep.vfs.namespace import Namespace
-from ninep.vfs.node import Node, SetAttr
+from ninep.vfs.node import Node, OpenFlags, SetAttr
 from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RunningServer, start_server
 
@@ -185,7 +185,7 @@ async def test_overlay_over_an_image(kind: str, tmp_path: Path) -> None:
     root = fs.root
     motd = await (await root.walk("etc")).walk("motd")
     ino = (await motd.getattr()).ino
-    handle = await motd.open(2)
+    handle = await motd.open(OpenFlags(2))
     await handle.write(0, b"W")
     await handle.close()
     assert (await motd.getattr()).ino == ino

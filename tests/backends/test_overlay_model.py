@@ -19,7 +19,7 @@ from test_overlay import list_all, read_all, snapshot
 from ninep.backends.overlay import OverlayBackend
 from ninep.backends.ram import RamBackend
 from ninep.backends.registry import KINDS, open_backend
-from ninep.vfs.node import Backend, Node, SetAttr
+from ninep.vfs.node import Backend, Node, OpenFlags, SetAttr
 
 ASYNC = pytest.mark.asyncio
 O_RDWR = 2
@@ -70,11 +70,11 @@ async def apply(root: Node, op: tuple[object, ...]) -> object:
     try:
         directory = await resolve(root, where)
         if kind == "create":
-            _, handle = await directory.create(name, O_RDWR, 0o644, 0, 0)
+            _, handle = await directory.create(name, OpenFlags(O_RDWR), 0o644, 0, 0)
             await handle.write(0, f"new {extra}".encode())
             await handle.close()
         elif kind == "write":
-            handle = await (await directory.walk(name)).open(O_RDWR)
+            handle = await (await directory.walk(name)).open(OpenFlags(O_RDWR))
             await handle.write(int(str(extra)) % 4, b"W")
             await handle.close()
         elif kind == "truncate":

@@ -20,7 +20,7 @@ from ninep.backends.passthrough import PassthroughBackend, PassthroughNode
 from ninep.backends.passthrough.hostcalls import NOWAIT, host_open_flags
 from ninep.backends.passthrough.inodes import InodeMap
 from ninep.backends.registry import BackendConfigError, open_backend
-from ninep.vfs.node import Backend, DirEntry, Node, SetAttr
+from ninep.vfs.node import Backend, DirEntry, Node, OpenFlags, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 ROOT = os.geteuid() == 0
@@ -53,7 +53,7 @@ async def list_all(directory: Node, chunk: int = 100) -> list[DirEntry]:
 
 async def make(directory: Node, name: str, data: bytes = b"", mode: int = 0o644,
                uid: int = 1000, gid: int = 1000) -> Node:
-    node, handle = await directory.create(name, O_RDWR, mode, uid, gid)
+    node, handle = await directory.create(name, OpenFlags(O_RDWR), mode, uid, gid)
     if data:
         assert await handle.write(0, data) == len(data)
     await handle.close()
@@ -160,7 +160,7 @@ async def test_mapped_xattr_serves_what_qemu_stored(tmp_path: Path) -> None:
         link = await fs.root.walk("link")
         assert stat.S_ISLNK((await link.getattr()).mode)
         assert await link.readlink() == "f"
-        await _raises(errno.ELOOP, link.open(O_RDONLY))
+        await _raises(errno.ELOOP, link.open(OpenFlags(O_RDONLY)))
         types = {e.name: e.dtype for e in await list_all(fs.root)}
         assert types == {"f": 8, "link": 10, "fifo": 1, "plain": 8}
         plain = await (await fs.root.walk("plain")).getattr()
@@ -198,7 +198,7 @@ async def test_a_tiny_descriptor_budget_closes_and_reopens_by_name(tmp_path: Pat
         closed = [f for _d, f in nodes if isinstance(f, PassthroughNode) and f.box.fd < 0]
         assert closed, "nothing was closed under a budget of 8"
         for i, (_d, f) in enumerate(nodes):  # each reopens by parent and name
-            handle = await f.open(O_RDONLY)
+            handle = await f.open(OpenFlags(O_RDONLY))
             assert bytes(await handle.read(0, 100)) == f"file {i}".encode()
             await handle.close()
         assert fs.fds.count <= 8 + 4
@@ -218,7 +218,7 @@ async def test_the_budget_never_closes_an_unlinked_file(tmp_path: Path) -> None:
         others = [await fs.root.walk(f"f{i}") for i in range(30)]
         assert doomed.box.fd >= 0, "the budget closed a descriptor that cannot be reopened"
         assert (await doomed.getattr()).nlink == 0
-        handle = await doomed.open(O_RDONLY)
+        handle = await doomed.open(OpenFlags(O_RDONLY))
         assert bytes(await handle.read(0, 100)) == b"still here"
         await handle.close()
         assert len(others) == 30
@@ -241,7 +241,7 @@ async def test_open_files_follow_host_renames_and_unlinks(
         export: tuple[Path, PassthroughBackend]) -> None:
     root, fs = export
     node = await make(fs.root, "f", b"12345")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     (root / "sub").mkdir()
     os.rename(root / "f", root / "sub" / "g")
     assert await handle.write(5, b"678") == 3
@@ -304,7 +304,7 @@ async def test_o_direct_is_ignored_and_reads_are_stable_views(
         export: tuple[Path, PassthroughBackend]) -> None:
     root, fs = export
     (root / "f").write_bytes(b"a" * 10 + b"b" * 10)
-    handle = await (await fs.root.walk("f")).open(O_RDONLY | 0o40000 | 0o1000000)
+    handle = await (await fs.root.walk("f")).open(OpenFlags(O_RDONLY | 0o40000 | 0o1000000))
     first = await handle.read(3, 7)  # unaligned: no O_DIRECT on the host
     second = await handle.read(10, 7)
     assert bytes(first) == b"a" * 7 and bytes(second) == b"b" * 7
@@ -321,7 +321,7 @@ async def test_device_nodes_are_never_opened_on_the_host(
     os.mknod(root / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     node = await fs.root.walk("null")
     assert stat.S_ISCHR((await node.getattr()).mode)
-    await _raises(errno.EACCES, node.open(O_RDONLY))
+    await _raises(errno.EACCES, node.open(OpenFlags(O_RDONLY)))
 
 
 @needs_root
@@ -396,7 +396,7 @@ async def test_read_only_export_refuses_changes_and_creates_nothing(tmp_path: Pa
     fs: Backend = await open_backend("passthrough", str(tmp_path), read_only=True)
     try:
         f = await fs.root.walk("f")
-        await _raises(errno.EROFS, f.open(O_WRONLY))
+        await _raises(errno.EROFS, f.open(OpenFlags(O_WRONLY)))
         await _raises(errno.EROFS, fs.root.mkdir("d", 0o755, 0, 0))
         assert sorted(os.listdir(tmp_path)) == ["f"]
     finally:
@@ -460,7 +460,7 @@ async def test_cold_reads_go_to_a_thread_but_end_of_file_does_not(
         return await real(func, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fs, "in_thread", counting)
-    handle = await (await fs.root.walk("f")).open(O_RDONLY)
+    handle = await (await fs.root.walk("f")).open(OpenFlags(O_RDONLY))
     assert bytes(await handle.read(1 << 20, 4096)) == b""  # end of file: answered inline
     assert hops == []
     # Whether the host's page cache holds a page is the host's business (fadvise may not
@@ -520,7 +520,7 @@ async def test_an_open_file_keeps_its_node_descriptor_under_a_tiny_budget(
     fs = await opened(tmp_path, max_fds=8)
     try:
         node = await fs.root.walk("open")
-        handle = await node.open(O_RDONLY)
+        handle = await node.open(OpenFlags(O_RDONLY))
         others = [await fs.root.walk(f"f{i}") for i in range(30)]
         os.unlink(tmp_path / "open")  # by the host: no chance to reopen it first
         assert (await node.getattr()).nlink == 0  # open-unlink: the fid still works
@@ -566,7 +566,7 @@ async def test_reads_waiting_on_fifos_do_not_hold_up_file_reads(
     writer = os.open(root / "fifo", os.O_RDWR | os.O_NONBLOCK)  # a writer that stays silent
     try:
         fifo = await fs.root.walk("fifo")
-        readers = [await fifo.open(O_RDONLY) for _ in range(6)]  # more than the file threads
+        readers = [await fifo.open(OpenFlags(O_RDONLY)) for _ in range(6)]  # more than the file threads
         waiting = [asyncio.ensure_future(r.read(0, 100)) for r in readers]
         await asyncio.sleep(0.1)
         assert not any(w.done() for w in waiting)
@@ -585,7 +585,7 @@ async def test_reads_waiting_on_fifos_do_not_hold_up_file_reads(
 
         monkeypatch.setattr(os, "preadv", cold)
         monkeypatch.setattr(fs, "in_thread", counting)
-        handle = await (await fs.root.walk("file")).open(O_RDONLY)
+        handle = await (await fs.root.walk("file")).open(OpenFlags(O_RDONLY))
         assert bytes(await asyncio.wait_for(handle.read(0, 65536), 10)) == data
         assert hops == ["_read_blocking"], "the file read did not go to a file thread"
         monkeypatch.setattr(os, "preadv", real_preadv)

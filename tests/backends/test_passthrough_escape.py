@@ -16,7 +16,7 @@ from ninep.backends.passthrough import PassthroughBackend
 from ninep.backends.registry import open_backend
 from ninep.clients import Client
 from ninep.vfs.namespace import Namespace
-from ninep.vfs.node import Node, SetAttr
+from ninep.vfs.node import Node, OpenFlags, SetAttr
 from ninep.vfs.policy import Policy, Rule
 from tests.conftest import RunningServer, start_server
 
@@ -74,9 +74,9 @@ async def test_symlinks_out_are_served_as_symlinks_never_followed(
     assert await link.readlink() == target
     await refused(link.walk("secret"), errno.ENOTDIR)
     await refused(link.walk("etc"), errno.ENOTDIR)
-    await refused(link.open(O_RDONLY), errno.ELOOP)
+    await refused(link.open(OpenFlags(O_RDONLY)), errno.ELOOP)
     await refused(link.readdir(0, 10), errno.ENOTDIR)
-    await refused(link.create("x", 1, 0o644, 0, 0), errno.ENOTDIR)
+    await refused(link.create("x", OpenFlags(1), 0o644, 0, 0), errno.ENOTDIR)
     assert await link.xattr_list() == []  # the link's own (none), not its target's
 
 
@@ -85,7 +85,7 @@ async def test_absolute_symlink_created_by_a_client_stays_a_symlink(
     export, outside = tree
     link = await fs.root.symlink("abs", str(outside / "secret"), 0, 0)
     assert os.readlink(export / "abs") == str(outside / "secret")
-    await refused(link.open(O_RDONLY), errno.ELOOP)
+    await refused(link.open(OpenFlags(O_RDONLY)), errno.ELOOP)
     # the link's setattr acts on the link, never on the file it names
     before = os.stat(outside / "secret")
     await refused(link.setattr(SetAttr(mode=0o777)), errno.EOPNOTSUPP)
@@ -98,7 +98,7 @@ async def test_a_directory_swapped_for_a_symlink_after_the_walk(
     walked = await fs.root.walk("d")
     os.rename(export / "d", export / "d.moved")
     os.symlink(str(outside), export / "d")  # the name now leads out
-    handle = await walked.open(O_RDONLY | O_DIRECTORY)
+    handle = await walked.open(OpenFlags(O_RDONLY | O_DIRECTORY))
     assert await names(walked) == {"marker"}  # the directory walked to, not the symlink
     await refused(walked.walk("secret"), errno.ENOENT)
     await handle.close()
@@ -113,7 +113,7 @@ async def test_a_file_swapped_for_a_symlink_after_the_walk(
     walked = await fs.root.walk("inside")
     os.rename(export / "inside", export / "inside.moved")
     os.symlink(str(outside / "secret"), export / "inside")
-    handle = await walked.open(O_RDONLY)
+    handle = await walked.open(OpenFlags(O_RDONLY))
     assert bytes(await handle.read(0, 100)) == b"inside\n"
     await handle.close()
 
@@ -154,7 +154,7 @@ async def test_names_holding_a_path_are_refused_even_past_vfs(fs: PassthroughBac
     for name in ("../outside", "d/../..", "../../outside/secret", "/etc"):
         await refused(fs.root.walk(name), errno.ENOENT)
         await refused(d.walk(name), errno.ENOENT)
-        await refused(fs.root.create(name, 1, 0o644, 0, 0), errno.EINVAL)
+        await refused(fs.root.create(name, OpenFlags(1), 0o644, 0, 0), errno.EINVAL)
         await refused(fs.root.unlink(name, False), errno.EINVAL)
         await refused(fs.root.rename("inside", d, name), errno.EINVAL)
     for name in (".", ".."):
@@ -229,7 +229,7 @@ async def test_a_directory_moved_out_lends_no_names_outside(
     await names(d)  # proven inside once: the proof must not outlive the move
     os.rename(export / "d", outside / "d")  # by someone on the host
     (outside / "d" / "there").write_bytes(SECRET)
-    await refused(d.create("f", 2, 0o644, 0, 0), errno.ENOENT)
+    await refused(d.create("f", OpenFlags(2), 0o644, 0, 0), errno.ENOENT)
     await refused(d.mkdir("sub", 0o755, 0, 0), errno.ENOENT)
     await refused(d.symlink("ln", "/", 0, 0), errno.ENOENT)
     await refused(d.mknod("fifo", stat.S_IFIFO | 0o644, 0, 0, 0), errno.ENOENT)
@@ -245,7 +245,7 @@ async def test_a_directory_moved_out_lends_no_names_outside(
     assert sorted(os.listdir(outside / "d")) == ["marker", "there"]
     assert not os.path.exists(export / "stolen")
     os.rename(outside / "d", export / "d")  # back inside: usable again
-    (await d.create("f", 2, 0o644, 0, 0))[1]
+    (await d.create("f", OpenFlags(2), 0o644, 0, 0))[1]
     assert os.path.exists(export / "d" / "f")
 
 
@@ -255,7 +255,7 @@ async def test_a_file_held_in_a_directory_moved_out_is_not_opened(
     marker = await (await fs.root.walk("d")).walk("marker")
     os.rename(export / "d", outside / "d")
     (outside / "d" / "marker").write_bytes(SECRET)
-    await refused(marker.open(O_RDONLY), errno.ENOENT)
+    await refused(marker.open(OpenFlags(O_RDONLY)), errno.ENOENT)
 
 
 async def test_an_ancestor_moved_out_takes_its_subtree_along(
@@ -263,9 +263,9 @@ async def test_an_ancestor_moved_out_takes_its_subtree_along(
     export, outside = tree
     (export / "a" / "b" / "c").mkdir(parents=True)
     c = await (await (await fs.root.walk("a")).walk("b")).walk("c")
-    await c.create("before", 2, 0o644, 0, 0)  # proven inside
+    await c.create("before", OpenFlags(2), 0o644, 0, 0)  # proven inside
     os.rename(export / "a", outside / "a")  # c's own ctime does not change
-    await refused(c.create("after", 2, 0o644, 0, 0), errno.ENOENT)
+    await refused(c.create("after", OpenFlags(2), 0o644, 0, 0), errno.ENOENT)
     await refused(c.walk("before"), errno.ENOENT)
     assert os.listdir(outside / "a" / "b" / "c") == ["before"]
 
@@ -276,7 +276,7 @@ async def test_a_directory_renamed_inside_the_export_by_the_host_stays_usable(
     (export / "a" / "b").mkdir(parents=True)
     b = await (await fs.root.walk("a")).walk("b")
     os.rename(export / "a" / "b", export / "d" / "b2")  # its recorded name is stale now
-    await b.create("f", 2, 0o644, 0, 0)  # the climb finds the export's root
+    await b.create("f", OpenFlags(2), 0o644, 0, 0)  # the climb finds the export's root
     assert os.path.exists(export / "d" / "b2" / "f")
     os.rename(export / "d", export / "d2")  # an ancestor renamed inside: still inside
     await b.mkdir("g", 0o755, 0, 0)

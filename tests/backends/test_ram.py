@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ninep.backends.ram import MAX_FILE_SIZE, PAGE_SIZE, TMPFS_MAGIC, RamBackend, RamFile
-from ninep.vfs.node import UTIME_NOW, DirEntry, Handle, Node, SetAttr
+from ninep.vfs.node import UTIME_NOW, DirEntry, Handle, Node, OpenFlags, SetAttr
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 O_TRUNC, O_APPEND, O_DIRECTORY = 0o1000, 0o2000, 0o200000
@@ -26,7 +26,7 @@ def fs() -> RamBackend:
 
 
 async def make_file(directory: Node, name: str, data: bytes = b"", mode: int = 0o644) -> Node:
-    node, handle = await directory.create(name, O_RDWR, mode, 1000, 1000)
+    node, handle = await directory.create(name, OpenFlags(O_RDWR), mode, 1000, 1000)
     if data:
         assert await handle.write(0, data) == len(data)
     await handle.close()
@@ -34,7 +34,7 @@ async def make_file(directory: Node, name: str, data: bytes = b"", mode: int = 0
 
 
 async def read_all(node: Node) -> bytes:
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     try:
         size = (await node.getattr()).size
         return await handle.read(0, size + 1)
@@ -93,7 +93,7 @@ async def test_attr_fields(fs: RamBackend) -> None:
     assert before <= attr.btime_ns <= time.time_ns()
     assert attr.btime_ns <= attr.mtime_ns == attr.ctime_ns
     version = attr.data_version
-    handle = await a.open(O_WRONLY)
+    handle = await a.open(OpenFlags(O_WRONLY))
     await handle.write(0, b"J")
     assert (await a.getattr()).data_version > version
     version = (await a.getattr()).data_version
@@ -125,7 +125,7 @@ async def test_add_file_seeds_content_and_directories(fs: RamBackend) -> None:
 async def test_multi_page_write_and_reads_across_boundaries(fs: RamBackend) -> None:
     data = random.Random(1).randbytes(5 * PAGE_SIZE + 123)
     node = await make_file(fs.root, "f")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     assert await handle.write(1000, data) == len(data)
     expect = bytes(1000) + data
     assert (await node.getattr()).size == len(expect)
@@ -140,7 +140,7 @@ async def test_multi_page_write_and_reads_across_boundaries(fs: RamBackend) -> N
 @ASYNC
 async def test_read_returns_independent_bytes(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f", b"abcd")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     got = await handle.read(0, 4)
     assert type(got) is bytes
     await handle.write(0, b"zzzz")
@@ -152,7 +152,7 @@ async def test_read_returns_independent_bytes(fs: RamBackend) -> None:
 @ASYNC
 async def test_write_accepts_memoryview(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     buffer = bytearray(b"0123456789")
     assert await handle.write(0, memoryview(buffer)[2:6]) == 4
     buffer[2:6] = b"xxxx"
@@ -163,7 +163,7 @@ async def test_write_accepts_memoryview(fs: RamBackend) -> None:
 @ASYNC
 async def test_sparse_file_at_one_tebibyte(fs: RamBackend) -> None:
     node = await make_file(fs.root, "sparse")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await handle.write(2**40, b"tail!")
     attr = await node.getattr()
     assert attr.size == 2**40 + 5
@@ -179,7 +179,7 @@ async def test_sparse_file_at_one_tebibyte(fs: RamBackend) -> None:
 @ASYNC
 async def test_big_sequential_read_is_fast(fs: RamBackend) -> None:
     node = await make_file(fs.root, "big", bytes(range(256)) * (64 * 4096))  # 64 MiB
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     total = 0
     while chunk := await handle.read(total, 1 << 20):
         assert len(chunk) == 1 << 20 and bytes(chunk[:256]) == bytes(range(256))
@@ -191,7 +191,7 @@ async def test_big_sequential_read_is_fast(fs: RamBackend) -> None:
 @ASYNC
 async def test_write_limits(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f")
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await raises(errno.EFBIG, handle.write(MAX_FILE_SIZE, b"xx"))
     await raises(errno.EINVAL, handle.write(-1, b"x"))
     assert await handle.write(10, b"") == 0
@@ -214,7 +214,7 @@ async def test_truncate_down_frees_pages_and_zeroes_tail(fs: RamBackend) -> None
     assert fs.used_bytes == PAGE_SIZE + 4096
     got = await read_all(node)
     assert got == b"\xff" * (PAGE_SIZE + 10) + bytes(2 * PAGE_SIZE - 10)
-    handle = await node.open(O_WRONLY)
+    handle = await node.open(OpenFlags(O_WRONLY))
     await handle.write(5 * PAGE_SIZE, b"x")  # extend by writing, past the old tail
     await handle.close()
     assert (await read_all(node))[PAGE_SIZE + 10:5 * PAGE_SIZE] == bytes(4 * PAGE_SIZE - 10)
@@ -246,30 +246,30 @@ async def test_truncate_on_non_files(fs: RamBackend) -> None:
 @ASYNC
 async def test_open_modes(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f", b"hello")
-    ro = await node.open(O_RDONLY)
+    ro = await node.open(OpenFlags(O_RDONLY))
     await raises(errno.EBADF, ro.write(0, b"x"))
     assert await ro.read(0, 5) == b"hello"
-    wo = await node.open(O_WRONLY)
+    wo = await node.open(OpenFlags(O_WRONLY))
     await raises(errno.EBADF, wo.read(0, 5))
     assert await wo.write(0, b"J") == 1
-    noaccess = await node.open(3)
+    noaccess = await node.open(OpenFlags(3))
     await raises(errno.EBADF, noaccess.read(0, 1))
     await raises(errno.EBADF, noaccess.write(0, b"x"))
     for h in (ro, wo, noaccess):
         await h.close()
     await raises(errno.EBADF, ro.read(0, 1))
-    await raises(errno.ENOTDIR, node.open(O_RDONLY | O_DIRECTORY))
+    await raises(errno.ENOTDIR, node.open(OpenFlags(O_RDONLY | O_DIRECTORY)))
 
 
 @ASYNC
 async def test_append_and_trunc(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f", b"hello")
-    appender = await node.open(O_WRONLY | O_APPEND)
+    appender = await node.open(OpenFlags(O_WRONLY | O_APPEND))
     await appender.write(0, b" world")
     await appender.write(2, b"!")
     assert await read_all(node) == b"hello world!"
     await appender.close()
-    truncating = await node.open(O_RDWR | O_TRUNC)
+    truncating = await node.open(OpenFlags(O_RDWR | O_TRUNC))
     assert (await node.getattr()).size == 0 and fs.used_bytes == 0
     assert await truncating.read(0, 10) == b""
     await truncating.close()
@@ -278,28 +278,28 @@ async def test_append_and_trunc(fs: RamBackend) -> None:
 @ASYNC
 async def test_directory_and_special_opens(fs: RamBackend) -> None:
     d = await fs.root.mkdir("d", 0o755, 0, 0)
-    handle = await d.open(O_RDONLY | O_DIRECTORY)
+    handle = await d.open(OpenFlags(O_RDONLY | O_DIRECTORY))
     await raises(errno.EISDIR, handle.read(0, 10))
     await raises(errno.EBADF, handle.write(0, b"x"))
     await handle.close()
     for flags in (O_WRONLY, O_RDWR, O_RDONLY | O_TRUNC):
-        await raises(errno.EISDIR, d.open(flags))
+        await raises(errno.EISDIR, d.open(OpenFlags(flags)))
     link = await fs.root.symlink("l", "d", 0, 0)
-    await raises(errno.ELOOP, link.open(O_RDONLY))
+    await raises(errno.ELOOP, link.open(OpenFlags(O_RDONLY)))
     dev = await fs.root.mknod("c", stat.S_IFCHR | 0o600, 0x0103, 0, 0)
-    await raises(errno.ENXIO, dev.open(O_RDONLY))
+    await raises(errno.ENXIO, dev.open(OpenFlags(O_RDONLY)))
 
 
 @ASYNC
 async def test_create_semantics(fs: RamBackend) -> None:
-    node, handle = await fs.root.create("f", O_WRONLY, 0o4640 | stat.S_IFREG, 7, 8)
+    node, handle = await fs.root.create("f", OpenFlags(O_WRONLY), 0o4640 | stat.S_IFREG, 7, 8)
     attr = await node.getattr()
     assert attr.mode == stat.S_IFREG | 0o4640 and (attr.uid, attr.gid, attr.nlink) == (7, 8, 1)
     await raises(errno.EBADF, handle.read(0, 1))
     await handle.close()
-    await raises(errno.EEXIST, fs.root.create("f", O_RDWR, 0o644, 0, 0))
+    await raises(errno.EEXIST, fs.root.create("f", OpenFlags(O_RDWR), 0o644, 0, 0))
     await raises(errno.EEXIST, fs.root.mkdir("f", 0o755, 0, 0))
-    await raises(errno.ENOTDIR, node.create("x", O_RDWR, 0o644, 0, 0))
+    await raises(errno.ENOTDIR, node.create("x", OpenFlags(O_RDWR), 0o644, 0, 0))
     await raises(errno.ENOTDIR, node.walk("x"))
 
 
@@ -430,7 +430,7 @@ async def test_unlink_and_rmdir_errors(fs: RamBackend) -> None:
     await fs.root.unlink("f", False)
     assert await names(fs.root) == []
     assert (await d.getattr()).nlink == 0
-    await raises(errno.ENOENT, d.create("x", O_RDWR, 0o644, 0, 0))
+    await raises(errno.ENOENT, d.create("x", OpenFlags(O_RDWR), 0o644, 0, 0))
     assert fs.used_inodes == 1
 
 
@@ -487,7 +487,7 @@ async def test_hard_links(fs: RamBackend) -> None:
 
 @ASYNC
 async def test_link_to_an_unlinked_open_file_is_refused(fs: RamBackend) -> None:
-    node, handle = await fs.root.create("f", O_RDWR, 0o644, 0, 0)
+    node, handle = await fs.root.create("f", OpenFlags(O_RDWR), 0o644, 0, 0)
     await fs.root.unlink("f", False)
     await raises(errno.ENOENT, fs.root.link("again", node))
     await handle.close()
@@ -570,7 +570,7 @@ async def test_rename_moves_directory_and_fixes_parents(fs: RamBackend) -> None:
 @ASYNC
 async def test_rename_keeps_open_handles_working(fs: RamBackend) -> None:
     d = await fs.root.mkdir("d", 0o755, 0, 0)
-    _, handle = await fs.root.create("f", O_RDWR, 0o644, 0, 0)
+    _, handle = await fs.root.create("f", OpenFlags(O_RDWR), 0o644, 0, 0)
     await fs.root.rename("f", d, "g")
     await handle.write(0, b"moved")
     await handle.close()
@@ -633,7 +633,7 @@ async def test_xattrs_count_toward_size_limit() -> None:
 async def test_write_updates_mtime_and_ctime_and_read_updates_atime(fs: RamBackend) -> None:
     node = await make_file(fs.root, "f", b"data")
     await node.setattr(SetAttr(atime_ns=10, mtime_ns=10))
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     await handle.write(0, b"D")
     attr = await node.getattr()
     assert attr.mtime_ns > 10 and attr.ctime_ns == attr.mtime_ns and attr.atime_ns == 10
@@ -659,7 +659,7 @@ async def test_directory_changes_update_parent_times(fs: RamBackend) -> None:
         await other.setattr(SetAttr(mtime_ns=5))
 
     steps: list[Callable[[], Awaitable[object]]] = [
-        lambda: d.create("f", O_RDWR, 0o644, 0, 0),
+        lambda: d.create("f", OpenFlags(O_RDWR), 0o644, 0, 0),
         lambda: d.mkdir("sub", 0o755, 0, 0),
         lambda: d.symlink("sl", "f", 0, 0),
         lambda: d.mknod("p", stat.S_IFIFO | 0o644, 0, 0, 0),
@@ -725,7 +725,7 @@ async def test_chown_clears_setuid_and_setgid(fs: RamBackend) -> None:
 async def test_setgid_directory_inheritance(fs: RamBackend) -> None:
     d = await fs.root.mkdir("shared", 0o755, 0, 50)
     await d.setattr(SetAttr(mode=0o2775))
-    f, handle = await d.create("f", O_RDWR, 0o644, 1000, 1000)
+    f, handle = await d.create("f", OpenFlags(O_RDWR), 0o644, 1000, 1000)
     await handle.close()
     sub = await d.mkdir("sub", 0o755, 1000, 1000)
     link = await d.symlink("l", "f", 1000, 1000)
@@ -760,7 +760,7 @@ async def test_statfs() -> None:
 async def test_size_limit_enospc_writes_nothing() -> None:
     fs = RamBackend(size_limit=3 * PAGE_SIZE)
     node = await make_file(fs.root, "f", b"a" * PAGE_SIZE)
-    handle = await node.open(O_RDWR)
+    handle = await node.open(OpenFlags(O_RDWR))
     before = await node.getattr()
     await raises(errno.ENOSPC, handle.write(PAGE_SIZE - 10, b"b" * (3 * PAGE_SIZE)))
     after = await node.getattr()
@@ -781,7 +781,7 @@ async def test_inode_limit() -> None:
     fs = RamBackend(inode_limit=3)
     node = await make_file(fs.root, "a")
     await fs.root.mkdir("b", 0o755, 0, 0)
-    await raises(errno.ENOSPC, fs.root.create("c", O_RDWR, 0o644, 0, 0))
+    await raises(errno.ENOSPC, fs.root.create("c", OpenFlags(O_RDWR), 0o644, 0, 0))
     await raises(errno.ENOSPC, fs.root.mkdir("c", 0o755, 0, 0))
     await raises(errno.ENOSPC, fs.root.symlink("c", "a", 0, 0))
     await raises(errno.ENOSPC, fs.root.mknod("c", stat.S_IFIFO, 0, 0, 0))
@@ -806,8 +806,8 @@ async def test_inode_limit() -> None:
 @ASYNC
 async def test_unlinked_open_file_keeps_working_until_last_close() -> None:
     fs = RamBackend(size_limit=1 << 20)
-    node, handle = await fs.root.create("f", O_RDWR, 0o644, 0, 0)
-    second = await node.open(O_RDONLY)
+    node, handle = await fs.root.create("f", OpenFlags(O_RDWR), 0o644, 0, 0)
+    second = await node.open(OpenFlags(O_RDONLY))
     await handle.write(0, b"x" * 10_000)
     await fs.root.unlink("f", False)
     assert await names(fs.root) == []
@@ -831,7 +831,7 @@ async def test_unlinked_open_file_keeps_working_until_last_close() -> None:
 async def test_unlink_frees_space_without_open_handles() -> None:
     fs = RamBackend(size_limit=PAGE_SIZE)
     await make_file(fs.root, "f", bytes(PAGE_SIZE))
-    _, handle = await fs.root.create("g", O_RDWR, 0o644, 0, 0)
+    _, handle = await fs.root.create("g", OpenFlags(O_RDWR), 0o644, 0, 0)
     await raises(errno.ENOSPC, handle.write(0, b"x"))
     await handle.close()
     await fs.root.unlink("g", False)
@@ -843,7 +843,7 @@ async def test_unlink_frees_space_without_open_handles() -> None:
 @ASYNC
 async def test_replaced_rename_target_open_stays_readable(fs: RamBackend) -> None:
     victim = await make_file(fs.root, "victim", b"still here")
-    handle = await victim.open(O_RDONLY)
+    handle = await victim.open(OpenFlags(O_RDONLY))
     await make_file(fs.root, "new", b"n")
     await fs.root.rename("new", fs.root, "victim")
     assert (await victim.getattr()).nlink == 0
@@ -855,7 +855,7 @@ async def test_replaced_rename_target_open_stays_readable(fs: RamBackend) -> Non
 @ASYNC
 async def test_removed_directory_with_open_handle(fs: RamBackend) -> None:
     d = await fs.root.mkdir("d", 0o755, 0, 0)
-    handle = await d.open(O_RDONLY)
+    handle = await d.open(OpenFlags(O_RDONLY))
     await fs.root.unlink("d", True)
     assert await d.readdir(0, 10) == []
     assert (await d.getattr()).nlink == 0
@@ -869,7 +869,7 @@ def test_handles_are_handles() -> None:
 
     async def scenario() -> None:
         fs = RamBackend()
-        _, handle = await fs.root.create("f", O_RDWR, 0o644, 0, 0)
+        _, handle = await fs.root.create("f", OpenFlags(O_RDWR), 0o644, 0, 0)
         assert isinstance(handle, Handle)
         await handle.fsync(True)
         await handle.close()

@@ -22,6 +22,7 @@ from remote_servers import BackServer, start_ninep
 
 from ninep.backends.registry import BackendConfigError, open_backend
 from ninep.clients import LOCK_UNLCK, LOCK_WRLCK, Client, Tree
+from ninep.vfs.node import OpenFlags
 from tests.conftest import free_port
 from tests.hostile.serverproc import ServerProcess, serve_process
 from tests.integration.policy_helpers import make_pki
@@ -333,7 +334,7 @@ match = {{ cert_cn = "alice", key = "front@test" }}
         backend = await open_backend("9p", back.url, {**tls, "auth_key": str(key_file),
                                                       "uname": "root", "uid": 0})
         try:
-            node, handle = await backend.root.create("f", 2, 0o644, 0, 0)
+            node, handle = await backend.root.create("f", OpenFlags(2), 0o644, 0, 0)
             assert await handle.write(0, b"secret") == 6
             assert await handle.read(0, 10) == b"secret"
             await handle.close()

@@ -21,7 +21,7 @@ from test_tar_support import read_all
 
 from ninep.backends.registry import BackendConfigError, open_backend
 from ninep.backends.tar import TarBackend
-from ninep.vfs.node import Node
+from ninep.vfs.node import Node, OpenFlags
 
 SIZES = [700, 1024, 5000, 3, 20000]  # member i holds SIZES[i] bytes of chr(65 + i)
 
@@ -188,7 +188,7 @@ async def test_archive_changed_while_mounted_answers_eio(
     try:
         node = await backend.root.walk("dir")
         node = await node.walk(members[4].name.split("/")[1])
-        handle = await node.open(0)
+        handle = await node.open(OpenFlags(0))
         assert await handle.read(0, 10) == b"E" * 10
         if change == "append":
             with open(path, "ab") as f:
@@ -206,7 +206,7 @@ async def test_archive_changed_while_mounted_answers_eio(
             os.utime(path, ns=(2, 2))
         with caplog.at_level(logging.ERROR):
             with pytest.raises(OSError) as exc:
-                await (await node.open(0)).read(0, 10)
+                await (await node.open(OpenFlags(0))).read(0, 10)
             assert exc.value.errno == errno.EIO
             if change != "replace":  # replacing leaves the open archive as it was
                 with pytest.raises(OSError) as exc:
@@ -289,7 +289,7 @@ async def _read_everything(backend: TarBackend) -> None:
         elif stat.S_ISLNK(attr.mode):
             await node.readlink()
         elif stat.S_ISREG(attr.mode):
-            handle = await node.open(0)
+            handle = await node.open(OpenFlags(0))
             assert len(await handle.read(0, 65536)) == min(attr.size, 65536)
             assert len(await handle.read(max(attr.size - 100, 0), 200)) == min(attr.size, 100)
             await handle.close()

@@ -25,6 +25,7 @@ from test_tar_support import (
 
 from ninep.backends.registry import open_backend
 from ninep.backends.tar import TAR_MAGIC, TarBackend
+from ninep.vfs.node import OpenFlags
 
 
 def open_tar(path: Path, **options: object) -> TarBackend:
@@ -90,7 +91,7 @@ async def test_sparse_files_serve_holes_as_zeros(tmp_path: Path, fmt: str,
     try:
         await compare_tree(backend, src, times="ns" if fmt == "pax" else "s", xattrs=False)
         node = await backend.root.walk("many-islands")
-        handle = await node.open(0)
+        handle = await node.open(OpenFlags(0))
         assert await handle.read(4096 - 10, 20) == b"\x01" * 10 + bytes(10)
         assert await handle.read(2 * 65536 - 2, 4) == b"\0\0\x03\x03"
         assert await handle.read(50 * 65536, 10) == b"\0\0\0"
@@ -264,12 +265,12 @@ async def test_registry_statfs_and_read_only(tmp_path: Path) -> None:
         assert (fs.bfree, fs.bavail, fs.ffree, fs.fstype) == (0, 0, 0, TAR_MAGIC)
         f = await walk_path(backend.root, "d/f")
         for change in (f.xattr_set("user.a", b"1", 0), f.xattr_remove("user.a"),
-                       f.open(os.O_WRONLY), backend.root.unlink("d", True)):
+                       f.open(OpenFlags(os.O_WRONLY)), backend.root.unlink("d", True)):
             with pytest.raises(OSError) as exc:
                 await change
             assert exc.value.errno == errno.EROFS
         with pytest.raises(OSError) as exc:
-            await (await backend.root.walk("d")).open(os.O_WRONLY)
+            await (await backend.root.walk("d")).open(OpenFlags(os.O_WRONLY))
         assert exc.value.errno == errno.EISDIR
     finally:
         await backend.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ninep.backends.tar import TarBackend
-from ninep.vfs.node import Node
+from ninep.vfs.node import Node, OpenFlags
 
 __all__ = ["GNU_TAR", "O_RDONLY", "compare_tree", "gnu_tar", "make_tree", "read_all",
            "walk_path"]
@@ -85,7 +85,7 @@ async def walk_path(node: Node, path: str) -> Node:
 
 
 async def read_all(node: Node, chunk: int = 1 << 20) -> bytes:
-    handle = await node.open(O_RDONLY)
+    handle = await node.open(OpenFlags(O_RDONLY))
     out = bytearray()
     try:
         while piece := await handle.read(len(out), chunk):

@@ -164,6 +164,40 @@ def test_the_configuration_imports_nothing_of_the_server_or_the_command_line() -
     assert not offenders, "\n".join(offenders)
 
 
+#: The 9P open-flag names a backend no longer decodes itself: vfs.node's OpenFlags does.
+OPEN_FLAG_NAMES = frozenset({"O_ACCMODE", "O_RDONLY", "O_WRONLY", "O_RDWR", "O_TRUNC",
+                             "O_APPEND", "O_DIRECTORY", "O_CREAT", "O_EXCL", "O_NOCTTY",
+                             "O_NOFOLLOW", "open_access"})
+
+
+def open_flag_imports(module: str, source: str, is_package: bool = False) -> list[str]:
+    """The open-flag names ``module`` imports from ninep.wire.constants."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.ImportFrom)
+                and _resolve(module, is_package, node) == "ninep.wire.constants"):
+            found += [f"{module}:{node.lineno} imports {alias.name}" for alias in node.names
+                      if alias.name in OPEN_FLAG_NAMES]
+    return found
+
+
+def test_backends_ask_open_flags_instead_of_decoding_o_bits() -> None:
+    """The contract hands a backend OpenFlags (vfs/node.py); only that type decodes
+    the bits, so no backend (nor vfs/ outside node.py) imports them."""
+    offenders = [hit for name, path in MODULES.items()
+                 if (_inside(name, "ninep.backends") or _inside(name, "ninep.vfs"))
+                 and name != "ninep.vfs.node"
+                 for hit in open_flag_imports(name, path.read_text(),
+                                              path.name == "__init__.py")]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_open_flag_rule_sees_an_offender() -> None:
+    source = "from ninep.wire.constants import QTDIR, O_TRUNC\nfrom ...wire.constants import O_RDWR"
+    assert open_flag_imports("ninep.backends.tar.nodes", source) == [
+        "ninep.backends.tar.nodes:1 imports O_TRUNC", "ninep.backends.tar.nodes:2 imports O_RDWR"]
+
+
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan)."""
     index: dict[str, int] = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ninep.clients import Fid
-from ninep.vfs.node import Handle
+from ninep.vfs.node import Handle, OpenFlags
 from ninep.vfs.request import cancellable
 
 from .link import remote_errors
@@ -23,7 +23,6 @@ __all__ = ["READAHEAD_AGE", "READAHEAD_BLOCK", "READAHEAD_BLOCKS", "READAHEAD_BU
            "RemoteHandle", "gather_all"]
 
 T = TypeVar("T")
-O_ACCMODE, O_APPEND = 0o3, 0o2000
 #: A sequential reader's next bytes are asked for in blocks of up to this size (less
 #: when the back server's iounit is smaller), READAHEAD_BLOCKS of them ahead: a client
 #: reading 64 KiB at a time (diodcat, cat over v9fs) is answered from memory for most
@@ -57,14 +56,14 @@ class RemoteHandle(Handle):
 
     forwards_locks = True
 
-    def __init__(self, node: RemoteNode, fid: Fid, generation: int, flags: int,
+    def __init__(self, node: RemoteNode, fid: Fid, generation: int, flags: OpenFlags,
                  readahead: bool = True) -> None:
         self.node = node
         self.fid = fid
         self.generation = generation
-        self.append = bool(flags & O_APPEND)
+        self.append = flags.appends
         # only a reader's data can be read ahead: a writer through this fid changes it
-        self.readahead = readahead and flags & O_ACCMODE == 0
+        self.readahead = readahead and flags.read_only_access
         self.locks: HandleLocks | None = None  # owners that locked through this handle
         self._closed = False
         self._next = -1  # where a sequential reader reads next

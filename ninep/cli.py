@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from ninep import __version__
 from ninep.backends.registry import BackendConfigError, MountSpec, parse_mount
 from ninep.server.listeners import ListenAddress, Server, parse_listen, systemd_sockets
+from ninep.server.malloc_tuning import tune_malloc
 from ninep.server.sd_notify import notify, notify_reloading
 from ninep.server.session import ServerLimits
 from ninep.vfs.budget import raise_descriptor_limit
@@ -143,6 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not args.no_uvloop:
         _install_uvloop()
+    tune_malloc()  # before any frame is allocated; workers inherit it through fork
     if workers > 1:
         return _supervise(workers, listens, mounts, limits, config, args.groups)
     try:

@@ -311,8 +311,12 @@ def _attach_when(url: str, ready: object) -> SyncClient:
             assert time.monotonic() < deadline, "the attach stayed refused"
             time.sleep(0.1)
             continue
-        if ready(fs):  # type: ignore[operator]
-            return fs
+        try:
+            if ready(fs):  # type: ignore[operator]
+                return fs
+        except OSError as exc:  # attached just before the reload took: its view went
+            if exc.errno != errno.ESTALE:  # stale under it (docs/config.md): again
+                raise
         fs.close()
         assert time.monotonic() < deadline, "the change did not take"
         time.sleep(0.1)

@@ -198,6 +198,8 @@ class Namespace:
                                  f"backend mounted at {loc.mount.path}") from None
         try:
             return await self.mkdir(loc, part, 0o755, 0, _ROOT)
+        except FileExistsError:  # made meanwhile by another process on the same host
+            return await self.walk(loc, part, _ROOT)  # directory (worker processes)
         except OSError as exc:
             raise ValueError(f"mount point {path}: cannot make {part!r} in the backend mounted "
                              f"at {loc.mount.path}: {exc.strerror}") from None

@@ -52,6 +52,18 @@ def fixed_struct(cls: type[Message], skip: int = 0) -> struct.Struct:
     return struct.Struct("<" + "x" * skip + "".join(codes[c] for c in cls._layout))
 
 
+def fixed_names(cls: type[Message]) -> tuple[str, ...]:
+    """The names of the values ``fixed_struct(cls)`` packs and unpacks, in order: the
+    message's fields, a qid spelled as its three (``qid`` -> ``qid_type``,
+    ``qid_version``, ``qid_path``)."""
+    fixed_struct(cls)  # the same check: fixed width only
+    names: list[str] = []
+    for f, code in zip(fields(cls), cls._layout, strict=True):  # type: ignore[arg-type]
+        names += [f"{f.name}_type", f"{f.name}_version", f"{f.name}_path"] if code == "Q" \
+            else [f.name]
+    return tuple(names)
+
+
 def _compile_decoder(cls: type[Message]) -> Callable[[Any, int, int], Message]:
     """Build ``decode(buf, pos, end) -> message`` for one class."""
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]

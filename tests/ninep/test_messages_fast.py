@@ -7,7 +7,9 @@ import stat
 
 import pytest
 
+from ninep.clients.fid import GetattrFields
 from ninep.wire import messages as m
+from ninep.wire.codec import fixed_names, fixed_struct
 from ninep.wire.constants import DT_DIR, DT_FIFO, DT_LNK, DT_REG, QTAUTH, QTDIR, QTFILE, QTSYMLINK
 from ninep.wire.fast import (
     TCLUNK_SIZE,
@@ -23,6 +25,7 @@ from ninep.wire.fast import (
     unpack_tgetattr,
     unpack_tread,
 )
+from ninep.wire.message_types import FIXED_LETTERS
 from ninep.wire.qid import QID, Qid, pack_qid, qid_type
 
 
@@ -88,3 +91,20 @@ def test_one_qid_rule_for_modes_and_directory_entries() -> None:
                         (DT_FIFO, stat.S_IFIFO)):
         assert Qid.of(dtype << 12, 7) == Qid.of(mode, 7)
     assert Qid.auth(3) == Qid(QTAUTH, 0, 3)
+
+
+def test_fixed_names_name_every_value_of_the_fixed_struct() -> None:
+    fixed = [cls for cls in m.MESSAGE_TYPES.values()
+             if all(c in FIXED_LETTERS or c == "Q" for c in cls._layout)]
+    assert m.Rgetattr in fixed and m.Tgetattr in fixed
+    for cls in fixed:
+        names = fixed_names(cls)
+        assert len(names) == len(fixed_struct(cls).unpack(bytes(fixed_struct(cls).size)))
+    assert fixed_names(m.Rlopen) == (
+        "qid_type", "qid_version", "qid_path", "iounit")
+    with pytest.raises(TypeError):
+        fixed_names(m.Twalk)  # a string and an array: not of fixed width
+    # the client's tuple of an Rgetattr is spelled from this layout
+    assert GetattrFields._fields == fixed_names(m.Rgetattr)
+    got = GetattrFields.of(m.Rgetattr(0x3FFF, Qid(QTDIR, 7, 99), *range(3, 21)))
+    assert got[:5] == (0x3FFF, QTDIR, 7, 99, 3) and got[-1] == 20

@@ -22,16 +22,18 @@ import platform
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cpu_cost import CpuMeter
+from figures import Measured, Results, as_json, report
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -82,39 +84,8 @@ class Metric:
     key: str
     label: str
     unit: str
-    measure: Callable[[Server], float]
+    measure: Callable[[Server], float | Measured]
     ours_only: bool = False
-
-
-@dataclass
-class Results:
-    """Every figure taken, per metric and server, in run order."""
-
-    values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    errors: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def add(self, key: str, server: str, value: float) -> None:
-        self.values.setdefault(key, {}).setdefault(server, []).append(value)
-
-    def fail(self, key: str, server: str, error: str) -> None:
-        self.errors.setdefault(key, {})[server] = error
-
-    def median(self, key: str, server: str) -> float | None:
-        got = self.values.get(key, {}).get(server)
-        return statistics.median(got) if got else None
-
-    def ratio(self, key: str, ours: str = "ours", other: str = "diod") -> float | None:
-        """Median ours/other over medians: the figure the table leads with."""
-        mine, theirs = self.median(key, ours), self.median(key, other)
-        return mine / theirs if mine is not None and theirs else None
-
-    def paired_ratio(self, key: str, ours: str = "ours", other: str = "diod") -> float | None:
-        """Median of run-by-run ratios: steadier when the machine's load drifts."""
-        mine = self.values.get(key, {}).get(ours, [])
-        theirs = self.values.get(key, {}).get(other, [])
-        if not mine or len(mine) != len(theirs) or not all(theirs):
-            return None
-        return statistics.median(o / d for o, d in zip(mine, theirs, strict=True))
 
 
 # --- starting and stopping servers -----------------------------------------
@@ -262,14 +233,18 @@ class Bench:
     file: Path
     file_size: int
 
-    def diodload(self, server: Server, msize: int, threads: int, getattr_load: bool) -> float:
-        """Ops/s (getattr) or MiB/s (read from zero, written to null), over the real runtime.
+    def diodload(self, server: Server, msize: int, threads: int,
+                 getattr_load: bool) -> Measured:
+        """Ops/s (getattr) or MiB/s (read from zero, written to null), over the real
+        runtime, with the server's and diodload's CPU time per operation.
 
         diodload divides by its nominal runtime, but it stops at a whole-second
         boundary, so its own figure is up to 1/runtime low; rescale by the wall time.
         """
         argv = [DIODLOAD, "-s", server.addr, "-m", str(msize), "-n", str(threads),
                 "-r", str(self.runtime)] + (["-g"] if getattr_load else [])
+        meter = CpuMeter(server.proc.pid)
+        meter.start()
         start = time.perf_counter()
         done = subprocess.run(pinned(self.cpu, argv), capture_output=True, text=True,
                               timeout=self.runtime + 60)
@@ -283,7 +258,8 @@ class Bench:
         ops, rmb, _ = map(int, summary.groups())
         if not ops:
             raise BenchError(f"diodload {' '.join(argv[1:])}: no operations completed")
-        return (ops if getattr_load else rmb) * self.runtime / wall
+        cost = meter.stop(ops * self.runtime)  # diodload's count: ops/s over its runtime
+        return Measured((ops if getattr_load else rmb) * self.runtime / wall, cost)
 
     def diodcat_argv(self, server: Server, msize: int) -> list[str]:
         return [DIODCAT, "-s", server.addr, "-m", str(msize), "-a", server.export, FILE_NAME]
@@ -327,7 +303,7 @@ class Bench:
 
 
 def metrics(bench: Bench, clients: tuple[int, ...] = CLIENTS) -> list[Metric]:
-    def load(msize: int, threads: int, getattr_load: bool) -> Callable[[Server], float]:
+    def load(msize: int, threads: int, getattr_load: bool) -> Callable[[Server], Measured]:
         return lambda s: bench.diodload(s, msize, threads, getattr_load)
 
     def cat(msize: int, parallel: int = 1) -> Callable[[Server], float]:
@@ -372,72 +348,11 @@ def measure(servers: dict[str, Server], table: list[Metric], runs: int,
                     results.fail(metric.key, name, error)
                     print(f"  run {run} {metric.label} {name}: FAILED: {error}", file=sys.stderr)
                     continue
-                results.add(metric.key, name, value)
-                print(f"  run {run} {metric.label:30} {name:8} {value:12,.0f} {metric.unit}",
-                      file=sys.stderr, flush=True)
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def report(table: list[Metric], results: Results, header: list[str],
-           names: list[str]) -> str:
-    """Medians per server, then ours/diod for each of ours (median ratio and paired),
-    then each of ours against the first (``--workers 1,2``: w2/w1)."""
-    ours = [n for n in names if n != "diod"]
-    has_diod = "diod" in names
-    columns = ["metric", "unit", *names]
-    columns += [f"{n}/diod" for n in ours if has_diod]
-    columns += [f"{n}/diod paired" for n in ours if has_diod]
-    columns += [f"{n}/{ours[0]}" for n in ours[1:]]
-    rows = []
-    for metric in table:
-        row = [metric.label, metric.unit]
-        row += ["(n/a)" if metric.ours_only and n == "diod" else
-                _fmt(results.median(metric.key, n)) for n in names]
-        if has_diod:
-            row += [_ratio(results.ratio(metric.key, n)) for n in ours]
-            row += [_ratio(results.paired_ratio(metric.key, n)) for n in ours]
-        row += [_ratio(results.ratio(metric.key, n, ours[0])) for n in ours[1:]]
-        rows.append(row)
-    widths = [max(len(str(r[i])) for r in [columns, *rows]) for i in range(len(columns))]
-    lines = [*header, ""]
-    for row in [columns, *rows]:
-        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells))
-    lines.append("")
-    lines.append("runs: " + "; ".join(
-        f"{m.label}: " + " | ".join(
-            f"{n} " + " ".join(_fmt(v) for v in results.values.get(m.key, {}).get(n, []))
-            for n in names if not (m.ours_only and n == "diod"))
-        for m in table))
-    for metric in table:
-        for name, error in results.errors.get(metric.key, {}).items():
-            lines.append(f"! {metric.label} against {name} failed: "
-                         + error.replace("\n", "\n    "))
-    return "\n".join(lines)
-
-
-def as_json(table: list[Metric], results: Results, config: dict[str, Any],
-            names: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"config": config, "metrics": {}}
-    for metric in table:
-        out["metrics"][metric.key] = {
-            "label": metric.label, "unit": metric.unit,
-            "runs": results.values.get(metric.key, {}),
-            "median": {n: results.median(metric.key, n) for n in names},
-            "ratio_over_diod": {n: results.ratio(metric.key, n) for n in names if n != "diod"},
-            "paired_ratio_over_diod": {n: results.paired_ratio(metric.key, n)
-                                       for n in names if n != "diod"},
-            "errors": results.errors.get(metric.key, {}),
-        }
-    return out
+                figure = results.add(metric.key, name, value)
+                spent = (f", CPU us/op server {value.cost.server_us:.1f} client "
+                         f"{value.cost.client_us:.1f}" if isinstance(value, Measured) else "")
+                print(f"  run {run} {metric.label:30} {name:8} {figure:12,.0f} {metric.unit}"
+                      f"{spent}", file=sys.stderr, flush=True)
 
 
 def check_tools(pinning: bool = True) -> None:
@@ -592,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other work skews figures)",
             *notes,
         ]
-        print(report(table, results, header, names))
+        cpus = len(os.sched_getaffinity(0)) if args.cpus is None else \
+            len(os.sched_getaffinity(servers[names[0]].proc.pid))
+        print(report(table, results, header, names, cpus))
         if args.json:
             config.update(notes=notes, time=time.time())
             args.json.write_text(json.dumps(as_json(table, results, config, names), indent=2)

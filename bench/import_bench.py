@@ -40,13 +40,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpu_cost import cpu_seconds
+
 DIOD_DIR = os.environ.get("DIOD_BIN_DIR", "/usr/sbin")
 DIODCAT = os.path.join(DIOD_DIR, "diodcat")
 DIODLOAD = os.path.join(DIOD_DIR, "diodload")
 MiB = 1 << 20
 FILE = "big.bin"
 _OPS = re.compile(r"diodload: (\d+) ops/s")
-_TICK = os.sysconf("SC_CLK_TCK")
 FRONT_CONFIG = """
 [namespaces.ctl]
 mounts = [
@@ -74,13 +75,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (/proc/PID/stat, clock ticks)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ class HostLocks(Protocol):
         another process holds a lock that forbids it (never for UNLCK)."""
 
     def test(self, owner: Owner, lock_type: int, start: int, end: int) -> Lock | None:
-        """A lock of another process that forbids the range, or None."""
+        """A lock of another process that forbids ``lock_type`` (RDLCK or WRLCK: the
+        table asks UNLCK's question as WRLCK's) on the range, or None."""
 
     def drop(self, owner: Owner) -> None:
         """The owner holds nothing on the file any more: let go of it on the host."""
@@ -353,16 +354,20 @@ class LockManager:
         another process through ``host`` is reported with proc_id its pid (0 when it
         is an open file description's lock, which belongs to no process)."""
         first, last = span(start, length)
+        # Linux's v9fs_file_getlock asks with type UNLCK whatever F_GETLK's caller
+        # wanted ("is anything held here?"): answer as for a writer, whom every lock
+        # of another owner forbids, so that a read lock is reported too
+        probe = WRLCK if lock_type == UNLCK else lock_type
         locks = self._files.get(key)
         if locks is not None:
             locks.touched = 0
-            held = locks.conflict(lock_type, first, last, owner)
+            held = locks.conflict(probe, first, last, owner)
             if held is not None:
                 return held
             if locks.host is not None and host is not None:
                 locks.host.adopt(host)
             host = locks.host or host
-        return host.test(owner, lock_type, first, last) if host is not None else None
+        return host.test(owner, probe, first, last) if host is not None else None
 
     def try_lock(self, key: Hashable, lock_type: int, start: int, length: int,
                  owner: Owner, host: HostLocks | None = None) -> bool:

@@ -106,11 +106,8 @@ class OfdLocks:
             fd = self.source()[0]
             if fd < 0:
                 return None
-        # Linux's v9fs_file_getlock sends type UNLCK ("any lock here?"), which the host
-        # would answer with "unlocked" whatever is held: ask as a writer would, whom
-        # every lock of another description forbids
-        probe = WRLCK if lock_type == UNLCK else lock_type
-        got = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock(probe, start, end))
+        # RDLCK or WRLCK: the lock table asks UNLCK's question as WRLCK's (vfs/locks.py)
+        got = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _flock(lock_type, start, end))
         host_type, _, first, length, pid = _FLOCK.unpack(got)
         if host_type == fcntl.F_UNLCK:
             return None

@@ -69,9 +69,19 @@ sc_fcntl_locks() {
             "free range through another connection"
         expect_eq "$(perl $LOCKPL get "$PEER/f" w 10 10 | cut -d' ' -f1-3)" "write 0 100" \
             "F_GETLK through another connection"
+        # v9fs asks Tgetlock with type UNLCK: the server reports a read lock too
+        perl $LOCKPL set f r 300 10 "$rel" "$ready.r" >/dev/null &
+        b=$!
+        wait_for 60 test -e "$ready.r"
+        expect_eq "$(perl $LOCKPL get "$PEER/f" w 300 10 | cut -d' ' -f1-3)" "read 300 10" \
+            "F_GETLK through another connection sees a read lock"
     fi
     touch "$rel"
     wait $a || fail "holder failed"
+    if [ -n "$PEER" ]; then
+        wait $b || fail "read holder failed"
+        rm -f "$ready.r"
+    fi
     expect_eq "$(perl $LOCKPL set f w 0 1000)" locked "whole-file lock after release"
     if [ -n "$PEER" ]; then
         expect_eq "$(perl $LOCKPL set "$PEER/f" w 0 1000)" locked \

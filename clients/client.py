@@ -92,7 +92,10 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.writable = asyncio.Event()
         self.writable.set()
-        self.closed = asyncio.get_running_loop().create_future()
+        # kept: asyncio.get_running_loop() makes a getpid() system call each time,
+        # and the request paths would pay it for every request
+        self.loop = asyncio.get_running_loop()
+        self.closed = self.loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # No isinstance check: uvloop's transports are not asyncio.Transport subclasses.
@@ -370,7 +373,10 @@ class Client:
             raise self._error
         async with self._slots:
             tag = self._tags.take()
-            future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            protocol = self._protocol
+            future: asyncio.Future[Message] = (
+                protocol.loop if protocol is not None else asyncio.get_running_loop()
+            ).create_future()
             self._pending[tag] = future
             try:
                 self._send(tag, msg)
@@ -409,7 +415,7 @@ class Client:
             return False
         self._soon[tag] = done
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush_outbox)
+            protocol.loop.call_soon(self._flush_outbox)
         self._outbox.append(pack(tag))
         return True
 
@@ -470,7 +476,7 @@ class Client:
         # Requests made in one turn of the loop leave in one send(): ls -l's thousands
         # of walks and getattrs cost one system call per batch, not one each.
         if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush_outbox)
+            protocol.loop.call_soon(self._flush_outbox)
         self._outbox.append(encode(tag, msg))
 
     def _flush_outbox(self) -> None:

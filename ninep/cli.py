@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from ninep import __version__
 from ninep.backends.registry import BackendConfigError, MountSpec, parse_mount
+from ninep.server.admission import MOST_CONNECTIONS, ConnectionLimits
 from ninep.server.listeners import ListenAddress, Server, parse_listen, systemd_sockets
 from ninep.server.malloc_tuning import tune_malloc
 from ninep.server.sd_notify import notify, notify_reloading
 from ninep.server.session import ServerLimits
-from ninep.vfs.budget import raise_descriptor_limit
+from ninep.vfs.budget import BUDGET, raise_descriptor_limit
 from ninep.vfs.policy import Policy
 from ninep.wire.constants import MIN_MSIZE
 
@@ -33,6 +34,18 @@ log = logging.getLogger("ninep")
 DEFAULT_LISTEN = "tcp://127.0.0.1:5640"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _DEFAULTS = ServerLimits()
+_CONNECTIONS = ConnectionLimits()
+
+
+def _connection_count(text: str) -> int:
+    """A --max-connections(-per-peer) value: an integer from 1 up."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count, got {text!r}") from None
+    if not 1 <= value <= MOST_CONNECTIONS:
+        raise argparse.ArgumentTypeError(f"{value} is out of range 1..{MOST_CONNECTIONS}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds a new connection has for its TLS handshake and then for "
                             "its Tversion before it is closed (default "
                             f"{_DEFAULTS.handshake_timeout:g}; a negotiated one may idle)")
+    serve.add_argument("--max-connections", type=_connection_count, metavar="N",
+                       help="connections this process holds at once, each worker its own; "
+                            "more are closed at accept (default "
+                            f"{_CONNECTIONS.max_connections}; config: [server] "
+                            "max_connections; lowered to what RLIMIT_NOFILE can hold)")
+    serve.add_argument("--max-connections-per-peer", type=_connection_count, metavar="N",
+                       help="connections one IP address may hold at once over tcp and tls "
+                            f"(default {_CONNECTIONS.max_connections_per_peer}; config: "
+                            "[server] max_connections_per_peer)")
     serve.add_argument("--metrics", metavar="URL",
                        help="serve Prometheus metrics (GET /metrics) over HTTP at tcp://HOST:PORT "
                             "(e.g. tcp://127.0.0.1:9640) or unix:///PATH; off by default "
@@ -139,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
         if args.msize < MIN_MSIZE:
             raise ValueError(f"--msize {args.msize}: must be at least {MIN_MSIZE}")
         workers = _workers(args, config, listens, mounts, metrics_at)
+        connections = _connection_limits(args, config)
     except ValueError as exc:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 2
@@ -146,9 +169,10 @@ def _serve(args: argparse.Namespace) -> int:
         _install_uvloop()
     tune_malloc()  # before any frame is allocated; workers inherit it through fork
     if workers > 1:
-        return _supervise(workers, listens, mounts, limits, config, args.groups)
+        return _supervise(workers, listens, mounts, limits, config, args.groups, connections)
     try:
-        asyncio.run(_run(listens, mounts, limits, config, args.groups, metrics_at))
+        asyncio.run(_run(listens, mounts, limits, config, args.groups, metrics_at,
+                         connections=connections))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:
@@ -158,6 +182,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ninep serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _connection_limits(args: argparse.Namespace, config: Config | None) -> ConnectionLimits:
+    """The command line's, else the config's [server], else the defaults; then
+    max_connections as far as the descriptor limit holds it beside the server's own
+    descriptors and the backends' share (vfs/budget.py), with one warning if lowered.
+    Each worker inherits the budget sized here, and its own limit is the same."""
+    base = config.connections if config is not None else ConnectionLimits()
+    wanted = args.max_connections or base.max_connections
+    per_peer = args.max_connections_per_peer or base.max_connections_per_peer
+    held = BUDGET.hold_connections(wanted)
+    if held < wanted:
+        log.warning("max_connections lowered from %d to %d: the descriptor limit of %d "
+                    "holds %d sockets beside the server's own descriptors and half of it "
+                    "for clients' files (raise LimitNOFILE= or ulimit -n)", wanted, held,
+                    BUDGET.limit, held)
+    return ConnectionLimits(held, per_peer)
 
 
 def _workers(args: argparse.Namespace, config: Config | None, listens: list[ListenAddress],
@@ -196,7 +237,8 @@ def _workers(args: argparse.Namespace, config: Config | None, listens: list[List
 
 
 def _supervise(count: int, listens: list[ListenAddress], specs: list[MountSpec],
-               limits: ServerLimits, config: Config | None, groups: str) -> int:
+               limits: ServerLimits, config: Config | None, groups: str,
+               connections: ConnectionLimits) -> int:
     """Bind once, fork ``count`` workers that each run :func:`_run` on the sockets; the
     command line's mounts that live in one process are worker 0's, shared with the
     others through a private socket (ninep/workers/owner.py)."""
@@ -216,7 +258,7 @@ def _supervise(count: int, listens: list[ListenAddress], specs: list[MountSpec],
         owned = Owned(index, os.path.join(private, "owned.sock")) if shared else None
         try:
             asyncio.run(_run(listens, specs, limits, config, groups, bound=bound, ready=ready,
-                             owned=owned))
+                             owned=owned, connections=connections))
         except KeyboardInterrupt:
             pass
         except (ValueError, OSError) as exc:
@@ -294,11 +336,12 @@ async def _policy(specs: list[MountSpec], config: Config | None, groups: str = "
 async def _run(listens: list[ListenAddress], specs: list[MountSpec], limits: ServerLimits,
                config: Config | None = None, groups: str = "host",
                metrics_at: str | None = None, bound: Bound | None = None,
-               ready: Callable[[], None] | None = None, owned: Owned | None = None) -> None:
+               ready: Callable[[], None] | None = None, owned: Owned | None = None,
+               connections: ConnectionLimits | None = None) -> None:
     """Serve until SIGINT or SIGTERM; a worker (``bound``: the supervisor's sockets)
     calls ``ready`` instead of telling systemd, which the supervisor does."""
     server = Server(await _policy(specs, config, groups, owned), limits,
-                    config.path if config else None)
+                    config.path if config else None, connections)
     if owned is not None:
         if config is not None:
             await owned.export_config_mounts(server.policy)

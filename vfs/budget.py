@@ -7,12 +7,16 @@ import errno
 import logging
 import resource
 
-__all__ = ["BUDGET", "ConnectionAccount", "DescriptorBudget", "raise_descriptor_limit"]
+__all__ = ["BUDGET", "SERVER_DESCRIPTORS", "ConnectionAccount", "DescriptorBudget",
+           "raise_descriptor_limit"]
 
 log = logging.getLogger(__name__)
 
 #: what a process with no limit (RLIM_INFINITY) is budgeted as
 UNLIMITED = 1 << 20
+#: what the server holds beside its connections' sockets: listeners, logs, images,
+#: pipes, the event loop's own, a worker's private socket
+SERVER_DESCRIPTORS = 64
 
 
 class ConnectionAccount:
@@ -52,13 +56,35 @@ class DescriptorBudget:
 
     def __init__(self, limit: int) -> None:
         self.held = 0
+        # the server's max_connections once hold_connections sized the reserve for
+        # them; until then (a backend used on its own) an eighth of the limit
+        self.connections: int | None = None
         self.configure(limit)
 
     def configure(self, limit: int) -> None:
         self.limit = limit
-        self.reserve = max(64, limit // 8)
+        if self.connections is None:
+            self.reserve = max(SERVER_DESCRIPTORS, limit // 8)
+        else:
+            self.reserve = SERVER_DESCRIPTORS + self.connections
         self.total = max(16, limit - self.reserve)
         self.per_connection = max(8, self.total // 4)
+
+    def hold_connections(self, wanted: int) -> int:
+        """Keep the reserve for ``wanted`` connections' sockets plus the server's own
+        descriptors, the rest for backends; returns how many connections fit, fewer
+        than ``wanted`` when the limit cannot also leave backends half of it (at 256,
+        a connection's share is then 32: 16 files walked to and opened).
+        ValueError when not even one fits."""
+        fits = self.limit - SERVER_DESCRIPTORS - self.limit // 2
+        if fits < 1:
+            raise ValueError(f"the descriptor limit (RLIMIT_NOFILE) of {self.limit} cannot "
+                             f"hold the server's {SERVER_DESCRIPTORS} descriptors, one "
+                             "connection and half of it for clients' files: raise it "
+                             "(LimitNOFILE=, ulimit -n)")
+        self.connections = min(wanted, fits)
+        self.configure(self.limit)
+        return self.connections
 
     def check_open(self, account: ConnectionAccount | None) -> None:
         """Before a descriptor is opened for ``account`` (None: no connection, as in a

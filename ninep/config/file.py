@@ -11,7 +11,7 @@ import ssl
 import string
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import NoReturn
@@ -20,6 +20,7 @@ from ninep.backends.registry import BackendConfigError, MountSpec, check_mount
 from ninep.config.listen import ListenAddress, parse_listen, parse_metrics_address
 from ninep.config.match import SERVER_LIMITS, PolicyConfig, parse_limits, parse_policy
 from ninep.config.tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
+from ninep.server.admission import CONNECTION_LIMIT_KEYS, MOST_CONNECTIONS, ConnectionLimits
 from ninep.vfs.policy import Limits
 
 __all__ = [
@@ -113,6 +114,8 @@ class Config:
     limits: Limits
     metrics: str | None = None  # [metrics] listen: the Prometheus endpoint's address
     workers: int = 1  # [server] workers: processes serving connections (ninep/workers/)
+    # [server] max_connections, max_connections_per_peer: per server process
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 def load_config(path: str | Path) -> Config:
@@ -146,7 +149,8 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
                   where.file(auth, "authorized_keys", required=False),
                   limits,
                   _metrics(Where(path, "[metrics]"), _table(top, data, "metrics")),
-                  _workers(Where(path, "[server]"), _table(top, data, "server")))
+                  _workers(Where(path, "[server]"), _table(top, data, "server")),
+                  _connections(Where(path, "[server]"), _table(top, data, "server")))
 
 
 def _table(where: Where, data: Mapping[str, object], key: str) -> Mapping[str, object]:
@@ -164,8 +168,19 @@ def _array(where: Where, data: Mapping[str, object], key: str) -> list[Mapping[s
 
 
 def _server_limits(where: Where, table: Mapping[str, object]) -> Limits:
-    where.only(table, (*SERVER_LIMITS, "workers"))
+    where.only(table, (*SERVER_LIMITS, *CONNECTION_LIMIT_KEYS, "workers"))
     return parse_limits(where, table, Limits(), SERVER_LIMITS)
+
+
+def _connections(where: Where, table: Mapping[str, object]) -> ConnectionLimits:
+    """``[server] max_connections`` and ``max_connections_per_peer``: counts of 1 or more."""
+    defaults = ConnectionLimits()
+    total = where.integer(table, "max_connections", defaults.max_connections, 1,
+                          MOST_CONNECTIONS)
+    per_peer = where.integer(table, "max_connections_per_peer",
+                             defaults.max_connections_per_peer, 1, MOST_CONNECTIONS)
+    assert total is not None and per_peer is not None  # each has a default
+    return ConnectionLimits(total, per_peer)
 
 
 def _workers(where: Where, table: Mapping[str, object]) -> int:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ninep.config.listen import ListenAddress, parse_listen
 from ninep.config.tls import TlsConfig, make_server_context
+from ninep.server.admission import Admission, ConnectionLimits, Ticket
 from ninep.server.auth import authorized_key_ids
 from ninep.server.peers import address_text
 from ninep.server.session import ServerLimits, forget_creds, start_lookups
@@ -91,28 +92,39 @@ class _TlsListener:
                 log.warning("tls listener %s: accept failed: %s", self.tls.cert, exc)
                 await asyncio.sleep(1.0)
                 continue
-            task = loop.create_task(self._handshake(conn, address, self.context))
+            # counted from accept, so handshakes in progress count too; a refused
+            # peer costs no handshake
+            ticket = self.server.admission.admit(address, "tls")
+            if ticket is None:
+                conn.close()
+                continue
+            task = loop.create_task(self._handshake(conn, address, self.context, ticket))
             self.handshakes.add(task)  # the loop holds tasks weakly
             task.add_done_callback(self.handshakes.discard)
 
     async def _handshake(self, conn: socket.socket, address: object,
-                         context: ssl.SSLContext) -> None:
+                         context: ssl.SSLContext, ticket: Ticket) -> None:
+        """Once the handshake is done the connection holds ``ticket``; a failed one
+        gives it back here."""
         where = address_text(address)
         if conn.family in (socket.AF_INET, socket.AF_INET6):
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(
-                lambda: self.server.connection("tls"), conn, ssl=context,
+                lambda: self.server.connection("tls", ticket), conn, ssl=context,
                 ssl_handshake_timeout=self.handshake_timeout)
         except ssl.SSLError as exc:
             log.warning("%s: TLS handshake refused: %s", where, exc.reason or exc)
             conn.close()
+            ticket.release()
         except (OSError, TimeoutError) as exc:  # gone, or too slow
             log.warning("%s: TLS handshake failed: %s", where,
                         _handshake_failure(exc, self.handshake_timeout))
             conn.close()
+            ticket.release()
         except BaseException:  # the server stops
             conn.close()
+            ticket.release()
             raise
 
     async def close(self) -> None:
@@ -142,9 +154,11 @@ class Server:
     """Serves the current Policy on any number of listeners."""
 
     def __init__(self, policy: Policy, limits: ServerLimits | None = None,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None,
+                 connections: ConnectionLimits | None = None) -> None:
         self.policy = policy
         self.limits = limits or ServerLimits()
+        self.admission = Admission(connections)
         self.locks = LockManager()
         self.config_path = config_path
         self._servers: list[asyncio.AbstractServer] = []
@@ -162,8 +176,11 @@ class Server:
     def current_policy(self) -> Policy:
         return self.policy
 
-    def connection(self, kind: str) -> Connection:
-        conn = Connection(self.current_policy, self.locks, self.limits, kind)
+    def connection(self, kind: str, ticket: Ticket | None = None) -> Connection:
+        """A new connection's protocol; ``ticket``: its place, if the listener took
+        it at accept (TLS), else it is admitted when made."""
+        conn = Connection(self.current_policy, self.locks, self.limits, kind,
+                          self.admission, ticket)
         self._connections.add(conn)  # a reload reviews its attaches
         return conn
 

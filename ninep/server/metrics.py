@@ -42,6 +42,7 @@ __all__ = [
     "closed",
     "op_name",
     "opened",
+    "refused",
     "snapshot",
 ]
 
@@ -106,6 +107,7 @@ class Observed(Protocol):
 _live: dict[int, ConnectionStats] = {}
 _closed = ConnectionStats()  # the figures of connections that have gone
 _accepted = 0
+_refused = 0  # connections closed at accept, over max_connections(_per_peer)
 
 
 def opened(stats: ConnectionStats, conn: Observed, peer: Peer, number: int) -> None:
@@ -117,6 +119,12 @@ def opened(stats: ConnectionStats, conn: Observed, peer: Peer, number: int) -> N
     stats.opened_at = time.time()
     stats.conn = weakref.ref(conn)
     _live[number] = stats
+
+
+def refused() -> None:
+    """A connection was closed at accept, over a limit (ninep/server/admission.py)."""
+    global _refused
+    _refused += 1
 
 
 def closed(stats: ConnectionStats) -> None:
@@ -178,6 +186,7 @@ class Snapshot:
     accepted: int
     connections: tuple[ConnectionView, ...]
     ops: tuple[OpView, ...]
+    refused: int = 0
 
     @property
     def waiting(self) -> int:
@@ -208,7 +217,7 @@ def snapshot() -> Snapshot:
                 running += bucket
                 cumulative.append(running)
             ops.append(OpView(op_name(mtype), count, running, hist.total, tuple(cumulative)))
-    return Snapshot(time.time(), _accepted, tuple(views), tuple(ops))
+    return Snapshot(time.time(), _accepted, tuple(views), tuple(ops), _refused)
 
 
 def _view(stats: ConnectionStats) -> ConnectionView | None:

@@ -75,7 +75,8 @@ def _when(seconds: float) -> str:
 def render_connections() -> str:
     snap = metrics.snapshot()
     lines = [f"# {len(snap.connections)} open, {snap.accepted} accepted since the "
-             f"server started, {snap.waiting} requests waiting"]
+             f"server started ({snap.refused} refused over a limit), {snap.waiting} "
+             "requests waiting"]
     for conn in snap.connections:
         lines.append(f"conn {conn.number} {conn.peer} since {_when(conn.opened_at)} "
                      f"requests {conn.requests} waiting {conn.waiting} queued {conn.queued}")

@@ -45,6 +45,9 @@ class _Collector:
         snap = metrics.snapshot()
         yield CounterMetricFamily("ninep_connections_accepted", "Connections accepted "
                                   "since the server started", value=snap.accepted)
+        yield CounterMetricFamily("ninep_connections_refused", "Connections closed at "
+                                  "accept: over max_connections or max_connections_per_peer",
+                                  value=snap.refused)
         live = GaugeMetricFamily("ninep_connections", "Connections open now",
                                  labels=["transport"])
         by_transport: dict[str, int] = {}

@@ -16,6 +16,7 @@ from typing import Any, Callable, Coroutine
 
 from ninep.server import handlers as _handlers  # noqa: F401 - fills the handler table
 from ninep.server import metrics
+from ninep.server.admission import Admission, Ticket
 from ninep.server.handlers import read_fid, walk_fid
 from ninep.server.inflight import CallbackRequest, WaitingRequest, payload_of, run_as_task
 from ninep.server.peers import peer_of
@@ -64,9 +65,15 @@ class Connection(asyncio.Protocol):
     """The server side of one 9P connection."""
 
     def __init__(self, policy: Policy | Callable[[], Policy], locks: LockManager,
-                 limits: ServerLimits, kind: str = "tcp") -> None:
+                 limits: ServerLimits, kind: str = "tcp", admission: Admission | None = None,
+                 ticket: Ticket | None = None) -> None:
         # a callable gives the server's policy of the moment: a reload serves new attaches
         self._policy = policy
+        # the connection's place among the server's (admission.py): taken at
+        # connection_made unless the listener took it at accept (TLS), given back once
+        # everything it held is released
+        self._admission = admission
+        self._ticket = ticket
         self._locks = locks
         self._limits = limits
         self._kind = kind
@@ -103,6 +110,14 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] # uvloop's are not subclasses
+        if self._ticket is None and self._admission is not None:
+            self._ticket = self._admission.admit(transport.get_extra_info("peername"),
+                                                 self._kind)
+            if self._ticket is None:  # over a limit: closed before any 9P is read
+                self._closing = self._lost = True
+                self._done.set_result(None)
+                transport.abort()  # type: ignore[attr-defined] # every transport served has one
+                return
         peer = peer_of(transport, self._kind)
         self.session = self._new_session(peer, next(_conn_ids))
         self.account.peer = peer
@@ -118,10 +133,10 @@ class Connection(asyncio.Protocol):
         return Session(self._policy, self._locks, peer, conn_id, self._limits, self.context)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
         if self.session is None:
             self._early.append(bytes(data))
-            return
-        if self._closing:
             return
         try:
             frames = self._framer.feed(data)
@@ -195,6 +210,8 @@ class Connection(asyncio.Protocol):
                 await self.session.clunk_all()
             await self.context.close()
         finally:
+            if self._ticket is not None:
+                self._ticket.release()
             if not self._done.done():
                 self._done.set_result(None)
 

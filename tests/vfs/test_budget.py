@@ -1,4 +1,5 @@
-"""vfs/budget.py: the figures derived from RLIMIT_NOFILE, and who gets EMFILE or ENFILE."""
+"""vfs/budget.py: the figures derived from RLIMIT_NOFILE and the reserve for max_connections;
+who gets EMFILE or ENFILE."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 
 import pytest
 
-from ninep.vfs.budget import ConnectionAccount, DescriptorBudget
+from ninep.vfs.budget import SERVER_DESCRIPTORS, ConnectionAccount, DescriptorBudget
 
 
 @pytest.mark.parametrize(("limit", "reserve", "total", "per_connection"), [
@@ -47,3 +48,25 @@ def test_the_total_is_enfile_for_everyone() -> None:
     assert exc.value.errno == errno.ENFILE
     budget.closed(None)
     budget.check_open(None)
+
+
+@pytest.mark.parametrize(("limit", "wanted", "held", "reserve", "total"), [
+    (20000, 1024, 1024, 1088, 18912),  # the lead's host: every connection fits
+    (1 << 20, 1024, 1024, 1088, 1047488),  # systemd's usual hard limit
+    (1024, 1024, 448, 512, 512),  # a default soft limit: lowered, half for files
+    (256, 1024, 64, 128, 128),  # tests/hostile/test_descriptors.py's
+    (512, 20, 20, 84, 428),
+])
+def test_the_reserve_holds_max_connections_sockets(limit: int, wanted: int, held: int,
+                                                  reserve: int, total: int) -> None:
+    budget = DescriptorBudget(limit)
+    assert budget.hold_connections(wanted) == held
+    assert (budget.connections, budget.reserve, budget.total) == (held, reserve, total)
+    assert budget.reserve >= held + SERVER_DESCRIPTORS and budget.total >= limit // 2
+    budget.configure(limit)  # sized again from the same limit: the connections stay held
+    assert (budget.reserve, budget.total) == (reserve, total)
+
+
+def test_a_limit_that_holds_no_connection_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"descriptor limit .* of 80 cannot hold"):
+        DescriptorBudget(80).hold_connections(1024)

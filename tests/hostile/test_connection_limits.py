@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,8 +62,17 @@ def wait_fds_at_most(server: ServerProcess, most: int) -> None:
     raise AssertionError(f"{server.open_fds()} descriptors open, expected {most} at most")
 
 
+def refused_metric(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("ninep_connections_refused_total ")))
+
+
 def test_past_max_connections_new_ones_are_closed_without_a_reply(tmp_path: Path) -> None:
-    with serve_process(["--max-connections", "20"], tmp_path) as server:
+    metrics_port = free_port()
+    args = ["--max-connections", "20", "--metrics", f"tcp://127.0.0.1:{metrics_port}"]
+    with serve_process(args, tmp_path) as server:
         baseline = server.open_fds()
         results = [versioned(server.address) for _ in range(30)]
         admitted = [p for p in results if p is not None]
@@ -71,6 +81,7 @@ def test_past_max_connections_new_ones_are_closed_without_a_reply(tmp_path: Path
             assert server.open_fds() <= baseline + 20 + 4
             assert refusals(server, "127.0.0.1") == 1  # not 10
             assert "max_connections of 20" in server.log_text()
+            assert refused_metric(metrics_port) == 10
             for peer in admitted[:5]:
                 peer.close()
             wait_fds_at_most(server, baseline + 15 + 4)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from ninep import __version__
 from ninep.backends.registry import BackendConfigError, MountSpec, parse_mount
-from ninep.server.admission import MOST_CONNECTIONS, ConnectionLimits
+from ninep.config.connections import MOST_CONNECTIONS, ConnectionLimits
 from ninep.server.listeners import ListenAddress, Server, parse_listen, systemd_sockets
 from ninep.server.malloc_tuning import tune_malloc
 from ninep.server.sd_notify import notify, notify_reloading

@@ -17,10 +17,10 @@ from types import MappingProxyType
 from typing import NoReturn
 
 from ninep.backends.registry import BackendConfigError, MountSpec, check_mount
+from ninep.config.connections import CONNECTION_LIMIT_KEYS, MOST_CONNECTIONS, ConnectionLimits
 from ninep.config.listen import ListenAddress, parse_listen, parse_metrics_address
 from ninep.config.match import SERVER_LIMITS, PolicyConfig, parse_limits, parse_policy
 from ninep.config.tls import CLIENT_CERT_MODES, TlsConfig, make_server_context
-from ninep.server.admission import CONNECTION_LIMIT_KEYS, MOST_CONNECTIONS, ConnectionLimits
 from ninep.vfs.policy import Limits
 
 __all__ = [

@@ -8,12 +8,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from dataclasses import dataclass
 
+from ninep.config.connections import ConnectionLimits
 from ninep.server import metrics
 
-__all__ = ["CONNECTION_LIMIT_KEYS", "MOST_CONNECTIONS", "Admission", "ConnectionLimits",
-           "Ticket", "peer_host"]
+__all__ = ["Admission", "ConnectionLimits", "Ticket", "peer_host"]
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +22,6 @@ REFUSAL_LOG_WINDOW = 60.0
 #: Peers logged by name in one window: past it (a flood from many addresses, such as
 #: an IPv6 /64) refusals are only counted, and the memory kept for the log is bounded.
 REFUSAL_LOG_PEERS = 256
-#: the largest value either limit takes (the descriptor limit lowers it further)
-MOST_CONNECTIONS = 1 << 24
-#: their keys in [server], each a field of ConnectionLimits
-CONNECTION_LIMIT_KEYS = ("max_connections", "max_connections_per_peer")
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    """A server process's bounds on connections (``--max-connections``,
-    ``--max-connections-per-peer``, ``[server]``): a process setting, not a policy's,
-    since a policy is chosen at attach, long after a connection was admitted."""
-
-    # A host with many v9fs mounts uses one connection per mount, a QEMU guest one
-    # per share: 1024 is far above either; at ~24 MiB a connection can hold at most
-    # (docs/architecture.md, "Flow control"), it is also what bounds the server.
-    max_connections: int = 1024
-    # a quarter of it: one address (a NAT, a busy build host) cannot take them all
-    max_connections_per_peer: int = 256
 
 
 def peer_host(address: object, kind: str) -> str | None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ninep.backends.registry import BackendConfigError
+from ninep.config.connections import ConnectionLimits
 from ninep.config.file import load_config
-from ninep.server.admission import ConnectionLimits
 from tests.conftest import free_port, wait_for_port
 
 BASE = textwrap.dedent("""

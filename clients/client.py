@@ -6,7 +6,6 @@ import asyncio
 import errno
 import heapq
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
@@ -36,7 +35,7 @@ from ninep.wire.messages import (
 
 from .address import parse_address, parse_server_url
 from .auth import KeyLike, authenticate
-from .errors import ProtocolError, TLSError, VersionError
+from .errors import ProtocolError, TLSError, VersionError, lerror
 from .fid import Fid
 from .tls import explain_tls_error
 from .tree import Tree
@@ -219,7 +218,7 @@ class Client:
         self._send(NOTAG, Tversion(msize, VERSION_9P2000L))
         reply = await future
         if isinstance(reply, Rlerror | Rerror):
-            detail = reply.ename if isinstance(reply, Rerror) else os.strerror(reply.ecode)
+            detail = reply.ename if isinstance(reply, Rerror) else lerror(reply.ecode).strerror
             raise VersionError(f"server refused 9P2000.L: {detail}")
         if not isinstance(reply, Rversion):
             raise ProtocolError(f"server answered Tversion with {type(reply).__name__}")
@@ -392,6 +391,16 @@ class Client:
             self._tags.give(tag)
         return self._check(msg, reply)
 
+    def break_off(self, error: ProtocolError) -> ProtocolError:
+        """The server broke the protocol (a reply that cannot be decoded, or that does not
+        answer the request of its tag): log it, close the connection, return ``error``
+        for the caller to raise. After such a reply the server's view of tags and fids
+        may differ from ours, so nothing more on this connection can be trusted."""
+        if self._error is None:
+            log.error("%s: %s; closing the connection", self.url or "server", error)
+        self._fail(error)
+        return error
+
     def rpc_soon(self, pack: Callable[[int], bytes], done: RawDone) -> bool:
         """Send the T-frame ``pack(tag)``; ``done`` gets its whole reply frame, undecoded,
         or the OSError (a ConnectionError) that ended the connection first.
@@ -419,15 +428,15 @@ class Client:
         self._outbox.append(pack(tag))
         return True
 
-    @staticmethod
-    def _check(msg: Message, reply: Message) -> Message:
+    def _check(self, msg: Message, reply: Message) -> Message:
+        if reply.type == msg.type + 1:
+            return reply
         if isinstance(reply, Rlerror):
-            raise OSError(reply.ecode, os.strerror(reply.ecode))
+            raise lerror(reply.ecode)
         if isinstance(reply, Rerror):
             raise OSError(errno.EIO, reply.ename)
-        if reply.type != msg.type + 1:
-            raise ProtocolError(f"{type(msg).__name__} was answered by {type(reply).__name__}")
-        return reply
+        raise self.break_off(ProtocolError(
+            f"{type(msg).__name__} was answered by {type(reply).__name__}"))
 
     async def _abandon(self, tag: int, future: asyncio.Future[Message],
                        on_abandon: Abandon | None) -> None:
@@ -501,6 +510,8 @@ class Client:
             frames = self._framer.feed(data)
             soon = self._soon
             for frame in frames:
+                if self._error is not None:  # a reply broke the protocol: the rest is moot
+                    return
                 if soon:
                     tag = frame[5] | frame[6] << 8  # the header's tag, little-endian
                     done = soon.pop(tag, None)
@@ -511,8 +522,7 @@ class Client:
                 tag, msg = decode(frame)
                 self._dispatch(tag, msg)
         except DecodeError as exc:
-            log.error("%s: bad reply, closing: %s", self.url, exc)
-            self._fail(ProtocolError(f"bad reply from server: {exc}"))
+            self.break_off(ProtocolError(f"bad reply from server: {exc}"))
 
     @staticmethod
     def _answer_soon(done: RawDone, answer: bytes | OSError) -> None:
@@ -526,7 +536,11 @@ class Client:
             self.trace("<-", tag, msg)
         future = self._pending.pop(tag, None)
         if future is None:
-            log.warning("%s: reply %s for unknown tag %d", self.url, type(msg).__name__, tag)
+            # flush(5): no reply may follow Rflush, so a tag not in flight is a reply
+            # to nothing, or a second reply; the next request given that tag could
+            # take it for its own answer (Linux v9fs also closes: "unexpected tag")
+            self.break_off(ProtocolError(
+                f"reply {type(msg).__name__} to tag {tag}, which is not in flight"))
             return
         if not future.done():
             future.set_result(msg)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "TLSError", "VersionError", "with_path"]
+import errno
+import os
+
+__all__ = ["ProtocolError", "TLSError", "VersionError", "lerror", "with_path"]
 
 
 class ProtocolError(ConnectionError):
@@ -15,6 +18,15 @@ class VersionError(ProtocolError):
 
 class TLSError(ProtocolError):
     """A TLS handshake failed; the message says why (unknown CA, name mismatch, ...)."""
+
+
+def lerror(ecode: int) -> OSError:
+    """The OSError an Rlerror stands for. An errno this host does not know (0, or past
+    the kernel's 4095 MAX_ERRNO, which a Linux client would take for a pointer) is EIO:
+    passed on, it would be OSError(0) here, or a wrong error for a front's clients."""
+    if ecode in errno.errorcode:
+        return OSError(ecode, os.strerror(ecode))
+    return OSError(errno.EIO, f"server sent errno {ecode}, which is none")
 
 
 class with_path:

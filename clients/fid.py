@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ninep.wire.codec import HEADER, fixed_names, fixed_struct
-from ninep.wire.constants import HEADER_SIZE, MAXWELEM
+from ninep.wire.constants import HEADER_SIZE, MAXWELEM, QTDIR, QTSYMLINK, XATTR_SIZE_MAX
 from ninep.wire.messages import (
     IOHDRSZ,
     READDIRHDRSZ,
@@ -70,7 +70,7 @@ from ninep.wire.messages import (
     decode,
 )
 
-from .errors import ProtocolError
+from .errors import ProtocolError, lerror
 from .wire import GETATTR_ALL, Dirent, parse_dirents
 
 if TYPE_CHECKING:
@@ -133,22 +133,54 @@ if GetattrFields._fields != fixed_names(Rgetattr):
 GetattrDone = Callable[[GetattrFields | OSError], None]
 _fields_of: Final = GetattrFields._make
 
+# The qid type bits each file type of a mode must come with (stat(2)'s S_IFMT); a mode
+# of no file type has none. Linux takes the inode's type from the mode and v9fs parts of
+# it from the qid: a front server passing on a contradiction would hand its clients both.
+_S_IFMT: Final = 0o170000
+_QT_KIND: Final = QTDIR | QTSYMLINK
+_QT_OF_MODE: Final = {0o040000: QTDIR, 0o120000: QTSYMLINK, 0o100000: 0, 0o020000: 0,
+                      0o060000: 0, 0o010000: 0, 0o140000: 0}
+# Linux's PATH_MAX, the terminating NUL included: no symlink target is longer
+_PATH_MAX: Final = 4096
+
+
+def _contradiction(qid_type: int, mode: int) -> OSError | None:
+    """EIO for an Rgetattr whose qid type and mode disagree on the file's type."""
+    if _QT_OF_MODE.get(mode & _S_IFMT) == qid_type & _QT_KIND:
+        return None
+    return OSError(errno.EIO, f"bad Rgetattr: mode {mode:o} with qid type {qid_type:#x}")
+
 
 def _rgetattr_of(frame: bytes) -> GetattrFields | OSError:
     """A Tgetattr's reply frame as its fields, or the OSError it stands for: an
-    Rlerror's errno, EIO for an Rerror, a ProtocolError for anything else."""
+    Rlerror's errno, EIO for an Rerror or a mode its qid contradicts, a ProtocolError
+    for anything else."""
     if frame[4] == Rgetattr.type and len(frame) == _RGETATTR_SIZE:
-        return _fields_of(_RGETATTR.unpack_from(frame))
+        fields = _fields_of(_RGETATTR.unpack_from(frame))
+        if _QT_OF_MODE.get(fields[4] & _S_IFMT) == fields[1] & _QT_KIND:  # mode, qid_type
+            return fields
+        return _contradiction(fields[1], fields[4]) or fields
     try:
         _, reply = decode(frame)
     except DecodeError as exc:
         return ProtocolError(f"bad Rgetattr: {exc}")
     if isinstance(reply, Rlerror):
-        return OSError(reply.ecode, os.strerror(reply.ecode))
+        return lerror(reply.ecode)
     if isinstance(reply, Rerror):
         return OSError(errno.EIO, reply.ename)
     return ProtocolError(f"Tgetattr was answered by {type(reply).__name__}")
 
+
+def _bad_name(name: str) -> bool:
+    """Not a file name: empty, or holding "/" or NUL. Passed on, "a/b" or "../x" from a
+    listing would be a path to whoever joins it to the directory's (a front server's
+    clients, a recursive copy's local side); Linux's getdents refuses them with EIO."""
+    return not name or "/" in name or "\0" in name
+
+
+
+def _too_many_qids(reply: Rwalk, names: tuple[str, ...]) -> OSError:
+    return OSError(errno.EIO, f"bad Rwalk: {len(reply.qids)} qids for {len(names)} names")
 
 
 class Fid:
@@ -191,8 +223,11 @@ class Fid:
         first, rest = names[:MAXWELEM], names[MAXWELEM:]
         number, reply = await self.client.call_with_newfid(
             lambda newfid: Twalk(self.fid, newfid, first),
-            bound=lambda r: isinstance(r, Rwalk) and len(r.qids) == len(first))
+            bound=lambda r: isinstance(r, Rwalk) and len(r.qids) >= len(first))
         assert isinstance(reply, Rwalk)
+        if len(reply.qids) > len(first):
+            self.client.spawn_clunk(number)  # whatever the server thinks it bound
+            raise _too_many_qids(reply, first)
         if len(reply.qids) != len(first):
             raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
         fid = Fid(self.client, number, reply.qids[-1] if reply.qids else self.qid)
@@ -201,6 +236,8 @@ class Fid:
                 chunk, rest = rest[:MAXWELEM], rest[MAXWELEM:]
                 # newfid == fid moves the fid itself; a failed walk leaves it put.
                 step = await self.client.call(Twalk(number, number, chunk), Rwalk)
+                if len(step.qids) > len(chunk):
+                    raise _too_many_qids(step, chunk)
                 if len(step.qids) != len(chunk):
                     raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
                 fid.qid = step.qids[-1]
@@ -243,17 +280,27 @@ class Fid:
     # --- metadata -------------------------------------------------------
 
     async def getattr(self, request_mask: int = GETATTR_ALL) -> Rgetattr:
-        """Tgetattr."""
-        return await self.client.call(Tgetattr(self.fid, request_mask), Rgetattr)
+        """Tgetattr; EIO for a reply whose mode and qid disagree on the file's type."""
+        reply = await self.client.call(Tgetattr(self.fid, request_mask), Rgetattr)
+        contradiction = _contradiction(reply.qid.type, reply.mode)
+        if contradiction is not None:
+            raise contradiction
+        return reply
 
     def getattr_soon(self, done: GetattrDone, request_mask: int = GETATTR_ALL) -> bool:
         """Tgetattr answered by a callback (Client.rpc_soon): ``done`` gets the reply's
         fields, or the OSError that getattr() would raise. False, with nothing sent,
         where getattr() would have to wait (then await that instead)."""
-        number = self.fid
+        number, client = self.fid, self.client
 
         def reply(answer: bytes | OSError) -> None:
-            done(answer if isinstance(answer, OSError) else _rgetattr_of(answer))
+            if isinstance(answer, OSError):
+                done(answer)
+                return
+            fields = _rgetattr_of(answer)
+            if isinstance(fields, ProtocolError):
+                client.break_off(fields)  # as rpc() would for this reply
+            done(fields)
 
         return self.client.rpc_soon(
             lambda tag: _TGETATTR.pack(_TGETATTR.size, Tgetattr.type, tag, number, request_mask),
@@ -272,8 +319,13 @@ class Fid:
         return await self.client.call(Tstatfs(self.fid), Rstatfs)
 
     async def readlink(self) -> str:
-        """Treadlink."""
-        return (await self.client.call(Treadlink(self.fid), Rreadlink)).target
+        """Treadlink; EIO for a target no symlink can have (empty, NUL, past PATH_MAX)."""
+        target = (await self.client.call(Treadlink(self.fid), Rreadlink)).target
+        if not target or "\0" in target or \
+                len(target.encode("utf-8", "surrogateescape")) >= _PATH_MAX:
+            raise OSError(errno.EIO, f"bad Rreadlink: a target of {len(target)} characters "
+                          "that no symlink can have")
+        return target
 
     # --- opening and I/O ------------------------------------------------
 
@@ -295,24 +347,45 @@ class Fid:
         self.opened = True
 
     async def read(self, offset: int, count: int) -> bytes:
-        """One Tread; ``count`` is capped at io_size."""
-        reply = await self.client.call(Tread(self.fid, offset, min(count, self.io_size)), Rread)
-        return bytes(reply.data)
+        """One Tread; ``count`` is capped at io_size. EIO for an Rread of more bytes than
+        asked for (as Linux's "bogus RREAD count"): they cannot be the file's."""
+        count = min(count, self.io_size)
+        data = (await self.client.call(Tread(self.fid, offset, count), Rread)).data
+        if len(data) > count:
+            raise OSError(errno.EIO, f"bad Rread: {len(data)} bytes for a Tread of {count}")
+        return bytes(data)
 
     async def write(self, offset: int, data: bytes | memoryview) -> int:
-        """One Twrite of at most io_size bytes; returns the count written."""
+        """One Twrite of at most io_size bytes; returns the count written. EIO for a
+        count larger than sent: believed, a caller would skip bytes never written."""
         if len(data) > self.io_size:
             raise ValueError(f"{len(data)} bytes exceed the io size {self.io_size}")
-        return (await self.client.call(Twrite(self.fid, offset, data), Rwrite)).count
+        count = (await self.client.call(Twrite(self.fid, offset, data), Rwrite)).count
+        if count > len(data):
+            raise OSError(errno.EIO, f"bad Rwrite: {count} bytes written of {len(data)} sent")
+        return count
 
     async def readdir(self, offset: int = 0, count: int = 0) -> list[Dirent]:
-        """One Treaddir from cookie ``offset``; count 0 means msize - READDIRHDRSZ."""
+        """One Treaddir from cookie ``offset``; count 0 means msize - READDIRHDRSZ.
+
+        EIO for a reply that no directory can give: longer than ``count``, an entry cut
+        short, a name that is no file name (empty, "/" or NUL in it), or a last cookie
+        equal to ``offset`` (the next Treaddir would list the same again, for ever)."""
         count = count or self.client.msize - READDIRHDRSZ
         reply = await self.client.call(Treaddir(self.fid, offset, count), Rreaddir)
+        if len(reply.data) > count:
+            raise OSError(errno.EIO, f"bad Rreaddir: {len(reply.data)} bytes for {count}")
         try:
-            return parse_dirents(reply.data)
+            dirents = parse_dirents(reply.data)
         except ValueError as exc:
             raise OSError(errno.EIO, f"bad Rreaddir: {exc}") from None
+        for dirent in dirents:
+            if _bad_name(dirent.name):
+                raise OSError(errno.EIO, f"bad Rreaddir: entry name {dirent.name!r}")
+        if dirents and dirents[-1].offset == offset:
+            raise OSError(errno.EIO, f"bad Rreaddir: the listing does not advance from "
+                          f"cookie {offset}")
+        return dirents
 
     async def fsync(self, datasync: bool = False) -> None:
         """Tfsync."""
@@ -359,6 +432,10 @@ class Fid:
         assert isinstance(reply, Rxattrwalk)
         fid = Fid(self.client, number, self.qid)
         fid.opened = True
+        if reply.size > XATTR_SIZE_MAX:  # Linux's bound on a value and on a list of names
+            fid.release()
+            raise OSError(errno.EIO, f"bad Rxattrwalk: size {reply.size} is past "
+                          f"XATTR_SIZE_MAX ({XATTR_SIZE_MAX})")
         return fid, reply.size
 
     async def xattrcreate(self, name: str, size: int, flags: int = 0) -> None:

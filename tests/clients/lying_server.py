@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ninep.wire.codec import HEADER
@@ -46,7 +48,7 @@ from ninep.wire.messages import (
     encode,
 )
 
-__all__ = ["DATA", "FILE", "ROOT", "STALL", "Lie", "LyingServer", "frame"]
+__all__ = ["DATA", "FILE", "ROOT", "STALL", "Lie", "LyingServer", "frame", "lying_in_thread"]
 
 ROOT = Qid(0x80, 0, 1)
 FILE = Qid(0, 0, 2)
@@ -73,12 +75,14 @@ _TREE = {(): _Node(ROOT, 0o040755), ("f",): _Node(FILE, 0o100644)}
 class LyingServer:
     """Listens on 127.0.0.1; ``lies[T-class]`` answers that request instead of the truth.
 
-    ``received`` counts the requests of each kind (what the client sent)."""
+    ``received`` holds the requests in order (what the client sent); ``fids`` the path
+    of each fid (one client connection at a time: fid numbers are per connection)."""
 
     def __init__(self, msize: int = 65536) -> None:
         self.msize = msize
         self.lies: dict[type[Message], Lie] = {}
         self.received: list[tuple[int, Message]] = []
+        self.fids: dict[int, tuple[str, ...]] = {}
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -92,6 +96,10 @@ class LyingServer:
 
     def sent(self, kind: type[Message]) -> list[Message]:
         return [msg for _, msg in self.received if isinstance(msg, kind)]
+
+    def on(self, msg: Message, path: tuple[str, ...]) -> bool:
+        """Whether ``msg`` is a request on a fid of ``path``."""
+        return self.fids.get(getattr(msg, "fid", -1)) == path
 
     async def start(self) -> LyingServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -107,7 +115,7 @@ class LyingServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
-        fids: dict[int, tuple[str, ...]] = {}
+        fids = self.fids = {}
         framer = Framer(1 << 20)
         try:
             while data := await reader.read(1 << 20):
@@ -174,6 +182,23 @@ class LyingServer:
         if isinstance(msg, Tstatfs):
             return Rstatfs(0x01021997, 4096, 10, 5, 5, 10, 5, 0, 255)
         return Rlerror(errno.EOPNOTSUPP)
+
+
+@contextmanager
+def lying_in_thread(msize: int = 65536) -> Iterator[LyingServer]:
+    """A LyingServer on an event loop of its own thread, for tests whose own thread
+    blocks (waiting for a server process that connects to it at start-up)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(LyingServer(msize).start(), loop).result(30)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
 
 
 def u32(value: int) -> bytes:

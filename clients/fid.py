@@ -133,20 +133,23 @@ if GetattrFields._fields != fixed_names(Rgetattr):
 GetattrDone = Callable[[GetattrFields | OSError], None]
 _fields_of: Final = GetattrFields._make
 
-# The qid type bits each file type of a mode must come with (stat(2)'s S_IFMT); a mode
-# of no file type has none. Linux takes the inode's type from the mode and v9fs parts of
-# it from the qid: a front server passing on a contradiction would hand its clients both.
+# Each file type of a mode (stat(2)'s S_IFMT bits) with the qid type bits it must come
+# with (QTDIR, QTSYMLINK; the two sets of bits do not overlap): one set lookup on the
+# getattr path. A mode of no file type has none. Linux takes the inode's type from the
+# mode and v9fs parts of it from the qid: a front server passing on a contradiction
+# would hand its clients both.
 _S_IFMT: Final = 0o170000
 _QT_KIND: Final = QTDIR | QTSYMLINK
-_QT_OF_MODE: Final = {0o040000: QTDIR, 0o120000: QTSYMLINK, 0o100000: 0, 0o020000: 0,
-                      0o060000: 0, 0o010000: 0, 0o140000: 0}
+assert (_S_IFMT, _QT_KIND) == (0o170000, 0x82)  # as _rgetattr_of spells them
+_MODE_WITH_QID: Final = frozenset({0o040000 | QTDIR, 0o120000 | QTSYMLINK, 0o100000,
+                                   0o020000, 0o060000, 0o010000, 0o140000})
 # Linux's PATH_MAX, the terminating NUL included: no symlink target is longer
 _PATH_MAX: Final = 4096
 
 
 def _contradiction(qid_type: int, mode: int) -> OSError | None:
     """EIO for an Rgetattr whose qid type and mode disagree on the file's type."""
-    if _QT_OF_MODE.get(mode & _S_IFMT) == qid_type & _QT_KIND:
+    if (mode & _S_IFMT) | (qid_type & _QT_KIND) in _MODE_WITH_QID:
         return None
     return OSError(errno.EIO, f"bad Rgetattr: mode {mode:o} with qid type {qid_type:#x}")
 
@@ -156,10 +159,12 @@ def _rgetattr_of(frame: bytes) -> GetattrFields | OSError:
     Rlerror's errno, EIO for an Rerror or a mode its qid contradicts, a ProtocolError
     for anything else."""
     if frame[4] == Rgetattr.type and len(frame) == _RGETATTR_SIZE:
-        fields = _fields_of(_RGETATTR.unpack_from(frame))
-        if _QT_OF_MODE.get(fields[4] & _S_IFMT) == fields[1] & _QT_KIND:  # mode, qid_type
-            return fields
-        return _contradiction(fields[1], fields[4]) or fields
+        values = _RGETATTR.unpack_from(frame)
+        # mode & S_IFMT | qid type & (QTDIR | QTSYMLINK), the constants spelled out: a
+        # global's load each costs as much as the arithmetic
+        if (values[4] & 0o170000) | (values[1] & 0x82) in _MODE_WITH_QID:
+            return _fields_of(values)
+        return _contradiction(values[1], values[4]) or _fields_of(values)
     try:
         _, reply = decode(frame)
     except DecodeError as exc:

@@ -215,6 +215,7 @@ class Tree:
         async with self._walked(path) as fid:
             await fid.lopen(O_RDONLY | O_DIRECTORY)
             offset = 0
+            ends: set[int] = set()  # the cookies batches ended on: one per batch
             while True:
                 batch = await fid.readdir(offset)
                 if not batch:
@@ -223,6 +224,10 @@ class Tree:
                     if dirent.name not in (".", ".."):
                         yield DirEntry.from_dirent(dirent, path)
                 offset = batch[-1].offset
+                if offset in ends:  # a server whose cookies go round would list for ever
+                    raise OSError(errno.EIO, f"bad Rreaddir: the listing returned to "
+                                  f"cookie {offset}")
+                ends.add(offset)
 
     async def listdir(self, path: str = "") -> list[str]:
         """Names in a directory, without "." and ".."."""

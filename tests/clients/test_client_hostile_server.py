@@ -233,6 +233,15 @@ async def test_an_rreaddir_that_never_advances_is_eio(liar: LyingServer, tree: T
     assert len(liar.sent(Treaddir)) <= 2
 
 
+async def test_an_rreaddir_whose_cookies_go_round_is_eio(liar: LyingServer, tree: Tree) -> None:
+    # 0 -> "a" (1) -> "b" (2) -> "c" (1) -> "b" (2) ...: each batch advances, the listing never ends
+    after = {0: ("a", 1), 1: ("b", 2), 2: ("c", 1)}
+    liar.lie(Treaddir, lambda tag, msg: encode(tag, Rreaddir(pack_dirent(
+        FILE, after[msg.offset][1], 8, after[msg.offset][0]))))  # type: ignore[attr-defined]
+    await eio(tree.listdir(""))
+    assert len(liar.sent(Treaddir)) == 3
+
+
 # --- attributes, links, xattrs ---------------------------------------------------
 
 

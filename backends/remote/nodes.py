@@ -216,11 +216,25 @@ class RemoteNode(Node):
             return False
 
         def reply(fields: GetattrFields | OSError) -> None:
-            done(conn.failed(fields) if isinstance(fields, OSError) else self._attr(fields))
+            if isinstance(fields, OSError):
+                done(conn.failed(fields))
+                return
+            try:
+                attr = self._attr(fields)
+            except OSError as exc:  # raised here, it would leave the request unanswered
+                done(exc)
+                return
+            done(attr)
 
         return fid.getattr_soon(reply)
 
     def _attr(self, r: GetattrFields) -> Attr:
+        # A timespec's nanoseconds are below 10**9: more would carry into seconds that
+        # our own Rgetattr could then not hold (int64), and no client could be answered
+        if r.atime_nsec >= _NS or r.mtime_nsec >= _NS or r.ctime_nsec >= _NS or \
+                r.btime_nsec >= _NS:
+            raise OSError(errno.EIO, f"9p backend {self.conn.spec.url}: bad Rgetattr: "
+                          "nanoseconds of 10**9 or more")
         self.mode = stat.S_IFMT(r.mode)
         return Attr(self.conn.ino(r.qid_path), r.mode, r.uid, r.gid, r.nlink, r.size,
                     r.atime_sec * _NS + r.atime_nsec, r.mtime_sec * _NS + r.mtime_nsec,

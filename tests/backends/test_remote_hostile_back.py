@@ -16,6 +16,7 @@ import pytest
 from ninep.clients import Client, Tree
 from ninep.wire.dirent import pack_dirent
 from ninep.wire.messages import (
+    Rgetattr,
     Rlerror,
     Rread,
     Rreaddir,
@@ -108,3 +109,19 @@ async def test_an_errno_that_is_none_is_eio_through_the_front(
                      if liar.on(msg, ("f",)) else None)
             await eio(fid.getattr())
             await healthy(front, tree)
+
+
+async def test_an_rgetattr_with_nanoseconds_past_a_second_is_eio_through_the_front(
+        tmp_path: Path) -> None:
+    # sec * 10**9 + nsec, split again for the front's own Rgetattr, overflows its int64
+    top = (1 << 63) - 1
+    lie = Rgetattr(0x3FFF, FILE, 0o100644, 0, 0, 1, 0, 5, 4096, 0,
+                   top, (1 << 64) - 1, top, 0, top, 0, top, 0, 0, 0)
+    with front_of(tmp_path) as (front, liar):
+        async with attach(front) as tree:
+            fid = await asyncio.wait_for(tree.walk("imp/f"), HANG)
+            liar.lie(Tgetattr, lambda tag, msg: encode(tag, lie) if liar.on(msg, ("f",))
+                     else None)
+            await eio(fid.getattr())
+            await healthy(front, tree)
+

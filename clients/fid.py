@@ -140,7 +140,8 @@ _fields_of: Final = GetattrFields._make
 # would hand its clients both.
 _S_IFMT: Final = 0o170000
 _QT_KIND: Final = QTDIR | QTSYMLINK
-assert (_S_IFMT, _QT_KIND) == (0o170000, 0x82)  # as _rgetattr_of spells them
+if (_S_IFMT, _QT_KIND) != (0o170000, 0x82):
+    raise TypeError("_rgetattr_of spells S_IFMT and QTDIR | QTSYMLINK as 0o170000, 0x82")
 _MODE_WITH_QID: Final = frozenset({0o040000 | QTDIR, 0o120000 | QTSYMLINK, 0o100000,
                                    0o020000, 0o060000, 0o010000, 0o140000})
 # Linux's PATH_MAX, the terminating NUL included: no symlink target is longer
@@ -181,7 +182,6 @@ def _bad_name(name: str) -> bool:
     listing would be a path to whoever joins it to the directory's (a front server's
     clients, a recursive copy's local side); Linux's getdents refuses them with EIO."""
     return not name or "/" in name or "\0" in name
-
 
 
 def _too_many_qids(reply: Rwalk, names: tuple[str, ...]) -> OSError:

@@ -289,8 +289,14 @@ class Connection(asyncio.Protocol):
             if isinstance(attr, OSError):
                 self._send(tag, m.Rlerror(attr.errno or errno.EIO))
             else:
-                attr = fid.ns.client_attr(attr)
-                self._write(rgetattr_frame(tag, fid.loc.mount.qid_path(attr.ino), attr))
+                try:
+                    attr = fid.ns.client_attr(attr)
+                    frame = rgetattr_frame(tag, fid.loc.mount.qid_path(attr.ino), attr)
+                except Exception as exc:  # what the wire cannot carry: answered, not lost
+                    assert self.session is not None
+                    self._send(tag, self.session.error_reply(exc, m.Tgetattr))
+                else:
+                    self._write(frame)
             if self._queued or self._paused_by_requests:
                 self._drain_queue()
 

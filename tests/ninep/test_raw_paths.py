@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -120,3 +121,30 @@ async def test_clunk_of_an_open_fid_closes_its_handle() -> None:
     assert m.decode(transport.written[-1]) == (6, m.Rclunk())
     assert closed == [True]
 
+
+
+async def test_a_callback_getattr_that_cannot_be_packed_is_answered_eio(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a node answering by callback (an import's) whose attributes the wire cannot carry
+    # (a size of 2**64): the request is answered EIO, never left without a reply
+    from ninep.backends.ram import RamNode
+    from ninep.vfs.node import Attr
+
+    def getattr_soon(self: RamNode, done: Callable[[Attr | OSError], None]) -> bool:
+        a = self.attr
+        bad = Attr(a.ino, a.mode, a.uid, a.gid, a.nlink, 2**64, 0, 0, 0)
+        asyncio.get_running_loop().call_soon(done, bad)
+        return True
+
+    monkeypatch.setattr(RamNode, "peek_attr", lambda self: None)
+    monkeypatch.setattr(RamNode, "getattr_soon", getattr_soon)
+    conn, transport = await connected(await default_policy())
+    first = len(transport.written)
+    conn.data_received(m.encode(7, m.Tgetattr(1, 0x3FFF)))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if len(transport.written) > first:
+            break
+    [(tag, reply)] = transport.replies()[first:]
+    assert (tag, reply) == (7, m.Rlerror(errno.EIO))
+    assert not transport.aborted

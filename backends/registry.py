@@ -161,9 +161,7 @@ KINDS: dict[str, BackendKind] = {kind.name: kind for kind in (
         Option("uid", "integer"), Option("msize", "integer", minimum=4096),
         Option("ca", "string", ""), Option("cert", "string", ""), Option("key", "string", ""),
         Option("auth_key", "string", ""), Option("timeout", "integer", 10, minimum=1),
-        Option("readahead", "boolean", True),
-        # the workers' private exports (ninep/workers/owner.py): qid paths kept as they are
-        Option("keep_qids", "boolean", False))),
+        Option("readahead", "boolean", True))),
     BackendKind("null", "ninep.backends.synthetic:open_null", "none", single_file=True),
     BackendKind("zero", "ninep.backends.synthetic:open_zero", "none", single_file=True),
     BackendKind("inline", "ninep.backends.synthetic:open_inline", "optional", single_file=True),

@@ -94,8 +94,7 @@ async def open_backend(source: str, options: Options, read_only: bool) -> Remote
         auth_key=option_str(options, "auth_key") or None,
         msize=option_int(options, "msize", DEFAULT_MSIZE) or DEFAULT_MSIZE,
         timeout=float(timeout),
-        readahead=option_bool(options, "readahead"),
-        keep_qids=option_bool(options, "keep_qids"))
+        readahead=option_bool(options, "readahead"))
     if address.scheme != "tls" and (spec.ca or spec.cert or spec.key):
         raise BackendConfigError(f"9p source {source!r}: ca, cert and key are for tls:// "
                                  "servers only",)

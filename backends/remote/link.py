@@ -17,7 +17,6 @@ __all__ = ["Link", "RemoteSpec", "remote_errors"]
 
 log = logging.getLogger(__name__)
 
-_INO_LIMIT = 1 << 48  # vfs/ keeps a mount's qids apart above this (Mount.qid_path)
 _RETRY_FIRST, _RETRY_MAX = 0.05, 5.0  # seconds between reconnect attempts, doubling
 
 
@@ -40,10 +39,6 @@ class RemoteSpec:
     msize: int = DEFAULT_MSIZE
     timeout: float = 10.0  # seconds for one connect and attach
     readahead: bool = True  # sequential readers' next reads asked for early (handle.py)
-    # a back qid.path below 2**48 is the inode number as it is (ninep/workers/: the
-    # worker that owns a mount exports it alone, so its qid paths are its inodes and
-    # every worker gives a file the same qid.path); the rest are renumbered
-    keep_qids: bool = False
 
     def tls_context(self) -> ssl.SSLContext | None:
         if parse_address(self.url).scheme != "tls":
@@ -81,7 +76,6 @@ class Link:
         self.root: Fid | None = None
         self.changes = 0  # changes made through this mount: read-ahead older is stale
         self.ahead_bytes = 0  # bytes its open files hold read ahead (handle.py)
-        self._inos: dict[int, int] = {}  # back qid.path -> our inode number
         self._closing = False
         self._reconnect: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -94,18 +88,15 @@ class Link:
     def up(self) -> bool:
         return self.client is not None and not self.client.closed
 
-    def ino(self, qid_path: int) -> int:
-        """Our inode number for a back qid.path: the same path (hard links) the same
-        number, every path below 2**48, so vfs/ adds this mount's device bits and two
-        imports of servers with the same qids never collide."""
-        if self.spec.keep_qids and qid_path < _INO_LIMIT:
-            return qid_path
-        ino = self._inos.get(qid_path)
-        if ino is None:
-            ino = self._inos[qid_path] = len(self._inos) + 1
-            if ino >= _INO_LIMIT:  # pragma: no cover - 2**48 files seen by one mount
-                raise OSError(errno.EOVERFLOW, "too many files seen through this mount")
-        return ino
+    @staticmethod
+    def ino(qid_path: int) -> int:
+        """Our inode number for a back qid.path: the path itself. vfs/ puts it under
+        this mount's device bits and folds any bits above 48 in (Mount.qid_path), so
+        two imports never collide, hard links (one back qid.path) share a number, and
+        the number is a function of the back server's alone: the same in every worker
+        and after a restart, where a table of first sightings differed from process
+        to process and grew with every file seen."""
+        return qid_path
 
     def current(self) -> tuple[Client, Fid, int]:
         """The live connection, its root fid and generation; EIO while there is none."""

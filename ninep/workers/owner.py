@@ -9,8 +9,8 @@ export in its place, as uid 0, so that the owner's permission checks pass and
 this worker's own checks (vfs/namespace.py, with the client's identity) decide,
 and files are created for the client's uid (backends/remote gives them their
 owner). The owner's qid paths are its inode numbers (the export is its only
-mount), and the 9p backend keeps them (``keep_qids``), so the same file has the
-same qid.path in every worker. Byte-range locks taken through the export are
+mount), and the 9p backend keeps a back server's qid paths as its inode numbers,
+so the same file has the same qid.path in every worker. Byte-range locks taken through the export are
 held in worker 0's lock table, beside those of its own clients.
 
 If worker 0 dies, what the mounts held is gone, as when a single server dies;
@@ -95,8 +95,7 @@ class Owned:
         for name, namespace in config.namespaces.items():
             mounts = tuple(
                 replace(m, kind="9p", source=f"unix://{self.socket}", options=MappingProxyType({
-                    "aname": _ANAME.format(f"{name}:{m.path}"), "uname": "root", "uid": 0,
-                    "keep_qids": True}))
+                    "aname": _ANAME.format(f"{name}:{m.path}"), "uname": "root", "uid": 0}))
                 if _owned(m) else m for m in namespace.mounts)
             namespaces[name] = replace(namespace, mounts=mounts)
         return replace(config, namespaces=MappingProxyType(namespaces))
@@ -126,7 +125,7 @@ class Owned:
         from ninep.backends.remote import open_remote
         from ninep.backends.remote.link import RemoteSpec
         spec = RemoteSpec(url=f"unix://{self.socket}", aname=_ANAME.format(number),
-                          uname="root", n_uname=0, keep_qids=True)
+                          uname="root", n_uname=0)
         return await open_remote(spec, read_only)
 
     async def start(self, public: Server) -> None:

@@ -11,7 +11,14 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ninep.wire.codec import HEADER, fixed_names, fixed_struct
-from ninep.wire.constants import HEADER_SIZE, MAXWELEM, QTDIR, QTSYMLINK, XATTR_SIZE_MAX
+from ninep.wire.constants import (
+    GETATTR_MODE,
+    HEADER_SIZE,
+    MAXWELEM,
+    QTDIR,
+    QTSYMLINK,
+    XATTR_SIZE_MAX,
+)
 from ninep.wire.messages import (
     IOHDRSZ,
     READDIRHDRSZ,
@@ -148,9 +155,11 @@ _MODE_WITH_QID: Final = frozenset({0o040000 | QTDIR, 0o120000 | QTSYMLINK, 0o100
 _PATH_MAX: Final = 4096
 
 
-def _contradiction(qid_type: int, mode: int) -> OSError | None:
-    """EIO for an Rgetattr whose qid type and mode disagree on the file's type."""
-    if (mode & _S_IFMT) | (qid_type & _QT_KIND) in _MODE_WITH_QID:
+def _contradiction(valid: int, qid_type: int, mode: int) -> OSError | None:
+    """EIO for an Rgetattr whose qid type and mode disagree on the file's type; a mode
+    its ``valid`` mask does not vouch for is not looked at (9P2000.L leaves it
+    undefined: a server may send 0)."""
+    if not valid & GETATTR_MODE or (mode & _S_IFMT) | (qid_type & _QT_KIND) in _MODE_WITH_QID:
         return None
     return OSError(errno.EIO, f"bad Rgetattr: mode {mode:o} with qid type {qid_type:#x}")
 
@@ -165,7 +174,7 @@ def _rgetattr_of(frame: bytes) -> GetattrFields | OSError:
         # global's load each costs as much as the arithmetic
         if (values[4] & 0o170000) | (values[1] & 0x82) in _MODE_WITH_QID:
             return _fields_of(values)
-        return _contradiction(values[1], values[4]) or _fields_of(values)
+        return _contradiction(values[0], values[1], values[4]) or _fields_of(values)
     try:
         _, reply = decode(frame)
     except DecodeError as exc:
@@ -287,7 +296,7 @@ class Fid:
     async def getattr(self, request_mask: int = GETATTR_ALL) -> Rgetattr:
         """Tgetattr; EIO for a reply whose mode and qid disagree on the file's type."""
         reply = await self.client.call(Tgetattr(self.fid, request_mask), Rgetattr)
-        contradiction = _contradiction(reply.qid.type, reply.mode)
+        contradiction = _contradiction(reply.valid, reply.qid.type, reply.mode)
         if contradiction is not None:
             raise contradiction
         return reply

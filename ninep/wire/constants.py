@@ -19,6 +19,7 @@ __all__ = [
     "DT_UNKNOWN",
     "GETATTR_ALL",
     "GETATTR_BASIC",
+    "GETATTR_MODE",
     "HEADER_SIZE",
     "IOHDRSZ",
     "LOCK_BLOCKED",
@@ -89,6 +90,7 @@ O_DIRECTORY: Final = 0o200000
 O_NOFOLLOW: Final = 0o400000
 
 GETATTR_BASIC: Final = 0x7FF
+GETATTR_MODE: Final = 0x1  # valid's bit for the mode
 GETATTR_ALL: Final = 0x3FFF
 
 SETATTR_MODE: Final = 0x1

@@ -10,13 +10,14 @@ import errno
 import logging
 import struct
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import pytest_asyncio
 
 from ninep.clients import Client, ProtocolError, Tree, VersionError
 from ninep.clients.fid import GetattrFields
-from ninep.wire.constants import IOHDRSZ, XATTR_SIZE_MAX
+from ninep.wire.constants import GETATTR_MODE, IOHDRSZ, XATTR_SIZE_MAX
 from ninep.wire.dirent import pack_dirent
 from ninep.wire.messages import (
     NOTAG,
@@ -264,6 +265,19 @@ async def test_an_rgetattr_whose_qid_contradicts_its_mode_is_eio(
     assert not isinstance(result, ConnectionError)
     liar.lies.clear()
     await still_works(tree)
+
+
+async def test_a_mode_that_valid_does_not_vouch_for_is_not_checked(
+        liar: LyingServer, tree: Tree) -> None:
+    # 9P2000.L leaves a field outside the valid mask undefined: a mode of 0 there is no lie
+    reply = replace(_getattr(FILE, 0), valid=0x7FF & ~GETATTR_MODE)
+    liar.lie(Tgetattr, lambda tag, _: encode(tag, reply))
+    fid = await tree.root.walk(("f",))
+    assert (await fid.getattr()).mode == 0
+    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
+    assert fid.getattr_soon(answer.set_result)
+    result = await asyncio.wait_for(answer, HANG)
+    assert isinstance(result, GetattrFields) and result.mode == 0
 
 
 @pytest.mark.parametrize("ecode", [0, 0xFFFFFFFF, 4096, 512])

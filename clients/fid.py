@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import fields
@@ -145,12 +146,12 @@ _fields_of: Final = GetattrFields._make
 # getattr path. A mode of no file type has none. Linux takes the inode's type from the
 # mode and v9fs parts of it from the qid: a front server passing on a contradiction
 # would hand its clients both.
-_S_IFMT: Final = 0o170000
+_S_IFMT: Final = stat.S_IFMT(0o777777)  # the type bits of a mode
 _QT_KIND: Final = QTDIR | QTSYMLINK
 if (_S_IFMT, _QT_KIND) != (0o170000, 0x82):
     raise TypeError("_rgetattr_of spells S_IFMT and QTDIR | QTSYMLINK as 0o170000, 0x82")
-_MODE_WITH_QID: Final = frozenset({0o040000 | QTDIR, 0o120000 | QTSYMLINK, 0o100000,
-                                   0o020000, 0o060000, 0o010000, 0o140000})
+_MODE_WITH_QID: Final = frozenset({stat.S_IFDIR | QTDIR, stat.S_IFLNK | QTSYMLINK, stat.S_IFREG,
+                                   stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK})
 # Linux's PATH_MAX, the terminating NUL included: no symlink target is longer
 _PATH_MAX: Final = 4096
 

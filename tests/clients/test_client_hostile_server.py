@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from ninep.clients import Client, ProtocolError, Tree, VersionError
-from ninep.clients.fid import GetattrFields
+from ninep.clients.fid import Fid, GetattrFields
 from ninep.wire.constants import GETATTR_MODE, IOHDRSZ, XATTR_SIZE_MAX
 from ninep.wire.dirent import pack_dirent
 from ninep.wire.messages import (
@@ -77,6 +77,13 @@ async def eio(call: object) -> OSError:
     return caught.value
 
 
+async def getattr_soon(fid: Fid) -> GetattrFields | OSError:
+    """What Fid.getattr_soon's callback is given (the request must be taken)."""
+    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
+    assert fid.getattr_soon(answer.set_result)
+    return await asyncio.wait_for(answer, HANG)
+
+
 async def broken(call: object, client: Client) -> ProtocolError:
     """The ProtocolError that ``call`` raises; the connection is closed by then."""
     with pytest.raises(ProtocolError) as caught:
@@ -115,9 +122,7 @@ async def test_a_truncated_body_on_the_callback_path_closes_the_connection(
         liar: LyingServer, tree: Tree) -> None:
     liar.lie(Tgetattr, lambda tag, _: frame(Rgetattr.type, tag, b"\0" * 20))
     fid = await tree.root.walk(("f",))
-    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
-    assert fid.getattr_soon(answer.set_result)
-    result = await asyncio.wait_for(answer, HANG)
+    result = await getattr_soon(fid)
     assert isinstance(result, ProtocolError)
     assert fid.client.closed
 
@@ -258,9 +263,7 @@ async def test_an_rgetattr_whose_qid_contradicts_its_mode_is_eio(
     liar.lie(Tgetattr, lambda tag, _: encode(tag, _getattr(qid, mode)))
     fid = await tree.root.walk(("f",))
     await eio(fid.getattr())
-    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
-    assert fid.getattr_soon(answer.set_result)
-    result = await asyncio.wait_for(answer, HANG)
+    result = await getattr_soon(fid)
     assert isinstance(result, OSError) and result.errno == errno.EIO
     assert not isinstance(result, ConnectionError)
     liar.lies.clear()
@@ -274,9 +277,7 @@ async def test_a_mode_that_valid_does_not_vouch_for_is_not_checked(
     liar.lie(Tgetattr, lambda tag, _: encode(tag, reply))
     fid = await tree.root.walk(("f",))
     assert (await fid.getattr()).mode == 0
-    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
-    assert fid.getattr_soon(answer.set_result)
-    result = await asyncio.wait_for(answer, HANG)
+    result = await getattr_soon(fid)
     assert isinstance(result, GetattrFields) and result.mode == 0
 
 
@@ -286,9 +287,7 @@ async def test_an_rlerror_errno_that_is_no_errno_is_eio(
     liar.lie(Tgetattr, lambda tag, _: encode(tag, Rlerror(ecode)))
     fid = await tree.root.walk(("f",))
     await eio(fid.getattr())
-    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
-    assert fid.getattr_soon(answer.set_result)
-    result = await asyncio.wait_for(answer, HANG)
+    result = await getattr_soon(fid)
     assert isinstance(result, OSError) and result.errno == errno.EIO
 
 
@@ -340,9 +339,7 @@ async def test_a_wrong_type_on_the_callback_path_closes_the_connection(
         liar: LyingServer, tree: Tree) -> None:
     liar.lie(Tgetattr, lambda tag, _: encode(tag, Rattach(FILE)))
     fid = await tree.root.walk(("f",))
-    answer: asyncio.Future[GetattrFields | OSError] = asyncio.get_running_loop().create_future()
-    assert fid.getattr_soon(answer.set_result)
-    assert isinstance(await asyncio.wait_for(answer, HANG), ProtocolError)
+    assert isinstance(await getattr_soon(fid), ProtocolError)
     assert fid.client.closed
 
 
